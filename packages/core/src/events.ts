@@ -1,0 +1,88 @@
+/**
+ * Everything the engine, checkers and builders do is reported as one of these events, so the CLI
+ * can draw progress, `--json` can stream them and a program can log them. Events never carry
+ * credentials. `image` is the image URI the event is about.
+ */
+import type { Architecture } from "./layers.js";
+
+export interface SerializedError {
+  name: string;
+  code: string;
+  message: string;
+  hint?: string;
+}
+
+interface EventBase {
+  /** Milliseconds since the epoch. */
+  time: number;
+  image: string;
+}
+
+export type BuildEvent =
+  | (EventBase & { type: "check.start"; checker: string; platforms: Architecture[] })
+  | (EventBase & {
+      type: "check.result";
+      checker: string;
+      result: "present" | "absent" | "error";
+      /** The URI the checker found, when present. */
+      uri?: string;
+      error?: SerializedError;
+    })
+  | (EventBase & { type: "check.skipped"; reason: "force" | "latest" | "no-checkers" | "no-build-needed" })
+  | (EventBase & { type: "build.start"; builder: string; platforms: Architecture[]; dryRun: boolean })
+  /** A build step started (or was taken from cache). */
+  | (EventBase & {
+      type: "build.step";
+      platform?: Architecture;
+      step: string;
+      index?: number;
+      total?: number;
+      cached?: boolean;
+    })
+  | (EventBase & { type: "build.log"; platform?: Architecture; step?: string; line: string })
+  /** Platforms of a multi-platform image already present in the registry (not rebuilt). */
+  | (EventBase & { type: "build.platforms-present"; present: Architecture[]; missing: Architecture[] })
+  | (EventBase & {
+      type: "push.progress";
+      layer: string;
+      status: string;
+      current?: number;
+      total?: number;
+    })
+  | (EventBase & { type: "push.done"; digest?: string; platform?: Architecture })
+  | (EventBase & {
+      type: "registry.ratelimit";
+      registry: string;
+      limit?: number;
+      remaining?: number;
+      retryAfterSeconds?: number;
+    })
+  | (EventBase & { type: "registry.retry"; registry: string; attempt: number; delayMs: number; reason: string })
+  | (EventBase & { type: "lock.wait"; lockPath: string })
+  | (EventBase & {
+      type: "done";
+      uri: string;
+      digest?: string;
+      durationMs: number;
+      /** False when an existing image was found (or dry run). */
+      built: boolean;
+      dryRun: boolean;
+    })
+  | (EventBase & { type: "error"; error: SerializedError });
+
+export type BuildEventType = BuildEvent["type"];
+
+/** Distributive Omit so each member keeps its own fields. */
+export type BuildEventInput = BuildEvent extends infer E ? (E extends BuildEvent ? Omit<E, "time"> : never) : never;
+
+export type EventListener = (event: BuildEvent) => void;
+
+/** Stamps the time on an event and hands it to a listener; a throwing listener never breaks a build. */
+export function emit(listener: EventListener | undefined, event: BuildEventInput): void {
+  if (!listener) return;
+  try {
+    listener({ ...event, time: Date.now() } as BuildEvent);
+  } catch {
+    // A logging callback must not fail the build it observes.
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The data model of an image spec. Layers are plain, JSON-serialisable data so a remote builder can
+ * ship the spec; `Image` (image.ts) builds and validates them, `hash.ts` encodes them, `dockerfile.ts`
+ * renders them and `context.ts` streams the files they reference.
+ *
+ * Host paths (`hostPath`) are absolute on the declaring machine. They never enter the content tag:
+ * the tag covers the destination path and the files' contents, so it is the same in every checkout.
+ */
+
+export type Architecture = "linux/amd64" | "linux/arm64";
+export const ARCHITECTURES: readonly Architecture[] = ["linux/amd64", "linux/arm64"];
+
+/** How Python packages are installed: uv (copied from `uvImage`) or plain pip (no extra image). */
+export type PythonInstaller = "uv" | "pip";
+export type NodePackageManager = "npm" | "pnpm";
+
+export interface PipOptions {
+  indexUrl?: string;
+  extraIndexUrls?: string[];
+  pre?: boolean;
+  /** Extra installer arguments, each one argv element (never split by a shell). */
+  extraArgs?: string[];
+}
+
+export type Layer =
+  | { kind: "aptPackages"; packages: string[] }
+  | ({ kind: "pipPackages"; packages: string[] } & PipOptions)
+  /** A requirements file copied into the image then installed. */
+  | ({ kind: "requirements"; hostPath: string; name: string } & PipOptions)
+  /** Shell commands, each run as its own `RUN` (the user asked for a shell). */
+  | { kind: "commands"; commands: string[] }
+  | { kind: "env"; vars: Array<[key: string, value: string]> }
+  | { kind: "workdir"; path: string }
+  /** A directory copied to `dest`, filtered by the image's ignore rules. */
+  | { kind: "sourceFolder"; hostPath: string; dest: string }
+  | { kind: "sourceFile"; hostPath: string; dest: string }
+  /** A .dockerignore file whose patterns apply to every later source folder (and uv/node projects). */
+  | { kind: "dockerIgnore"; hostPath: string; patterns: string[] }
+  /** pyproject.toml + uv.lock copied first, `uv sync --frozen` run, then (optionally) the project sources. */
+  | { kind: "uvProject"; pyprojectHostPath: string; lockHostPath: string; extraArgs?: string[] }
+  /** package.json + lockfile copied and installed first, then the sources of `hostPath` after. */
+  | { kind: "nodeProject"; hostPath: string; dest: string; manager: NodePackageManager; lockfile: string }
+  | { kind: "labels"; labels: Array<[key: string, value: string]> }
+  | { kind: "user"; user: string };
+
+export type LayerKind = Layer["kind"];
+
+/** Where the files of layer `index` live inside the build context. Every layer gets its own folder so
+ * files from anywhere on the host map into the context without clashes or `..` paths. */
+export function contextDirForLayer(index: number): string {
+  return `kiln-layers/${index}`;
+}
+
+export type BaseSpec =
+  /** An existing image; `python`/`node` say which runtime it carries, for the Dockerfile recipe. */
+  | { kind: "image"; ref: string; python?: [number, number]; node?: number }
+  /** A user Dockerfile with its own context. */
+  | {
+      kind: "dockerfile";
+      dockerfileHostPath: string;
+      contextHostPath: string;
+      buildArgs: Array<[key: string, value: string]>;
+      target?: string;
+    };
+
+export interface ImageSpec {
+  base: BaseSpec;
+  layers: Layer[];
+  /** Registry host[:port][/namespace], e.g. `ghcr.io/acme` or `localhost:5000`. Absent: local only. */
+  registry?: string;
+  name: string;
+  /** Explicit tag; absent means the automatic content tag. */
+  tag?: string;
+  platform: Architecture[];
+  installer: PythonInstaller;
+  /** Image uv is copied from when `installer` is "uv". */
+  uvImage: string;
+  /** False for images that must not get further layers (e.g. a finished Dockerfile image). */
+  extendable: boolean;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs and starts what Kiln's tests need on a Debian bookworm machine (run as root):
+# a Docker Engine (Debian's docker.io), the distribution registry binary (docker-registry, started by
+# the test suites themselves on loopback ports), busybox-static (to make base images with no internet),
+# skopeo (benchmark baseline) and htpasswd. Idempotent: safe to run on a machine that has it all.
+set -euo pipefail
+
+need=()
+for pkg in docker.io docker-registry busybox-static skopeo apache2-utils iptables git ca-certificates; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "services: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! docker version >/dev/null 2>&1; then
+  echo "services: starting dockerd"
+  mkdir -p /var/log
+  # Debian's docker.io ships containerd as a separate binary; dockerd starts it itself.
+  nohup dockerd --host=unix:///var/run/docker.sock >/var/log/kiln-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    docker version >/dev/null 2>&1 && break
+    sleep 1
+  done
+  if ! docker version >/dev/null 2>&1; then
+    echo "services: dockerd did not start; its log:" >&2
+    tail -50 /var/log/kiln-dockerd.log >&2
+    exit 1
+  fi
+fi
+echo "services: docker $(docker version --format '{{.Server.Version}}') ready"
