@@ -6,7 +6,7 @@
 set -euo pipefail
 
 need=()
-for pkg in docker.io docker-registry busybox-static skopeo apache2-utils iptables git ca-certificates; do
+for pkg in docker.io docker-registry busybox-static skopeo apache2-utils debootstrap openssl iptables git ca-certificates; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

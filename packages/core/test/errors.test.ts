@@ -1,0 +1,1 @@
+import { it, expect } from "vitest"; import { KilnError, ValidationError } from "../src/errors.js"; it("marks errors", () => { const e = new ValidationError("tag", "x\n", "bad"); expect(KilnError.isInstance(e)).toBe(true); expect(ValidationError.isInstance(e)).toBe(true); expect(e.message).toContain("\\n"); });
