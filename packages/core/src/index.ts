@@ -33,9 +33,108 @@ export { KILN_API_VERSION } from "./builder.js";
 export type { ImageChecker, ImageCheckerClass, ImageCheckerLike, ImageBuilder, ImageBuild, BuildImageOptions } from "./builder.js";
 
 // image spec (image.ts, validate.ts, dockerfile.ts) — helper A
+export { Image, DEFAULT_PYTHON_VERSION, DEFAULT_NODE_VERSION, DEFAULT_IMAGE_NAME, DEFAULT_UV_IMAGE, DEFAULT_PLATFORMS, KILN_SPEC_VERSION } from "./image.js";
+export type { CommonImageOptions, DebianBaseOptions, NodeBaseOptions, DockerfileOptions, CloneOptions, UvProjectOptions, NodeProjectOptions, ImageJSON } from "./image.js";
+export { renderDockerfile, dockerBuildTarget, requirementsPathInImage, KILN_FINAL_STAGE } from "./dockerfile.js";
+export type { RenderOptions } from "./dockerfile.js";
+export {
+  validateRegistry,
+  validateRepositoryName,
+  validateTag,
+  validateImageReference,
+  validatePlatforms,
+  validatePipRequirement,
+  validateAptPackage,
+  validateEnvKey,
+} from "./validate.js";
 
 // reference, hashing, build context (reference.ts, hash.ts, context.ts) — helper B
+export { parseReference, formatReference, DOCKER_HUB_REGISTRY } from "./reference.js";
+export type { ParsedReference, FormatReferenceOptions } from "./reference.js";
+export { DEFAULT_IGNORE_PATTERNS, parseDockerignore, IgnoreMatcher, IgnorePattern } from "./dockerignore.js";
+export { listSpecFiles, walkDirectory, namedContextFiles, ignoreRulesForFolder, compareUtf8 } from "./walk.js";
+export type { WalkEntry, EntryType, FileGroup, SpecFiles, IgnoreSource, WalkOptions } from "./walk.js";
+export { computeTag, explainTag, diffTagExplanations, digestFileSync, TAG_RECIPE_VERSION } from "./hash.js";
+export type { ImageLike, TagInput, TagExplanation, TagInputChange, HashOptions, ExplainOptions } from "./hash.js";
+export { FileDigestCache, hashCacheFile, sharedDigestCache } from "./statcache.js";
+export type { StatIdentity } from "./statcache.js";
+export { createBuildContext, contextDockerfilePath, SourceChangedError } from "./context.js";
+export type { BuildContext, BuildContextOptions } from "./context.js";
 
 // registry client (registry/…) — helper C
+export {
+  RegistryClient,
+  toRegistryReference,
+  checkImage,
+  defaultRegistryClient,
+  registerCredentialProvider,
+  unregisterCredentialProvider,
+  credentialProviders,
+  dockerConfigCredentials,
+  dockerConfigPath,
+  runCredentialHelper,
+  DOCKER_HUB_CONFIG_KEY,
+  DOCKER_HUB_ENDPOINT,
+  isDockerHub,
+  isLoopbackRegistry,
+  resolveEndpoint,
+  parseChallenges,
+  parseRetryAfter,
+  parseRateLimit,
+  normalizePlatform,
+  platformsOf,
+  platformsOfIndex,
+  platformOfConfig,
+  missingPlatforms,
+  isAttestationDescriptor,
+  OCI_INDEX,
+  OCI_MANIFEST,
+  DOCKER_MANIFEST,
+  DOCKER_MANIFEST_LIST,
+  OCI_CONFIG,
+  DOCKER_CONFIG,
+  MANIFEST_MEDIA_TYPES,
+  MANIFEST_ACCEPT,
+  isIndexMediaType,
+  isImageManifestMediaType,
+} from "./registry/index.js";
+export type {
+  RegistryClientOptions,
+  RegistryReference,
+  RegistryTimeouts,
+  CredentialSource,
+  ManifestDescriptor,
+  FetchedManifest,
+  CheckImageOptions,
+  CheckImageResult,
+  CredentialProvider,
+  RegistryCredentials,
+  RegistryEndpoint,
+  AuthChallenge,
+  RetryOptions,
+  RateLimitInfo,
+} from "./registry/index.js";
 
 // engine, discovery, config, CLI support (engine.ts, discovery.ts, config.ts, …) — helper D
+export { ImageBuildEngine, build, init, buildKey, repositoryOf } from "./engine.js";
+export type { EngineBuildOptions, EngineImageBuild, EngineBuildHandle, BuildOutcome } from "./engine.js";
+export { registerImageBuilder, unregisterImageBuilder, selectBuilder, getInitOptions } from "./selection.js";
+export type { InitOptions, SelectedBuilder } from "./selection.js";
+export { loadConfig, findProjectDir, CONFIG_FILE_NAME } from "./config.js";
+export type { KilnConfig, LoadedConfig } from "./config.js";
+export {
+  discoverPlugins,
+  resolvePackageDir,
+  findProvider,
+  loadImageBuilder,
+  loadImageChecker,
+  loadCredentialProvider,
+  activateCredentialProviders,
+} from "./discovery.js";
+export type { PluginDiscovery, DiscoveredProvider, DiscoveredPackage, PluginProblem, ProviderKind } from "./discovery.js";
+export { toNamedChecker, runCheckers } from "./checkers.js";
+export type { NamedChecker, CheckOutcome, RunCheckersOptions } from "./checkers.js";
+export { acquireImageLock, lockDirectory, lockPathFor } from "./lock.js";
+export type { LockHandle, AcquireLockOptions } from "./lock.js";
+export { SharedWork } from "./dedupe.js";
+export { redactSecrets, redactUrl, serializeError } from "./redact.js";

@@ -1,1 +1,13 @@
-export {};
+// Public API of @kiln/docker.
+export { DockerImageBuilder } from "./builder.js";
+export type { DockerImageBuilderOptions } from "./builder.js";
+export { LocalDockerImageChecker, RegistryImageChecker, hasRegistryHost } from "./checkers.js";
+export type { LocalDockerImageCheckerOptions, RegistryImageCheckerOptions } from "./checkers.js";
+export { resolveDockerConnection, DEFAULT_DOCKER_SOCKET } from "./connection.js";
+export type { DockerConnection } from "./connection.js";
+export { DockerDaemon } from "./daemon.js";
+export type { DaemonInfo } from "./daemon.js";
+export { decodeStatusResponse, decodeTraceAux } from "./buildkitTrace.js";
+export type { TraceStatusResponse, TraceVertex, TraceStatus, TraceLog } from "./buildkitTrace.js";
+export { platformTag, assembleIndex } from "./multiPlatform.js";
+export { LABEL_KILN_VERSION, LABEL_TAG_INPUTS, LABEL_REVISION } from "./provenance.js";

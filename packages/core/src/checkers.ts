@@ -1,0 +1,91 @@
+/**
+ * Running checkers. A builder's `getCheckers()` may return instances or — the reference guide's
+ * shape — classes with a static `imageExists`; a class with only an instance method is created
+ * with no arguments. They run in order: the first URI wins; a checker that throws or returns null
+ * passes to the next.
+ */
+import type { ImageChecker, ImageCheckerLike } from "./builder.js";
+import { CheckFailedError, KilnError } from "./errors.js";
+import { emit, type EventListener, type SerializedError } from "./events.js";
+import type { Architecture } from "./layers.js";
+import { serializeError } from "./redact.js";
+
+export interface NamedChecker {
+  name: string;
+  imageExists: ImageChecker["imageExists"];
+}
+
+/** Normalises any accepted checker shape to a named `imageExists` function. */
+export function toNamedChecker(checker: ImageCheckerLike | (new () => ImageChecker)): NamedChecker {
+  if (typeof checker === "function") {
+    const cls = checker as unknown as { name: string; imageExists?: ImageChecker["imageExists"]; prototype?: Partial<ImageChecker> };
+    if (typeof cls.imageExists === "function") return { name: cls.name || "checker", imageExists: cls.imageExists.bind(cls) };
+    if (typeof cls.prototype?.imageExists === "function") {
+      const instance = new (checker as new () => ImageChecker)();
+      return { name: cls.name || "checker", imageExists: instance.imageExists.bind(instance) };
+    }
+  } else if (checker && typeof (checker as ImageChecker).imageExists === "function") {
+    const instance = checker as ImageChecker & { name?: unknown };
+    const name = typeof instance.name === "string" && instance.name ? instance.name : instance.constructor?.name && instance.constructor.name !== "Object" ? instance.constructor.name : "checker";
+    return { name, imageExists: instance.imageExists.bind(instance) };
+  }
+  throw new KilnError(`Not an image checker: ${String(checker)}`, {
+    hint: "getCheckers() must return objects with imageExists(repository, tag, arch) or classes with a static imageExists.",
+  });
+}
+
+export interface CheckOutcome {
+  /** The URI of the first checker that found the image, else null. */
+  uri: string | null;
+  /** Name of the checker that found it. */
+  foundBy?: string;
+  results: Array<{ checker: string; result: "present" | "absent" | "error"; uri?: string; error?: SerializedError }>;
+}
+
+export interface RunCheckersOptions {
+  /** The image URI, for events. */
+  image: string;
+  onEvent?: EventListener;
+  signal?: AbortSignal;
+  /** Every checker erroring becomes a CheckFailedError instead of "absent". */
+  strict?: boolean;
+}
+
+/** Runs checkers in order until one finds the image. */
+export async function runCheckers(
+  checkers: readonly NamedChecker[],
+  repository: string,
+  tag: string,
+  platforms: readonly Architecture[],
+  options: RunCheckersOptions,
+): Promise<CheckOutcome> {
+  const outcome: CheckOutcome = { uri: null, results: [] };
+  for (const checker of checkers) {
+    options.signal?.throwIfAborted();
+    emit(options.onEvent, { type: "check.start", image: options.image, checker: checker.name, platforms: [...platforms] });
+    try {
+      const uri = await checker.imageExists(repository, tag, [...platforms]);
+      if (typeof uri === "string" && uri.length > 0) {
+        outcome.results.push({ checker: checker.name, result: "present", uri });
+        emit(options.onEvent, { type: "check.result", image: options.image, checker: checker.name, result: "present", uri });
+        outcome.uri = uri;
+        outcome.foundBy = checker.name;
+        return outcome;
+      }
+      outcome.results.push({ checker: checker.name, result: "absent" });
+      emit(options.onEvent, { type: "check.result", image: options.image, checker: checker.name, result: "absent" });
+    } catch (error) {
+      const serialized = serializeError(error);
+      outcome.results.push({ checker: checker.name, result: "error", error: serialized });
+      emit(options.onEvent, { type: "check.result", image: options.image, checker: checker.name, result: "error", error: serialized });
+    }
+  }
+  if (options.strict && checkers.length > 0 && outcome.results.every((r) => r.result === "error")) {
+    const reasons = outcome.results.map((r) => `${r.checker}: ${r.error?.message}`).join("; ");
+    throw new CheckFailedError(`Every checker failed for ${options.image} (strict mode): ${reasons}`, {
+      hint: "Fix the checkers' access to the registry (credentials, network), or run without strict mode (KILN_STRICT=0) to build anyway.",
+      details: { image: options.image, results: outcome.results },
+    });
+  }
+  return outcome;
+}

@@ -1,0 +1,32 @@
+/** `kiln check <image-ref>` — exit 0 present, 1 absent, 2 could not tell. */
+import { InvalidReferenceError } from "../../errors.js";
+import { serializeError } from "../../redact.js";
+import { checkImage } from "../../registry/check.js";
+import { parse, parsePlatforms } from "../args.js";
+import type { CommandContext } from "../run.js";
+
+export async function run(args: string[], context: CommandContext): Promise<number> {
+  const { values, positionals } = parse("check", args, { platform: { type: "string" }, json: { type: "boolean" } }, { min: 1, max: 1, names: "one image reference" });
+  const platforms = parsePlatforms(values.platform) ?? ["linux/amd64"];
+  const ref = positionals[0]!;
+  try {
+    const answer = await checkImage(ref, { platforms });
+    if (values.json) {
+      context.stdout.write(`${JSON.stringify({ ref, status: answer.present ? "present" : "absent", ...answer })}\n`);
+    } else if (answer.present) {
+      context.stdout.write(`present ${answer.uri}${answer.digest ? `@${answer.digest}` : ""}\n`);
+    } else if (answer.exists) {
+      context.stdout.write(`absent ${answer.uri}: missing platform(s) ${answer.missing.join(", ")} (has ${answer.platforms.join(", ") || "none"})\n`);
+    } else {
+      context.stdout.write(`absent ${answer.uri}\n`);
+    }
+    return answer.present ? 0 : 1;
+  } catch (error) {
+    if (context.signal.aborted) throw error;
+    if (InvalidReferenceError.isInstance(error)) throw error; // bad usage: exit 2 with the hint
+    const serialized = serializeError(error);
+    if (values.json) context.stdout.write(`${JSON.stringify({ ref, status: "unknown", error: serialized })}\n`);
+    context.stderr.write(`kiln: could not tell whether ${ref} exists: ${serialized.message}\n${serialized.hint ? `hint: ${serialized.hint}\n` : ""}`);
+    return 2;
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * `kiln plan <spec>` — per image: uri, tag, exists (true/false/unknown), action (skip/build).
+ * Images with a registry are checked concurrently (bounded) through ONE RegistryClient, so tokens
+ * and keep-alive connections are shared. Images without a registry (local only) are asked of the
+ * selected builder's checkers through an engine dry run. Nothing is built.
+ * Exit 0 when every answer is known, 2 when some could not be determined.
+ */
+import { resolve } from "node:path";
+import { findProjectDir, loadConfig } from "../../config.js";
+import { build } from "../../engine.js";
+import type { BuildEvent } from "../../events.js";
+import type { Image } from "../../image.js";
+import { serializeError } from "../../redact.js";
+import { RegistryClient } from "../../registry/client.js";
+import { checkImage } from "../../registry/check.js";
+import { selectRegistry } from "../../selection.js";
+import { parse, parsePlatforms, UsageError } from "../args.js";
+import type { CommandContext } from "../run.js";
+import { loadSpec } from "../spec.js";
+
+export interface PlanRow {
+  export: string;
+  uri: string;
+  tag: string;
+  platforms: string[];
+  exists: boolean | "unknown";
+  action: "skip" | "build";
+  /** Requested platforms missing from an existing image. */
+  missing?: string[];
+  /** Why exists is "unknown". */
+  reason?: string;
+}
+
+async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>, signal: AbortSignal): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      signal.throwIfAborted();
+      const index = next++;
+      results[index] = await fn(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+export async function run(args: string[], context: CommandContext): Promise<number> {
+  const { values, positionals } = parse("plan", args, {
+    registry: { type: "string" },
+    platform: { type: "string" },
+    concurrency: { type: "string" },
+    json: { type: "boolean" },
+    project: { type: "string" },
+  }, { min: 1, max: 1, names: "one spec file" });
+  const platforms = parsePlatforms(values.platform);
+  const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
+    throw new UsageError(`Invalid --concurrency ${JSON.stringify(values.concurrency)}: expected an integer from 1 to 64`, { hint: "E.g. --concurrency 8." });
+  }
+  const projectDir = values.project ? resolve(values.project) : findProjectDir();
+  const defaultRegistry = values.registry ?? selectRegistry(loadConfig(projectDir));
+  const specs = await loadSpec(positionals[0]!);
+  const client = new RegistryClient();
+
+  const planOne = async ({ exportName, image: declared }: { exportName: string; image: Image }): Promise<PlanRow> => {
+    let image = declared;
+    if (image.needsBuild && ((defaultRegistry && (values.registry || !image.registry)) || platforms)) {
+      image = image.clone({ ...(defaultRegistry && (values.registry || !image.registry) ? { registry: defaultRegistry } : {}), ...(platforms ? { platform: platforms } : {}) });
+    }
+    const row: PlanRow = { export: exportName, uri: image.uri, tag: image.tag, platforms: [...image.platform], exists: "unknown", action: "build" };
+    if (!image.needsBuild) row.action = "skip";
+    if (image.registry || !image.needsBuild) {
+      try {
+        const answer = await checkImage(image.uri, { platforms: image.platform, client });
+        row.exists = answer.present;
+        if (answer.exists && !answer.present) row.missing = answer.missing;
+      } catch (error) {
+        row.reason = serializeError(error).message;
+      }
+    } else {
+      // Local-only image: the builder's checkers decide (e.g. the local Docker daemon).
+      const events: BuildEvent[] = [];
+      try {
+        const result = await build(image, { dryRun: true, projectDir, signal: context.signal, onEvent: (e) => events.push(e) });
+        const checks = events.filter((e): e is Extract<BuildEvent, { type: "check.result" }> => e.type === "check.result");
+        if (result.outcome === "found") row.exists = true;
+        else if (checks.length > 0 && checks.every((c) => c.result === "error")) row.reason = checks.map((c) => `${c.checker}: ${c.error?.message}`).join("; ");
+        else if (checks.length > 0) row.exists = false;
+        else row.reason = "the builder has no checkers";
+      } catch (error) {
+        if (context.signal.aborted) throw error;
+        row.reason = serializeError(error).message;
+      }
+    }
+    if (image.tag === "latest") row.action = "build";
+    else if (row.exists === true || !image.needsBuild) row.action = "skip";
+    return row;
+  };
+
+  const rows = await mapBounded(specs, concurrency, planOne, context.signal);
+  if (values.json) {
+    for (const row of rows) context.stdout.write(`${JSON.stringify(row)}\n`);
+  } else {
+    const uriWidth = Math.max(3, ...rows.map((r) => r.uri.length));
+    context.stdout.write(`${"IMAGE".padEnd(uriWidth)}  EXISTS   ACTION\n`);
+    for (const row of rows) {
+      context.stdout.write(`${row.uri.padEnd(uriWidth)}  ${String(row.exists).padEnd(7)}  ${row.action}${row.missing ? ` (missing ${row.missing.join(", ")})` : ""}${row.reason ? ` (${row.reason})` : ""}\n`);
+    }
+  }
+  return rows.some((r) => r.exists === "unknown") ? 2 : 0;
+}

@@ -1,0 +1,80 @@
+/**
+ * Runs one command with the shared plumbing: an AbortSignal fired by SIGINT (a second SIGINT exits
+ * at once), typed errors printed with their hint (credentials redacted), and exit codes:
+ * 0 success, 1 the operation failed, 2 bad usage / could not determine, 130 interrupted.
+ */
+import { CancelledError, KilnError } from "../errors.js";
+import { redactSecrets, serializeError } from "../redact.js";
+import type { CommandName } from "./help.js";
+
+export interface CommandContext {
+  signal: AbortSignal;
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+  /** Whether stderr is a terminal (live progress). */
+  interactive: boolean;
+  /** True when the user passed --json (errors are then also printed as a JSON line). */
+  json: boolean;
+}
+
+export type CommandModule = { run(args: string[], context: CommandContext): Promise<number> };
+
+const USAGE_CODES = new Set([
+  "KILN_USAGE", "KILN_VALIDATION", "KILN_INVALID_REFERENCE", "KILN_SPEC_LOAD", "KILN_CONFIG",
+  "KILN_UNKNOWN_BUILDER", "KILN_PLUGIN_LOAD", "KILN_CHECK_FAILED", "KILN_SOURCE_NOT_FOUND",
+]);
+
+export function exitCodeFor(error: unknown, signal: AbortSignal): number {
+  if (signal.aborted || CancelledError.isInstance(error)) return 130;
+  if (KilnError.isInstance(error) && USAGE_CODES.has(error.code)) return 2;
+  return 1;
+}
+
+const loaders: Record<CommandName, () => Promise<CommandModule>> = {
+  build: () => import("./commands/build.js"),
+  plan: () => import("./commands/plan.js"),
+  explain: () => import("./commands/explain.js"),
+  dockerfile: () => import("./commands/dockerfile.js"),
+  check: () => import("./commands/check.js"),
+  plugins: () => import("./commands/plugins.js"),
+};
+
+export async function runCommand(command: CommandName, args: string[]): Promise<number> {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130); // the user insists; locks are removed by the exit hook
+    process.stderr.write("\nkiln: interrupted, cleaning up… (Ctrl-C again to quit at once)\n");
+    controller.abort(new CancelledError("Interrupted (SIGINT)"));
+  };
+  process.on("SIGINT", onSigint);
+  process.on("SIGTERM", onSigint);
+  const context: CommandContext = {
+    signal: controller.signal,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    interactive: Boolean(process.stderr.isTTY) && !process.env.CI && process.env.TERM !== "dumb",
+    json: args.includes("--json"),
+  };
+  try {
+    const module = await loaders[command]();
+    const code = await module.run(args, context);
+    return controller.signal.aborted ? 130 : code;
+  } catch (error) {
+    const code = exitCodeFor(error, controller.signal);
+    printError(error, context, code);
+    return code;
+  } finally {
+    process.off("SIGINT", onSigint);
+    process.off("SIGTERM", onSigint);
+  }
+}
+
+export function printError(error: unknown, context: CommandContext, code: number): void {
+  const serialized = serializeError(code === 130 && !CancelledError.isInstance(error) ? new CancelledError("Interrupted") : error);
+  if (context.json) context.stderr.write(`${JSON.stringify({ type: "error", time: Date.now(), error: serialized })}\n`);
+  context.stderr.write(`kiln: ${serialized.message}\n`);
+  if (serialized.hint) context.stderr.write(`hint: ${serialized.hint}\n`);
+  if (process.env.KILN_DEBUG && error instanceof Error && error.stack) context.stderr.write(`${redactSecrets(error.stack)}\n`);
+}

@@ -1,0 +1,125 @@
+/**
+ * Project configuration. Two places, both optional, read without running any code:
+ *
+ *   1. `kiln.config.json` in the project directory — wins key by key;
+ *   2. the `kiln` field of the project's own package.json.
+ *
+ * Keys: `imageBuilder` (a builder name), `imageRegistry` (registry host[:port][/namespace]) and
+ * `strict` (boolean). In package.json the `kiln` field may also carry a plugin manifest
+ * (`apiVersion`, `imageBuilders`, `imageCheckers`, `credentialProviders`) when the project is itself
+ * a plugin; those keys are left to discovery. Anything else is a ConfigError naming file and key.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { ConfigError, describeValue } from "./errors.js";
+
+export interface KilnConfig {
+  imageBuilder?: string;
+  imageRegistry?: string;
+  strict?: boolean;
+}
+
+export interface LoadedConfig extends KilnConfig {
+  /** Where each key came from (file path), for messages and `kiln plugins`. */
+  sources: Partial<Record<keyof KilnConfig, string>>;
+}
+
+export const CONFIG_FILE_NAME = "kiln.config.json";
+const CONFIG_KEYS = ["imageBuilder", "imageRegistry", "strict"] as const;
+const MANIFEST_KEYS = new Set(["apiVersion", "imageBuilders", "imageCheckers", "credentialProviders"]);
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$/;
+const REGISTRY_PATTERN = /^[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+
+/** The nearest directory at or above `start` holding a package.json (or `start` itself if none). */
+export function findProjectDir(start: string = process.cwd()): string {
+  let dir = resolve(start);
+  for (;;) {
+    try {
+      readFileSync(join(dir, "package.json"));
+      return dir;
+    } catch {
+      const parent = dirname(dir);
+      if (parent === dir) return resolve(start);
+      dir = parent;
+    }
+  }
+}
+
+function readJson(file: string): unknown | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new ConfigError(`Cannot read ${file}: ${(error as Error).message}`, { details: { file } });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${file} is not valid JSON: ${(error as Error).message}`, {
+      hint: "Fix the JSON syntax of the file.",
+      details: { file },
+    });
+  }
+}
+
+function validateSection(raw: unknown, file: string, where: string, allowManifestKeys: boolean): KilnConfig {
+  if (raw === undefined) return {};
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ConfigError(`${where} in ${file} must be an object, got ${describeValue(raw)}`, {
+      hint: `Write ${where} as { "imageBuilder": "docker", "imageRegistry": "ghcr.io/acme" }.`,
+      details: { file, key: where },
+    });
+  }
+  const out: KilnConfig = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const keyPath = where === "(root)" ? key : `${where}.${key}`;
+    const fail = (reason: string, hint: string): never => {
+      throw new ConfigError(`Invalid ${keyPath} ${describeValue(value)} in ${file}: ${reason}`, {
+        hint,
+        details: { file, key: keyPath },
+      });
+    };
+    switch (key) {
+      case "imageBuilder":
+        if (typeof value !== "string" || !NAME_PATTERN.test(value)) fail("expected a builder name", 'Use the name a plugin declares, e.g. "docker".');
+        out.imageBuilder = value as string;
+        break;
+      case "imageRegistry":
+        if (typeof value !== "string" || !REGISTRY_PATTERN.test(value)) fail("expected a registry host[:port][/namespace]", 'E.g. "ghcr.io/acme" or "localhost:5000".');
+        out.imageRegistry = value as string;
+        break;
+      case "strict":
+        if (typeof value !== "boolean") fail("expected true or false", 'Write "strict": true to fail when every checker errors.');
+        out.strict = value as boolean;
+        break;
+      default:
+        if (allowManifestKeys && MANIFEST_KEYS.has(key)) break;
+        throw new ConfigError(`Unknown key ${describeValue(keyPath)} in ${file}`, {
+          hint: `Known keys: ${CONFIG_KEYS.join(", ")}${allowManifestKeys ? ` (and the plugin manifest keys ${[...MANIFEST_KEYS].join(", ")})` : ""}.`,
+          details: { file, key: keyPath },
+        });
+    }
+  }
+  return out;
+}
+
+/** Reads and validates the project configuration. Missing files are fine; malformed ones throw ConfigError. */
+export function loadConfig(projectDir: string): LoadedConfig {
+  const pkgFile = join(projectDir, "package.json");
+  const pkg = readJson(pkgFile) as Record<string, unknown> | undefined;
+  const fromPackage = pkg && typeof pkg === "object" ? validateSection(pkg.kiln, pkgFile, "kiln", true) : {};
+  const configFile = join(projectDir, CONFIG_FILE_NAME);
+  const fromFile = validateSection(readJson(configFile), configFile, "(root)", false);
+  const merged: LoadedConfig = { sources: {} };
+  for (const key of CONFIG_KEYS) {
+    if (fromFile[key] !== undefined) {
+      (merged as unknown as Record<string, unknown>)[key] = fromFile[key];
+      merged.sources[key] = configFile;
+    } else if (fromPackage[key] !== undefined) {
+      (merged as unknown as Record<string, unknown>)[key] = fromPackage[key];
+      merged.sources[key] = pkgFile;
+    }
+  }
+  return merged;
+}

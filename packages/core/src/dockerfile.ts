@@ -1,0 +1,280 @@
+/**
+ * `renderDockerfile(image, { buildkit })`: the one Dockerfile every builder uses.
+ *
+ * Ordering rule (for cache reuse without changing what the user meant):
+ * 1. `FROM <base>`, then (when a layer needs uv) `COPY --from=<uvImage> /uv /uvx /usr/local/bin/`.
+ * 2. The layers are split into segments at "barrier" layers — commands, env, workdir, user — which stay
+ *    exactly where they were declared (a command may need earlier packages or sources; env, workdir and
+ *    user change what later steps mean). Inside a segment Kiln renders, in declared order within each
+ *    group: apt packages, then each dependency install with its manifest copied just before it
+ *    (requirements file, pyproject + uv.lock, package.json + lockfile), then the source copies
+ *    (source folders, source files, node project sources). So editing sources never invalidates installs.
+ * 3. Labels last (metadata; changing one rebuilds nothing else).
+ *
+ * Safety: RUN always uses the JSON exec form (user values are argv elements or `$@` positional
+ * parameters, never spliced into a script); words Docker substitutes in are escaped (quote.ts).
+ * No `# syntax=` line is ever written: it would pull a frontend image from Docker Hub.
+ *
+ * Users: after a `user` layer, COPY gets `--chown=<user>` (the declared user, which must exist for its
+ * USER to work at all) and apt installs switch to root and back. Kiln never emits a WORKDIR or USER
+ * that was not declared, so a base image's own working directory and user are kept.
+ *
+ * The build context layout this assumes (context.ts streams it): files of layer `i` live under
+ * `contextDirForLayer(i)`: a source folder's contents at `kiln-layers/i/`, a source file or requirements
+ * file at `kiln-layers/i/<basename>`, a uv project as `kiln-layers/i/pyproject.toml` + `kiln-layers/i/uv.lock`,
+ * a node project's (filtered) contents at `kiln-layers/i/` including its package.json and lockfile.
+ *
+ * `fromDockerfile` images: the user's Dockerfile as is; with layers, Kiln's instructions are appended to
+ * its last stage, or, with `target`, to a new stage `FROM <target> AS kiln-final` (see `dockerBuildTarget`).
+ */
+import { readFileSync } from "node:fs";
+import { SourceNotFoundError, ValidationError } from "./errors.js";
+import type { Image } from "./image.js";
+import { contextDirForLayer, type ImageSpec, type Layer, type PipOptions } from "./layers.js";
+import { doubleQuote, escapeWord, jsonArray } from "./quote.js";
+
+export interface RenderOptions {
+  /** Use BuildKit cache mounts (`RUN --mount=type=cache`). Default true; false renders plain RUN steps. */
+  buildkit?: boolean;
+}
+
+/** The stage Kiln appends when a `fromDockerfile` image with a `target` gets more layers. */
+export const KILN_FINAL_STAGE = "kiln-final";
+
+/** Where requirements files are copied inside the image. */
+export function requirementsPathInImage(index: number, name: string): string {
+  return `/opt/kiln/requirements/${index}/${name}`;
+}
+
+const APT_CACHE_MOUNTS = [
+  "--mount=type=cache,target=/var/cache/apt,sharing=locked",
+  "--mount=type=cache,target=/var/lib/apt/lists,sharing=locked",
+];
+const PIP_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/pip";
+const UV_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/uv";
+const NPM_CACHE_MOUNT = "--mount=type=cache,target=/root/.npm";
+const PNPM_STORE = "/root/.local/share/pnpm/store";
+const PNPM_CACHE_MOUNT = `--mount=type=cache,target=${PNPM_STORE}`;
+
+/** Longest line Docker's Dockerfile scanner reads comfortably (its buffer is 64 KiB). */
+const MAX_LINE_BYTES = 60_000;
+
+type Phase = "apt" | "install" | "source" | "barrier" | "label";
+interface Part {
+  phase: Phase;
+  lines: string[];
+}
+interface Ctx {
+  buildkit: boolean;
+  spec: Readonly<ImageSpec>;
+  /** The user declared by the latest `user` layer, if any. */
+  user: string | undefined;
+}
+
+function specOf(image: Image | Readonly<ImageSpec>): Readonly<ImageSpec> {
+  return "spec" in image && typeof image.spec === "object" ? image.spec : (image as Readonly<ImageSpec>);
+}
+
+export function renderDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = true }: RenderOptions = {}): string {
+  const spec = specOf(image);
+  const lines: string[] = [];
+  if (spec.base.kind === "dockerfile") {
+    const own = readDockerfile(spec.base.dockerfileHostPath);
+    if (spec.layers.length === 0) return own;
+    assertDefaultEscape(own, spec.base.dockerfileHostPath);
+    lines.push(own.replace(/\s*$/, ""));
+    if (spec.base.target !== undefined) lines.push(`FROM ${spec.base.target} AS ${KILN_FINAL_STAGE}`);
+  } else {
+    lines.push(`FROM ${spec.base.ref}`);
+  }
+  if (spec.layers.some(needsUv(spec))) lines.push(`COPY --from=${spec.uvImage} /uv /uvx /usr/local/bin/`);
+  lines.push(...renderLayers(spec, buildkit));
+  const text = `${lines.join("\n")}\n`;
+  for (const line of text.split("\n")) {
+    if (Buffer.byteLength(line) > MAX_LINE_BYTES) {
+      throw new ValidationError("Dockerfile instruction", `${line.slice(0, 60)}...`, `is longer than ${MAX_LINE_BYTES} bytes`, {
+        hint: "split long package lists or commands over several with* calls",
+      });
+    }
+  }
+  return text;
+}
+
+/** The `--target` a builder should pass for this image (undefined: build the last stage). */
+export function dockerBuildTarget(image: Image | Readonly<ImageSpec>): string | undefined {
+  const spec = specOf(image);
+  if (spec.base.kind !== "dockerfile" || spec.base.target === undefined) return undefined;
+  return spec.layers.length === 0 ? spec.base.target : KILN_FINAL_STAGE;
+}
+
+function needsUv(spec: Readonly<ImageSpec>) {
+  return (layer: Layer): boolean =>
+    layer.kind === "uvProject" || (spec.installer === "uv" && (layer.kind === "pipPackages" || layer.kind === "requirements"));
+}
+
+function renderLayers(spec: Readonly<ImageSpec>, buildkit: boolean): string[] {
+  const out: string[] = [];
+  const labels: string[] = [];
+  const ctx: Ctx = { buildkit, spec, user: undefined };
+  let segment: Part[] = [];
+  const flush = () => {
+    for (const phase of ["apt", "install", "source"] as const) {
+      for (const part of segment) if (part.phase === phase) out.push(...part.lines);
+    }
+    segment = [];
+  };
+  spec.layers.forEach((layer, index) => {
+    for (const part of renderLayer(layer, index, ctx)) {
+      if (part.phase === "label") labels.push(...part.lines);
+      else if (part.phase === "barrier") {
+        flush();
+        out.push(...part.lines);
+      } else segment.push(part);
+    }
+    if (layer.kind === "user") ctx.user = layer.user;
+  });
+  flush();
+  return [...out, ...labels];
+}
+
+function isRoot(user: string | undefined): boolean {
+  return user === undefined || /^(root|0)(:.*)?$/.test(user);
+}
+
+function copy(ctx: Ctx, sources: string[], dest: string): string {
+  const chown = isRoot(ctx.user) ? "" : `--chown=${ctx.user} `;
+  return `COPY ${chown}${jsonArray([...sources.map(escapeWord), escapeWord(dest)])}`;
+}
+
+function run(mounts: string[], argv: string[]): string {
+  return ["RUN", ...mounts, jsonArray(argv)].join(" ");
+}
+
+/** `/bin/sh -c <constant script> sh <args...>`: the script reads user values only as "$@" / "$1". */
+function sh(script: string, args: string[]): string[] {
+  return ["/bin/sh", "-c", script, "sh", ...args];
+}
+
+function asDir(dest: string): string {
+  return dest.endsWith("/") ? dest : `${dest}/`;
+}
+
+function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
+  const dir = contextDirForLayer(index);
+  const { buildkit } = ctx;
+  switch (layer.kind) {
+    case "aptPackages": {
+      const install = 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -- "$@"';
+      const lines = buildkit
+        ? [run(APT_CACHE_MOUNTS, sh(
+            "rm -f /etc/apt/apt.conf.d/docker-clean && echo 'Binary::apt::APT::Keep-Downloaded-Packages \"true\";' > /etc/apt/apt.conf.d/keep-cache && " + install,
+            layer.packages,
+          ))]
+        : [run([], sh(`${install} && rm -rf /var/lib/apt/lists/*`, layer.packages))];
+      // apt needs root; switch for this step only when a non-root user was declared.
+      return [{ phase: "apt", lines: isRoot(ctx.user) ? lines : ["USER root", ...lines, `USER ${ctx.user}`] }];
+    }
+    case "pipPackages":
+      return [{ phase: "install", lines: [pythonInstall(ctx, layer, ["--", ...layer.packages])] }];
+    case "requirements": {
+      const target = requirementsPathInImage(index, layer.name);
+      return [{ phase: "install", lines: [copy(ctx, [`${dir}/${layer.name}`], target), pythonInstall(ctx, layer, ["-r", target])] }];
+    }
+    case "uvProject": {
+      const noCache = buildkit ? [] : ["--no-cache"];
+      const script = 'UV_PROJECT_ENVIRONMENT="$(python3 -c \'import sys; print(sys.prefix)\')" exec uv sync --frozen --no-install-project "$@"';
+      return [{
+        phase: "install",
+        lines: [
+          copy(ctx, [`${dir}/pyproject.toml`, `${dir}/uv.lock`], "./"),
+          run(buildkit ? [UV_CACHE_MOUNT] : [], sh(script, [...noCache, ...(layer.extraArgs ?? [])])),
+        ],
+      }];
+    }
+    case "nodeProject": {
+      const dest = asDir(layer.dest);
+      let install: string;
+      if (layer.manager === "pnpm") {
+        install = run(buildkit ? [PNPM_CACHE_MOUNT] : [], sh(
+          buildkit
+            ? `corepack enable && cd "$1" && pnpm install --frozen-lockfile --store-dir ${PNPM_STORE}`
+            : 'corepack enable && cd "$1" && pnpm install --frozen-lockfile && pnpm store prune',
+          [dest],
+        ));
+      } else {
+        install = run(buildkit ? [NPM_CACHE_MOUNT] : [], sh(
+          buildkit ? 'cd "$1" && npm ci' : 'cd "$1" && npm ci && npm cache clean --force',
+          [dest],
+        ));
+      }
+      return [
+        { phase: "install", lines: [copy(ctx, [`${dir}/package.json`, `${dir}/${layer.lockfile}`], dest), install] },
+        { phase: "source", lines: [copy(ctx, [`${dir}/`], dest)] },
+      ];
+    }
+    case "sourceFolder":
+      return [{ phase: "source", lines: [copy(ctx, [`${dir}/`], layer.dest)] }];
+    case "sourceFile": {
+      const name = layer.hostPath.split(/[\\/]/).pop()!;
+      return [{ phase: "source", lines: [copy(ctx, [`${dir}/${name}`], layer.dest)] }];
+    }
+    case "dockerIgnore":
+      return []; // applied by the build context, not an instruction
+    case "commands":
+      return [{ phase: "barrier", lines: layer.commands.map((c) => run([], ["/bin/sh", "-c", c])) }];
+    case "env":
+      return [{ phase: "barrier", lines: [`ENV ${layer.vars.map(([k, v]) => `${k}=${doubleQuote(v)}`).join(" ")}`] }];
+    case "workdir":
+      return [{ phase: "barrier", lines: [`WORKDIR ${doubleQuote(layer.path)}`] }];
+    case "user":
+      return [{ phase: "barrier", lines: [`USER ${layer.user}`] }];
+    case "labels":
+      return [{ phase: "label", lines: [`LABEL ${layer.labels.map(([k, v]) => `${k}=${doubleQuote(v)}`).join(" ")}`] }];
+    default: {
+      const never: never = layer;
+      throw new ValidationError("layer", never, "unknown layer kind");
+    }
+  }
+}
+
+/** uv (`uv pip install --system`) or pip (`python3 -m pip install`), options as argv elements. */
+function pythonInstall(ctx: Ctx, o: PipOptions, tail: string[]): string {
+  const opts: string[] = [];
+  if (o.indexUrl !== undefined) opts.push("--index-url", o.indexUrl);
+  for (const url of o.extraIndexUrls ?? []) opts.push("--extra-index-url", url);
+  if (ctx.spec.installer === "uv") {
+    if (o.pre) opts.push("--prerelease=allow");
+    const cache = ctx.buildkit ? ["--link-mode=copy"] : ["--no-cache"];
+    return run(ctx.buildkit ? [UV_CACHE_MOUNT] : [], ["uv", "pip", "install", "--system", ...cache, ...opts, ...(o.extraArgs ?? []), ...tail]);
+  }
+  if (o.pre) opts.push("--pre");
+  const cache = ctx.buildkit ? [] : ["--no-cache-dir"];
+  return run(ctx.buildkit ? [PIP_CACHE_MOUNT] : [], [
+    "python3", "-m", "pip", "install", "--disable-pip-version-check", ...cache, ...opts, ...(o.extraArgs ?? []), ...tail,
+  ]);
+}
+
+/** Kiln's escaping assumes Docker's default escape character; a `# escape=` directive changes it. */
+function assertDefaultEscape(dockerfile: string, path: string): void {
+  for (const line of dockerfile.split(/\r?\n/)) {
+    const directive = /^#\s*([A-Za-z][A-Za-z0-9]*)\s*=\s*(.+?)\s*$/.exec(line);
+    if (!directive) break; // directives only appear at the very top
+    if (directive[1]!.toLowerCase() === "escape" && directive[2] !== "\\") {
+      throw new ValidationError("fromDockerfile escape directive", directive[2], "Kiln cannot append layers to a Dockerfile with a custom escape character", {
+        hint: `remove the "# escape=" directive from ${path}, or add the steps to the Dockerfile itself`,
+      });
+    }
+  }
+}
+
+function readDockerfile(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new SourceNotFoundError(`fromDockerfile: cannot read the Dockerfile ${path}`, {
+      cause: error,
+      hint: "the Dockerfile must still exist when the image is rendered and built",
+      details: { field: "fromDockerfile file", path },
+    });
+  }
+}

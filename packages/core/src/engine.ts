@@ -1,0 +1,210 @@
+/**
+ * The image build engine: check first, build only what no checker has, never twice.
+ *
+ *  1. The default registry (init > KILN_IMAGE_REGISTRY > config) is applied to an image declared
+ *     without a registry, as `image.clone({ registry })` — the content tag does not change.
+ *  2. An image that needs no build (fromBase without layers) is returned as is.
+ *  3. Unless `force` or tag `latest`: the selected builder's checkers run in order; the first URI
+ *     wins; a checker that throws or returns null passes to the next. Strict mode turns "every
+ *     checker errored" into a CheckFailedError.
+ *  4. `dryRun` stops here and returns the URI the build would produce — the builder is never
+ *     called, whatever kind of image it is.
+ *  5. Otherwise a per-image lock file is taken (another process building the same image is waited
+ *     for, then the check runs again), and the builder builds and pushes.
+ *
+ * Concurrent calls for the same image in one process share one build (dedupe.ts).
+ */
+import type { ImageBuild, ImageBuilder } from "./builder.js";
+import { toNamedChecker, runCheckers } from "./checkers.js";
+import { loadConfig } from "./config.js";
+import { SharedWork } from "./dedupe.js";
+import { BuildFailedError, CancelledError, KilnError } from "./errors.js";
+import { emit, type EventListener } from "./events.js";
+import type { Image } from "./image.js";
+import type { Architecture } from "./layers.js";
+import { acquireImageLock } from "./lock.js";
+import { redactSecrets, serializeError } from "./redact.js";
+import { activateCredentialProviders } from "./discovery.js";
+import { getDiscovery, init as initSelection, resolveProjectDir, selectBuilder, selectRegistry, selectStrict, type InitOptions } from "./selection.js";
+
+export interface EngineBuildOptions {
+  /** Builder name or instance for this call (beats init / env / config). */
+  builder?: string | ImageBuilder;
+  /** Skip the existence check and build. */
+  force?: boolean;
+  /** Check, but never build or push; return the URI that would be produced. */
+  dryRun?: boolean;
+  /** False: return at once with a handle whose `wait()` resolves when done. Default true. */
+  wait?: boolean;
+  signal?: AbortSignal;
+  onEvent?: EventListener;
+  /** Every checker erroring fails instead of building (also KILN_STRICT=1). */
+  strict?: boolean;
+  /** Project whose config/plugins are used (default: init's, else nearest package.json). */
+  projectDir?: string;
+}
+
+export type BuildOutcome =
+  /** A checker found the image; nothing was built. */
+  | "found"
+  /** The builder built (and pushed) it. */
+  | "built"
+  /** Dry run: it would be built. */
+  | "would-build"
+  /** fromBase without layers: the base image is used as is. */
+  | "not-needed";
+
+export interface EngineImageBuild extends ImageBuild {
+  outcome: BuildOutcome;
+  /** The checker that found the image, for outcome "found". */
+  foundBy?: string;
+  builder?: string;
+}
+
+export interface EngineBuildHandle extends ImageBuild {
+  /** The URI the image will have (the builder may report another one on completion). */
+  uri: string;
+  wait: () => Promise<EngineImageBuild>;
+}
+
+const shared = new SharedWork<EngineImageBuild>();
+
+/** The key two builds of "the same image" share: uri + platforms (+ mode, so a dry run never stands in for a build). */
+export function buildKey(image: Image, options: { dryRun?: boolean; force?: boolean } = {}): string {
+  const platforms = [...image.platform].sort().join(",");
+  return `${image.uri}|${platforms}|${options.dryRun ? "dry" : options.force ? "force" : "build"}`;
+}
+
+/** `<registry>/<name>` — what checkers receive as `repository`. */
+export function repositoryOf(image: Image): string {
+  return image.registry ? `${image.registry}/${image.name}` : image.name;
+}
+
+function withDefaultRegistry(image: Image, registry: string | undefined): Image {
+  if (!registry || image.registry || !image.needsBuild) return image;
+  return image.clone({ registry });
+}
+
+async function runBuild(image: Image, options: EngineBuildOptions, signal: AbortSignal, onEvent: EventListener): Promise<EngineImageBuild> {
+  const started = Date.now();
+  const projectDir = resolveProjectDir(options.projectDir);
+  const config = loadConfig(projectDir);
+  const strict = selectStrict(options.strict, config);
+  const uri = image.uri;
+  const dryRun = options.dryRun ?? false;
+  const platforms: Architecture[] = [...image.platform];
+  const done = (result: EngineImageBuild, built: boolean): EngineImageBuild => {
+    emit(onEvent, {
+      type: "done", image: uri, uri: result.uri ?? uri, durationMs: Date.now() - started, built, dryRun,
+      ...(result.digest ? { digest: result.digest } : {}),
+    });
+    return result;
+  };
+
+  if (!image.needsBuild) {
+    emit(onEvent, { type: "check.skipped", image: uri, reason: "no-build-needed" });
+    return done({ uri, outcome: "not-needed" }, false);
+  }
+
+  const selected = await selectBuilder(options.builder, projectDir, config);
+  // Plugins' credential providers (e.g. ECR) must be registered before checkers or pushes reach a registry.
+  await activateCredentialProviders(getDiscovery(projectDir));
+  const checkers = (selected.builder.getCheckers?.() ?? []).map((c) => toNamedChecker(c));
+  const check = async () => {
+    const skip = options.force ? "force" : image.tag === "latest" ? "latest" : checkers.length === 0 ? "no-checkers" : undefined;
+    if (skip) {
+      emit(onEvent, { type: "check.skipped", image: uri, reason: skip });
+      return null;
+    }
+    return runCheckers(checkers, repositoryOf(image), image.tag, platforms, { image: uri, onEvent, signal, strict });
+  };
+
+  const first = await check();
+  if (first?.uri) return done({ uri: first.uri, outcome: "found", foundBy: first.foundBy, builder: selected.name }, false);
+  signal.throwIfAborted();
+
+  if (dryRun) {
+    emit(onEvent, { type: "build.start", image: uri, builder: selected.name, platforms, dryRun: true });
+    return done({ uri, outcome: "would-build", builder: selected.name }, false);
+  }
+
+  const lock = await acquireImageLock(`${uri}|${[...platforms].sort().join(",")}`, {
+    signal,
+    onWait: (lockPath) => emit(onEvent, { type: "lock.wait", image: uri, lockPath }),
+  });
+  try {
+    if (lock.waited && !options.force) {
+      // Another process held the lock: it has probably just pushed this very image.
+      const again = await check();
+      if (again?.uri) return done({ uri: again.uri, outcome: "found", foundBy: again.foundBy, builder: selected.name }, false);
+    }
+    signal.throwIfAborted();
+    emit(onEvent, { type: "build.start", image: uri, builder: selected.name, platforms, dryRun: false });
+    let result: ImageBuild;
+    try {
+      result = await selected.builder.buildImage(image, { dryRun: false, wait: true, force: options.force ?? false, signal, onEvent });
+    } catch (error) {
+      if (signal.aborted) throw new CancelledError(`Build of ${uri} cancelled`, { cause: error });
+      if (KilnError.isInstance(error)) throw error;
+      throw new BuildFailedError(`Builder ${selected.name} failed to build ${uri}: ${redactSecrets((error as Error)?.message ?? String(error))}`, {
+        hint: "See the build log above; fix the failing step and build again.",
+        cause: error,
+        details: { image: uri, builder: selected.name },
+      });
+    }
+    signal.throwIfAborted();
+    return done({ ...result, uri: result.uri, outcome: "built", builder: selected.name }, true);
+  } finally {
+    lock.release();
+  }
+}
+
+/** Runs the build inside the shared work, so its error event reaches every caller once. */
+async function runShared(image: Image, options: EngineBuildOptions, signal: AbortSignal, fanOut: EventListener): Promise<EngineImageBuild> {
+  try {
+    return await runBuild(image, options, signal, fanOut);
+  } catch (error) {
+    const final = signal.aborted && !CancelledError.isInstance(error) ? new CancelledError(`Build of ${image.uri} cancelled`, { cause: error }) : error;
+    emit(fanOut, { type: "error", image: image.uri, error: serializeError(final) });
+    throw final;
+  }
+}
+
+function engineBuild(image: Image, options: EngineBuildOptions): Promise<EngineImageBuild> {
+  const projectDir = resolveProjectDir(options.projectDir);
+  const target = withDefaultRegistry(image, selectRegistry(loadConfig(projectDir)));
+  // Callers without a signal get the very same promise as the build already in flight.
+  return shared.run(buildKey(target, options), (signal, fanOut) => runShared(target, { ...options, projectDir }, signal, fanOut), {
+    signal: options.signal,
+    onEvent: options.onEvent,
+  });
+}
+
+export function build(image: Image, options: EngineBuildOptions & { wait: false }): Promise<EngineBuildHandle>;
+export function build(image: Image, options?: EngineBuildOptions): Promise<EngineImageBuild>;
+/**
+ * Builds `image` with the configured builder unless a checker finds it (see the module comment).
+ * Concurrent calls for the same image (uri + platforms) without a signal return the same promise.
+ */
+export function build(image: Image, options: EngineBuildOptions = {}): Promise<EngineImageBuild | EngineBuildHandle> {
+  try {
+    const running = engineBuild(image, options);
+    if (options.wait !== false) return running;
+    running.catch(() => {}); // surfaced by wait(); never an unhandled rejection
+    const target = withDefaultRegistry(image, selectRegistry(loadConfig(resolveProjectDir(options.projectDir))));
+    return Promise.resolve({ uri: target.uri, wait: () => running });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** The reference guide's `ImageBuildEngine.build(image, builder=…)`. */
+export const ImageBuildEngine = {
+  build,
+  init,
+} as const;
+
+/** Sets process-wide defaults: `init({ imageBuilder: "docker", imageRegistry: "ghcr.io/acme" })`. */
+export function init(options: InitOptions = {}): void {
+  initSelection(options);
+}

@@ -1,0 +1,45 @@
+// The registry protocol client (OCI distribution) and what is built on it.
+export { RegistryClient, describeRef, sha256, toRegistryReference } from "./client.js";
+export type {
+  RegistryClientOptions,
+  RegistryReference,
+  RegistryTimeouts,
+  CredentialSource,
+  ManifestDescriptor,
+  FetchedManifest,
+} from "./client.js";
+export { checkImage, defaultRegistryClient } from "./check.js";
+export type { CheckImageOptions, CheckImageResult } from "./check.js";
+export {
+  registerCredentialProvider,
+  unregisterCredentialProvider,
+  credentialProviders,
+} from "./credentials.js";
+export type { CredentialProvider, RegistryCredentials } from "./credentials.js";
+export { dockerConfigCredentials, dockerConfigPath, runCredentialHelper, DOCKER_HUB_CONFIG_KEY } from "./dockerConfig.js";
+export { DOCKER_HUB_ENDPOINT, isDockerHub, isLoopbackRegistry, resolveEndpoint } from "./endpoints.js";
+export type { RegistryEndpoint } from "./endpoints.js";
+export { parseChallenges } from "./auth.js";
+export type { AuthChallenge } from "./auth.js";
+export { parseRetryAfter, parseRateLimit } from "./retry.js";
+export type { RetryOptions, RateLimitInfo } from "./retry.js";
+export {
+  normalizePlatform,
+  platformsOf,
+  platformsOfIndex,
+  platformOfConfig,
+  missingPlatforms,
+  isAttestationDescriptor,
+} from "./platforms.js";
+export {
+  OCI_INDEX,
+  OCI_MANIFEST,
+  DOCKER_MANIFEST,
+  DOCKER_MANIFEST_LIST,
+  OCI_CONFIG,
+  DOCKER_CONFIG,
+  MANIFEST_MEDIA_TYPES,
+  MANIFEST_ACCEPT,
+  isIndexMediaType,
+  isImageManifestMediaType,
+} from "./mediaTypes.js";

@@ -1,0 +1,341 @@
+/**
+ * Validators run where the user declares a value (the `Image` constructors and `with*` methods, and
+ * `Image.fromJSON`). Each failure is a `ValidationError` naming the field (e.g. `withAptPackages[2]`)
+ * and the value, with a hint saying what to do.
+ *
+ * Validation is the first line of defence and is about clear errors; the Dockerfile renderer quotes
+ * every value anyway (quote.ts), so a value that passes here still cannot add an instruction.
+ */
+import { ValidationError } from "./errors.js";
+import { ARCHITECTURES, type Architecture } from "./layers.js";
+import { redactSecrets } from "./redact.js";
+
+/** Longest single user string Kiln accepts; keeps every rendered instruction well under the 64 KiB
+ * line limit of Docker's Dockerfile scanner. */
+export const MAX_VALUE_LENGTH = 8192;
+
+function fail(field: string, value: unknown, reason: string, hint?: string): never {
+  throw new ValidationError(field, value, reason, hint === undefined ? {} : { hint });
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** A string, well-formed UTF-16 (a lone surrogate cannot survive JSON round trips), no NUL. */
+export function requireString(field: string, value: unknown, { allowEmpty = false } = {}): string {
+  if (typeof value !== "string") fail(field, value, `expected a string, got ${value === null ? "null" : typeof value}`);
+  if (!allowEmpty && value.length === 0) fail(field, value, "must not be empty");
+  if (value.includes("\0")) fail(field, value, "contains a NUL character", "remove the \\0 character");
+  if (LONE_SURROGATE.test(value)) fail(field, value, "contains a lone UTF-16 surrogate", "pass valid Unicode text");
+  if (value.length > MAX_VALUE_LENGTH) fail(field, value, `is longer than ${MAX_VALUE_LENGTH} characters`);
+  return value;
+}
+
+/** Rejects NUL, CR, LF and other C0/DEL control characters except tab (values must stay on one line). */
+export function requireSingleLine(field: string, value: unknown, hint?: string): string {
+  const text = requireString(field, value, { allowEmpty: true });
+  // eslint-disable-next-line no-control-regex
+  const bad = /[\u0000-\u0008\u000a-\u001f\u007f]/.exec(text);
+  if (bad) {
+    const what = bad[0] === "\n" ? "a newline" : bad[0] === "\r" ? "a carriage return" : "a control character";
+    fail(field, value, `contains ${what}`, hint ?? "values must be a single line of text without control characters");
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python: PEP 508 requirement specifiers
+
+const PEP508_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?/;
+const VERSION_OP = /^(===|~=|==|!=|<=|>=|<|>)\s*/;
+const VERSION = /^[A-Za-z0-9_.*+!-]+/;
+const MARKER_VARIABLES = new Set([
+  "python_version", "python_full_version", "os_name", "sys_platform", "platform_release",
+  "platform_system", "platform_version", "platform_machine", "platform_python_implementation",
+  "implementation_name", "implementation_version", "extra", "os.name", "sys.platform",
+  "platform.version", "platform.machine", "platform.python_implementation", "python_implementation",
+  "dependency_groups", "extras",
+]);
+
+/** Validates a PEP 508 marker expression token by token (variables, quoted strings, operators, and/or, parens). */
+function checkMarker(field: string, spec: string, marker: string): void {
+  const token = /\s*(\(|\)|===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b|and\b|or\b|'[^'\n]*'|"[^"\n]*"|[A-Za-z_][A-Za-z0-9_.]*)/y;
+  let depth = 0;
+  let pos = 0;
+  let count = 0;
+  while (pos < marker.length) {
+    if (/^\s*$/.test(marker.slice(pos))) break;
+    token.lastIndex = pos;
+    const m = token.exec(marker);
+    if (!m) fail(field, spec, `cannot parse the environment marker near ${JSON.stringify(marker.slice(pos, pos + 20))}`,
+      "markers look like `; python_version < \"3.12\" and sys_platform == \"linux\"`");
+    const t = m[1]!;
+    if (t === "(") depth++;
+    else if (t === ")" && --depth < 0) fail(field, spec, "unbalanced parentheses in the environment marker");
+    else if (/^[A-Za-z_]/.test(t) && !/^(not\s+in|in|and|or)$/.test(t) && !MARKER_VARIABLES.has(t)) {
+      fail(field, spec, `unknown environment marker variable ${JSON.stringify(t)}`,
+        "use a PEP 508 marker variable such as python_version, sys_platform or platform_machine");
+    }
+    pos = token.lastIndex;
+    count++;
+  }
+  if (depth !== 0) fail(field, spec, "unbalanced parentheses in the environment marker");
+  if (count === 0) fail(field, spec, "empty environment marker after `;`");
+}
+
+/** A pip requirement: `name[extra1,extra2] (specifiers) ; marker` or `name @ url ; marker`. */
+export function validatePipRequirement(field: string, value: unknown): string {
+  const spec = requireSingleLine(field, value, "give one requirement per argument, e.g. \"numpy<2\"");
+  const hint = 'use a PEP 508 requirement such as "pandas", "numpy<2", "uvicorn[standard]>=0.30" or "pkg @ https://host/pkg.whl"';
+  if (spec.trim() !== spec) fail(field, spec, "has leading or trailing whitespace", hint);
+  if (spec.startsWith("-")) fail(field, spec, "starts with `-` (pip would read it as an option)",
+    "pass installer options through PipOptions (indexUrl, extraIndexUrls, pre, extraArgs)");
+  const nameMatch = PEP508_NAME.exec(spec);
+  if (!nameMatch) fail(field, spec, "does not start with a package name", hint);
+  let rest = spec.slice(nameMatch[0].length);
+  const extras = /^\s*\[\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:\s*,\s*[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)*)?\s*\]/.exec(rest);
+  if (extras) rest = rest.slice(extras[0].length);
+  const [requirement, ...markerParts] = splitMarker(rest);
+  let body = requirement.trim();
+  if (body.startsWith("@")) {
+    const url = body.slice(1).trim();
+    if (!/^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S+$/.test(url)) fail(field, spec, "the direct reference after `@` is not a URL", hint);
+  } else if (body.length > 0) {
+    const parenthesised = body.startsWith("(") && body.endsWith(")");
+    if (parenthesised) body = body.slice(1, -1).trim();
+    for (const clause of body.split(",")) {
+      const c = clause.trim();
+      const op = VERSION_OP.exec(c);
+      if (!op) fail(field, spec, `version clause ${JSON.stringify(c)} has no comparison operator`, hint);
+      const version = c.slice(op[0].length);
+      const v = VERSION.exec(version);
+      if (!v || v[0] !== version) fail(field, spec, `version clause ${JSON.stringify(c)} is not a valid version`, hint);
+    }
+  }
+  if (markerParts.length > 0) checkMarker(field, spec, markerParts.join(";"));
+  return spec;
+}
+
+/** Splits "specifiers ; marker" at the first `;` (a `;` inside a URL needs a following space, per PEP 508). */
+function splitMarker(rest: string): [string, ...string[]] {
+  const trimmed = rest.trimStart();
+  if (trimmed.startsWith("@")) {
+    const idx = rest.search(/\s;/);
+    return idx < 0 ? [rest] : [rest.slice(0, idx), rest.slice(rest.indexOf(";", idx) + 1)];
+  }
+  const idx = rest.indexOf(";");
+  return idx < 0 ? [rest] : [rest.slice(0, idx), rest.slice(idx + 1)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Debian packages
+
+const APT_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
+const APT_ARCH = /^[a-z0-9][a-z0-9-]*$/;
+const APT_VERSION = /^(?:[0-9]+:)?[A-Za-z0-9][A-Za-z0-9.+~:-]*$/;
+const APT_RELEASE = /^[A-Za-z0-9][A-Za-z0-9.+_-]*$/;
+
+/** `name`, `name=version`, `name:arch`, `name/release` (Debian policy §5.6.1 names). */
+export function validateAptPackage(field: string, value: unknown): string {
+  const pkg = requireString(field, value);
+  const hint = 'use a Debian package name such as "git", "libpq-dev", "curl=7.88.1-10+deb12u5", "gcc:arm64" or "git/bookworm-backports"';
+  if (pkg.startsWith("-")) fail(field, pkg, "starts with `-` (apt-get would read it as an option)", hint);
+  const m = /^([^:=/]+)(?::([^=/]+))?(?:=([^/]+)|\/([^=]+))?$/.exec(pkg);
+  if (!m) fail(field, pkg, "is not a package name", hint);
+  const [, name, arch, version, release] = m;
+  if (!APT_NAME.test(name!)) fail(field, pkg, "package names are lowercase letters, digits, `+`, `-` and `.`, at least two characters, starting with a letter or digit", hint);
+  if (arch !== undefined && !APT_ARCH.test(arch)) fail(field, pkg, `architecture ${JSON.stringify(arch)} is not valid`, hint);
+  if (version !== undefined && !APT_VERSION.test(version)) fail(field, pkg, `version ${JSON.stringify(version)} is not a Debian version`, hint);
+  if (release !== undefined && !APT_RELEASE.test(release)) fail(field, pkg, `release ${JSON.stringify(release)} is not valid`, hint);
+  return pkg;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment, labels, paths, users
+
+export function validateEnvKey(field: string, value: unknown): string {
+  const key = requireString(field, value);
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
+    fail(field, key, "environment variable names are letters, digits and `_`, not starting with a digit",
+      "rename the variable, e.g. MY_SETTING");
+  }
+  return key;
+}
+
+export function validateEnvValue(field: string, value: unknown): string {
+  return requireSingleLine(field, value,
+    "a Dockerfile ENV value is one line; encode newlines yourself (e.g. base64) or ship the text with withSourceFile");
+}
+
+export function validateLabelKey(field: string, value: unknown): string {
+  const key = requireString(field, value);
+  if (!/^[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?$/.test(key) || key.length > 255) {
+    fail(field, key, "label keys are letters, digits, `.`, `-`, `_` and `/`, starting and ending with a letter or digit",
+      "use a reverse-DNS key such as org.opencontainers.image.source");
+  }
+  return key;
+}
+
+export function validateLabelValue(field: string, value: unknown): string {
+  return requireSingleLine(field, value, "a label value is one line of text without control characters");
+}
+
+/** A path inside the image: absolute POSIX or relative to the working directory. */
+export function validateContainerPath(field: string, value: unknown): string {
+  const path = requireSingleLine(field, value, "container paths are one line without control characters");
+  if (path.length === 0) fail(field, path, "must not be empty", 'use an absolute path such as "/app" or a relative one such as "src"');
+  if (path.trim() !== path) fail(field, path, "has leading or trailing whitespace", "remove the surrounding spaces");
+  if (path.includes("\\")) fail(field, path, "contains a backslash", "container paths use `/` as the separator");
+  return path;
+}
+
+/** `name`, `uid`, `name:group` or `uid:gid`. */
+export function validateUser(field: string, value: unknown): string {
+  const user = requireString(field, value);
+  const part = "(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10})";
+  if (!new RegExp(`^${part}(?::${part})?$`).test(user)) {
+    fail(field, user, "expected `name`, `uid`, `name:group` or `uid:gid`", 'e.g. "app", "1000", "app:app" or "1000:1000"');
+  }
+  return user;
+}
+
+/** Arguments passed to an installer as separate argv elements. */
+export function validateExtraArg(field: string, value: unknown): string {
+  const arg = requireSingleLine(field, value, "each extra argument is one argv element on one line");
+  if (arg.length === 0) fail(field, arg, "must not be empty");
+  return arg;
+}
+
+/** A shell command the user wants run (multi-line scripts are allowed; NUL is not). */
+export function validateCommand(field: string, value: unknown): string {
+  const command = requireString(field, value);
+  if (command.trim().length === 0) fail(field, command, "is blank", "pass the shell command to run");
+  return command;
+}
+
+/** pip/uv index URLs: http or https, no credentials (they would be baked into the Dockerfile and the tag). */
+export function validateIndexUrl(field: string, value: unknown): string {
+  const text = requireSingleLine(field, value);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    fail(field, redactSecrets(text), "is not a URL", 'use an http(s) URL such as "https://pypi.org/simple"');
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    fail(field, redactSecrets(text), "only http and https index URLs are supported", 'use an http(s) URL such as "https://pypi.org/simple"');
+  }
+  if (url.username || url.password) {
+    fail(field, redactSecrets(text), "contains credentials, which would be stored in the Dockerfile and the image history",
+      "remove the user:password part; configure index credentials outside the image spec");
+  }
+  if (/\s/.test(text)) fail(field, text, "contains whitespace");
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registries, repositories, tags, image references (OCI distribution reference grammar)
+
+const PATH_COMPONENT = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+const DOMAIN_COMPONENT = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+const DOMAIN = `(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?`;
+const TAG = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+const DIGEST = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}";
+const REPOSITORY_RE = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
+const REGISTRY_RE = new RegExp(`^${DOMAIN}(?:/${PATH_COMPONENT})*$`);
+const TAG_RE = new RegExp(`^${TAG}$`);
+const REFERENCE_RE = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::${TAG})?(?:@${DIGEST})?$`);
+
+export function validateRegistry(field: string, value: unknown): string {
+  const registry = requireString(field, value);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(registry)) {
+    fail(field, registry, "must not include a URL scheme", `drop the scheme: ${JSON.stringify(registry.replace(/^[a-z][a-z0-9+.-]*:\/\//i, ""))}`);
+  }
+  if (!REGISTRY_RE.test(registry) || registry.length > 255) {
+    fail(field, registry, "expected host[:port][/namespace] with a lowercase namespace",
+      'e.g. "ghcr.io/acme", "localhost:5000" or "123456789012.dkr.ecr.eu-west-1.amazonaws.com"');
+  }
+  return registry;
+}
+
+export function validateRepositoryName(field: string, value: unknown, registry?: string): string {
+  const name = requireString(field, value);
+  if (!REPOSITORY_RE.test(name)) {
+    fail(field, name, "repository names are lowercase letters and digits, separated by `.`, `_`, `__` or `-`, in `/`-joined components",
+      name.toLowerCase() !== name ? `use lowercase: ${JSON.stringify(name.toLowerCase())}` : 'e.g. "my-app" or "team/my_app"');
+  }
+  const full = registry === undefined ? name : `${registry}/${name}`;
+  if (full.length > 255) fail(field, name, "the full repository name is longer than 255 characters", "use a shorter name");
+  return name;
+}
+
+export function validateTag(field: string, value: unknown): string {
+  const tag = requireString(field, value);
+  if (!TAG_RE.test(tag)) {
+    fail(field, tag, "tags are up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`", 'e.g. "v1.2.3" or "main-3f2a1c"');
+  }
+  return tag;
+}
+
+/** A full image reference as written in `FROM` (e.g. `python:3.11-slim-bookworm`, `localhost:5000/x@sha256:...`). */
+export function validateImageReference(field: string, value: unknown): string {
+  const ref = requireString(field, value);
+  if (!REFERENCE_RE.test(ref)) {
+    fail(field, ref, "is not an image reference ([registry/]repository[:tag][@digest], lowercase repository)",
+      'e.g. "python:3.11-slim-bookworm" or "ghcr.io/acme/base@sha256:<64 hex>"');
+  }
+  const nameEnd = ref.search(/[:@][^/]*$/);
+  if ((nameEnd < 0 ? ref : ref.slice(0, nameEnd)).length > 255) fail(field, ref, "the repository name is longer than 255 characters");
+  return ref;
+}
+
+/** Build stage names (FROM ... AS name / --target). */
+export function validateStageName(field: string, value: unknown): string {
+  const stage = requireString(field, value);
+  if (!/^[A-Za-z][A-Za-z0-9_.-]*$/.test(stage)) fail(field, stage, "stage names are letters, digits, `_`, `.` and `-`, starting with a letter");
+  return stage;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Platforms and runtime versions
+
+export function validatePlatforms(field: string, value: unknown): Architecture[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    fail(field, value, "expected a non-empty list of platforms", `choose from ${ARCHITECTURES.join(", ")}`);
+  }
+  const seen = new Set<string>();
+  value.forEach((p, i) => {
+    if (typeof p !== "string" || !(ARCHITECTURES as readonly string[]).includes(p)) {
+      fail(`${field}[${i}]`, p, "is not a supported platform", `choose from ${ARCHITECTURES.join(", ")}`);
+    }
+    if (seen.has(p)) fail(`${field}[${i}]`, p, "is listed twice", "list each platform once");
+    seen.add(p);
+  });
+  return [...value] as Architecture[];
+}
+
+export function validatePythonVersion(field: string, value: unknown): [number, number] {
+  if (!Array.isArray(value) || value.length !== 2 || !value.every((n) => Number.isInteger(n))) {
+    fail(field, value, "expected [major, minor], e.g. [3, 12]");
+  }
+  const [major, minor] = value as [number, number];
+  if (major !== 3 || minor < 8 || minor > 30) fail(field, value, "supported Python versions are 3.8 and later", "e.g. [3, 12]");
+  return [major, minor];
+}
+
+export function validateNodeVersion(field: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 18 || value > 99) {
+    fail(field, value, "expected a Node.js major version, 18 or later", "e.g. 20 or 22");
+  }
+  return value;
+}
+
+/** A file name inside the build context (basename of a copied file): no globbing or escape characters,
+ * because Docker's COPY treats `*`, `?`, `[` and `\` in sources as patterns. */
+export function validateContextFileName(field: string, value: unknown): string {
+  const name = requireSingleLine(field, value, "rename the file so its name has no control characters");
+  if (name === "" || name === "." || name === ".." || /[*?[\]\\/]/.test(name)) {
+    fail(field, name, "file names copied into an image must not contain `*`, `?`, `[`, `]`, `\\` or `/`",
+      "rename the file, or copy its folder with withSourceFolder");
+  }
+  return name;
+}

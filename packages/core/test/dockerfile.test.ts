@@ -1,0 +1,150 @@
+/**
+ * Golden-file tests of renderDockerfile: one Dockerfile per layer kind, with and without BuildKit.
+ * Goldens live in test/fixtures/golden/<case>.<buildkit|classic>.Dockerfile; run with UPDATE_GOLDEN=1 to
+ * rewrite them (then review the diff: goldens are the spec of the rendering recipe).
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dockerBuildTarget, KILN_FINAL_STAGE, renderDockerfile } from "../src/dockerfile.js";
+import { SourceNotFoundError, ValidationError } from "../src/errors.js";
+import { Image } from "../src/image.js";
+
+const GOLDEN_DIR = new URL("./fixtures/golden/", import.meta.url);
+const update = process.env.UPDATE_GOLDEN === "1";
+
+let dir: string;
+const p = (...parts: string[]) => join(dir, ...parts);
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "kiln-golden-"));
+  mkdirSync(p("src", "pkg"), { recursive: true });
+  writeFileSync(p("src", "pkg", "main.py"), "print('hi')\n");
+  writeFileSync(p("requirements.txt"), "requests==2.32.3\n");
+  writeFileSync(p("pyproject.toml"), "[project]\nname = 'demo'\nversion = '0.1.0'\n");
+  writeFileSync(p("uv.lock"), "version = 1\n");
+  writeFileSync(p("config.yaml"), "a: 1\n");
+  writeFileSync(p(".dockerignore"), "# comment\n**/*.pyc\n!keep.pyc\n");
+  mkdirSync(p("web"));
+  writeFileSync(p("web", "package.json"), '{"name":"web","version":"1.0.0"}\n');
+  writeFileSync(p("web", "package-lock.json"), '{"lockfileVersion":3}\n');
+  mkdirSync(p("pweb"));
+  writeFileSync(p("pweb", "package.json"), '{"name":"pweb","version":"1.0.0"}\n');
+  writeFileSync(p("pweb", "pnpm-lock.yaml"), "lockfileVersion: '9.0'\n");
+  writeFileSync(p("Dockerfile"), "FROM busybox:1.36 AS build\nRUN echo built > /built\n\nFROM busybox:1.36\nCOPY --from=build /built /built\n");
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const debian = () => Image.fromDebianBase({ pythonVersion: [3, 12] });
+
+const cases: Array<[name: string, make: () => Image]> = [
+  ["base-debian", () => debian()],
+  ["base-node", () => Image.fromNodeBase({ nodeVersion: 22 })],
+  ["apt", () => debian().withAptPackages("git", "curl=7.88.1-10+deb12u5", "libc6:arm64", "vim/bookworm-backports")],
+  ["pip-uv", () => debian().withPipPackages("pandas", "numpy<2", "uvicorn[standard]>=0.30; python_version >= \"3.9\"")],
+  ["pip-uv-options", () => debian().withPipPackages("torch", {
+    indexUrl: "https://download.pytorch.org/whl/cpu",
+    extraIndexUrls: ["https://pypi.org/simple"],
+    pre: true,
+    extraArgs: ["--no-deps"],
+  })],
+  ["pip-pip", () => Image.fromDebianBase({ installer: "pip" }).withPipPackages("pandas", { pre: true, indexUrl: "https://pypi.org/simple" })],
+  ["requirements", () => debian().withRequirements(p("requirements.txt"))],
+  ["requirements-pip", () => Image.fromDebianBase({ installer: "pip" }).withRequirements(p("requirements.txt"), { extraArgs: ["--no-deps"] })],
+  ["commands", () => debian().withCommands("echo one && echo two", "printf '%s\\n' \"$HOME\"\necho second line")],
+  ["env", () => debian().withEnvVars({ MODE: "prod", QUOTED: 'say "hi" $HOME \\ `x`', EMPTY: "" })],
+  ["workdir", () => debian().withWorkdir("/srv/my app")],
+  ["source-folder", () => debian().withSourceFolder(p("src")).withSourceFolder(p("src"), "/app/src")],
+  ["source-file", () => debian().withSourceFile(p("config.yaml")).withSourceFile(p("config.yaml"), "/etc/app/")],
+  ["dockerignore", () => debian().withDockerignore(p(".dockerignore")).withSourceFolder(p("src"), "/app")],
+  ["uv-project", () => debian().withUvProject({ pyproject: p("pyproject.toml"), uvLock: p("uv.lock"), extraArgs: ["--no-dev"] })],
+  ["node-npm", () => Image.fromNodeBase().withWorkdir("/app").withNodeProject(p("web"))],
+  ["node-pnpm", () => Image.fromNodeBase().withNodeProject(p("pweb"), { dest: "/srv/web" })],
+  ["labels", () => debian().withLabels({ "org.opencontainers.image.source": "https://example.com/repo", note: 'a "b" $c' })],
+  ["user", () => debian()
+    .withCommands("useradd --create-home app")
+    .withUser("app")
+    .withAptPackages("git")
+    .withSourceFolder(p("src"), "/home/app/src")],
+  ["ordering", () => debian()
+    .withSourceFolder(p("src"), "/app/src")
+    .withPipPackages("requests")
+    .withAptPackages("git")
+    .withRequirements(p("requirements.txt"))
+    .withLabels({ stage: "one" })
+    .withEnvVars({ MODE: "prod" })
+    .withSourceFile(p("config.yaml"), "/app/config.yaml")
+    .withAptPackages("curl")
+    .withCommands("python -m compileall /app")],
+  ["from-base", () => Image.fromBase("ghcr.io/acme/base:1.0").withEnvVars({ A: "1" })],
+  ["from-dockerfile-layers", () => Image.fromDockerfile(p("Dockerfile")).withPipPackages("rich").withEnvVars({ B: "2" })],
+  ["from-dockerfile-target", () => Image.fromDockerfile(p("Dockerfile"), { target: "build" }).withCommands("echo more")],
+];
+
+describe("renderDockerfile goldens", () => {
+  for (const [name, make] of cases) {
+    for (const buildkit of [true, false]) {
+      const file = `${name}.${buildkit ? "buildkit" : "classic"}.Dockerfile`;
+      it(file, () => {
+        const rendered = renderDockerfile(make(), { buildkit });
+        const url = new URL(file, GOLDEN_DIR);
+        if (update) writeFileSync(url, rendered);
+        expect(rendered).toBe(readFileSync(url, "utf8"));
+        expect(rendered).not.toMatch(/^#\s*syntax/im);
+        if (!buildkit) expect(rendered).not.toContain("--mount");
+      });
+    }
+  }
+});
+
+describe("renderDockerfile rules", () => {
+  it("returns a Dockerfile image's own file untouched when no layers are added", () => {
+    const image = Image.fromDockerfile(p("Dockerfile"), { target: "build" });
+    expect(renderDockerfile(image)).toBe(readFileSync(p("Dockerfile"), "utf8"));
+    expect(dockerBuildTarget(image)).toBe("build");
+    expect(dockerBuildTarget(image.withEnvVars({ A: "1" }))).toBe(KILN_FINAL_STAGE);
+    expect(dockerBuildTarget(Image.fromDockerfile(p("Dockerfile")).withEnvVars({ A: "1" }))).toBeUndefined();
+  });
+
+  it("refuses to append to a Dockerfile with a custom escape directive", () => {
+    writeFileSync(p("Escaped.Dockerfile"), "# escape=`\nFROM busybox:1.36\n");
+    const image = Image.fromDockerfile(p("Escaped.Dockerfile")).withEnvVars({ A: "1" });
+    expect(() => renderDockerfile(image)).toThrow(ValidationError);
+    // Untouched it is fine.
+    expect(renderDockerfile(Image.fromDockerfile(p("Escaped.Dockerfile")))).toContain("escape=`");
+  });
+
+  it("never chowns without a declared user, and never chowns to root", () => {
+    const plain = renderDockerfile(debian().withSourceFolder(p("src"), "/app"));
+    expect(plain).not.toContain("--chown");
+    const root = renderDockerfile(debian().withUser("root").withSourceFolder(p("src"), "/app"));
+    expect(root).not.toContain("--chown");
+    const app = renderDockerfile(debian().withUser("1000:1000").withSourceFolder(p("src"), "/app"));
+    expect(app).toContain('COPY --chown=1000:1000 ["kiln-layers/1/","/app"]');
+  });
+
+  it("never emits a WORKDIR or USER that was not declared", () => {
+    const text = renderDockerfile(debian().withAptPackages("git").withPipPackages("rich").withSourceFolder(p("src")));
+    expect(text).not.toMatch(/^WORKDIR|^USER/m);
+  });
+
+  it("copies uv in only when a layer installs Python packages with uv", () => {
+    expect(renderDockerfile(debian().withAptPackages("git"))).not.toContain("--from=");
+    expect(renderDockerfile(Image.fromDebianBase({ installer: "pip" }).withPipPackages("rich"))).not.toContain("--from=");
+    const custom = Image.fromDebianBase({ uvImage: "localhost:5000/uv:0.8" }).withPipPackages("rich");
+    expect(renderDockerfile(custom)).toContain("COPY --from=localhost:5000/uv:0.8 /uv /uvx /usr/local/bin/");
+  });
+
+  it("a Dockerfile removed after declaration is a SourceNotFoundError at render time", () => {
+    writeFileSync(p("Gone.Dockerfile"), "FROM busybox:1.36\n");
+    const image = Image.fromDockerfile(p("Gone.Dockerfile"));
+    rmSync(p("Gone.Dockerfile"));
+    expect(() => renderDockerfile(image)).toThrow(SourceNotFoundError);
+  });
+
+  it("accepts a spec as well as an Image", () => {
+    const image = debian().withEnvVars({ A: "1" });
+    expect(renderDockerfile(image.spec)).toBe(renderDockerfile(image));
+  });
+});

@@ -1,0 +1,93 @@
+/**
+ * One `POST /build` for one platform: the Dockerfile rendered for the daemon's builder, the context
+ * tar streamed straight from `createBuildContext` into the request body (never copied to disk), and
+ * the whole answer followed to the end by `followBuild`.
+ */
+import { BuildFailedError, CancelledError, createBuildContext, dockerBuildTarget, KilnError, renderDockerfile, type Architecture, type EventListener, type Image } from "@kiln/core";
+import { followBuild, type BuildOutcome } from "./buildProgress.js";
+import type { DockerDaemon } from "./daemon.js";
+
+export interface BuildOneOptions {
+  image: Image;
+  platform: Architecture;
+  /** The local reference to tag the result with (`repo:tag`). */
+  tagRef: string;
+  buildkit: boolean;
+  labels: Record<string, string>;
+  networkMode?: string;
+  noCache?: boolean;
+  pull?: boolean;
+  signal?: AbortSignal;
+  onEvent?: EventListener;
+  redact: (text: string) => string;
+}
+
+export async function buildOne(daemon: DockerDaemon, options: BuildOneOptions): Promise<BuildOutcome> {
+  const { image, platform } = options;
+  const dockerfile = renderDockerfile(image, { buildkit: options.buildkit });
+  const context = await createBuildContext(image, { dockerfile });
+  const base = image.spec.base;
+  const buildArgs = base.kind === "dockerfile" ? Object.fromEntries(base.buildArgs) : {};
+  const abortContext = () => context.stream.destroy();
+  options.signal?.addEventListener("abort", abortContext, { once: true });
+  try {
+    options.signal?.throwIfAborted();
+    let response;
+    try {
+      response = await daemon.dial({
+        method: "POST",
+        path: "/build",
+        query: {
+          t: options.tagRef,
+          dockerfile: context.dockerfilePath,
+          platform,
+          version: options.buildkit ? "2" : "1",
+          labels: options.labels,
+          buildargs: Object.keys(buildArgs).length ? buildArgs : undefined,
+          target: dockerBuildTarget(image),
+          networkmode: options.networkMode,
+          nocache: options.noCache ? "1" : undefined,
+          pull: options.pull ? "1" : undefined,
+          rm: "1",
+          forcerm: "1",
+        },
+        body: context.stream,
+        headers: { "Content-Type": "application/x-tar" },
+        signal: options.signal,
+        statusCodes: { 200: true, 400: "bad parameter", 500: "server error" },
+      });
+    } catch (error) {
+      throw requestFailure(daemon, error, options);
+    }
+    try {
+      return await followBuild(response, {
+        image: image.uri,
+        platform,
+        onEvent: options.onEvent,
+        redact: options.redact,
+      });
+    } catch (error) {
+      response.destroy();
+      if (options.signal?.aborted) throw new CancelledError(`Build of ${image.uri} (${platform}) cancelled`, { cause: error });
+      if (KilnError.isInstance(error)) throw error;
+      throw requestFailure(daemon, error, options);
+    }
+  } finally {
+    options.signal?.removeEventListener("abort", abortContext);
+    if (!context.stream.destroyed) context.stream.destroy();
+  }
+}
+
+/** A refused request (HTTP 4xx/5xx before any stream: a Dockerfile parse error, a bad platform) or a lost daemon. */
+function requestFailure(daemon: DockerDaemon, error: unknown, options: BuildOneOptions): unknown {
+  const translated = daemon.translate(error, options.signal);
+  if (KilnError.isInstance(translated)) return translated;
+  const status = (error as { statusCode?: number }).statusCode;
+  const json = (error as { json?: { message?: string } }).json;
+  const reason = options.redact(String(json?.message ?? (error as Error)?.message ?? error).trim());
+  return new BuildFailedError(`The Docker daemon refused the build of ${options.image.uri} (${options.platform}): ${reason}`, {
+    hint: "Check the rendered Dockerfile (`kiln dockerfile <spec>`) and that the daemon supports this platform.",
+    cause: error,
+    details: { status, platform: options.platform, reason },
+  });
+}

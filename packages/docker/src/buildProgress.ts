@@ -1,0 +1,187 @@
+/**
+ * Follows one build's message stream (classic or BuildKit) to its end: turns it into `build.step` /
+ * `build.log` events, remembers a log tail per step, and returns the built image ID — or throws
+ * `BuildFailedError` with the failing step and the last lines of its log when the stream carries an
+ * error (which the Engine reports inside an HTTP 200 response).
+ */
+import { BuildFailedError, emit, type Architecture, type EventListener } from "@kiln/core";
+import { decodeTraceAux, type TraceVertex } from "./buildkitTrace.js";
+import { readJsonMessages, type EngineMessage } from "./jsonStream.js";
+
+const LOG_TAIL_LINES = 20;
+
+export interface BuildProgressOptions {
+  image: string;
+  platform?: Architecture;
+  onEvent?: EventListener;
+  /** Scrubs secrets (build arg values, credentials) from text before it leaves this module. */
+  redact?: (text: string) => string;
+}
+
+export interface BuildOutcome {
+  imageId: string;
+  steps: string[];
+  /** Steps taken from the build cache. */
+  cachedSteps: number;
+}
+
+/** Keeps the last N lines of a log. */
+class Tail {
+  readonly lines: string[] = [];
+  push(line: string): void {
+    this.lines.push(line);
+    if (this.lines.length > LOG_TAIL_LINES) this.lines.shift();
+  }
+}
+
+export async function followBuild(stream: AsyncIterable<Buffer | string>, options: BuildProgressOptions): Promise<BuildOutcome> {
+  const redact = options.redact ?? ((t: string) => t);
+  const state = new BuildState(options, redact);
+  for await (const message of readJsonMessages(stream)) state.handle(message);
+  return state.finish();
+}
+
+class BuildState {
+  private imageId: string | undefined;
+  private readonly steps: string[] = [];
+  private cachedSteps = 0;
+  private currentStep: string | undefined;
+  private readonly allLogs = new Tail();
+  private readonly stepLogs = new Map<string, Tail>();
+  private error: string | undefined;
+  private failedStep: string | undefined;
+  /** BuildKit: vertex digest → vertex, and the partial last line of each vertex's log. */
+  private readonly vertexes = new Map<string, TraceVertex & { announced: boolean }>();
+  private readonly partial = new Map<string, string>();
+
+  constructor(private readonly options: BuildProgressOptions, private readonly redact: (t: string) => string) {}
+
+  handle(message: EngineMessage): void {
+    if (message.errorDetail || message.error) {
+      this.error = message.errorDetail?.message || message.error || "unknown build error";
+      this.failedStep ??= this.currentStep;
+      return;
+    }
+    if (message.id === "moby.buildkit.trace" && typeof message.aux === "string") {
+      this.handleTrace(message.aux);
+      return;
+    }
+    const aux = message.aux as { ID?: string } | undefined;
+    if (aux && typeof aux === "object" && typeof aux.ID === "string") {
+      this.imageId = aux.ID;
+      return;
+    }
+    if (typeof message.stream === "string") this.handleClassicText(message.stream);
+  }
+
+  /** Classic builder: "Step 2/5 : RUN …" starts a step; " ---> Using cache" marks it cached. */
+  private handleClassicText(text: string): void {
+    for (const raw of text.split("\n")) {
+      const line = raw.replace(/\r$/, "");
+      if (!line.trim()) continue;
+      const step = /^Step (\d+)\/(\d+) : (.*)$/.exec(line);
+      if (step) {
+        this.startStep(step[3]!, Number(step[1]), Number(step[2]), false);
+        continue;
+      }
+      if (/^ ---> Using cache$/.test(line)) {
+        this.cachedSteps++;
+        continue;
+      }
+      if (/^ ---> [0-9a-f]{12}$/.test(line) || /^ ---> Running in [0-9a-f]{12}$/.test(line) || /^Removing intermediate container/.test(line)) continue;
+      this.log(this.currentStep, line);
+    }
+  }
+
+  private handleTrace(aux: string): void {
+    let status;
+    try {
+      status = decodeTraceAux(aux);
+    } catch {
+      return; // A message we cannot decode only costs us progress detail, never the build.
+    }
+    for (const v of status.vertexes) {
+      const known = this.vertexes.get(v.digest);
+      const merged = { ...known, ...v, name: v.name || known?.name || "", announced: known?.announced ?? false };
+      this.vertexes.set(v.digest, merged);
+      if (!merged.announced && (merged.started !== undefined || merged.cached) && !isInternalVertex(merged.name)) {
+        merged.announced = true;
+        const numbered = /^\[(?:[^\]\s]+\s)?(\d+)\/(\d+)\]\s/.exec(merged.name);
+        this.startStep(merged.name, numbered ? Number(numbered[1]) : undefined, numbered ? Number(numbered[2]) : undefined, merged.cached);
+        if (merged.cached) this.cachedSteps++;
+      }
+      if (v.error) {
+        this.failedStep ??= merged.name;
+        this.error ??= v.error;
+      }
+    }
+    for (const log of status.logs) {
+      const name = this.vertexes.get(log.vertex)?.name;
+      const text = (this.partial.get(log.vertex) ?? "") + log.data.toString("utf8");
+      const lines = text.split("\n");
+      this.partial.set(log.vertex, lines.pop() ?? "");
+      for (const line of lines) if (line.trim()) this.log(name, line.replace(/\r$/, ""));
+    }
+  }
+
+  private startStep(step: string, index: number | undefined, total: number | undefined, cached: boolean): void {
+    const clean = this.redact(step);
+    this.currentStep = clean;
+    this.steps.push(clean);
+    emit(this.options.onEvent, {
+      type: "build.step",
+      image: this.options.image,
+      ...(this.options.platform ? { platform: this.options.platform } : {}),
+      step: clean,
+      ...(index !== undefined ? { index } : {}),
+      ...(total !== undefined ? { total } : {}),
+      cached,
+    });
+  }
+
+  private log(step: string | undefined, rawLine: string): void {
+    const line = this.redact(rawLine);
+    const cleanStep = step === undefined ? undefined : this.redact(step);
+    this.allLogs.push(line);
+    if (cleanStep) {
+      let tail = this.stepLogs.get(cleanStep);
+      if (!tail) this.stepLogs.set(cleanStep, (tail = new Tail()));
+      tail.push(line);
+    }
+    emit(this.options.onEvent, {
+      type: "build.log",
+      image: this.options.image,
+      ...(this.options.platform ? { platform: this.options.platform } : {}),
+      ...(cleanStep ? { step: cleanStep } : {}),
+      line,
+    });
+  }
+
+  finish(): BuildOutcome {
+    for (const [vertex, rest] of this.partial) if (rest.trim()) this.log(this.vertexes.get(vertex)?.name, rest);
+    this.partial.clear();
+    if (this.error !== undefined || !this.imageId) {
+      const step = this.failedStep ? this.redact(this.failedStep) : undefined;
+      const tail = (step && this.stepLogs.get(step)?.lines.length ? this.stepLogs.get(step)!.lines : this.allLogs.lines).slice();
+      const reason = this.redact(this.error ?? "the daemon ended the build without producing an image");
+      const where = step ? ` at step ${JSON.stringify(step)}` : "";
+      const platform = this.options.platform ? ` (${this.options.platform})` : "";
+      throw new BuildFailedError(
+        `Build of ${this.options.image}${platform} failed${where}: ${reason}` +
+          (tail.length ? `\n--- last ${tail.length} log lines ---\n${tail.join("\n")}` : ""),
+        {
+          hint: step
+            ? "Fix the failing step (its log tail is above) and build again; `kiln dockerfile <spec>` shows the Dockerfile Kiln rendered."
+            : "Check the daemon's log and the rendered Dockerfile (`kiln dockerfile <spec>`).",
+          details: { step, logTail: tail, platform: this.options.platform, reason },
+        },
+      );
+    }
+    return { imageId: this.imageId, steps: this.steps, cachedSteps: this.cachedSteps };
+  }
+}
+
+/** BuildKit's bookkeeping vertexes (context transfer, metadata loads, exporting) are not user steps. */
+function isInternalVertex(name: string): boolean {
+  return !/^\[(?:[^\]\s]+\s)?\d+\/\d+\]\s/.test(name);
+}

@@ -1,0 +1,173 @@
+/**
+ * DockerImageBuilder: builds a Kiln image on a Docker Engine (local, or remote through DOCKER_HOST),
+ * tags it, pushes it when it has a registry, and returns the pushed digest. One build per platform;
+ * several platforms are pushed per platform and joined by an OCI index put through core's
+ * RegistryClient.
+ */
+import {
+  CancelledError,
+  emit,
+  KilnError,
+  redactSecrets,
+  RegistryClient,
+  type Architecture,
+  type BuildImageOptions,
+  type CredentialSource,
+  type Image,
+  type ImageBuild,
+  type ImageBuilder,
+  type ImageCheckerLike,
+} from "@kiln/core";
+import { buildOne } from "./buildOne.js";
+import { LocalDockerImageChecker, RegistryImageChecker } from "./checkers.js";
+import { DockerDaemon, type DaemonInfo } from "./daemon.js";
+import { assembleIndex, platformTag, presentPlatformManifests, type PlatformManifest } from "./multiPlatform.js";
+import { provenanceLabels } from "./provenance.js";
+import { pushTag } from "./push.js";
+import { encodeRegistryAuth, registryHost, resolveRegistryCredentials, scrub } from "./registryAuth.js";
+
+export interface DockerImageBuilderOptions {
+  /** Environment read for DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_CONFIG (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Force BuildKit on or off; default: on when the daemon supports it (DOCKER_BUILDKIT=0 turns it off). */
+  buildkit?: boolean;
+  /** The network build steps run in (`host` reaches services on the machine's loopback). Default: KILN_DOCKER_NETWORK, else the daemon's default. */
+  networkMode?: string;
+  /** Do not use the build cache. */
+  noCache?: boolean;
+  /** Always pull a newer base image. */
+  pull?: boolean;
+  /** Credentials by registry host, consulted before credential providers and the Docker config. */
+  credentials?: CredentialSource;
+  /** The client used for multi-platform indexes and the registry checker. */
+  registryClient?: RegistryClient;
+}
+
+export class DockerImageBuilder implements ImageBuilder {
+  readonly name = "docker";
+  private readonly env: NodeJS.ProcessEnv;
+  private registryClientInstance: RegistryClient | undefined;
+
+  constructor(private readonly options: DockerImageBuilderOptions = {}) {
+    this.env = options.env ?? process.env;
+    this.registryClientInstance = options.registryClient;
+  }
+
+  private get registryClient(): RegistryClient {
+    this.registryClientInstance ??= new RegistryClient({ env: this.env, ...(this.options.credentials ? { credentials: this.options.credentials } : {}) });
+    return this.registryClientInstance;
+  }
+
+  /** The local daemon first (registry-less images), then the registry. */
+  getCheckers(): ImageCheckerLike[] {
+    return [new LocalDockerImageChecker({ env: this.env }), new RegistryImageChecker({ client: this.registryClient })];
+  }
+
+  buildImage(image: Image, options: BuildImageOptions = {}): Promise<ImageBuild> {
+    if (options.wait === false) {
+      const running = this.run(image, options);
+      running.catch(() => undefined); // observed through wait()
+      return Promise.resolve({ uri: image.uri, wait: () => running });
+    }
+    return this.run(image, options);
+  }
+
+  private async run(image: Image, options: BuildImageOptions): Promise<ImageBuild> {
+    const uri = image.uri;
+    // A dry run touches nothing: no daemon call at all, the URI it would produce.
+    if (options.dryRun) return { uri };
+    if (!image.needsBuild) return { uri };
+    const { signal, onEvent } = options;
+    const abortError = () => new CancelledError(`Build of ${uri} cancelled`);
+    if (signal?.aborted) throw abortError();
+
+    const daemon = DockerDaemon.fromEnv(this.env);
+    const info = await daemon.describe(signal);
+    const buildkit = this.options.buildkit ?? (this.env.DOCKER_BUILDKIT === "0" ? false : info.buildkit);
+    const labels = await provenanceLabels(image);
+    const repository = image.registry ? `${image.registry}/${image.name}` : image.name;
+    const tag = image.tag;
+    const platforms = [...image.platform];
+
+    const auth = image.registry ? encodeRegistryAuth(image.registry, await resolveRegistryCredentials(image.registry, { credentials: this.options.credentials, env: this.env })) : undefined;
+    const redact = (text: string) => redactSecrets(scrub(text, auth?.secrets ?? []));
+    const common = {
+      image,
+      buildkit,
+      labels,
+      networkMode: this.options.networkMode ?? (this.env.KILN_DOCKER_NETWORK || undefined),
+      noCache: this.options.noCache,
+      pull: this.options.pull,
+      signal,
+      onEvent,
+      redact,
+    };
+
+    try {
+      if (platforms.length === 1) {
+        const platform = platforms[0]!;
+        await buildOne(daemon, { ...common, platform, tagRef: `${repository}:${tag}` });
+        if (!image.registry || !auth) return { uri };
+        const pushed = await pushTag(daemon, { repository, tag, registry: registryHost(image.registry), registryAuth: auth.header, image: uri, onEvent, signal, redact });
+        emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
+        return { uri, digest: pushed.digest };
+      }
+      return await this.buildMultiPlatform(daemon, info, image, platforms, { ...common, repository, tag, auth });
+    } catch (error) {
+      if (signal?.aborted && !CancelledError.isInstance(error)) throw new CancelledError(`Build of ${uri} cancelled`, { cause: error });
+      if (KilnError.isInstance(error)) throw error;
+      throw daemon.translate(error, signal);
+    }
+  }
+
+  /**
+   * One build per platform, each under a per-platform tag (`<tag>-linux-arm64`); with a registry,
+   * each is pushed and an OCI index joins them under the image's own tag. Per-platform images
+   * already in the registry (from an earlier, partly failed run of the same content tag) are reused.
+   */
+  private async buildMultiPlatform(
+    daemon: DockerDaemon,
+    info: DaemonInfo,
+    image: Image,
+    platforms: Architecture[],
+    common: Omit<Parameters<typeof buildOne>[1], "platform" | "tagRef"> & { repository: string; tag: string; auth: ReturnType<typeof encodeRegistryAuth> | undefined },
+  ): Promise<ImageBuild> {
+    const { repository, tag, auth, onEvent, signal, redact } = common;
+    const uri = image.uri;
+
+    if (!image.registry || !auth) {
+      // Kept locally: a daemon holds one image per tag, so each platform keeps its own tag and the
+      // image's tag points at the daemon's native platform (else the first one).
+      let nativeId: string | undefined;
+      for (const platform of platforms) {
+        const outcome = await buildOne(daemon, { ...common, platform, tagRef: `${repository}:${platformTag(tag, platform)}` });
+        if (!nativeId || platform === `${info.os}/${info.arch}`) nativeId = outcome.imageId;
+      }
+      const docker = await daemon.docker();
+      await docker.getImage(nativeId!).tag({ repo: repository, tag });
+      return { uri };
+    }
+
+    const registry = registryHost(image.registry);
+    // Reusing per-platform images is only safe under a content tag: an explicit tag may hide new content.
+    const reusable = image.spec.tag === undefined;
+    const present = reusable ? await presentPlatformManifests(this.registryClient, repository, tag, platforms) : new Map<Architecture, PlatformManifest>();
+    const missing = platforms.filter((p) => !present.has(p));
+    if (present.size > 0) emit(onEvent, { type: "build.platforms-present", image: uri, present: [...present.keys()], missing });
+
+    const manifests = new Map(present);
+    for (const platform of missing) {
+      const archTag = platformTag(tag, platform);
+      await buildOne(daemon, { ...common, platform, tagRef: `${repository}:${archTag}` });
+      const pushed = await pushTag(daemon, { repository, tag: archTag, registry, registryAuth: auth.header, image: uri, onEvent, signal, redact });
+      emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
+      const head = await this.registryClient.headManifest(`${repository}@${pushed.digest}`);
+      manifests.set(platform, { digest: pushed.digest, size: head?.size ?? pushed.size, mediaType: head?.mediaType ?? "application/vnd.docker.distribution.manifest.v2+json" });
+    }
+    signal?.throwIfAborted();
+    const index = assembleIndex(platforms.map((p) => [p, manifests.get(p)!] as const));
+    const digest = await this.registryClient.putManifest(`${repository}:${tag}`, index.body, index.mediaType);
+    emit(onEvent, { type: "push.done", image: uri, digest });
+    return { uri, digest };
+  }
+}

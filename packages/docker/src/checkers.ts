@@ -1,0 +1,79 @@
+/**
+ * The checkers the Docker builder consults, in order:
+ * - LocalDockerImageChecker: the daemon's own images, for registry-less images (a local copy of a
+ *   registry image proves nothing about the registry, so those are left to the next checker);
+ *   arch-aware through the image's `Os`/`Architecture` (per-platform tags `<tag>-linux-arm64` count).
+ * - RegistryImageChecker: core's registry client (HEAD, then platforms from the index or config).
+ */
+import { checkImage, type Architecture, type ImageChecker, type RegistryClient } from "@kiln/core";
+import { DockerDaemon } from "./daemon.js";
+import { platformTag } from "./multiPlatform.js";
+
+/** True when the first path component names a registry host (has a dot or port, or is localhost). */
+export function hasRegistryHost(repository: string): boolean {
+  const slash = repository.indexOf("/");
+  if (slash < 0) return false;
+  const first = repository.slice(0, slash);
+  return first.includes(".") || first.includes(":") || first === "localhost";
+}
+
+export interface LocalDockerImageCheckerOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Also answer for repositories that name a registry (default false: leave those to the registry). */
+  anyRepository?: boolean;
+}
+
+export class LocalDockerImageChecker implements ImageChecker {
+  readonly name = "docker-local";
+  private readonly daemon: DockerDaemon;
+
+  constructor(private readonly options: LocalDockerImageCheckerOptions = {}) {
+    this.daemon = DockerDaemon.fromEnv(options.env ?? process.env);
+  }
+
+  async imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
+    if (!this.options.anyRepository && hasRegistryHost(repository)) return null;
+    const ref = `${repository}:${tag}`;
+    const platforms = arch ?? [];
+    if (platforms.length === 0) return (await this.inspect(ref)) ? ref : null;
+    for (const platform of platforms) {
+      let found = false;
+      for (const candidate of [ref, `${repository}:${platformTag(tag, platform)}`]) {
+        const inspected = await this.inspect(candidate);
+        if (inspected && `${inspected.Os}/${inspected.Architecture}` === platform) {
+          found = true;
+          break;
+        }
+      }
+      if (!found) return null;
+    }
+    return ref;
+  }
+
+  /** `GET /images/{name}/json` (a read); undefined when the daemon has no such image. */
+  private async inspect(ref: string): Promise<{ Os?: string; Architecture?: string } | undefined> {
+    const docker = await this.daemon.docker();
+    try {
+      return (await docker.getImage(ref).inspect()) as { Os?: string; Architecture?: string };
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+      throw this.daemon.translate(error);
+    }
+  }
+}
+
+export interface RegistryImageCheckerOptions {
+  client?: RegistryClient;
+}
+
+export class RegistryImageChecker implements ImageChecker {
+  readonly name = "docker-registry";
+  constructor(private readonly options: RegistryImageCheckerOptions = {}) {}
+
+  async imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
+    if (!hasRegistryHost(repository)) return null;
+    const ref = `${repository}:${tag}`;
+    const result = await checkImage(ref, { platforms: arch ?? [], ...(this.options.client ? { client: this.options.client } : {}) });
+    return result.present ? ref : null;
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * RegistryImageChecker: the same existence check for any OCI distribution registry — GHCR, Quay,
+ * Harbor, ECR's registry endpoint, GitLab, a local registry — named by the repository's host
+ * (`ghcr.io/acme/app`). Loopback registries are spoken to over plain HTTP; others listed in
+ * `insecureRegistries` / KILN_INSECURE_REGISTRIES too. Any denial is an AuthError ("could not
+ * tell"), since outside Docker Hub a missing repository answers 404.
+ */
+import { checkImage, RegistryClient, type Architecture, type ImageChecker, type RegistryClientOptions } from "@kiln/core";
+import { DEFAULT_PLATFORMS, referenceFor } from "./target.js";
+
+export interface RegistryImageCheckerOptions extends RegistryClientOptions {
+  /** Reuse a client (its tokens and connections) instead of building one from these options. */
+  client?: RegistryClient;
+}
+
+export class RegistryImageChecker implements ImageChecker {
+  private static shared: RegistryImageChecker | undefined;
+  readonly client: RegistryClient;
+
+  constructor(options: RegistryImageCheckerOptions = {}) {
+    const { client, ...clientOptions } = options;
+    this.client = client ?? new RegistryClient(clientOptions);
+  }
+
+  /** The guide's class form: `RegistryImageChecker.imageExists(...)` with default settings. */
+  static imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
+    RegistryImageChecker.shared ??= new RegistryImageChecker();
+    return RegistryImageChecker.shared.imageExists(repository, tag, arch);
+  }
+
+  /** `repository:tag` when present for every platform in `arch` (default linux/amd64), else null; throws when it cannot tell. */
+  async imageExists(repository: string, tag: string, arch: readonly Architecture[] = DEFAULT_PLATFORMS): Promise<string | null> {
+    const ref = referenceFor(repository, tag);
+    const result = await checkImage(ref, { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client });
+    return result.present ? `${repository}:${tag}` : null;
+  }
+}

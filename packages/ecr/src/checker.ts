@@ -1,0 +1,217 @@
+/**
+ * EcrImageChecker: "is <repository>:<tag> in ECR for every requested platform?" through the ECR API
+ * (BatchGetImage), so it needs no `docker login` — only the AWS credentials the user already has.
+ *
+ * Answers: the image URI (present for all platforms), null (absent: no such tag, no such
+ * repository, or a platform missing), or a thrown KilnError when it could not tell (throttled after
+ * the SDK's retries, access denied, network) — never a guess.
+ */
+import { BatchGetImageCommand, type ECRClient } from "@aws-sdk/client-ecr";
+import {
+  CheckFailedError,
+  MANIFEST_MEDIA_TYPES,
+  RateLimitError,
+  ValidationError,
+  missingPlatforms,
+  platformOfConfig,
+  type Architecture,
+  type ImageChecker,
+} from "@kiln/core";
+import { awsErrorName, toKilnError } from "./aws-errors.js";
+import { EcrClientPool, type EcrClientOptions } from "./client.js";
+import { fetchConfigPlatform, type FetchLike } from "./config-blob.js";
+import { assertRegistryId, assertTag, ecrRegistryHost, parseEcrHost, splitRepository, type EcrRegistry } from "./host.js";
+import { configDigestOf, indexPlatforms, isIndexManifest } from "./platforms.js";
+import { deliverWarning, type EcrWarningListener } from "./warnings.js";
+
+export interface EcrImageCheckerOptions extends EcrClientOptions {
+  /**
+   * The registry (AWS account id) for repositories given without a host, e.g. a shared account's
+   * registry. A repository's ECR host names its own registry id, which is always sent.
+   */
+  registryId?: string;
+  /** Told when a repository does not exist (the answer is "absent", with a hint to create it). */
+  onWarning?: EcrWarningListener;
+  /** HTTP client for config blob downloads (default: global fetch). */
+  fetch?: FetchLike;
+}
+
+const DEFAULT_PLATFORMS: readonly Architecture[] = ["linux/amd64"];
+
+interface Target {
+  repositoryName: string;
+  registryId?: string;
+  registry?: EcrRegistry;
+}
+
+export class EcrImageChecker implements ImageChecker {
+  /** The name this checker is registered under (package.json `kiln.imageCheckers`). */
+  static readonly checkerName = "ecr";
+  private static defaultInstance: EcrImageChecker | undefined;
+
+  /** Shown in check events. */
+  readonly name = "ecr";
+  private readonly pool: EcrClientPool;
+
+  constructor(private readonly options: EcrImageCheckerOptions = {}) {
+    if (options.registryId !== undefined) assertRegistryId(options.registryId);
+    this.pool = new EcrClientPool(options);
+  }
+
+  /** The guide's class form: a checker with default options (standard AWS chain, host's region). */
+  static imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
+    EcrImageChecker.defaultInstance ??= new EcrImageChecker();
+    return EcrImageChecker.defaultInstance.imageExists(repository, tag, arch);
+  }
+
+  async imageExists(repository: string, tag: string, arch: readonly Architecture[] = DEFAULT_PLATFORMS): Promise<string | null> {
+    assertTag(tag);
+    const target = this.resolve(repository);
+    const client = this.pool.get(target.registry ?? {});
+    const details: Record<string, unknown> = {
+      repository: target.repositoryName,
+      tag,
+      ...(target.registryId ? { registryId: target.registryId } : {}),
+      ...(target.registry ? { region: target.registry.region } : {}),
+    };
+
+    let response;
+    try {
+      response = await client.send(
+        new BatchGetImageCommand({
+          ...(target.registryId ? { registryId: target.registryId } : {}),
+          repositoryName: target.repositoryName,
+          imageIds: [{ imageTag: tag }],
+          acceptedMediaTypes: [...MANIFEST_MEDIA_TYPES],
+        }),
+      );
+    } catch (error) {
+      const name = awsErrorName(error);
+      if (name === "ImageNotFoundException") return null;
+      if (name === "RepositoryNotFoundException") {
+        this.warnRepositoryNotFound(target, details);
+        return null;
+      }
+      throw toKilnError(error, `BatchGetImage for ${target.repositoryName}:${tag}`, details);
+    }
+
+    const failure = response.failures?.[0];
+    if (failure && !response.images?.length) {
+      if (failure.failureCode === "ImageNotFound") return null;
+      const facts = { ...details, failureCode: failure.failureCode, failureReason: failure.failureReason };
+      if (failure.failureCode === "UpstreamTooManyRequests") {
+        throw new RateLimitError(`ECR's upstream registry throttled ${target.repositoryName}:${tag}; could not tell whether it exists`, {
+          hint: "Retry later; the pull-through cache's upstream registry is rate limiting.",
+          details: facts,
+        });
+      }
+      throw new CheckFailedError(
+        `ECR could not return ${target.repositoryName}:${tag} (${failure.failureCode ?? "unknown failure"}: ${failure.failureReason ?? "no reason given"})`,
+        { hint: "Check the tag and the repository's KMS/pull-through settings; the image's presence is unknown.", details: facts },
+      );
+    }
+
+    const image = response.images?.[0];
+    if (!image?.imageManifest) {
+      throw new CheckFailedError(`ECR returned neither an image nor a failure for ${target.repositoryName}:${tag}`, {
+        hint: "Retry; if it persists, report it with the request details.",
+        details,
+      });
+    }
+
+    const uri = await this.uriOf(client, target, image.registryId, tag);
+    if (arch.length === 0) return uri;
+    const present = await this.platformsOf(client, target, image.imageManifest, image.imageManifestMediaType, details);
+    return missingPlatforms(arch, present).length === 0 ? uri : null;
+  }
+
+  /** True when this checker can answer for `repository`: an ECR host (or alias), or a bare repository name. */
+  handles(repository: string): boolean {
+    try {
+      const { host } = splitRepository(repository);
+      return host === undefined || parseEcrHost(host, this.options.registryAliases) !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Releases the SDK clients' sockets. */
+  destroy(): void {
+    this.pool.destroy();
+  }
+
+  private resolve(repository: string): Target {
+    const { host, repositoryName } = splitRepository(repository);
+    if (host === undefined) {
+      return { repositoryName, ...(this.options.registryId ? { registryId: this.options.registryId } : {}) };
+    }
+    const registry = parseEcrHost(host, this.options.registryAliases);
+    if (!registry) {
+      throw new CheckFailedError(`${host} is not an Amazon ECR registry host; the ECR checker cannot tell whether ${repository} exists`, {
+        hint: "ECR hosts look like <account>.dkr.ecr.<region>.amazonaws.com. Use a registry checker for other registries, or map this host with the `registryAliases` option.",
+        details: { repository, host },
+      });
+    }
+    if (this.options.registryId && this.options.registryId !== registry.registryId) {
+      throw new ValidationError("registryId", this.options.registryId, `conflicts with the account ${registry.registryId} in the repository host ${host}`, {
+        hint: "Leave registryId unset for repositories with an ECR host; it applies to repositories given without one.",
+      });
+    }
+    return { repositoryName, registryId: registry.registryId, registry };
+  }
+
+  private async uriOf(client: ECRClient, target: Target, returnedRegistryId: string | undefined, tag: string): Promise<string> {
+    if (target.registry) return `${target.registry.host}/${target.repositoryName}:${tag}`;
+    const registryId = target.registryId ?? returnedRegistryId;
+    const region = await this.pool.regionOf(client);
+    if (registryId && region) return `${ecrRegistryHost({ registryId, region, fips: false, dualStack: false })}/${target.repositoryName}:${tag}`;
+    return `${target.repositoryName}:${tag}`;
+  }
+
+  private async platformsOf(
+    client: ECRClient,
+    target: Target,
+    manifestText: string,
+    mediaType: string | undefined,
+    details: Record<string, unknown>,
+  ): Promise<string[]> {
+    let manifest: Record<string, unknown>;
+    try {
+      manifest = JSON.parse(manifestText) as Record<string, unknown>;
+    } catch (error) {
+      throw new CheckFailedError(`ECR returned a manifest that is not JSON for ${target.repositoryName}`, {
+        hint: "Retry; if it persists, inspect the image with `docker manifest inspect`.",
+        cause: error,
+        details,
+      });
+    }
+    if (isIndexManifest(manifest, mediaType)) return indexPlatforms(manifest);
+    const digest = configDigestOf(manifest);
+    if (!digest) {
+      throw new CheckFailedError(`The manifest of ${target.repositoryName} has no config blob, so its platform is unknown`, {
+        hint: "Only container image manifests (Docker v2 schema 2 or OCI) carry a platform.",
+        details: { ...details, mediaType },
+      });
+    }
+    const platform = await fetchConfigPlatform({
+      client,
+      ...(target.registryId ? { registryId: target.registryId } : {}),
+      repositoryName: target.repositoryName,
+      digest,
+      ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
+      details,
+    });
+    return [platformOfConfig(platform)];
+  }
+
+  private warnRepositoryNotFound(target: Target, details: Record<string, unknown>): void {
+    const registryFlag = target.registryId ? ` --registry-id ${target.registryId}` : "";
+    const regionFlag = target.registry ? ` --region ${target.registry.region}` : "";
+    deliverWarning(this.options.onWarning, {
+      code: "KILN_ECR_REPOSITORY_NOT_FOUND",
+      message: `ECR repository ${target.repositoryName} does not exist${target.registryId ? ` in registry ${target.registryId}` : ""}; the image is absent`,
+      hint: `Create it before pushing: aws ecr create-repository --repository-name ${target.repositoryName}${regionFlag}${registryFlag} (or enable ECR's create-on-push repository creation template).`,
+      details,
+    });
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Core's checker conformance suite, run against the real SDK talking to the fake ECR endpoint:
+ * once with a configured instance (multi-arch index), once with the class form (static
+ * imageExists, default construction, endpoint from AWS_ENDPOINT_URL_ECR) on a single-arch image.
+ */
+import { describeCheckerConformance } from "@kiln/core/testing";
+import { EcrImageChecker } from "../src/checker.js";
+import { FakeEcr } from "./fake-ecr.js";
+import { DOCKER_MANIFEST, DOCKER_LIST, indexManifest, singleArch } from "./manifests.js";
+
+const ACCOUNT = "123456789012";
+const HOST = `${ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com`;
+const credentials = { accessKeyId: "AKIDCONFORMANCE", secretAccessKey: "conformance-secret" };
+
+describeCheckerConformance("EcrImageChecker (instance, multi-arch index)", async () => {
+  const ecr = await new FakeEcr().start();
+  ecr.addImage(ACCOUNT, "team/multi", "v1", {
+    manifest: indexManifest([{ os: "linux", architecture: "amd64" }], { mediaType: DOCKER_LIST, attestations: true }),
+    mediaType: DOCKER_LIST,
+  });
+  const checker = new EcrImageChecker({ endpoint: ecr.url, credentials });
+  return {
+    checker,
+    present: { repository: `${HOST}/team/multi`, tag: "v1", platforms: ["linux/amd64"] },
+    absent: { repository: `${HOST}/team/multi`, tag: "nope", platforms: ["linux/amd64"] },
+    wrongArch: { repository: `${HOST}/team/multi`, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
+    // Nothing listens on port 1: the SDK cannot reach ECR, so the checker must throw.
+    failing: () => new EcrImageChecker({ endpoint: "http://127.0.0.1:1", credentials, maxAttempts: 1 }),
+    cleanup: async () => {
+      checker.destroy();
+      await ecr.stop();
+    },
+  };
+});
+
+describeCheckerConformance("EcrImageChecker (class with static imageExists, single-arch config)", async () => {
+  const ecr = await new FakeEcr().start();
+  const single = singleArch({ os: "linux", architecture: "amd64" });
+  ecr.addBlob(single.config);
+  ecr.addImage(ACCOUNT, "single", "v1", { manifest: single.manifest, mediaType: DOCKER_MANIFEST });
+  // Default construction reads everything from the environment, as a user's CLI run would.
+  const saved = { ...process.env };
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL_ECR: ecr.url,
+    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+    AWS_EC2_METADATA_DISABLED: "true",
+  });
+  return {
+    checker: EcrImageChecker,
+    present: { repository: `${HOST}/single`, tag: "v1", platforms: ["linux/amd64"] },
+    absent: { repository: `${HOST}/single`, tag: "nope", platforms: ["linux/amd64"] },
+    wrongArch: { repository: `${HOST}/single`, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
+    // Same image, but the config blob's download is refused: its platform is unknowable.
+    failing: () => new EcrImageChecker({ endpoint: ecr.url, credentials, fetch: async () => new Response("denied", { status: 403 }) }),
+    cleanup: async () => {
+      for (const key of ["AWS_ENDPOINT_URL_ECR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED"]) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+      await ecr.stop();
+    },
+  };
+});
