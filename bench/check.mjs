@@ -16,7 +16,7 @@
  */
 import { execFile, execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
@@ -27,12 +27,21 @@ const args = process.argv.slice(2);
 const RUNS = Math.max(10, Number(args[args.indexOf("--runs") + 1]) || 15);
 const asJson = args.includes("--json");
 
-const coreDist = path.join(root, "packages/core/dist/index.js");
-const cliMain = path.join(root, "packages/core/dist/cli/main.js");
-if (!existsSync(coreDist)) {
+// Work on a snapshot of the built core (bench/.work/core), so a rebuild running meanwhile in the
+// checkout cannot pull files from under the measurement. Dependencies resolve through a symlink.
+const builtCore = path.join(root, "packages/core");
+if (!existsSync(path.join(builtCore, "dist/index.js"))) {
   console.error("bench/check.mjs: build @kiln/core first (pnpm --filter @kiln/core build)");
   process.exit(2);
 }
+const snapshot = path.join(root, "bench/.work/core");
+rmSync(snapshot, { recursive: true, force: true });
+mkdirSync(snapshot, { recursive: true });
+cpSync(path.join(builtCore, "dist"), path.join(snapshot, "dist"), { recursive: true });
+cpSync(path.join(builtCore, "package.json"), path.join(snapshot, "package.json"));
+symlinkSync(path.join(builtCore, "node_modules"), path.join(snapshot, "node_modules"));
+const coreDist = path.join(snapshot, "dist/index.js");
+const cliMain = path.join(snapshot, "dist/cli/main.js");
 // The test services are TypeScript: load them through tsx (a dependency of @kiln/core).
 const requireFromCore = createRequire(path.join(root, "packages/core/package.json"));
 const tsxDir = path.dirname(requireFromCore.resolve("tsx/package.json"));
@@ -114,7 +123,8 @@ try {
       plan.push(
         await time(async () => {
           const { stdout } = await run(process.execPath, [cliMain, "plan", spec, "--json", "--project", work], { env, maxBuffer: 16 * 1024 * 1024 });
-          if (!stdout.includes('"skip"')) throw new Error(`kiln plan did not find the images: ${stdout.slice(0, 300)}`);
+          const skipped = stdout.match(/"action":\s*"skip"/g)?.length ?? 0;
+          if (skipped !== tags.length) throw new Error(`kiln plan found ${skipped} of ${tags.length} images: ${stdout.slice(0, 300)}`);
         }),
       );
       skopeo100.push(

@@ -3,7 +3,7 @@
 # to Docker Hub or PyPI: install pnpm if missing, install and start Docker Engine and the other
 # services, install and build the workspace, then run the hello-python example end to end — it makes
 # its base image, registry and package index locally, builds and pushes the image, and runs it.
-# Idempotent: a second run reuses the base image and finds the image instead of rebuilding it.
+# Idempotent: a second run reuses the base image (the registry is started per run, so it builds again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1

@@ -16,6 +16,7 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { createHash, type Hash } from "node:crypto";
+import { SourceNotFoundError } from "./errors.js";
 import type { ImageSpec, Layer } from "./layers.js";
 import { listSpecFiles, type FileGroup, type WalkEntry } from "./walk.js";
 import { FileDigestCache, sharedDigestCache } from "./statcache.js";
@@ -351,7 +352,17 @@ const READ_BUFFER_SIZE = 1 << 20;
 function digestEntry(entry: WalkEntry, cache: FileDigestCache | undefined): string {
   const known = cache?.get(entry.hostPath, entry);
   if (known !== undefined) return known;
-  const { digest, size } = digestFileSync(entry.hostPath);
+  let result: { digest: string; size: number };
+  try {
+    result = digestFileSync(entry.hostPath);
+  } catch (error) {
+    throw new SourceNotFoundError(`Cannot read ${JSON.stringify(entry.hostPath)} to compute the tag: ${(error as Error).message}`, {
+      hint: "A copied file disappeared or is unreadable; fix its permissions or exclude it with .dockerignore.",
+      details: { path: entry.hostPath },
+      cause: error,
+    });
+  }
+  const { digest, size } = result;
   // A file that changed while we read it is hashed as read, but not remembered.
   if (size === entry.size) cache?.set(entry.hostPath, entry, digest);
   return digest;

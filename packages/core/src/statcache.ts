@@ -1,6 +1,6 @@
 /**
  * A stat cache for file digests: (path, size, mtime, ctime, inode, device) → sha256 of the
- * contents, kept in memory and persisted to `$XDG_CACHE_HOME/kiln/hash-cache-v2.txt` (default
+ * contents, kept in memory and persisted to `$XDG_CACHE_HOME/kiln/hash-cache-v2.bin` (default
  * `~/.cache/kiln/…`; `KILN_HASH_CACHE=<file>` moves it, `KILN_HASH_CACHE=off` disables persistence).
  *
  * Safe under concurrent processes: the file is replaced atomically (temp file + rename) and merged
@@ -23,40 +23,51 @@ export interface StatIdentity {
 }
 
 const FORMAT_VERSION = 2;
-/** First line of the file. The body: `D<TAB>dir` lines, each followed by
- * `name<TAB>size<TAB>mtimeMs<TAB>ctimeMs<TAB>ino<TAB>dev<TAB>digest` lines for the files in that
- * directory — compact, and parsed with string splits (no JSON objects). Numbers round-trip exactly. */
-const HEADER = `kiln-hash-cache ${FORMAT_VERSION}`;
 const RACY_WINDOW_MS = 2_000;
 /** Above this many entries, a save keeps only the entries this process used. */
 const MAX_ENTRIES = 400_000;
+/** The file: MAGIC, u32 count, u32 path bytes, then count×5 float64 stats (size, mtimeMs, ctimeMs,
+ * ino, dev), count×32 digest bytes, and the paths as NUL-separated UTF-8. Loading is a typed-array
+ * view plus one string split — no parsing per entry. */
+const MAGIC = Buffer.from("KILNHC02", "latin1");
+const HEADER_BYTES = 16; // magic + count + path bytes; keeps the float64 table 8-byte aligned
+const FIELDS = 5;
+const DIGEST_BYTES = 32;
 
-const DIGEST_LENGTH = 64;
-const FIELDS = 5; // size, mtimeMs, ctimeMs, ino, dev
+/** Flat, growable storage: a warm lookup is one map get and five number comparisons. */
+class Table {
+  index = new Map<string, number>();
+  paths: string[] = [];
+  stats = new Float64Array(1024 * FIELDS);
+  digests = Buffer.alloc(1024 * DIGEST_BYTES);
 
-/** Entries in flat arrays: one map lookup and five number comparisons per file on the warm path,
- * no per-entry objects or key strings for the garbage collector. */
-interface Table {
-  index: Map<string, number>;
-  stats: number[];
-  digests: string[];
-}
-
-const emptyTable = (): Table => ({ index: new Map(), stats: [], digests: [] });
-
-function put(table: Table, path: string, stats: ArrayLike<number>, offset: number, digest: string): number {
-  let i = table.index.get(path);
-  if (i === undefined) {
-    i = table.digests.length;
-    table.index.set(path, i);
+  get count(): number {
+    return this.paths.length;
   }
-  for (let f = 0; f < FIELDS; f++) table.stats[i * FIELDS + f] = stats[offset + f]!;
-  table.digests[i] = digest;
-  return i;
+
+  put(path: string, stats: ArrayLike<number>, offset: number, digest: Buffer, digestOffset: number): number {
+    let i = this.index.get(path);
+    if (i === undefined) {
+      i = this.paths.length;
+      this.paths.push(path);
+      this.index.set(path, i);
+      if ((i + 1) * FIELDS > this.stats.length) {
+        const grown = new Float64Array(this.stats.length * 2);
+        grown.set(this.stats);
+        this.stats = grown;
+        const grownDigests = Buffer.alloc(this.digests.length * 2);
+        this.digests.copy(grownDigests);
+        this.digests = grownDigests;
+      }
+    }
+    for (let f = 0; f < FIELDS; f++) this.stats[i * FIELDS + f] = stats[offset + f]!;
+    digest.copy(this.digests, i * DIGEST_BYTES, digestOffset, digestOffset + DIGEST_BYTES);
+    return i;
+  }
 }
 
 export class FileDigestCache {
-  private table: Table = emptyTable();
+  private table = new Table();
   private used: boolean[] = [];
   private loaded = false;
   private dirty = false;
@@ -65,6 +76,7 @@ export class FileDigestCache {
   /** `file`: where to persist; undefined keeps the cache in memory only. */
   constructor(readonly file: string | undefined) {}
 
+  /** The sha256 hex digest recorded for `path` with exactly this stat identity, if any. */
   get(path: string, id: StatIdentity): string | undefined {
     if (!this.loaded) this.load();
     const i = this.table.index.get(path);
@@ -73,20 +85,20 @@ export class FileDigestCache {
     const o = i * FIELDS;
     if (s[o] !== id.size || s[o + 1] !== id.mtimeMs || s[o + 2] !== id.ctimeMs || s[o + 3] !== id.ino || s[o + 4] !== id.dev) return undefined;
     this.used[i] = true;
-    return this.table.digests[i];
+    return this.table.digests.toString("hex", i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
   }
 
   set(path: string, id: StatIdentity, digest: string): void {
-    if (id.mtimeMs > Date.now() - RACY_WINDOW_MS || digest.length !== DIGEST_LENGTH || /[\t\n]/.test(path)) return;
+    if (id.mtimeMs > Date.now() - RACY_WINDOW_MS || !/^[0-9a-f]{64}$/.test(digest) || path.includes("\0")) return;
     if (!this.loaded) this.load();
-    const i = put(this.table, path, [id.size, id.mtimeMs, id.ctimeMs, id.ino, id.dev], 0, digest);
+    const i = this.table.put(path, [id.size, id.mtimeMs, id.ctimeMs, id.ino, id.dev], 0, Buffer.from(digest, "hex"), 0);
     this.used[i] = true;
     this.dirty = true;
   }
 
   get size(): number {
     if (!this.loaded) this.load();
-    return this.table.index.size;
+    return this.table.count;
   }
 
   /** Writes the cache if anything was added. Never throws: a cache that cannot be saved is just slower. */
@@ -98,30 +110,27 @@ export class FileDigestCache {
       if (mtime !== this.loadedMtimeMs && mtime !== -1) {
         // Another process saved since we read: keep its entries too (ours win on conflict).
         const theirs = readCacheFile(file);
-        for (const [path, i] of theirs.index) {
-          if (!this.table.index.has(path)) put(this.table, path, theirs.stats, i * FIELDS, theirs.digests[i]!);
-        }
+        theirs.paths.forEach((path, i) => {
+          if (!this.table.index.has(path)) this.table.put(path, theirs.stats, i * FIELDS, theirs.digests, i * DIGEST_BYTES);
+        });
       }
-      let paths = [...this.table.index.keys()];
-      if (paths.length > MAX_ENTRIES) paths = paths.filter((path) => this.used[this.table.index.get(path)!]);
-      paths.sort();
-      const lines = [HEADER];
-      let currentDir: string | undefined;
-      for (const path of paths) {
-        const i = this.table.index.get(path)!;
-        const slash = path.lastIndexOf("/");
-        const dir = path.slice(0, slash);
-        if (dir !== currentDir) {
-          lines.push(`D\t${dir}`);
-          currentDir = dir;
-        }
-        const o = i * FIELDS;
-        const st = this.table.stats;
-        lines.push(`${path.slice(slash + 1)}\t${st[o]}\t${st[o + 1]}\t${st[o + 2]}\t${st[o + 3]}\t${st[o + 4]}\t${this.table.digests[i]}`);
-      }
+      let keep = this.table.paths.map((_, i) => i);
+      if (keep.length > MAX_ENTRIES) keep = keep.filter((i) => this.used[i]);
+      const pathBytes = Buffer.from(keep.map((i) => this.table.paths[i]).join("\0"), "utf8");
+      const out = Buffer.alloc(HEADER_BYTES + keep.length * (FIELDS * 8 + DIGEST_BYTES) + pathBytes.length);
+      MAGIC.copy(out, 0);
+      out.writeUInt32LE(keep.length, 8);
+      out.writeUInt32LE(pathBytes.length, 12);
+      const stats = new Float64Array(out.buffer, out.byteOffset + HEADER_BYTES, keep.length * FIELDS);
+      const digestsAt = HEADER_BYTES + keep.length * FIELDS * 8;
+      keep.forEach((i, n) => {
+        stats.set(this.table.stats.subarray(i * FIELDS, (i + 1) * FIELDS), n * FIELDS);
+        this.table.digests.copy(out, digestsAt + n * DIGEST_BYTES, i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
+      });
+      pathBytes.copy(out, digestsAt + keep.length * DIGEST_BYTES);
       mkdirSync(dirname(file), { recursive: true });
       const temp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-      writeFileSync(temp, `${lines.join("\n")}\n`);
+      writeFileSync(temp, out);
       try {
         renameSync(temp, file);
       } catch (error) {
@@ -140,7 +149,8 @@ export class FileDigestCache {
     if (this.file === undefined) return;
     this.loadedMtimeMs = fileMtimeMs(this.file);
     if (this.loadedMtimeMs === -1) return;
-    this.table = readCacheFile(this.file);
+    const { paths, stats, digests } = readCacheFile(this.file);
+    paths.forEach((path, i) => this.table.put(path, stats, i * FIELDS, digests, i * DIGEST_BYTES));
   }
 }
 
@@ -152,31 +162,30 @@ function fileMtimeMs(file: string): number {
   }
 }
 
-function readCacheFile(file: string): Table {
-  const table = emptyTable();
-  let text: string;
+function readCacheFile(file: string): { paths: string[]; stats: Float64Array; digests: Buffer } {
+  const none = { paths: [], stats: new Float64Array(0), digests: Buffer.alloc(0) };
+  let buffer: Buffer;
   try {
-    text = readFileSync(file, "utf8");
+    buffer = readFileSync(file);
   } catch {
-    return table;
+    return none;
   }
-  const lines = text.split("\n");
-  // A cache from another format version, or a corrupt one, is ignored (and replaced on the next save).
-  if (lines[0] !== HEADER) return table;
-  let dir: string | undefined;
-  const numbers = [0, 0, 0, 0, 0];
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line.startsWith("D\t")) {
-      dir = line.slice(2);
-      continue;
-    }
-    const parts = line.split("\t");
-    if (parts.length !== 7 || dir === undefined || parts[6]!.length !== DIGEST_LENGTH) continue;
-    for (let f = 0; f < FIELDS; f++) numbers[f] = Number(parts[f + 1]);
-    put(table, `${dir}/${parts[0]}`, numbers, 0, parts[6]!);
+  // Another format version, or a truncated/corrupt file: ignored (and replaced on the next save).
+  if (buffer.length < HEADER_BYTES || !buffer.subarray(0, 8).equals(MAGIC)) return none;
+  const count = buffer.readUInt32LE(8);
+  const pathLength = buffer.readUInt32LE(12);
+  const digestsAt = HEADER_BYTES + count * FIELDS * 8;
+  const pathsAt = digestsAt + count * DIGEST_BYTES;
+  if (pathsAt + pathLength !== buffer.length) return none;
+  let aligned = buffer;
+  if ((buffer.byteOffset + HEADER_BYTES) % 8 !== 0) {
+    aligned = Buffer.alloc(buffer.length); // unpooled: starts at offset 0 of its own ArrayBuffer
+    buffer.copy(aligned);
   }
-  return table;
+  const stats = new Float64Array(aligned.buffer, aligned.byteOffset + HEADER_BYTES, count * FIELDS);
+  const paths = count === 0 ? [] : aligned.toString("utf8", pathsAt, pathsAt + pathLength).split("\0");
+  if (paths.length !== count) return none;
+  return { paths, stats, digests: aligned.subarray(digestsAt, pathsAt) };
 }
 
 /** Where the persisted cache lives, or undefined when persistence is off. */
@@ -185,7 +194,7 @@ export function hashCacheFile(env: NodeJS.ProcessEnv = process.env): string | un
   if (setting !== undefined && /^(off|0|false|no)$/i.test(setting)) return undefined;
   if (setting) return setting;
   const base = env.XDG_CACHE_HOME || join(homedir(), ".cache");
-  return join(base, "kiln", `hash-cache-v${FORMAT_VERSION}.txt`);
+  return join(base, "kiln", `hash-cache-v${FORMAT_VERSION}.bin`);
 }
 
 let shared: FileDigestCache | undefined;

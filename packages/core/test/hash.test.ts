@@ -230,9 +230,9 @@ describe("stat cache", () => {
     const first = new FileDigestCache(file);
     const t = computeTag(spec([folder(tree)]), { cache: first });
     expect(first.size).toBe(3);
-    const persisted = readFileSync(file, "utf8");
-    expect(persisted.split("\n")[0]).toBe("kiln-hash-cache 2");
-    expect(persisted).toContain(`D\t${join(tree, "pkg")}\nmod.py\t`);
+    const persisted = readFileSync(file);
+    expect(persisted.subarray(0, 8).toString("latin1")).toBe("KILNHC02");
+    expect(persisted.toString("utf8")).toContain(join(tree, "pkg", "mod.py"));
     expect(new FileDigestCache(file).size).toBe(3);
 
     const second = new FileDigestCache(file); // as a new process would
@@ -242,6 +242,18 @@ describe("stat cache", () => {
     writeFileSync(join(tree, "main.py"), "print('HELLO')\n");
     utimesSync(join(tree, "main.py"), old, old);
     expect(computeTag(spec([folder(tree)]), { cache: new FileDigestCache(file) })).not.toBe(t);
+  });
+
+  it("ignores a corrupt cache file and replaces it", () => {
+    const tree = makeTree();
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(join(tree, "main.py"), old, old);
+    const file = join(root, "cache-corrupt.bin");
+    writeFileSync(file, "KILNHC02 garbage that is not a table");
+    const cache = new FileDigestCache(file);
+    expect(cache.size).toBe(0);
+    computeTag(spec([folder(tree)]), { cache });
+    expect(new FileDigestCache(file).size).toBe(1);
   });
 
   it("does not remember files modified within the racy window", () => {
@@ -266,5 +278,16 @@ describe("stat cache", () => {
     computeTag(spec([folder(a)]), { cache: one });
     computeTag(spec([folder(b)]), { cache: two });
     expect(new FileDigestCache(file).size).toBe(6);
+  });
+});
+
+describe("with the Image class", () => {
+  it("computeTag(image) equals computeTag(image.spec) and Image.tag", async () => {
+    const { Image } = await import("../src/image.js");
+    const image = Image.fromDebianBase({ pythonVersion: [3, 11] }).withAptPackages("vim");
+    expect(computeTag(image)).toBe(computeTag(image.spec));
+    expect(image.tag).toBe(computeTag(image));
+    expect(Image.fromDebianBase({ pythonVersion: [3, 11] }).withCommands("vim").tag).not.toBe(image.tag);
+    expect(explainTag(image).tag).toBe(image.tag);
   });
 });

@@ -121,6 +121,12 @@ describe("recovers within the retry budget", () => {
     expect(retries()).toEqual([expect.objectContaining({ reason: "timeout" })]);
   });
 
+  it("a registry that refuses HEAD (405) is asked with GET", async () => {
+    plan([{ kind: "status", status: 405 }], isManifestHead);
+    expect(await client.headManifest(ref())).toMatchObject({ digest: image.digest });
+    expect(proxy.requests.filter((r) => r.path.includes("/manifests/")).map((r) => r.method)).toEqual(["HEAD", "GET"]);
+  });
+
   it("surfaces rate-limit headers (Docker Hub's `;w=` form) as events", async () => {
     plan(
       [{ kind: "status", status: 429, retryAfter: "0", headers: { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600" } }],

@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { parseChallenges, TokenCache } from "../src/registry/auth.js";
 import { normalizeConfigKey, helperServerUrl } from "../src/registry/dockerConfig.js";
+import { RegistryClient } from "../src/registry/client.js";
 import { isLoopbackRegistry, resolveEndpoint } from "../src/registry/endpoints.js";
 import { missingPlatforms, normalizePlatform, platformsOfIndex } from "../src/registry/platforms.js";
 import { backoffDelay, parseRateLimit, parseRetryAfter, resolveRetryOptions } from "../src/registry/retry.js";
@@ -84,6 +85,12 @@ describe("endpoints and config keys", () => {
     expect(resolveEndpoint("registry.local:5000").url).toBe("https://registry.local:5000");
     expect(resolveEndpoint("registry.local:5000", {}, ["registry.local:5000"]).url).toBe("http://registry.local:5000");
     expect(resolveEndpoint("docker.io")).toMatchObject({ url: "https://registry-1.docker.io", tokenRealm: "https://auth.docker.io/token" });
+  });
+  it("reads KILN_INSECURE_REGISTRIES", () => {
+    const client = new RegistryClient({ env: { KILN_INSECURE_REGISTRIES: "registry.local:5000, other.example" } });
+    expect(client.endpointFor("registry.local:5000").url).toBe("http://registry.local:5000");
+    expect(client.endpointFor("other.example:443").url).toBe("http://other.example:443");
+    expect(client.endpointFor("ghcr.io").url).toBe("https://ghcr.io");
   });
   it("matches docker config keys the way the docker CLI stores them", () => {
     expect(normalizeConfigKey("https://index.docker.io/v1/")).toBe("docker.io");

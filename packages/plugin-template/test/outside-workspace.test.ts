@@ -57,6 +57,11 @@ describe("the plugin template outside the workspace", () => {
     const tarball = (await readdir(work)).find((f) => f.endsWith(".tgz"));
     if (!tarball) throw new Error(`pnpm pack left no tarball in ${work}`);
     coreTarball = join(work, tarball);
+    // A tarball packed while core's dist/ was being rebuilt lacks its types; say so instead of failing later.
+    const listing = (await run("tar", ["-tzf", coreTarball], work)).stdout;
+    for (const file of ["package/dist/index.js", "package/dist/index.d.ts", "package/dist/testing/index.d.ts", "package/dist/cli/main.js"]) {
+      if (!listing.split("\n").includes(file)) throw new Error(`the packed @kiln/core lacks ${file}; rebuild it (pnpm --filter @kiln/core build)`);
+    }
     const coreVersion = (JSON.parse(await readFile(join(coreDir, "package.json"), "utf8")) as { version: string }).version;
 
     // 2. Copy the template the way an author forks it, and point its workspace: ranges at the tarball.
