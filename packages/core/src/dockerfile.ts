@@ -26,6 +26,10 @@
  *
  * `fromDockerfile` images: the user's Dockerfile as is; with layers, Kiln's instructions are appended to
  * its last stage, or, with `target`, to a new stage `FROM <target> AS kiln-final` (see `dockerBuildTarget`).
+ *
+ * `planDockerfile` exposes the same rendering as an ordered list of steps, each with the context files
+ * it copies, so a builder can split the build into stages (incremental builds); `renderDockerfile` is
+ * exactly the plan's lines joined.
  */
 import { readFileSync } from "node:fs";
 import { SourceNotFoundError, ValidationError } from "./errors.js";
@@ -59,16 +63,47 @@ const PNPM_CACHE_MOUNT = `--mount=type=cache,target=${PNPM_STORE}`;
 /** Longest line Docker's Dockerfile scanner reads comfortably (its buffer is 64 KiB). */
 const MAX_LINE_BYTES = 60_000;
 
+/** Context files one step copies: names inside `contextDirForLayer(layerIndex)`, or the whole folder. */
+export interface ContextFiles {
+  layerIndex: number;
+  /** File names inside the layer's context folder; absent: everything in the folder. */
+  names?: string[];
+}
+
+/** One step of the rendered Dockerfile: consecutive instructions that belong together. */
+export interface DockerfileStep {
+  /** The instructions, one per line, exactly as `renderDockerfile` writes them. */
+  lines: string[];
+  /** The context files these instructions copy (empty for steps that read no context). */
+  consumes: ContextFiles[];
+  /** The declared user in effect when the step starts (undefined: the base image's). Its COPYs chown to it. */
+  user?: string;
+  /** The declared working directory in effect when the step starts (undefined: the base image's). */
+  workdir?: string;
+}
+
+export interface DockerfilePlan {
+  /** What comes before Kiln's steps: `FROM <base>`, or the user's Dockerfile (and the kiln-final stage). */
+  preamble: string[];
+  /** Kiln's steps in build order (labels last). */
+  steps: DockerfileStep[];
+  /** The base image of a Kiln-rendered image (`FROM` of the preamble); undefined for fromDockerfile. */
+  baseRef?: string;
+}
+
 type Phase = "apt" | "install" | "source" | "barrier" | "label";
 interface Part {
   phase: Phase;
   lines: string[];
+  consumes?: ContextFiles[];
 }
 interface Ctx {
   buildkit: boolean;
   spec: Readonly<ImageSpec>;
   /** The user declared by the latest `user` layer, if any. */
   user: string | undefined;
+  /** The path of the latest `workdir` layer, if any. */
+  workdir: string | undefined;
 }
 
 function specOf(image: Image | Readonly<ImageSpec>): Readonly<ImageSpec> {
@@ -77,27 +112,54 @@ function specOf(image: Image | Readonly<ImageSpec>): Readonly<ImageSpec> {
 
 export function renderDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = true }: RenderOptions = {}): string {
   const spec = specOf(image);
-  const lines: string[] = [];
+  // A Dockerfile image without layers is sent exactly as the user wrote it.
+  if (spec.base.kind === "dockerfile" && spec.layers.length === 0) return readDockerfile(spec.base.dockerfileHostPath);
+  const plan = planDockerfile(spec, { buildkit });
+  return joinLines([...plan.preamble, ...plan.steps.flatMap((step) => step.lines)]);
+}
+
+/**
+ * The rendering as ordered steps (see the module comment for the order). Joining the preamble and every
+ * step's lines gives `renderDockerfile`'s text; a builder may instead build a prefix of the steps
+ * `FROM` an image that already holds the steps before it (the state a step depends on — the declared
+ * user and working directory — lives in that image's config, and the chown decisions are already made).
+ */
+export function planDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = true }: RenderOptions = {}): DockerfilePlan {
+  const spec = specOf(image);
+  const preamble: string[] = [];
+  let baseRef: string | undefined;
   if (spec.base.kind === "dockerfile") {
     const own = readDockerfile(spec.base.dockerfileHostPath);
-    if (spec.layers.length === 0) return own;
+    if (spec.layers.length === 0) return { preamble: [own.replace(/\s*$/, "")], steps: [] };
     assertDefaultEscape(own, spec.base.dockerfileHostPath);
-    lines.push(own.replace(/\s*$/, ""));
-    if (spec.base.target !== undefined) lines.push(`FROM ${spec.base.target} AS ${KILN_FINAL_STAGE}`);
+    preamble.push(own.replace(/\s*$/, ""));
+    if (spec.base.target !== undefined) preamble.push(`FROM ${spec.base.target} AS ${KILN_FINAL_STAGE}`);
   } else {
-    lines.push(`FROM ${spec.base.ref}`);
+    baseRef = spec.base.ref;
+    preamble.push(`FROM ${spec.base.ref}`);
   }
-  if (spec.layers.some(needsUv(spec))) lines.push(`COPY --from=${spec.uvImage} /uv /uvx /usr/local/bin/`);
-  lines.push(...renderLayers(spec, buildkit));
+  const steps: DockerfileStep[] = [];
+  if (spec.layers.some(needsUv(spec))) steps.push({ lines: [`COPY --from=${spec.uvImage} /uv /uvx /usr/local/bin/`], consumes: [] });
+  steps.push(...planLayers(spec, buildkit));
+  for (const step of steps) assertLineLengths(step.lines);
+  return baseRef === undefined ? { preamble, steps } : { preamble, steps, baseRef };
+}
+
+/** Dockerfile text from instruction lines (one trailing newline); refuses lines Docker cannot read. */
+function joinLines(lines: string[]): string {
   const text = `${lines.join("\n")}\n`;
-  for (const line of text.split("\n")) {
+  assertLineLengths(text.split("\n"));
+  return text;
+}
+
+function assertLineLengths(lines: readonly string[]): void {
+  for (const line of lines) {
     if (Buffer.byteLength(line) > MAX_LINE_BYTES) {
       throw new ValidationError("Dockerfile instruction", `${line.slice(0, 60)}...`, `is longer than ${MAX_LINE_BYTES} bytes`, {
         hint: "split long package lists or commands over several with* calls",
       });
     }
   }
-  return text;
 }
 
 /** The `--target` a builder should pass for this image (undefined: build the last stage). */
@@ -112,26 +174,28 @@ function needsUv(spec: Readonly<ImageSpec>) {
     layer.kind === "uvProject" || (spec.installer === "uv" && (layer.kind === "pipPackages" || layer.kind === "requirements"));
 }
 
-function renderLayers(spec: Readonly<ImageSpec>, buildkit: boolean): string[] {
-  const out: string[] = [];
-  const labels: string[] = [];
-  const ctx: Ctx = { buildkit, spec, user: undefined };
-  let segment: Part[] = [];
+function planLayers(spec: Readonly<ImageSpec>, buildkit: boolean): DockerfileStep[] {
+  const out: DockerfileStep[] = [];
+  const labels: DockerfileStep[] = [];
+  const ctx: Ctx = { buildkit, spec, user: undefined, workdir: undefined };
+  let segment: DockerfileStep[][] = [[], [], []]; // apt, install, source
   const flush = () => {
-    for (const phase of ["apt", "install", "source"] as const) {
-      for (const part of segment) if (part.phase === phase) out.push(...part.lines);
-    }
-    segment = [];
+    for (const steps of segment) out.push(...steps);
+    segment = [[], [], []];
   };
   spec.layers.forEach((layer, index) => {
     for (const part of renderLayer(layer, index, ctx)) {
-      if (part.phase === "label") labels.push(...part.lines);
+      const step: DockerfileStep = { lines: part.lines, consumes: part.consumes ?? [] };
+      if (ctx.user !== undefined) step.user = ctx.user;
+      if (ctx.workdir !== undefined) step.workdir = ctx.workdir;
+      if (part.phase === "label") labels.push(step);
       else if (part.phase === "barrier") {
         flush();
-        out.push(...part.lines);
-      } else segment.push(part);
+        out.push(step);
+      } else segment[part.phase === "apt" ? 0 : part.phase === "install" ? 1 : 2]!.push(step);
     }
     if (layer.kind === "user") ctx.user = layer.user;
+    if (layer.kind === "workdir") ctx.workdir = layer.path;
   });
   flush();
   return [...out, ...labels];
@@ -178,7 +242,11 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
       return [{ phase: "install", lines: [pythonInstall(ctx, layer, ["--", ...layer.packages])] }];
     case "requirements": {
       const target = requirementsPathInImage(index, layer.name);
-      return [{ phase: "install", lines: [copy(ctx, [`${dir}/${layer.name}`], target), pythonInstall(ctx, layer, ["-r", target])] }];
+      return [{
+        phase: "install",
+        lines: [copy(ctx, [`${dir}/${layer.name}`], target), pythonInstall(ctx, layer, ["-r", target])],
+        consumes: [{ layerIndex: index, names: [layer.name] }],
+      }];
     }
     case "uvProject": {
       const noCache = buildkit ? [] : ["--no-cache"];
@@ -189,6 +257,7 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
           copy(ctx, [`${dir}/pyproject.toml`, `${dir}/uv.lock`], "./"),
           run(buildkit ? [UV_CACHE_MOUNT] : [], sh(script, [...noCache, ...(layer.extraArgs ?? [])])),
         ],
+        consumes: [{ layerIndex: index, names: ["pyproject.toml", "uv.lock"] }],
       }];
     }
     case "nodeProject": {
@@ -208,15 +277,19 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
         ));
       }
       return [
-        { phase: "install", lines: [copy(ctx, [`${dir}/package.json`, `${dir}/${layer.lockfile}`], dest), install] },
-        { phase: "source", lines: [copy(ctx, [`${dir}/`], dest)] },
+        {
+          phase: "install",
+          lines: [copy(ctx, [`${dir}/package.json`, `${dir}/${layer.lockfile}`], dest), install],
+          consumes: [{ layerIndex: index, names: ["package.json", layer.lockfile] }],
+        },
+        { phase: "source", lines: [copy(ctx, [`${dir}/`], dest)], consumes: [{ layerIndex: index }] },
       ];
     }
     case "sourceFolder":
-      return [{ phase: "source", lines: [copy(ctx, [`${dir}/`], layer.dest)] }];
+      return [{ phase: "source", lines: [copy(ctx, [`${dir}/`], layer.dest)], consumes: [{ layerIndex: index }] }];
     case "sourceFile": {
       const name = layer.hostPath.split(/[\\/]/).pop()!;
-      return [{ phase: "source", lines: [copy(ctx, [`${dir}/${name}`], layer.dest)] }];
+      return [{ phase: "source", lines: [copy(ctx, [`${dir}/${name}`], layer.dest)], consumes: [{ layerIndex: index, names: [name] }] }];
     }
     case "dockerIgnore":
       return []; // applied by the build context, not an instruction

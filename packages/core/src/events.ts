@@ -40,6 +40,22 @@ export type BuildEvent =
       cached?: boolean;
     })
   | (EventBase & { type: "build.log"; platform?: Architecture; step?: string; line: string })
+  /**
+   * Incremental builds: one stage of the image (its steps up to and including one that copies context
+   * files), either reused from the daemon (`reused`) or built now (`built`, with the context bytes sent).
+   */
+  | (EventBase & {
+      type: "build.stage";
+      platform?: Architecture;
+      /** 0-based stage index and the number of stages. */
+      stage: number;
+      stages: number;
+      /** The stage's local reference (`kiln-stage/<name>:<key>`), or the image URI for the last stage. */
+      ref: string;
+      status: "reused" | "built";
+      /** Bytes of build context sent for this stage (built stages only). */
+      contextBytes?: number;
+    })
   /** Platforms of a multi-platform image already present in the registry (not rebuilt). */
   | (EventBase & { type: "build.platforms-present"; present: Architecture[]; missing: Architecture[] })
   | (EventBase & {

@@ -35,8 +35,8 @@ export type { ImageChecker, ImageCheckerClass, ImageCheckerLike, ImageBuilder, I
 // image spec (image.ts, validate.ts, dockerfile.ts) — helper A
 export { Image, DEFAULT_PYTHON_VERSION, DEFAULT_NODE_VERSION, DEFAULT_IMAGE_NAME, DEFAULT_UV_IMAGE, DEFAULT_PLATFORMS, KILN_SPEC_VERSION } from "./image.js";
 export type { CommonImageOptions, DebianBaseOptions, NodeBaseOptions, DockerfileOptions, CloneOptions, UvProjectOptions, NodeProjectOptions, ImageJSON } from "./image.js";
-export { renderDockerfile, dockerBuildTarget, requirementsPathInImage, KILN_FINAL_STAGE } from "./dockerfile.js";
-export type { RenderOptions } from "./dockerfile.js";
+export { renderDockerfile, planDockerfile, dockerBuildTarget, requirementsPathInImage, KILN_FINAL_STAGE } from "./dockerfile.js";
+export type { RenderOptions, DockerfilePlan, DockerfileStep, ContextFiles } from "./dockerfile.js";
 export {
   validateRegistry,
   validateRepositoryName,

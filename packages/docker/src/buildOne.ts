@@ -1,9 +1,22 @@
 /**
- * One `POST /build` for one platform: the Dockerfile rendered for the daemon's builder, the context
- * tar streamed straight from `createBuildContext` into the request body (never copied to disk), and
- * the whole answer followed to the end by `followBuild`.
+ * One `POST /build` for one platform: a Dockerfile and its context tar streamed straight into the
+ * request body (never copied to disk), and the whole answer followed to the end by `followBuild`.
+ * `buildOne` is the one-shot build of a whole image (the rendered Dockerfile and the full context);
+ * incremental.ts sends one stage at a time through `sendBuild`.
  */
-import { BuildFailedError, CancelledError, createBuildContext, dockerBuildTarget, KilnError, renderDockerfile, type Architecture, type EventListener, type Image } from "@kiln/core";
+import { Readable } from "node:stream";
+import {
+  BuildFailedError,
+  CancelledError,
+  createBuildContext,
+  dockerBuildTarget,
+  KilnError,
+  renderDockerfile,
+  type Architecture,
+  type BuildContext,
+  type EventListener,
+  type Image,
+} from "@kiln/core";
 import { followBuild, type BuildOutcome } from "./buildProgress.js";
 import type { DockerDaemon } from "./daemon.js";
 
@@ -22,13 +35,36 @@ export interface BuildOneOptions {
   redact: (text: string) => string;
 }
 
-export async function buildOne(daemon: DockerDaemon, options: BuildOneOptions): Promise<BuildOutcome> {
-  const { image, platform } = options;
+export interface SendBuildOptions extends BuildOneOptions {
+  context: BuildContext;
+  target?: string;
+  buildArgs?: Record<string, string>;
+}
+
+export interface SentBuild extends BuildOutcome {
+  /** Bytes of build context the daemon read. */
+  contextBytes: number;
+}
+
+/** The whole image in one build (the rendered Dockerfile, the full context). */
+export async function buildOne(daemon: DockerDaemon, options: BuildOneOptions): Promise<SentBuild> {
+  const { image } = options;
   const dockerfile = renderDockerfile(image, { buildkit: options.buildkit });
-  const context = await createBuildContext(image, { dockerfile });
+  const context = createBuildContext(image, { dockerfile });
   const base = image.spec.base;
   const buildArgs = base.kind === "dockerfile" ? Object.fromEntries(base.buildArgs) : {};
-  const abortContext = () => context.stream.destroy();
+  return sendBuild(daemon, { ...options, context, target: dockerBuildTarget(image), buildArgs });
+}
+
+export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions): Promise<SentBuild> {
+  const { image, platform, context } = options;
+  const buildArgs = options.buildArgs ?? {};
+  let contextBytes = 0;
+  const counted = Readable.from(countBytes(context.stream, (n) => (contextBytes += n)), { objectMode: false });
+  const abortContext = () => {
+    counted.destroy();
+    context.stream.destroy();
+  };
   options.signal?.addEventListener("abort", abortContext, { once: true });
   try {
     options.signal?.throwIfAborted();
@@ -44,14 +80,14 @@ export async function buildOne(daemon: DockerDaemon, options: BuildOneOptions): 
           version: options.buildkit ? "2" : "1",
           labels: options.labels,
           buildargs: Object.keys(buildArgs).length ? buildArgs : undefined,
-          target: dockerBuildTarget(image),
+          target: options.target,
           networkmode: options.networkMode,
           nocache: options.noCache ? "1" : undefined,
           pull: options.pull ? "1" : undefined,
           rm: "1",
           forcerm: "1",
         },
-        body: context.stream,
+        body: counted,
         headers: { "Content-Type": "application/x-tar" },
         signal: options.signal,
         statusCodes: { 200: true, 400: "bad parameter", 500: "server error" },
@@ -60,12 +96,13 @@ export async function buildOne(daemon: DockerDaemon, options: BuildOneOptions): 
       throw requestFailure(daemon, error, options);
     }
     try {
-      return await followBuild(response, {
+      const outcome = await followBuild(response, {
         image: image.uri,
         platform,
         onEvent: options.onEvent,
         redact: options.redact,
       });
+      return { ...outcome, contextBytes };
     } catch (error) {
       response.destroy();
       if (options.signal?.aborted) throw new CancelledError(`Build of ${image.uri} (${platform}) cancelled`, { cause: error });
@@ -74,7 +111,17 @@ export async function buildOne(daemon: DockerDaemon, options: BuildOneOptions): 
     }
   } finally {
     options.signal?.removeEventListener("abort", abortContext);
+    if (!counted.destroyed) counted.destroy();
     if (!context.stream.destroyed) context.stream.destroy();
+  }
+}
+
+/** Passes the context through unchanged (backpressure kept), counting what the daemon reads. */
+async function* countBytes(source: Readable, add: (n: number) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    const buffer = chunk as Buffer;
+    add(buffer.length);
+    yield buffer;
   }
 }
 

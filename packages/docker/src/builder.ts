@@ -18,13 +18,16 @@ import {
   type ImageBuilder,
   type ImageCheckerLike,
 } from "@kiln/core";
-import { buildOne } from "./buildOne.js";
+import { buildOne, type BuildOneOptions } from "./buildOne.js";
 import { LocalDockerImageChecker, RegistryImageChecker } from "./checkers.js";
 import { DockerDaemon, type DaemonInfo } from "./daemon.js";
+import { buildIncremental } from "./incremental.js";
 import { assembleIndex, platformTag, presentPlatformManifests, type PlatformManifest } from "./multiPlatform.js";
 import { provenanceLabels } from "./provenance.js";
+import { pruneStages } from "./prune.js";
 import { pushTag } from "./push.js";
 import { encodeRegistryAuth, registryHost, resolveRegistryCredentials, scrub } from "./registryAuth.js";
+import { stageRepository } from "./stages.js";
 
 export interface DockerImageBuilderOptions {
   /** Environment read for DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_CONFIG (default process.env). */
@@ -41,6 +44,18 @@ export interface DockerImageBuilderOptions {
   credentials?: CredentialSource;
   /** The client used for multi-platform indexes and the registry checker. */
   registryClient?: RegistryClient;
+  /**
+   * Build Kiln-rendered images in stages, reusing the stages the daemon already holds (a rebuild after
+   * a source edit sends only that source). Default true; `KILN_DOCKER_INCREMENTAL=0` turns it off.
+   * False: one build with the whole context. `fromDockerfile` images always build in one go.
+   */
+  incremental?: boolean;
+}
+
+/** What one platform's build used, for pruning superseded stages afterwards. */
+interface BuiltPlatform {
+  platform: Architecture;
+  stageRefs: string[];
 }
 
 export class DockerImageBuilder implements ImageBuilder {
@@ -88,6 +103,9 @@ export class DockerImageBuilder implements ImageBuilder {
     const repository = image.registry ? `${image.registry}/${image.name}` : image.name;
     const tag = image.tag;
     const platforms = [...image.platform];
+    const incremental = this.options.incremental ?? !/^(0|false|no|off)$/i.test(this.env.KILN_DOCKER_INCREMENTAL ?? "");
+    const startedAt = Date.now();
+    const built: BuiltPlatform[] = [];
 
     const auth = image.registry ? encodeRegistryAuth(image.registry, await resolveRegistryCredentials(image.registry, { credentials: this.options.credentials, env: this.env })) : undefined;
     const redact = (text: string) => redactSecrets(scrub(text, auth?.secrets ?? []));
@@ -101,18 +119,33 @@ export class DockerImageBuilder implements ImageBuilder {
       signal,
       onEvent,
       redact,
+      incremental,
+      built,
     };
 
     try {
+      let result: ImageBuild;
       if (platforms.length === 1) {
         const platform = platforms[0]!;
-        await buildOne(daemon, { ...common, platform, tagRef: `${repository}:${tag}` });
-        if (!image.registry || !auth) return { uri };
-        const pushed = await pushTag(daemon, { repository, tag, registry: registryHost(image.registry), registryAuth: auth.header, image: uri, onEvent, signal, redact });
-        emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
-        return { uri, digest: pushed.digest };
+        await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${tag}` });
+        if (!image.registry || !auth) result = { uri };
+        else {
+          const pushed = await pushTag(daemon, { repository, tag, registry: registryHost(image.registry), registryAuth: auth.header, image: uri, onEvent, signal, redact });
+          emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
+          result = { uri, digest: pushed.digest };
+        }
+      } else {
+        result = await this.buildMultiPlatform(daemon, info, image, platforms, { ...common, repository, tag, auth });
       }
-      return await this.buildMultiPlatform(daemon, info, image, platforms, { ...common, repository, tag, auth });
+      if (incremental && image.spec.base.kind === "image" && built.length > 0) {
+        await pruneStages(daemon, {
+          repository: stageRepository(image.name),
+          keep: new Set(built.flatMap((b) => b.stageRefs)),
+          platforms: built.map((b) => b.platform),
+          startedAt,
+        });
+      }
+      return result;
     } catch (error) {
       if (signal?.aborted && !CancelledError.isInstance(error)) throw new CancelledError(`Build of ${uri} cancelled`, { cause: error });
       if (KilnError.isInstance(error)) throw error;
@@ -130,7 +163,7 @@ export class DockerImageBuilder implements ImageBuilder {
     info: DaemonInfo,
     image: Image,
     platforms: Architecture[],
-    common: Omit<Parameters<typeof buildOne>[1], "platform" | "tagRef"> & { repository: string; tag: string; auth: ReturnType<typeof encodeRegistryAuth> | undefined },
+    common: Omit<PlatformBuildOptions, "platform" | "tagRef"> & { repository: string; tag: string; auth: ReturnType<typeof encodeRegistryAuth> | undefined },
   ): Promise<ImageBuild> {
     const { repository, tag, auth, onEvent, signal, redact } = common;
     const uri = image.uri;
@@ -140,7 +173,7 @@ export class DockerImageBuilder implements ImageBuilder {
       // image's tag points at the daemon's native platform (else the first one).
       let nativeId: string | undefined;
       for (const platform of platforms) {
-        const outcome = await buildOne(daemon, { ...common, platform, tagRef: `${repository}:${platformTag(tag, platform)}` });
+        const outcome = await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${platformTag(tag, platform)}` });
         if (!nativeId || platform === `${info.os}/${info.arch}`) nativeId = outcome.imageId;
       }
       const docker = await daemon.docker();
@@ -158,7 +191,7 @@ export class DockerImageBuilder implements ImageBuilder {
     const manifests = new Map(present);
     for (const platform of missing) {
       const archTag = platformTag(tag, platform);
-      await buildOne(daemon, { ...common, platform, tagRef: `${repository}:${archTag}` });
+      await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${archTag}` });
       const pushed = await pushTag(daemon, { repository, tag: archTag, registry, registryAuth: auth.header, image: uri, onEvent, signal, redact });
       emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
       const head = await this.registryClient.headManifest(`${repository}@${pushed.digest}`);
@@ -170,4 +203,18 @@ export class DockerImageBuilder implements ImageBuilder {
     emit(onEvent, { type: "push.done", image: uri, digest });
     return { uri, digest };
   }
+}
+
+interface PlatformBuildOptions extends BuildOneOptions {
+  incremental: boolean;
+  /** Filled in as platforms are built. */
+  built: BuiltPlatform[];
+}
+
+/** One platform: in stages (incremental) or in one go. */
+async function buildPlatform(daemon: DockerDaemon, { incremental, built, ...options }: PlatformBuildOptions): Promise<{ imageId: string }> {
+  if (!incremental) return buildOne(daemon, options);
+  const outcome = await buildIncremental(daemon, options);
+  built.push({ platform: options.platform, stageRefs: outcome.stageRefs });
+  return outcome;
 }

@@ -2,11 +2,16 @@
  * Provenance labels put on every image Kiln builds. No timestamps (they would make two builds of the
  * same spec differ): the Kiln version, a digest of the tag's inputs (`kiln explain` shows them), and
  * the source commit when the sources live in a git checkout (or CI names it).
+ *
+ * `dev.kiln.stage=0` marks a finished image. Incremental builds label their stage images
+ * `dev.kiln.stage=1`, and a label cannot be removed from an image built on top of one, so the last
+ * stage overrides it; one-shot builds set the same value so both ways give the same image config.
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Image } from "@kiln/core";
+import { LABEL_STAGE } from "./stages.js";
 
 export const LABEL_KILN_VERSION = "dev.kiln.version";
 export const LABEL_TAG_INPUTS = "dev.kiln.tag-inputs";
@@ -60,6 +65,7 @@ export async function provenanceLabels(image: Image): Promise<Record<string, str
   return {
     [LABEL_KILN_VERSION]: kilnVersion(),
     [LABEL_TAG_INPUTS]: tagInputsDigest(image),
+    [LABEL_STAGE]: "0",
     ...(revision ? { [LABEL_REVISION]: revision } : {}),
   };
 }

@@ -5,3 +5,5 @@ export * from "./docker.js";
 export * from "./baseImages.js";
 export * from "./pyIndex.js";
 export * from "./tlsDaemon.js";
+export * from "./faultsPushProxy.js";
+export * from "./faultsDaemon.js";
