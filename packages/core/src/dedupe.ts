@@ -29,6 +29,9 @@ export class SharedWork<T> {
   }
 
   run(key: string, work: (signal: AbortSignal, emit: EventListener) => Promise<T>, options: ShareOptions = {}): Promise<T> {
+    if (options.signal?.aborted) {
+      return Promise.reject(new CancelledError("Build cancelled", { cause: options.signal.reason }));
+    }
     let entry = this.inFlight.get(key);
     if (!entry) {
       const listeners = new Set<EventListener>();
@@ -46,6 +49,9 @@ export class SharedWork<T> {
           this.inFlight.delete(key);
         }
       })();
+      // Callers get the outcome through their own handlers; when the last one left and the work was
+      // aborted, nobody awaits it any more, and that rejection must not surface as unhandled.
+      created.promise.catch(() => {});
       entry = created;
       this.inFlight.set(key, created);
     }

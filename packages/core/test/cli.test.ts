@@ -212,6 +212,8 @@ describe("kiln plan, check, explain, dockerfile", () => {
     const rows = run.stdout.trim().split("\n").map((l) => JSON.parse(l));
     expect(rows.map((r) => [r.export, r.exists, r.action])).toEqual([["api", false, "build"], ["worker", true, "skip"]]);
     expect(rows[1].uri).toBe(built.stdout.trim());
+    // The answer comes from the builder's own checkers, as `kiln build` would ask them.
+    expect(rows.map((r) => r.checkedBy)).toEqual(["fixture_push", "fixture_push"]);
     const table = await kiln(["plan", "images.ts"], { env });
     expect(table.stdout).toMatch(/cli\/worker:[0-9a-f]{32}\s+true\s+skip/);
   });

@@ -25,6 +25,8 @@ export interface ThrowawayDaemon {
   loadImage(ref: string): Promise<void>;
   /** `docker ps -aq` on this daemon. */
   containers(): Promise<string[]>;
+  /** Runs the docker CLI against this daemon; resolves with stdout. */
+  docker(args: string[]): Promise<string>;
   log(): string;
   /** Stops it (SIGTERM, then SIGKILL), kills the containerd it started, removes roots and bridge. */
   stop(): Promise<void>;
@@ -110,6 +112,7 @@ export async function startThrowawayDaemon(): Promise<ThrowawayDaemon> {
   const stop = async () => {
     await halt("SIGTERM");
     await endLeftoverContainerd();
+    await endShimsOf(join(root, "exec"));
     await run("sh", ["-c", `grep -o " ${root}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
     await run("ip", ["link", "delete", bridge]).catch(() => undefined);
@@ -135,9 +138,26 @@ export async function startThrowawayDaemon(): Promise<ThrowawayDaemon> {
     async containers() {
       return (await cli(["ps", "-aq"])).split("\n").filter(Boolean);
     },
+    docker: (args) => cli(args),
     log: () => output,
     stop,
   };
+}
+
+/** containerd shims (and with them the containers) of a daemon killed hard: found by their -address under our exec root, ended by pid. */
+async function endShimsOf(execRoot: string): Promise<void> {
+  const { readdir } = await import("node:fs/promises");
+  for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes("containerd-shim") && cmdline.includes(`${execRoot}/`)) {
+      try {
+        process.kill(Number(entry), "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  }
 }
 
 function ping(socketPath: string): Promise<boolean> {

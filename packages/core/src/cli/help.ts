@@ -53,11 +53,13 @@ Examples:
 `,
   plan: `Usage: kiln plan <spec>[#export] [options]
 
-For each image: its URI, tag, whether the registry already has it (true/false/unknown) and the
-action a build would take (skip/build). Checks run concurrently over one registry connection pool.
-Builds nothing.
+For each image: its URI, tag, whether it already exists (true/false/unknown) and the action a
+build would take (skip/build). The answer comes from the selected builder's checkers, exactly as
+\`kiln build\` would ask them (the registry directly when no builder is installed). Checks run
+concurrently over one registry connection pool. Builds nothing. Exit 2 when some answer is unknown.
 
 Options:
+  --builder <name>        builder whose checkers answer (default: as for kiln build)
   --registry <registry>   registry for images declared without one
   --platform <list>       override the platforms to check
   --concurrency <n>       parallel checks (default 8)

@@ -1,8 +1,9 @@
 /**
  * `kiln plan <spec>` — per image: uri, tag, exists (true/false/unknown), action (skip/build).
- * Images with a registry are checked concurrently (bounded) through ONE RegistryClient, so tokens
- * and keep-alive connections are shared. Images without a registry (local only) are asked of the
- * selected builder's checkers through an engine dry run. Nothing is built.
+ * The answer must be the one `kiln build` would act on, so every image is asked of the selected
+ * builder's checkers, in order, through an engine dry run (nothing is built). Only when no builder is
+ * installed at all does plan ask the registry directly. Checks run concurrently (bounded); the
+ * registry checkers share core's default RegistryClient, so tokens and keep-alive connections are reused.
  * Exit 0 when every answer is known, 2 when some could not be determined.
  */
 import { resolve } from "node:path";
@@ -11,9 +12,9 @@ import { build } from "../../engine.js";
 import type { BuildEvent } from "../../events.js";
 import type { Image } from "../../image.js";
 import { serializeError } from "../../redact.js";
-import { RegistryClient } from "../../registry/client.js";
+import { KilnError, UnknownBuilderError } from "../../errors.js";
 import { checkImage } from "../../registry/check.js";
-import { selectRegistry } from "../../selection.js";
+import { selectBuilder, selectRegistry } from "../../selection.js";
 import { parse, parsePlatforms, UsageError } from "../args.js";
 import type { CommandContext } from "../run.js";
 import { loadSpec } from "../spec.js";
@@ -29,6 +30,8 @@ export interface PlanRow {
   missing?: string[];
   /** Why exists is "unknown". */
   reason?: string;
+  /** Who answered: the builder's name, or "registry" when no builder is installed. */
+  checkedBy: string;
 }
 
 async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>, signal: AbortSignal): Promise<R[]> {
@@ -52,6 +55,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     concurrency: { type: "string" },
     json: { type: "boolean" },
     project: { type: "string" },
+    builder: { type: "string" },
   }, { min: 1, max: 1, names: "one spec file" });
   const platforms = parsePlatforms(values.platform);
   const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
@@ -59,35 +63,42 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     throw new UsageError(`Invalid --concurrency ${JSON.stringify(values.concurrency)}: expected an integer from 1 to 64`, { hint: "E.g. --concurrency 8." });
   }
   const projectDir = values.project ? resolve(values.project) : findProjectDir();
-  const defaultRegistry = values.registry ?? selectRegistry(loadConfig(projectDir));
+  const config = loadConfig(projectDir);
+  const defaultRegistry = values.registry ?? selectRegistry(config);
   const specs = await loadSpec(positionals[0]!);
-  const client = new RegistryClient();
+  const builderName = await builderForPlan(values.builder, projectDir, config);
 
   const planOne = async ({ exportName, image: declared }: { exportName: string; image: Image }): Promise<PlanRow> => {
     let image = declared;
     if (image.needsBuild && ((defaultRegistry && (values.registry || !image.registry)) || platforms)) {
       image = image.clone({ ...(defaultRegistry && (values.registry || !image.registry) ? { registry: defaultRegistry } : {}), ...(platforms ? { platform: platforms } : {}) });
     }
-    const row: PlanRow = { export: exportName, uri: image.uri, tag: image.tag, platforms: [...image.platform], exists: "unknown", action: "build" };
+    const row: PlanRow = {
+      export: exportName, uri: image.uri, tag: image.tag, platforms: [...image.platform],
+      exists: "unknown", action: "build", checkedBy: builderName ?? "registry",
+    };
     if (!image.needsBuild) row.action = "skip";
-    if (image.registry || !image.needsBuild) {
-      try {
-        const answer = await checkImage(image.uri, { platforms: image.platform, client });
-        row.exists = answer.present;
-        if (answer.exists && !answer.present) row.missing = answer.missing;
-      } catch (error) {
-        row.reason = serializeError(error).message;
+    if (builderName === undefined) {
+      if (!image.registry && image.needsBuild) {
+        row.reason = "no image builder is installed to check a local image";
+      } else {
+        try {
+          const answer = await checkImage(image.uri, { platforms: image.platform });
+          row.exists = answer.present;
+          if (answer.exists && !answer.present) row.missing = answer.missing;
+        } catch (error) {
+          row.reason = serializeError(error).message;
+        }
       }
     } else {
-      // Local-only image: the builder's checkers decide (e.g. the local Docker daemon).
       const events: BuildEvent[] = [];
       try {
-        const result = await build(image, { dryRun: true, projectDir, signal: context.signal, onEvent: (e) => events.push(e) });
+        const result = await build(image, { builder: builderName, dryRun: true, projectDir, signal: context.signal, onEvent: (e) => events.push(e) });
         const checks = events.filter((e): e is Extract<BuildEvent, { type: "check.result" }> => e.type === "check.result");
         if (result.outcome === "found") row.exists = true;
         else if (checks.length > 0 && checks.every((c) => c.result === "error")) row.reason = checks.map((c) => `${c.checker}: ${c.error?.message}`).join("; ");
         else if (checks.length > 0) row.exists = false;
-        else row.reason = "the builder has no checkers";
+        else if (image.tag !== "latest") row.reason = "the builder has no checkers";
       } catch (error) {
         if (context.signal.aborted) throw error;
         row.reason = serializeError(error).message;
@@ -108,5 +119,16 @@ export async function run(args: string[], context: CommandContext): Promise<numb
       context.stdout.write(`${row.uri.padEnd(uriWidth)}  ${String(row.exists).padEnd(7)}  ${row.action}${row.missing ? ` (missing ${row.missing.join(", ")})` : ""}${row.reason ? ` (${row.reason})` : ""}\n`);
     }
   }
-  return rows.some((r) => r.exists === "unknown") ? 2 : 0;
+  return rows.some((r) => r.reason !== undefined) ? 2 : 0;
+}
+
+/** The builder `kiln build` would use; undefined when none is installed (plan then asks registries). */
+async function builderForPlan(requested: string | undefined, projectDir: string, config: ReturnType<typeof loadConfig>): Promise<string | undefined> {
+  try {
+    return (await selectBuilder(requested, projectDir, config)).name;
+  } catch (error) {
+    const noneInstalled = UnknownBuilderError.isInstance(error) && ((error as KilnError).details?.available as unknown[] | undefined)?.length === 0;
+    if (requested === undefined && noneInstalled) return undefined;
+    throw error;
+  }
 }
