@@ -5,14 +5,18 @@
  *
  * Layout: a Kiln-built image gets `Dockerfile` at the root and each copying layer's files under
  * `kiln-layers/<i>/` (contextDirForLayer). A `fromDockerfile` image gets its context at the root,
- * filtered by its `.dockerignore` exactly as `docker build` would, plus `kiln-layers/Dockerfile` (the
- * rendered Dockerfile) and `kiln-layers/<i>/` for any layers added on top.
+ * filtered by its `.dockerignore` exactly as `docker build` would send it, and its Dockerfile the way
+ * the docker CLI passes it: in place when it lies inside the context (and is not ignored); otherwise
+ * as a hidden `.dockerfile.kiln` whose name is appended to the context's `.dockerignore`, so the
+ * daemon drops it after reading it and a `COPY . /app` never picks it up. With layers added on top,
+ * the rendered Dockerfile is `kiln-layers/Dockerfile` (also appended to `.dockerignore`) and the
+ * added layers' files are under `kiln-layers/<i>/`.
  *
  * Headers are deterministic: mtime 0, uid/gid 0, no user/group names, mode 0755 for directories and
  * executables, 0644 for other files, 0777 for symlinks. A file whose size changes while it is
  * streamed fails the stream with SourceChangedError instead of producing a corrupt tar.
  */
-import { open } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import tar, { type Header, type Pack } from "tar-stream";
 import { KilnError, SourceNotFoundError, ValidationError } from "./errors.js";
@@ -46,45 +50,70 @@ export class SourceChangedError extends KilnError {
 type HeaderArg = Partial<Header> & Pick<Header, "name">;
 
 const LAYERS_DIR = "kiln-layers";
+/** Where a `fromDockerfile` image's Dockerfile goes when it cannot be used in place (the docker CLI uses a random `.dockerfile.<id>`). */
+const HIDDEN_DOCKERFILE = ".dockerfile.kiln";
 const EPOCH = new Date(0);
 const CHUNK = 1 << 20;
 
-/** Where the rendered Dockerfile goes in the context of this spec. */
-export function contextDockerfilePath(spec: Pick<ImageSpec, "base">): string {
-  return spec.base.kind === "dockerfile" ? `${LAYERS_DIR}/Dockerfile` : "Dockerfile";
+/** Where the Dockerfile goes in the context of this spec. */
+export function contextDockerfilePath(spec: Pick<ImageSpec, "base" | "layers">): string {
+  return dockerfilePlacement(spec, listSpecFiles(spec as ImageSpec)).path;
+}
+
+interface DockerfilePlacement {
+  path: string;
+  /** False when the user's own file is already in the context at `path`. */
+  add: boolean;
+  /** Appended to the context's `.dockerignore` so the daemon removes the file after reading it. */
+  ignore: boolean;
+}
+
+function dockerfilePlacement(spec: Pick<ImageSpec, "base" | "layers">, listing: ReturnType<typeof listSpecFiles>): DockerfilePlacement {
+  if (spec.base.kind !== "dockerfile") return { path: "Dockerfile", add: true, ignore: false };
+  if (spec.layers.length > 0) return { path: `${LAYERS_DIR}/Dockerfile`, add: true, ignore: true };
+  const own = listing.dockerfile?.contextPath;
+  const inContext = listing.groups.some((g) => g.layerIndex === -1 && g.entries.some((e) => e.contextPath === own && e.type === "file"));
+  return inContext && own ? { path: own, add: false, ignore: false } : { path: HIDDEN_DOCKERFILE, add: true, ignore: true };
 }
 
 type PlanItem =
   | { kind: "dir"; path: string }
   | { kind: "dockerfile"; path: string }
+  | { kind: "dockerignore"; hostPath?: string; append: string }
   | { kind: "entry"; entry: WalkEntry };
 
 /** Lists the context now (so a missing source fails here) and returns a tar stream that reads lazily. */
 export function createBuildContext(image: ImageLike, options: BuildContextOptions = {}): BuildContext {
   const spec = specOf(image);
   const listing = listSpecFiles(spec);
-  const dockerfilePath = contextDockerfilePath(spec);
+  const placement = dockerfilePlacement(spec, listing);
+  const dockerfilePath = placement.path;
   const plan: PlanItem[] = [];
 
+  let dockerignoreAt = -1;
   for (const group of listing.groups.filter((g) => g.layerIndex === -1)) {
     for (const entry of group.entries) {
-      if (entry.path === LAYERS_DIR || entry.path.startsWith(`${LAYERS_DIR}/`)) {
-        throw new ValidationError("Dockerfile context entry", entry.path, `the name ${LAYERS_DIR} is reserved for Kiln's layer files`, {
-          hint: `Rename it, or exclude it in the context's .dockerignore (\`${LAYERS_DIR}\`).`,
+      if (entry.path === LAYERS_DIR || entry.path.startsWith(`${LAYERS_DIR}/`) || entry.path === HIDDEN_DOCKERFILE) {
+        throw new ValidationError("Dockerfile context entry", entry.path, `the names ${LAYERS_DIR} and ${HIDDEN_DOCKERFILE} are reserved for Kiln`, {
+          hint: `Rename it, or exclude it in the context's .dockerignore (\`${entry.path}\`).`,
         });
       }
-      plan.push({ kind: "entry", entry });
+      if (placement.ignore && entry.path === ".dockerignore" && entry.type === "file") {
+        dockerignoreAt = plan.length;
+        plan.push({ kind: "dockerignore", hostPath: entry.hostPath, append: dockerfilePath });
+      } else plan.push({ kind: "entry", entry });
     }
   }
+  if (placement.ignore && dockerignoreAt === -1) plan.unshift({ kind: "dockerignore", append: dockerfilePath });
   const layerGroups = listing.groups.filter((g) => g.layerIndex !== -1);
   if (dockerfilePath.startsWith(`${LAYERS_DIR}/`) || layerGroups.length > 0) plan.push({ kind: "dir", path: LAYERS_DIR });
-  plan.push({ kind: "dockerfile", path: dockerfilePath });
+  if (placement.add) plan.push({ kind: "dockerfile", path: dockerfilePath });
   for (const group of layerGroups) {
     plan.push({ kind: "dir", path: group.contextDir });
     for (const entry of group.entries) plan.push({ kind: "entry", entry });
   }
 
-  const files = plan.map((item) => (item.kind === "entry" ? item.entry.contextPath : item.path));
+  const files = plan.map((item) => (item.kind === "entry" ? item.entry.contextPath : item.kind === "dockerignore" ? ".dockerignore" : item.path));
   for (const path of files) assertSafePath(path);
 
   const pack = tar.pack();
@@ -116,6 +145,11 @@ async function produce(pack: Pack, plan: PlanItem[], dockerfile: () => Promise<s
       if ((pack as unknown as { destroying: boolean }).destroying || pack.destroyed) return;
       if (item.kind === "dir") {
         await addEntry(pack, { name: item.path, type: "directory", mode: 0o755 });
+      } else if (item.kind === "dockerignore") {
+        // The user's patterns, then the Dockerfile Kiln added (as the docker CLI does for its own).
+        const own = item.hostPath ? await readFile(item.hostPath, "utf8") : "";
+        const body = Buffer.from(`${own}${own === "" || own.endsWith("\n") ? "" : "\n"}${item.append}\n`, "utf8");
+        await addEntry(pack, { name: ".dockerignore", type: "file", mode: 0o644, size: body.length }, body);
       } else if (item.kind === "dockerfile") {
         const body = Buffer.from(await dockerfile(), "utf8");
         await addEntry(pack, { name: item.path, type: "file", mode: 0o644, size: body.length }, body);

@@ -214,6 +214,33 @@ describe("createBuildContext", () => {
     expect(entries.map((e) => e.name)).toEqual([".dockerignore", "src", "src/a.txt", "kiln-layers", "kiln-layers/Dockerfile", "kiln-layers/0", `kiln-layers/0/${extraName}`]);
     // The user's Dockerfile lies outside the context: listed for the tag, not sent.
     expect(listSpecFiles(s).dockerfile).toMatchObject({ path: dockerfileName, type: "file" });
+    // The rendered Dockerfile is appended to the user's .dockerignore, so the daemon drops it after reading.
+    expect(entries.find((e) => e.name === ".dockerignore")?.content).toBe("*.tmp\nkiln-layers/Dockerfile\n");
+  });
+
+  it("sends a fromDockerfile image's own Dockerfile in place, as docker build does", async () => {
+    const ctxDir = join(root, `dctx-${n++}`);
+    mkdirSync(join(ctxDir, "docker"), { recursive: true });
+    writeFileSync(join(ctxDir, "app.txt"), "a");
+    writeFileSync(join(ctxDir, "docker", "Dockerfile"), "FROM busybox\nCOPY . /app\n");
+    const s = spec([], { base: { kind: "dockerfile", dockerfileHostPath: join(ctxDir, "docker", "Dockerfile"), contextHostPath: ctxDir, buildArgs: [] } });
+    const ctx = createBuildContext(s, { dockerfile: "FROM busybox\nCOPY . /app\n" });
+    expect(ctx.dockerfilePath).toBe("docker/Dockerfile");
+    expect((await readTar(ctx.stream)).map((e) => e.name)).toEqual(["app.txt", "docker", "docker/Dockerfile"]);
+  });
+
+  it("sends a Dockerfile from outside the context hidden and ignored, as the docker CLI does", async () => {
+    const ctxDir = join(root, `dctx-${n++}`);
+    mkdirSync(ctxDir, { recursive: true });
+    writeFileSync(join(ctxDir, "app.txt"), "a");
+    const dockerfile = join(root, `outside-${n++}.Dockerfile`);
+    writeFileSync(dockerfile, "FROM busybox\nCOPY . /app\n");
+    const s = spec([], { base: { kind: "dockerfile", dockerfileHostPath: dockerfile, contextHostPath: ctxDir, buildArgs: [] } });
+    const ctx = createBuildContext(s, { dockerfile: "FROM busybox\nCOPY . /app\n" });
+    expect(ctx.dockerfilePath).toBe(".dockerfile.kiln");
+    const entries = await readTar(ctx.stream);
+    expect(entries.map((e) => e.name)).toEqual([".dockerignore", "app.txt", ".dockerfile.kiln"]);
+    expect(entries[0]!.content).toBe(".dockerfile.kiln\n");
   });
 });
 
