@@ -32,7 +32,7 @@ export type { BuildEvent, BuildEventType, BuildEventInput, EventListener, Serial
 export { KILN_API_VERSION } from "./builder.js";
 export type { ImageChecker, ImageCheckerClass, ImageCheckerLike, ImageBuilder, ImageBuild, BuildImageOptions } from "./builder.js";
 
-// image spec (image.ts, validate.ts, dockerfile.ts) — helper A
+// image spec (image.ts, validate.ts, dockerfile.ts)
 export { Image, DEFAULT_PYTHON_VERSION, DEFAULT_NODE_VERSION, DEFAULT_IMAGE_NAME, DEFAULT_UV_IMAGE, DEFAULT_PLATFORMS, KILN_SPEC_VERSION } from "./image.js";
 export type { CommonImageOptions, DebianBaseOptions, NodeBaseOptions, DockerfileOptions, CloneOptions, UvProjectOptions, NodeProjectOptions, ImageJSON } from "./image.js";
 export { renderDockerfile, planDockerfile, dockerBuildTarget, requirementsPathInImage, KILN_FINAL_STAGE } from "./dockerfile.js";
@@ -48,7 +48,7 @@ export {
   validateEnvKey,
 } from "./validate.js";
 
-// reference, hashing, build context (reference.ts, hash.ts, context.ts) — helper B
+// reference, hashing, build context (reference.ts, hash.ts, context.ts)
 export { parseReference, formatReference, DOCKER_HUB_REGISTRY } from "./reference.js";
 export type { ParsedReference, FormatReferenceOptions } from "./reference.js";
 export { DEFAULT_IGNORE_PATTERNS, parseDockerignore, IgnoreMatcher, IgnorePattern } from "./dockerignore.js";
@@ -61,7 +61,7 @@ export type { StatIdentity } from "./statcache.js";
 export { createBuildContext, contextDockerfilePath, SourceChangedError } from "./context.js";
 export type { BuildContext, BuildContextOptions } from "./context.js";
 
-// registry client (registry/…) — helper C
+// registry client (registry/…)
 export {
   RegistryClient,
   toRegistryReference,
@@ -115,7 +115,7 @@ export type {
   RateLimitInfo,
 } from "./registry/index.js";
 
-// engine, discovery, config, CLI support (engine.ts, discovery.ts, config.ts, …) — helper D
+// engine, discovery, config, CLI support (engine.ts, discovery.ts, config.ts, …)
 export { ImageBuildEngine, build, init, buildKey, repositoryOf } from "./engine.js";
 export type { EngineBuildOptions, EngineImageBuild, EngineBuildHandle, BuildOutcome } from "./engine.js";
 export { registerImageBuilder, unregisterImageBuilder, selectBuilder, getInitOptions } from "./selection.js";

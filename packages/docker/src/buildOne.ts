@@ -22,6 +22,8 @@ import type { DockerDaemon } from "./daemon.js";
 
 export interface BuildOneOptions {
   image: Image;
+  /** The image's URI as the build started (an Image's tag follows its files, and costs a walk to compute). */
+  uri?: string;
   platform: Architecture;
   /** The local reference to tag the result with (`repo:tag`). */
   tagRef: string;
@@ -57,7 +59,8 @@ export async function buildOne(daemon: DockerDaemon, options: BuildOneOptions): 
 }
 
 export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions): Promise<SentBuild> {
-  const { image, platform, context } = options;
+  const { platform, context } = options;
+  const uri = options.uri ?? options.image.uri;
   const buildArgs = options.buildArgs ?? {};
   let contextBytes = 0;
   const counted = Readable.from(countBytes(context.stream, (n) => (contextBytes += n)), { objectMode: false });
@@ -97,7 +100,7 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
     }
     try {
       const outcome = await followBuild(response, {
-        image: image.uri,
+        image: uri,
         platform,
         onEvent: options.onEvent,
         redact: options.redact,
@@ -105,7 +108,7 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
       return { ...outcome, contextBytes };
     } catch (error) {
       response.destroy();
-      if (options.signal?.aborted) throw new CancelledError(`Build of ${image.uri} (${platform}) cancelled`, { cause: error });
+      if (options.signal?.aborted) throw new CancelledError(`Build of ${uri} (${platform}) cancelled`, { cause: error });
       if (KilnError.isInstance(error)) throw error;
       throw requestFailure(daemon, error, options);
     }
@@ -132,7 +135,7 @@ function requestFailure(daemon: DockerDaemon, error: unknown, options: BuildOneO
   const status = (error as { statusCode?: number }).statusCode;
   const json = (error as { json?: { message?: string } }).json;
   const reason = options.redact(String(json?.message ?? (error as Error)?.message ?? error).trim());
-  return new BuildFailedError(`The Docker daemon refused the build of ${options.image.uri} (${options.platform}): ${reason}`, {
+  return new BuildFailedError(`The Docker daemon refused the build of ${options.uri ?? options.image.uri} (${options.platform}): ${reason}`, {
     hint: "Check the rendered Dockerfile (`kiln dockerfile <spec>`) and that the daemon supports this platform.",
     cause: error,
     details: { status, platform: options.platform, reason },

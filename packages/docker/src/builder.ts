@@ -111,6 +111,7 @@ export class DockerImageBuilder implements ImageBuilder {
     const redact = (text: string) => redactSecrets(scrub(text, auth?.secrets ?? []));
     const common = {
       image,
+      uri,
       buildkit,
       labels,
       networkMode: this.options.networkMode ?? (this.env.KILN_DOCKER_NETWORK || undefined),

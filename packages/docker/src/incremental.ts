@@ -22,9 +22,10 @@ export interface IncrementalOutcome extends SentBuild {
 
 export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOptions): Promise<IncrementalOutcome> {
   const { image, platform, onEvent } = options;
+  const uri = options.uri ?? image.uri;
   const plan = planStages(image.spec, { buildkit: options.buildkit, platform });
   // One stage (or a Dockerfile image): the one-shot build is the same build.
-  if (plan === undefined || plan.stages.length <= 1) return { ...(await buildOne(daemon, options)), stageRefs: [] };
+  if (plan === undefined || plan.stages.length <= 1) return { ...(await buildOne(daemon, { ...options, uri })), stageRefs: [] };
 
   const { stages } = plan;
   const stageRefs = stages.slice(0, -1).map((stage) => stage.ref);
@@ -32,7 +33,7 @@ export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOp
   try {
     const start = options.noCache || options.pull ? 0 : await reusablePrefix(daemon, plan, platform);
     for (let k = 0; k < start; k++) {
-      emit(onEvent, { type: "build.stage", image: image.uri, platform, stage: k, stages: stages.length, ref: stages[k]!.ref, status: "reused" });
+      emit(onEvent, { type: "build.stage", image: uri, platform, stage: k, stages: stages.length, ref: stages[k]!.ref, status: "reused" });
     }
     const total: SentBuild = { imageId: "", steps: [], cachedSteps: 0, contextBytes: 0 };
     for (let k = start; k < stages.length; k++) {
@@ -41,6 +42,7 @@ export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOp
       const dockerfile = stageDockerfile(k === 0 ? plan.baseRef : stages[k - 1]!.ref, stage);
       const sent = await sendBuild(daemon, {
         ...options,
+        uri,
         context: createStageContext(image.spec, stage.consumes, dockerfile),
         tagRef: last ? options.tagRef : stage.ref,
         labels: last ? options.labels : { [LABEL_STAGE]: STAGE_LABEL_VALUE },
@@ -52,7 +54,7 @@ export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOp
       total.contextBytes += sent.contextBytes;
       emit(onEvent, {
         type: "build.stage",
-        image: image.uri,
+        image: uri,
         platform,
         stage: k,
         stages: stages.length,
