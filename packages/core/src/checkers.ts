@@ -9,6 +9,7 @@ import { CheckFailedError, KilnError } from "./errors.js";
 import { emit, type EventListener, type SerializedError } from "./events.js";
 import type { Architecture } from "./layers.js";
 import { serializeError } from "./redact.js";
+import type { RegistryClient } from "./registry/client.js";
 
 export interface NamedChecker {
   name: string;
@@ -88,4 +89,42 @@ export async function runCheckers(
     });
   }
   return outcome;
+}
+
+/** True when a reference's first path component names a registry host (a dot, a port, or localhost). */
+function namesRegistryHost(uri: string): boolean {
+  const slash = uri.indexOf("/");
+  if (slash < 0) return false;
+  const first = uri.slice(0, slash);
+  return first.includes(".") || first.includes(":") || first === "localhost";
+}
+
+let digestClient: RegistryClient | undefined;
+
+/**
+ * The manifest (or index) digest of an image a checker found, so a found image reports the same
+ * digest its build reported (the pushed manifest's `Docker-Content-Digest`). Registry images only:
+ * a local-only image's build reports no digest, so neither does finding it. Best effort — the image
+ * was found; a registry that cannot answer the HEAD leaves the digest out rather than failing.
+ */
+export async function digestOfFound(uri: string, signal?: AbortSignal): Promise<string | undefined> {
+  const pinned = /@(sha256:[0-9a-f]{64})$/.exec(uri);
+  if (pinned) return pinned[1];
+  if (!namesRegistryHost(uri)) return undefined;
+  // Few retries and short deadlines: this is an extra answer, not the check itself.
+  // Loaded on demand: the registry client is only needed once a registry image was found.
+  digestClient ??= new (await import("./registry/client.js")).RegistryClient({ retry: { retries: 1, baseDelayMs: 200 }, timeouts: { connectMs: 3_000, idleMs: 10_000, totalMs: 15_000 } });
+  const head = digestClient.headManifest(uri).then((h) => h?.digest, () => undefined);
+  if (!signal) return head;
+  signal.throwIfAborted();
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([head, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort!);
+  }
 }

@@ -15,7 +15,7 @@
  * Concurrent calls for the same image in one process share one build (dedupe.ts).
  */
 import type { ImageBuild, ImageBuilder } from "./builder.js";
-import { toNamedChecker, runCheckers } from "./checkers.js";
+import { digestOfFound, toNamedChecker, runCheckers, type CheckOutcome } from "./checkers.js";
 import { loadConfig } from "./config.js";
 import { SharedWork } from "./dedupe.js";
 import { BuildFailedError, CancelledError, KilnError } from "./errors.js";
@@ -119,8 +119,14 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     return runCheckers(checkers, repositoryOf(image), image.tag, platforms, { image: uri, onEvent, signal, strict });
   };
 
+  /** A found image reports its digest too (what its build reported), so every caller sees the same answer. */
+  const found = async (outcome: CheckOutcome & { uri: string }): Promise<EngineImageBuild> => {
+    const digest = dryRun ? undefined : await digestOfFound(outcome.uri, signal);
+    return done({ uri: outcome.uri, ...(digest ? { digest } : {}), outcome: "found", foundBy: outcome.foundBy, builder: selected.name }, false);
+  };
+
   const first = await check();
-  if (first?.uri) return done({ uri: first.uri, outcome: "found", foundBy: first.foundBy, builder: selected.name }, false);
+  if (first?.uri) return found({ ...first, uri: first.uri });
   signal.throwIfAborted();
 
   if (dryRun) {
@@ -136,7 +142,7 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     if (lock.waited && !options.force) {
       // Another process held the lock: it has probably just pushed this very image.
       const again = await check();
-      if (again?.uri) return done({ uri: again.uri, outcome: "found", foundBy: again.foundBy, builder: selected.name }, false);
+      if (again?.uri) return await found({ ...again, uri: again.uri });
     }
     signal.throwIfAborted();
     emit(onEvent, { type: "build.start", image: uri, builder: selected.name, platforms, dryRun: false });

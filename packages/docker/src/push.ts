@@ -3,7 +3,7 @@
  * `push.progress` per layer, the pushed digest from the final aux `{ Tag, Digest, Size }`, and any
  * error (reported inside the 200 response) as AuthError or PushFailedError — never with credentials.
  */
-import { AuthError, emit, PushFailedError, RateLimitError, type EventListener } from "@kiln/core";
+import { AuthError, emit, KilnError, PushFailedError, RateLimitError, type EventListener } from "@kiln/core";
 import type { DockerDaemon } from "./daemon.js";
 import { readJsonMessages } from "./jsonStream.js";
 
@@ -25,6 +25,21 @@ export interface PushOptions {
   onEvent?: EventListener;
   signal?: AbortSignal;
   redact: (text: string) => string;
+  /**
+   * Longest time without a word from the daemon (a progress line, the answer) before the push is
+   * given up as hung — a registry that never answers would otherwise block it until the caller
+   * aborts. Default: KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS, else 120 s.
+   */
+  idleTimeoutMs?: number;
+}
+
+export const DEFAULT_PUSH_IDLE_TIMEOUT_MS = 120_000;
+
+/** The idle timeout in force: the option, else KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS (a positive integer), else the default. */
+export function pushIdleTimeoutMs(option: number | undefined, env: NodeJS.ProcessEnv = process.env): number {
+  if (option !== undefined && Number.isFinite(option) && option > 0) return option;
+  const fromEnv = Number(env.KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS);
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_PUSH_IDLE_TIMEOUT_MS;
 }
 
 const AUTH_FAILURE = /unauthori[sz]ed|authentication required|no basic auth credentials|denied|forbidden|401|403/i;
@@ -49,48 +64,89 @@ export async function pushTag(daemon: DockerDaemon, options: PushOptions, delays
 }
 
 async function pushOnce(daemon: DockerDaemon, options: PushOptions): Promise<PushResult> {
-  let response;
+  // The request is aborted by the caller's signal or by the idle watchdog, whichever comes first.
+  const idleMs = pushIdleTimeoutMs(options.idleTimeoutMs);
+  const controller = new AbortController();
+  let idle = false;
+  let watchdog: NodeJS.Timeout | undefined;
+  const rearm = () => {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => {
+      idle = true;
+      controller.abort(new Error(`no progress for ${idleMs} ms`));
+    }, idleMs);
+  };
+  const forward = () => controller.abort(options.signal?.reason);
+  if (options.signal?.aborted) forward();
+  options.signal?.addEventListener("abort", forward, { once: true });
+  const settle = (error: unknown): unknown => (idle && !options.signal?.aborted ? idleFailure(idleMs, options) : failure(daemon.translate(error, options.signal), options));
+  rearm();
   try {
-    response = await daemon.dial({
-      method: "POST",
-      path: `/images/${encodeURIComponent(options.repository)}/push`,
-      query: { tag: options.tag },
-      headers: { "X-Registry-Auth": options.registryAuth },
-      signal: options.signal,
-    });
-  } catch (error) {
-    throw failure(daemon.translate(error, options.signal), options);
+    let response;
+    try {
+      response = await daemon.dial({
+        method: "POST",
+        path: `/images/${encodeURIComponent(options.repository)}/push`,
+        query: { tag: options.tag },
+        headers: { "X-Registry-Auth": options.registryAuth },
+        signal: controller.signal,
+      });
+    } catch (error) {
+      throw settle(error);
+    }
+    const onIdle = () => response.destroy(new Error(`no progress for ${idleMs} ms`));
+    controller.signal.addEventListener("abort", onIdle, { once: true });
+    try {
+      return await readPush(response, options, rearm);
+    } catch (error) {
+      throw KilnError.isInstance(error) && !idle ? error : settle(error);
+    } finally {
+      controller.signal.removeEventListener("abort", onIdle);
+      if (!response.destroyed) response.destroy();
+    }
+  } finally {
+    clearTimeout(watchdog);
+    options.signal?.removeEventListener("abort", forward);
   }
+}
+
+/** Reads the push stream to its end; `alive` is called on every message (the idle watchdog). */
+async function readPush(response: AsyncIterable<Buffer | string>, options: PushOptions, alive: () => void): Promise<PushResult> {
   let result: PushResult | undefined;
   let errorText: string | undefined;
-  try {
-    for await (const message of readJsonMessages(response)) {
-      if (message.errorDetail || message.error) {
-        errorText = message.errorDetail?.message || message.error;
-        continue;
-      }
-      const aux = message.aux as { Digest?: string; Size?: number; Tag?: string } | undefined;
-      if (aux && typeof aux === "object" && typeof aux.Digest === "string") {
-        result = { digest: aux.Digest, size: Number(aux.Size ?? 0) };
-        continue;
-      }
-      if (message.id && message.status) {
-        emit(options.onEvent, {
-          type: "push.progress",
-          image: options.image,
-          layer: message.id,
-          status: message.status,
-          ...(message.progressDetail?.current !== undefined ? { current: message.progressDetail.current } : {}),
-          ...(message.progressDetail?.total !== undefined ? { total: message.progressDetail.total } : {}),
-        });
-      }
+  for await (const message of readJsonMessages(response)) {
+    alive();
+    if (message.errorDetail || message.error) {
+      errorText = message.errorDetail?.message || message.error;
+      continue;
     }
-  } catch (error) {
-    throw failure(daemon.translate(error, options.signal), options);
+    const aux = message.aux as { Digest?: string; Size?: number; Tag?: string } | undefined;
+    if (aux && typeof aux === "object" && typeof aux.Digest === "string") {
+      result = { digest: aux.Digest, size: Number(aux.Size ?? 0) };
+      continue;
+    }
+    if (message.id && message.status) {
+      emit(options.onEvent, {
+        type: "push.progress",
+        image: options.image,
+        layer: message.id,
+        status: message.status,
+        ...(message.progressDetail?.current !== undefined ? { current: message.progressDetail.current } : {}),
+        ...(message.progressDetail?.total !== undefined ? { total: message.progressDetail.total } : {}),
+      });
+    }
   }
   if (errorText !== undefined) throw failure(new Error(errorText), options);
   if (!result) throw failure(new Error("the daemon ended the push without reporting a digest"), options);
   return result;
+}
+
+/** The registry (through the daemon) went silent: a hung push, given up rather than waited on forever. */
+function idleFailure(idleMs: number, options: PushOptions): PushFailedError {
+  return new PushFailedError(`Push of ${options.repository}:${options.tag} to ${options.registry} made no progress for ${idleMs / 1000} s and was given up`, {
+    hint: `${options.registry} (or a proxy in front of it) stopped answering the Docker daemon. Check the registry's health and run the build again; for very slow links raise KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS (now ${idleMs}).`,
+    details: { registry: options.registry, repository: options.repository, idleTimeoutMs: idleMs },
+  });
 }
 
 function failure(error: unknown, options: PushOptions): unknown {

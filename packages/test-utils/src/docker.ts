@@ -93,6 +93,16 @@ export async function removeImages(refs: Iterable<string>, env?: NodeJS.ProcessE
   await docker(["image", "rm", "-f", ...list], { env }).catch(() => undefined);
 }
 
+/** `127.0.0.1:5000/team/app:tag` → `team/app`: the image name without registry host, tag or digest. */
+function repositoryName(ref: string): string {
+  const withoutDigest = ref.split("@")[0]!;
+  const lastSlash = withoutDigest.lastIndexOf("/");
+  const colon = withoutDigest.lastIndexOf(":");
+  const repo = colon > lastSlash ? withoutDigest.slice(0, colon) : withoutDigest;
+  const [first, ...rest] = repo.split("/");
+  return rest.length > 0 && (first!.includes(".") || first!.includes(":") || first === "localhost") ? rest.join("/") : repo;
+}
+
 /** Collects names/refs a test creates and removes them all at the end. */
 export class DockerCleanup {
   private readonly images = new Set<string>();
@@ -102,7 +112,14 @@ export class DockerCleanup {
     return ref;
   }
   async run(): Promise<void> {
-    await removeImages(this.images, this.env);
+    // @kiln/docker's incremental builds leave stage images (`kiln-stage/<name>:<key>`) beside each image.
+    const stageRepos = new Set([...this.images].map((ref) => `kiln-stage/${repositoryName(ref)}`));
+    const stages: string[] = [];
+    for (const repo of stageRepos) {
+      const listed = await docker(["image", "ls", "--filter", "label=dev.kiln.stage=1", "--format", "{{.Repository}}:{{.Tag}}", repo], { env: this.env }).catch(() => "");
+      stages.push(...listed.split("\n").filter((line) => line.trim() !== "" && !line.endsWith(":<none>")));
+    }
+    await removeImages([...this.images, ...stages], this.env);
     this.images.clear();
   }
 }

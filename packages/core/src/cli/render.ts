@@ -47,6 +47,8 @@ export function describeEvent(e: BuildEvent, pushStatus?: Map<string, string>): 
       return `step ${describeStep(e)}`;
     case "build.log":
       return `  │ ${redactSecrets(e.line)}`;
+    case "build.stage":
+      return `stage ${e.stage + 1}/${e.stages}${e.platform ? ` ${e.platform}` : ""} ${e.status}${e.status === "built" && e.contextBytes !== undefined ? ` (${bytes(e.contextBytes)} of context sent)` : ""}`;
     case "build.platforms-present":
       return `platforms present: ${e.present.join(", ") || "none"}; missing: ${e.missing.join(", ") || "none"}`;
     case "push.progress": {

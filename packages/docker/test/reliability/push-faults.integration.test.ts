@@ -189,6 +189,27 @@ describe("push through a faulty registry (real daemon, real registry)", () => {
     expect(outcome.held).toBeNull();
     expect(outcome.elapsedMs).toBeLessThan(20_000);
   });
+
+  it("a registry that never answers the manifest PUT, no caller signal: the push idle timeout gives up with a PushFailedError + hint", async () => {
+    const saved = process.env.KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS;
+    process.env.KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS = "3000";
+    let outcome: Outcome;
+    try {
+      outcome = await pushThrough(proxy, registry, { faults: [], match: pushSteps.manifestPut, then: { kind: "hang" } });
+    } finally {
+      if (saved === undefined) delete process.env.KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS;
+      else process.env.KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS = saved;
+    }
+    expectSound(outcome);
+    expect(PushFailedError.isInstance(outcome.error), String(outcome.error)).toBe(true);
+    expect((outcome.error as KilnError).message).toMatch(/no progress for 3 s/);
+    expect((outcome.error as KilnError).hint).toMatch(/KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS/);
+    expect(outcome.result).toBeUndefined();
+    expect(outcome.held).toBeNull();
+    expect(outcome.pushRetries).toBe(0); // a hung registry is not retried (that would triple the wait)
+    expect(outcome.elapsedMs).toBeLessThan(15_000);
+    console.info(`[reliability] push idle timeout 3 s: gave up after ${outcome.elapsedMs} ms`);
+  });
 });
 
 describe("Bearer token refused mid-push", () => {
