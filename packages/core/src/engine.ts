@@ -22,7 +22,8 @@ import { BuildFailedError, CancelledError, KilnError } from "./errors.js";
 import { emit, type EventListener } from "./events.js";
 import type { Image } from "./image.js";
 import type { Architecture } from "./layers.js";
-import { acquireImageLock } from "./lock.js";
+import { statSync, unlinkSync } from "node:fs";
+import { acquireImageLock, lockDirectory, lockPathFor } from "./lock.js";
 import { redactSecrets, serializeError } from "./redact.js";
 import { activateCredentialProviders } from "./discovery.js";
 import { getDiscovery, init as initSelection, resolveProjectDir, selectBuilder, selectRegistry, selectStrict, type InitOptions } from "./selection.js";
@@ -134,10 +135,7 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     return done({ uri, outcome: "would-build", builder: selected.name }, false);
   }
 
-  const lock = await acquireImageLock(`${uri}|${[...platforms].sort().join(",")}`, {
-    signal,
-    onWait: (lockPath) => emit(onEvent, { type: "lock.wait", image: uri, lockPath }),
-  });
+  const lock = await takeLock(`${uri}|${[...platforms].sort().join(",")}`, uri, signal, onEvent);
   try {
     if (lock.waited && !options.force) {
       // Another process held the lock: it has probably just pushed this very image.
@@ -162,6 +160,34 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     return done({ ...result, uri: result.uri, outcome: "built", builder: selected.name }, true);
   } finally {
     lock.release();
+  }
+}
+
+/** File-system failures taking the lock: the disk (or quota) is full, or the directory is read-only. */
+const LOCK_FS_ERRORS = new Set(["ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "ENOTDIR"]);
+
+/** The per-image lock, with a full or read-only lock directory turned into a typed error (and no empty lock file left). */
+async function takeLock(key: string, uri: string, signal: AbortSignal, onEvent: EventListener) {
+  try {
+    return await acquireImageLock(key, { signal, onWait: (lockPath) => emit(onEvent, { type: "lock.wait", image: uri, lockPath }) });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException)?.code;
+    if (KilnError.isInstance(error) || !code || !LOCK_FS_ERRORS.has(code)) throw error;
+    const dir = lockDirectory();
+    const path = lockPathFor(key, dir);
+    // A lock file created but never written (the disk filled in between) would only make the next
+    // run wait for it to go stale. Every writer on this file system fails the same way, so an EMPTY
+    // file here is ours. (lock.ts should remove it itself; reported.)
+    try {
+      if (statSync(path).size === 0) unlinkSync(path);
+    } catch {
+      // not there: nothing to clean
+    }
+    throw new BuildFailedError(`Cannot take the build lock for ${uri} in ${dir}: ${code === "ENOSPC" || code === "EDQUOT" ? "no space left on the device" : "the directory is not writable"} (${code})`, {
+      hint: `Free some space in ${dir} (or make it writable), or point KILN_LOCK_DIR at a directory with room, and build again.`,
+      cause: error,
+      details: { image: uri, lockDir: dir, errno: code },
+    });
   }
 }
 

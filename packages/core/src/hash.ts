@@ -132,6 +132,13 @@ class Frames {
     this.buffer.writeUInt32BE(length, this.position);
     this.position += 4 + length;
   }
+  /** The same bytes as `str(<hex digest>)`, written straight from the stat cache's table. */
+  cachedDigest(cache: FileDigestCache, row: number): void {
+    this.reserve(4 + 64);
+    this.buffer.writeUInt32BE(64, this.position);
+    cache.writeHex(row, this.buffer, this.position + 4);
+    this.position += 4 + 64;
+  }
 }
 
 interface Recorder {
@@ -207,6 +214,7 @@ function encodeSpec(spec: ImageSpec, options: HashOptions, recorder: Recorder | 
   const files = listSpecFiles(spec);
   const groupsByLayer = new Map<number, FileGroup>(files.groups.map((group) => [group.layerIndex, group]));
   const fileDigest = (entry: WalkEntry) => digestEntry(entry, cache);
+  const treeOf = (group: FileGroup) => treeDigest(group, fileDigest, encoder, cache);
 
   const base = spec.base;
   if (base.kind === "image") {
@@ -217,7 +225,7 @@ function encodeSpec(spec: ImageSpec, options: HashOptions, recorder: Recorder | 
     ]);
   } else {
     const context = groupsByLayer.get(-1)!;
-    const tree = treeDigest(context, fileDigest, encoder);
+    const tree = treeDigest(context, fileDigest, encoder, cache);
     encoder.input("base", "base", [
       ["dockerfile", `sha256:${fileDigest(files.dockerfile!)}`],
       ["dockerfilePath", files.dockerfile!.path],
@@ -235,7 +243,7 @@ function encodeSpec(spec: ImageSpec, options: HashOptions, recorder: Recorder | 
 
   spec.layers.forEach((layer, index) => {
     const label = `layers[${index}] ${layer.kind}`;
-    const fields = layerFields(layer, groupsByLayer.get(index), fileDigest, encoder);
+    const fields = layerFields(layer, groupsByLayer.get(index), fileDigest, treeOf, encoder);
     if (fields !== undefined) encoder.input("layer", label, fields);
   });
 
@@ -248,6 +256,7 @@ function layerFields(
   layer: Layer,
   group: FileGroup | undefined,
   fileDigest: (entry: WalkEntry) => string,
+  treeOf: (group: FileGroup) => { digest: string; count: number },
   encoder: TagEncoder,
 ): Array<[string, FieldValue]> | undefined {
   const pip = (l: { indexUrl?: string; extraIndexUrls?: string[]; pre?: boolean; extraArgs?: string[] }): Array<[string, FieldValue]> => [
@@ -275,7 +284,7 @@ function layerFields(
     case "workdir":
       return [["path", layer.path]];
     case "sourceFolder": {
-      const tree = treeDigest(group!, fileDigest, encoder);
+      const tree = treeOf(group!);
       return [["dest", layer.dest], ["files", tree.digest], ["entries", String(tree.count)]];
     }
     case "sourceFile":
@@ -286,7 +295,7 @@ function layerFields(
     case "uvProject":
       return [["pyproject", single(0)], ["uvLock", single(1)], ["extraArgs", layer.extraArgs ?? []]];
     case "nodeProject": {
-      const tree = treeDigest(group!, fileDigest, encoder);
+      const tree = treeOf(group!);
       return [
         ["dest", layer.dest],
         ["manager", layer.manager],
@@ -320,8 +329,15 @@ function describeEntry(entry: WalkEntry, fileDigest: (entry: WalkEntry) => strin
   return `sha256:${fileDigest(entry)}${entry.executable ? " +x" : ""}`;
 }
 
-/** sha256 over the framed (path, type, exec bit, content digest | link target) of every entry. */
-function treeDigest(group: FileGroup, fileDigest: (entry: WalkEntry) => string, encoder: TagEncoder): { digest: string; count: number } {
+/** sha256 over the framed (path, type, exec bit, content digest | link target) of every entry. One
+ * pass: a file whose stat identity the cache knows has its digest copied from the cache's table into
+ * the frame buffer (no hex string per file); any other file is read and hashed. */
+function treeDigest(
+  group: FileGroup,
+  fileDigest: (entry: WalkEntry) => string,
+  encoder: TagEncoder,
+  cache: FileDigestCache | undefined,
+): { digest: string; count: number } {
   const hash = createHash("sha256");
   const frames = new Frames(hash);
   frames.uint(group.entries.length);
@@ -329,7 +345,9 @@ function treeDigest(group: FileGroup, fileDigest: (entry: WalkEntry) => string, 
     frames.str(entry.path);
     if (entry.type === "file") {
       frames.byte(entry.executable ? 0x46 : 0x66); // "F" / "f"
-      frames.str(fileDigest(entry));
+      const row = cache === undefined ? -1 : cache.lookup(entry.hostPath, entry);
+      if (row !== -1) frames.cachedDigest(cache!, row);
+      else frames.str(fileDigest(entry));
     } else if (entry.type === "symlink") {
       frames.byte(0x6c); // "l"
       frames.str(entry.linkTarget ?? "");

@@ -34,41 +34,92 @@ const HEADER_BYTES = 16; // magic + count + path bytes; keeps the float64 table 
 const FIELDS = 5;
 const DIGEST_BYTES = 32;
 
-/** Flat, growable storage: a warm lookup is one map get and five number comparisons. */
+/** Flat, growable storage: a warm lookup is one string comparison (or one map get) and five number
+ * comparisons, with no allocation. */
 class Table {
-  index = new Map<string, number>();
   paths: string[] = [];
-  stats = new Float64Array(1024 * FIELDS);
-  digests = Buffer.alloc(1024 * DIGEST_BYTES);
+  stats: Float64Array = new Float64Array(1024 * FIELDS);
+  digests: Buffer = Buffer.alloc(1024 * DIGEST_BYTES);
+  /** Entries this process looked up or stored (a save over MAX_ENTRIES keeps only these). */
+  used = new Uint8Array(1024);
+  /** path → row; built on the first lookup that the cursor does not answer. */
+  private index: Map<string, number> | undefined;
+  /** The row after the last one found: lookups come in walk order, which is the order rows were
+   * stored in, so on an unchanged tree the next row is the one asked for and the map is never built. */
+  private cursor = 0;
+
+  /** Takes the loaded arrays as they are (no per-entry copy). */
+  static adopt(paths: string[], stats: Float64Array, digests: Buffer): Table {
+    const table = new Table();
+    table.paths = paths;
+    table.stats = stats;
+    table.digests = digests;
+    table.used = new Uint8Array(paths.length);
+    return table;
+  }
 
   get count(): number {
     return this.paths.length;
   }
 
+  find(path: string): number {
+    const next = this.cursor;
+    if (next < this.paths.length && this.paths[next] === path) {
+      this.cursor = next + 1;
+      return next;
+    }
+    const i = this.map().get(path);
+    if (i === undefined) return -1;
+    this.cursor = i + 1;
+    return i;
+  }
+
+  private map(): Map<string, number> {
+    if (this.index === undefined) {
+      const index = new Map<string, number>();
+      const paths = this.paths;
+      for (let i = 0; i < paths.length; i++) index.set(paths[i]!, i);
+      this.index = index;
+    }
+    return this.index;
+  }
+
   put(path: string, stats: ArrayLike<number>, offset: number, digest: Buffer, digestOffset: number): number {
-    let i = this.index.get(path);
-    if (i === undefined) {
+    let i = this.find(path);
+    if (i === -1) {
       i = this.paths.length;
       this.paths.push(path);
-      this.index.set(path, i);
-      if ((i + 1) * FIELDS > this.stats.length) {
-        const grown = new Float64Array(this.stats.length * 2);
-        grown.set(this.stats);
-        this.stats = grown;
-        const grownDigests = Buffer.alloc(this.digests.length * 2);
-        this.digests.copy(grownDigests);
-        this.digests = grownDigests;
-      }
+      this.map().set(path, i);
+      if ((i + 1) * FIELDS > this.stats.length) this.grow(Math.max(1024, (i + 1) * 2));
     }
     for (let f = 0; f < FIELDS; f++) this.stats[i * FIELDS + f] = stats[offset + f]!;
     digest.copy(this.digests, i * DIGEST_BYTES, digestOffset, digestOffset + DIGEST_BYTES);
     return i;
   }
+
+  private grow(rows: number): void {
+    const stats = new Float64Array(rows * FIELDS);
+    stats.set(this.stats);
+    this.stats = stats;
+    const digests = Buffer.alloc(rows * DIGEST_BYTES);
+    this.digests.copy(digests);
+    this.digests = digests;
+    const used = new Uint8Array(rows);
+    used.set(this.used);
+    this.used = used;
+  }
 }
+
+/** Two lowercase hex characters (as char codes, high byte first) per byte value. */
+const HEX_PAIRS = (() => {
+  const digits = "0123456789abcdef";
+  const pairs = new Uint16Array(256);
+  for (let b = 0; b < 256; b++) pairs[b] = (digits.charCodeAt(b >> 4) << 8) | digits.charCodeAt(b & 15);
+  return pairs;
+})();
 
 export class FileDigestCache {
   private table = new Table();
-  private used: boolean[] = [];
   private loaded = false;
   private dirty = false;
   private loadedMtimeMs = -1;
@@ -78,21 +129,39 @@ export class FileDigestCache {
 
   /** The sha256 hex digest recorded for `path` with exactly this stat identity, if any. */
   get(path: string, id: StatIdentity): string | undefined {
+    const i = this.lookup(path, id);
+    return i === -1 ? undefined : this.table.digests.toString("hex", i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
+  }
+
+  /** The row recorded for `path` with exactly this stat identity, or -1. With `writeHex`, the
+   * allocation-free form of `get` that the tree digest uses. */
+  lookup(path: string, id: StatIdentity): number {
     if (!this.loaded) this.load();
-    const i = this.table.index.get(path);
-    if (i === undefined) return undefined;
-    const s = this.table.stats;
+    const table = this.table;
+    const i = table.find(path);
+    if (i === -1) return -1;
+    const s = table.stats;
     const o = i * FIELDS;
-    if (s[o] !== id.size || s[o + 1] !== id.mtimeMs || s[o + 2] !== id.ctimeMs || s[o + 3] !== id.ino || s[o + 4] !== id.dev) return undefined;
-    this.used[i] = true;
-    return this.table.digests.toString("hex", i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
+    if (s[o] !== id.size || s[o + 1] !== id.mtimeMs || s[o + 2] !== id.ctimeMs || s[o + 3] !== id.ino || s[o + 4] !== id.dev) return -1;
+    table.used[i] = 1;
+    return i;
+  }
+
+  /** Writes the 64 lowercase hex characters of row `i`'s digest (from `lookup`) at `target[offset]`. */
+  writeHex(i: number, target: Buffer, offset: number): void {
+    const digests = this.table.digests;
+    for (let b = i * DIGEST_BYTES, end = b + DIGEST_BYTES; b < end; b++) {
+      const pair = HEX_PAIRS[digests[b]!]!;
+      target[offset++] = pair >> 8;
+      target[offset++] = pair & 0xff;
+    }
   }
 
   set(path: string, id: StatIdentity, digest: string): void {
     if (id.mtimeMs > Date.now() - RACY_WINDOW_MS || !/^[0-9a-f]{64}$/.test(digest) || path.includes("\0")) return;
     if (!this.loaded) this.load();
     const i = this.table.put(path, [id.size, id.mtimeMs, id.ctimeMs, id.ino, id.dev], 0, Buffer.from(digest, "hex"), 0);
-    this.used[i] = true;
+    this.table.used[i] = 1;
     this.dirty = true;
   }
 
@@ -111,11 +180,11 @@ export class FileDigestCache {
         // Another process saved since we read: keep its entries too (ours win on conflict).
         const theirs = readCacheFile(file);
         theirs.paths.forEach((path, i) => {
-          if (!this.table.index.has(path)) this.table.put(path, theirs.stats, i * FIELDS, theirs.digests, i * DIGEST_BYTES);
+          if (this.table.find(path) === -1) this.table.put(path, theirs.stats, i * FIELDS, theirs.digests, i * DIGEST_BYTES);
         });
       }
       let keep = this.table.paths.map((_, i) => i);
-      if (keep.length > MAX_ENTRIES) keep = keep.filter((i) => this.used[i]);
+      if (keep.length > MAX_ENTRIES) keep = keep.filter((i) => this.table.used[i] === 1);
       const pathBytes = Buffer.from(keep.map((i) => this.table.paths[i]).join("\0"), "utf8");
       const out = Buffer.alloc(HEADER_BYTES + keep.length * (FIELDS * 8 + DIGEST_BYTES) + pathBytes.length);
       MAGIC.copy(out, 0);
@@ -150,7 +219,7 @@ export class FileDigestCache {
     this.loadedMtimeMs = fileMtimeMs(this.file);
     if (this.loadedMtimeMs === -1) return;
     const { paths, stats, digests } = readCacheFile(this.file);
-    paths.forEach((path, i) => this.table.put(path, stats, i * FIELDS, digests, i * DIGEST_BYTES));
+    this.table = Table.adopt(paths, stats, digests);
   }
 }
 

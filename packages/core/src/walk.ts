@@ -24,7 +24,7 @@
 import { lstatSync, readFileSync, readdirSync, readlinkSync, statSync, type Stats } from "node:fs";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { SourceNotFoundError, ValidationError } from "./errors.js";
-import { DEFAULT_IGNORE_PATTERNS, IgnoreMatcher, parseDockerignore, type ParentMatchInfo } from "./dockerignore.js";
+import { DEFAULT_IGNORE_PATTERNS, IgnoreMatcher, parseDockerignore, type IgnorePattern, type ParentMatchInfo } from "./dockerignore.js";
 import { contextDirForLayer, type ImageSpec, type Layer, type LayerKind } from "./layers.js";
 
 export type EntryType = "file" | "dir" | "symlink";
@@ -87,11 +87,16 @@ export function walkDirectory(root: string, patterns: readonly string[], options
     });
   }
   const matcher = patterns.length > 0 ? new IgnoreMatcher(patterns) : undefined;
+  const byName = matcher === undefined ? undefined : NameRules.of(matcher);
   const force = new Set(options.forceInclude ?? []);
+  const forced = (rel: string) => force.size > 0 && force.has(rel);
   const prefix = options.contextDir ? `${options.contextDir}/` : "";
   const out: WalkEntry[] = [];
 
-  const visit = (dirAbs: string, dirRel: string, parentInfo: ParentMatchInfo): void => {
+  /** `parentInfo`: moby's per-pattern results for the directory (general rules). `underExcluded`: with
+   * name-only rules, whether an ancestor matched them (possible only below a force-included directory,
+   * whose contents are then matched from scratch, ancestors included, as moby does). */
+  const visit = (dirAbs: string, dirRel: string, parentInfo: ParentMatchInfo, underExcluded: boolean): void => {
     let names: string[];
     try {
       names = readdirSync(dirAbs);
@@ -102,30 +107,81 @@ export function walkDirectory(root: string, patterns: readonly string[], options
         cause: error,
       });
     }
+    // Sorted per directory so the final sort below gets nearly sorted input (only a name followed by
+    // a sibling that extends it with a character below "/" is out of place); that sort decides.
+    names.sort();
+    const absPrefix = dirAbs + sep;
+    const relPrefix = dirRel === "" ? "" : `${dirRel}/`;
     for (const name of names) {
-      const rel = dirRel === "" ? name : `${dirRel}/${name}`;
-      const abs = `${dirAbs}${sep}${name}`;
+      const rel = relPrefix + name;
+      const abs = absPrefix + name;
       const st = lstatSync(abs);
       const isDir = st.isDirectory();
       let info: ParentMatchInfo = undefined;
-      if (matcher !== undefined && !force.has(rel)) {
+      let childUnderExcluded = false;
+      if (byName !== undefined) {
+        // Every rule is `**/<name glob>` without `!`: a path is excluded exactly when its own name (or
+        // an ancestor's) matches, so neither the path string nor per-pattern state is needed.
+        const excluded = underExcluded || byName.excludes(name);
+        if (excluded) {
+          if (!forced(rel)) continue; // nothing can be re-included below it: not walked
+          childUnderExcluded = true;
+        }
+      } else if (matcher !== undefined && !forced(rel)) {
         const result = matcher.matchesUsingParent(rel, parentInfo, isDir);
         info = result.info;
         if (result.excluded) {
           // The docker CLI's pruning: walk into an excluded directory only if a `!` pattern names a
           // path below it; the directory itself is then not sent, only what is re-included.
-          if (isDir && matcher.mayReincludeBelow(rel)) visit(abs, rel, info);
+          if (isDir && matcher.mayReincludeBelow(rel)) visit(abs, rel, info, false);
           continue;
         }
       }
       const entry = toEntry(rel, prefix + rel, abs, st);
       if (entry === undefined) continue;
       out.push(entry);
-      if (isDir) visit(abs, rel, info);
+      if (isDir) visit(abs, rel, info, childUnderExcluded);
     }
   };
-  visit(rootAbs, "", undefined);
+  visit(rootAbs, "", undefined, false);
   return out.sort(compareEntries);
+}
+
+/**
+ * The common case of ignore rules, matched on entry names alone: every pattern is `**\/<glob>` (no
+ * `!`, no `/`, `[` or `\\` in the glob — DEFAULT_IGNORE_PATTERNS is such a list). moby's matcher then
+ * excludes a path iff some pattern matches the path or one of its parents, and `**\/<glob>` matches a
+ * path iff the glob matches its last segment (`*` and `?` never cross a `/`). Literal names become one
+ * set lookup; `*<literal>` an `endsWith`; anything else the pattern's own matcher, given the name.
+ */
+class NameRules {
+  private constructor(
+    private readonly literal: ReadonlySet<string>,
+    private readonly suffixes: readonly string[],
+    private readonly globs: readonly IgnorePattern[],
+  ) {}
+
+  static of(matcher: IgnoreMatcher): NameRules | undefined {
+    const literal = new Set<string>();
+    const suffixes: string[] = [];
+    const globs: IgnorePattern[] = [];
+    for (const pattern of matcher.patterns) {
+      if (pattern.exclusion || !pattern.cleaned.startsWith("**/")) return undefined;
+      const glob = pattern.cleaned.slice(3);
+      if (glob === "" || /[/[\\]/.test(glob) || glob.includes("**")) return undefined;
+      if (!/[*?]/.test(glob)) literal.add(glob);
+      else if (/^\*[^*?]+$/.test(glob)) suffixes.push(glob.slice(1));
+      else globs.push(pattern);
+    }
+    return new NameRules(literal, suffixes, globs);
+  }
+
+  excludes(name: string): boolean {
+    if (this.literal.has(name)) return true;
+    for (const suffix of this.suffixes) if (name.endsWith(suffix)) return true;
+    for (const glob of this.globs) if (glob.matches(name)) return true;
+    return false;
+  }
 }
 
 function toEntry(path: string, contextPath: string, hostPath: string, st: Stats): WalkEntry | undefined {

@@ -21,7 +21,7 @@ import {
 import { buildOne, type BuildOneOptions } from "./buildOne.js";
 import { LocalDockerImageChecker, RegistryImageChecker } from "./checkers.js";
 import { DockerDaemon, type DaemonInfo } from "./daemon.js";
-import { buildIncremental } from "./incremental.js";
+import { buildIncremental, buildsInStages } from "./incremental.js";
 import { assembleIndex, platformTag, presentPlatformManifests, type PlatformManifest } from "./multiPlatform.js";
 import { provenanceLabels } from "./provenance.js";
 import { pruneStages } from "./prune.js";
@@ -45,9 +45,10 @@ export interface DockerImageBuilderOptions {
   /** The client used for multi-platform indexes and the registry checker. */
   registryClient?: RegistryClient;
   /**
-   * Build Kiln-rendered images in stages, reusing the stages the daemon already holds (a rebuild after
-   * a source edit sends only that source). Default true; `KILN_DOCKER_INCREMENTAL=0` turns it off.
-   * False: one build with the whole context. `fromDockerfile` images always build in one go.
+   * Build in stages, reusing the stages the daemon already holds (a rebuild after a source edit sends
+   * only that source; a `fromDockerfile` image with layers builds its own Dockerfile alone first, then
+   * Kiln's layers on it). Default true; `KILN_DOCKER_INCREMENTAL=0` turns it off.
+   * False: one build with the whole context. `fromDockerfile` images without layers build in one go.
    */
   incremental?: boolean;
 }
@@ -138,7 +139,7 @@ export class DockerImageBuilder implements ImageBuilder {
       } else {
         result = await this.buildMultiPlatform(daemon, info, image, platforms, { ...common, repository, tag, auth });
       }
-      if (incremental && image.spec.base.kind === "image" && built.length > 0) {
+      if (incremental && buildsInStages(image.spec) && built.length > 0) {
         await pruneStages(daemon, {
           repository: stageRepository(image.name),
           keep: new Set(built.flatMap((b) => b.stageRefs)),

@@ -1,50 +1,63 @@
 /**
- * Incremental builds of Kiln-rendered images (stages.ts cuts and keys the stages): find the longest
- * prefix of stages whose images the daemon already holds (tagged `kiln-stage/<name>:<key>`, labelled
- * `dev.kiln.stage=1`, same platform), then build the remaining stages one `POST /build` each, `FROM` the
- * previous stage's image with a context of only that stage's files. The last stage is tagged with the
+ * Incremental builds (stages.ts cuts and keys the stages): find the longest prefix of stages whose
+ * images the daemon already holds (tagged `kiln-stage/<name>:<key>`, labelled `dev.kiln.stage=1`, same
+ * platform), then build the remaining stages one `POST /build` each. The last stage is tagged with the
  * image's own reference and gets the provenance labels; its config (env, workdir, user, labels,
  * entrypoint/cmd) is the one-shot build's, since every stage starts from the previous one's config.
  *
- * `noCache` or `pull` reuse no stage (a fresh base must not sit under old stages).
+ * A Kiln-rendered image's stages are each `FROM` the previous stage's image (the real base for the
+ * first) with a context of only that stage's files. A `fromDockerfile` image with layers gets a stage
+ * 0 first: the user's Dockerfile alone, with its own context (exactly a plain fromDockerfile build:
+ * build args, target), then Kiln's stages on that image — so no Kiln file reaches the user's build.
+ *
+ * `noCache` or `pull` reuse no stage (a fresh base must not sit under old stages); only the first
+ * stage pulls (the others are `FROM` local stage images).
  */
-import { emit, type Architecture } from "@kiln/core";
-import { buildOne, sendBuild, type BuildOneOptions, type SentBuild } from "./buildOne.js";
+import { createBuildContext, emit, renderDockerfile, type Architecture, type ImageSpec } from "@kiln/core";
+import { buildOne, sendBuild, type BuildOneOptions, type SendBuildOptions, type SentBuild } from "./buildOne.js";
 import type { DockerDaemon } from "./daemon.js";
 import { stageInUse } from "./prune.js";
 import { createStageContext } from "./stageContext.js";
-import { LABEL_STAGE, planStages, stageDockerfile, STAGE_LABEL_VALUE, type StagePlan } from "./stages.js";
+import { layersOnStage, LABEL_STAGE, planDockerfileStage, planStages, stageDockerfile, STAGE_LABEL_VALUE, type StagePlan } from "./stages.js";
 
 export interface IncrementalOutcome extends SentBuild {
   /** The stage references this build used or made (kept by prune). */
   stageRefs: string[];
 }
 
+/** One stage to build: where it is tagged, and what its own request sends. */
+interface StageUnit {
+  ref: string;
+  request: () => Pick<SendBuildOptions, "context" | "target" | "buildArgs">;
+}
+
+/** Whether this spec builds in stages when incremental builds are on (and so has stages to prune). */
+export function buildsInStages(spec: Readonly<ImageSpec>): boolean {
+  return spec.base.kind === "image" || spec.layers.length > 0;
+}
+
 export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOptions): Promise<IncrementalOutcome> {
   const { image, platform, onEvent } = options;
   const uri = options.uri ?? image.uri;
-  const plan = planStages(image.spec, { buildkit: options.buildkit, platform });
-  // One stage (or a Dockerfile image): the one-shot build is the same build.
-  if (plan === undefined || plan.stages.length <= 1) return { ...(await buildOne(daemon, { ...options, uri })), stageRefs: [] };
+  const units = stageUnits(image.spec, options);
+  // One stage (or a Dockerfile image without layers): the one-shot build is the same build.
+  if (units === undefined) return { ...(await buildOne(daemon, { ...options, uri })), stageRefs: [] };
 
-  const { stages } = plan;
-  const stageRefs = stages.slice(0, -1).map((stage) => stage.ref);
+  const stageRefs = units.slice(0, -1).map((unit) => unit.ref);
   const release = stageInUse(stageRefs);
   try {
-    const start = options.noCache || options.pull ? 0 : await reusablePrefix(daemon, plan, platform);
+    const start = options.noCache || options.pull ? 0 : await reusablePrefix(daemon, units, platform);
     for (let k = 0; k < start; k++) {
-      emit(onEvent, { type: "build.stage", image: uri, platform, stage: k, stages: stages.length, ref: stages[k]!.ref, status: "reused" });
+      emit(onEvent, { type: "build.stage", image: uri, platform, stage: k, stages: units.length, ref: units[k]!.ref, status: "reused" });
     }
     const total: SentBuild = { imageId: "", steps: [], cachedSteps: 0, contextBytes: 0 };
-    for (let k = start; k < stages.length; k++) {
-      const stage = stages[k]!;
-      const last = k === stages.length - 1;
-      const dockerfile = stageDockerfile(k === 0 ? plan.baseRef : stages[k - 1]!.ref, stage);
+    for (let k = start; k < units.length; k++) {
+      const last = k === units.length - 1;
       const sent = await sendBuild(daemon, {
         ...options,
         uri,
-        context: createStageContext(image.spec, stage.consumes, dockerfile),
-        tagRef: last ? options.tagRef : stage.ref,
+        ...units[k]!.request(),
+        tagRef: last ? options.tagRef : units[k]!.ref,
         labels: last ? options.labels : { [LABEL_STAGE]: STAGE_LABEL_VALUE },
         pull: k === 0 ? options.pull : undefined,
       });
@@ -57,8 +70,8 @@ export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOp
         image: uri,
         platform,
         stage: k,
-        stages: stages.length,
-        ref: last ? options.tagRef : stage.ref,
+        stages: units.length,
+        ref: last ? options.tagRef : units[k]!.ref,
         status: "built",
         contextBytes: sent.contextBytes,
       });
@@ -69,10 +82,41 @@ export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOp
   }
 }
 
+/** The stages to build in order, or undefined when the image builds in one go. */
+function stageUnits(spec: Readonly<ImageSpec>, { buildkit, platform }: BuildOneOptions): StageUnit[] | undefined {
+  if (spec.base.kind === "dockerfile") {
+    const base = planDockerfileStage(spec, { platform });
+    if (base === undefined) return undefined;
+    const dockerfileBase = spec.base;
+    const first: StageUnit = {
+      ref: base.ref,
+      // Exactly a plain fromDockerfile build: its own context (Dockerfile in place or hidden), build args, target.
+      request: () => ({
+        context: createBuildContext(base.spec, { dockerfile: renderDockerfile(base.spec, { buildkit }) }),
+        target: dockerfileBase.target,
+        buildArgs: Object.fromEntries(dockerfileBase.buildArgs),
+      }),
+    };
+    const plan = planStages(spec, { buildkit, platform, baseRef: base.ref })!;
+    return [first, ...kilnUnits(layersOnStage(spec, base.ref), plan)];
+  }
+  const plan = planStages(spec, { buildkit, platform });
+  if (plan === undefined || plan.stages.length <= 1) return undefined;
+  return kilnUnits(spec, plan);
+}
+
+/** Kiln-rendered stages: `FROM` the previous stage (the plan's base for the first), only their own files. */
+function kilnUnits(spec: Readonly<ImageSpec>, plan: StagePlan): StageUnit[] {
+  return plan.stages.map((stage, k) => ({
+    ref: stage.ref,
+    request: () => ({ context: createStageContext(spec, stage.consumes, stageDockerfile(k === 0 ? plan.baseRef : plan.stages[k - 1]!.ref, stage)) }),
+  }));
+}
+
 /** How many leading stages the daemon already holds: the longest present prefix (the last stage excluded). */
-async function reusablePrefix(daemon: DockerDaemon, plan: StagePlan, platform: Architecture): Promise<number> {
-  for (let k = plan.stages.length - 2; k >= 0; k--) {
-    if (await isStageImage(daemon, plan.stages[k]!.ref, platform)) return k + 1;
+async function reusablePrefix(daemon: DockerDaemon, units: readonly StageUnit[], platform: Architecture): Promise<number> {
+  for (let k = units.length - 2; k >= 0; k--) {
+    if (await isStageImage(daemon, units[k]!.ref, platform)) return k + 1;
   }
   return 0;
 }

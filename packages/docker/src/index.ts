@@ -11,5 +11,5 @@ export { decodeStatusResponse, decodeTraceAux } from "./buildkitTrace.js";
 export type { TraceStatusResponse, TraceVertex, TraceStatus, TraceLog } from "./buildkitTrace.js";
 export { platformTag, assembleIndex } from "./multiPlatform.js";
 export { LABEL_KILN_VERSION, LABEL_TAG_INPUTS, LABEL_REVISION } from "./provenance.js";
-export { planStages, stageRepository, LABEL_STAGE, STAGE_RECIPE_VERSION } from "./stages.js";
-export type { Stage, StagePlan } from "./stages.js";
+export { planStages, planDockerfileStage, stageRepository, LABEL_STAGE, STAGE_RECIPE_VERSION } from "./stages.js";
+export type { Stage, StagePlan, DockerfileStage } from "./stages.js";

@@ -12,9 +12,16 @@
  * sha256 or link target — the same per-file digests the content tag uses, from the stat cache). So a
  * stage image is reused exactly when every instruction and every copied byte before and in it is the
  * same. The key is 32 hex characters; stage images are tagged `kiln-stage/<name>:<key>` locally.
+ *
+ * A `fromDockerfile` image with layers is staged too: its stage 0 is the user's Dockerfile built alone
+ * (`planDockerfileStage`: keyed on the content tag the image would have without its layers, for this one
+ * platform — the Dockerfile's bytes, its whole context, build args and target, as hash.ts computes
+ * them), and Kiln's layers are planned exactly like a Kiln-rendered image whose base is that stage
+ * image (`planStages(spec, { baseRef })`). So no Kiln file is ever in the user's build context.
  */
 import { createHash, type Hash } from "node:crypto";
 import {
+  computeTag,
   digestFileSync,
   listSpecFiles,
   planDockerfile,
@@ -64,13 +71,22 @@ export function stageRepository(name: string): string {
 }
 
 /**
- * The stages of a Kiln-rendered image (undefined for `fromDockerfile` images, which build in one go).
+ * The stages of a Kiln-rendered image. A `fromDockerfile` image's layers are planned only with
+ * `baseRef` (its stage 0 image, from `planDockerfileStage`), as if they were rendered on that image;
+ * without it the answer is undefined (built in one go).
  * Reads the copied files' digests (cached by stat identity, so a warm plan costs one walk).
  */
 export function planStages(
-  spec: Readonly<ImageSpec>,
-  { buildkit, platform, cache = sharedDigestCache() }: { buildkit: boolean; platform: Architecture; cache?: FileDigestCache | false },
+  imageSpec: Readonly<ImageSpec>,
+  {
+    buildkit,
+    platform,
+    cache = sharedDigestCache(),
+    baseRef,
+  }: { buildkit: boolean; platform: Architecture; cache?: FileDigestCache | false; baseRef?: string },
 ): StagePlan | undefined {
+  if (imageSpec.base.kind === "dockerfile" && baseRef === undefined) return undefined;
+  const spec = baseRef === undefined ? imageSpec : layersOnStage(imageSpec, baseRef);
   if (spec.base.kind !== "image") return undefined;
   const plan = planDockerfile(spec, { buildkit });
   const groups = new Map<number, FileGroup>(listSpecFiles(spec as ImageSpec).groups.map((g) => [g.layerIndex, g]));
@@ -116,6 +132,41 @@ export function planStages(
   });
   digestCache?.save();
   return { baseRef: plan.baseRef!, preamble: plan.preamble, stages, repository };
+}
+
+/** Stage 0 of a `fromDockerfile` image with layers: the user's Dockerfile built alone. */
+export interface DockerfileStage {
+  /** Content key (32 hex). */
+  key: string;
+  /** `kiln-stage/<name>:<key>`. */
+  ref: string;
+  /** The spec built for it: the image without its layers (its own Dockerfile, context, build args, target). */
+  spec: ImageSpec;
+}
+
+/**
+ * Stage 0 of a `fromDockerfile` image with layers (undefined for any other image). Its key reuses the
+ * content tag hash.ts computes for the image without layers on this one platform (Dockerfile bytes
+ * and path, context tree, build args, target), framed with the stage recipe version.
+ */
+export function planDockerfileStage(
+  spec: Readonly<ImageSpec>,
+  { platform, cache = sharedDigestCache() }: { platform: Architecture; cache?: FileDigestCache | false },
+): DockerfileStage | undefined {
+  if (spec.base.kind !== "dockerfile" || spec.layers.length === 0) return undefined;
+  const alone: ImageSpec = { ...(spec as ImageSpec), layers: [], platform: [platform] };
+  const framer = new Framer(createHash("sha256"));
+  framer.str(STAGE_RECIPE_VERSION);
+  framer.str("dockerfile");
+  framer.str(computeTag(alone, { cache }));
+  const key = framer.snapshot().slice(0, 32);
+  const ref = `${stageRepository(spec.name)}:${key}`;
+  return { key, ref, spec: alone };
+}
+
+/** The spec of an image's layers rendered on a stage image (a `fromDockerfile` image's stage 0). */
+export function layersOnStage(spec: Readonly<ImageSpec>, baseRef: string): ImageSpec {
+  return { ...(spec as ImageSpec), base: { kind: "image", ref: baseRef } };
 }
 
 /** The entries of a layer's group a step copies: all of them, or the named files. */

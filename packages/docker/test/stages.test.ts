@@ -2,9 +2,10 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FileDigestCache, Image, planDockerfile, renderDockerfile } from "@kiln/core";
+import { createBuildContext, FileDigestCache, Image, planDockerfile, renderDockerfile } from "@kiln/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { planStages, stageDockerfile } from "../src/stages.js";
+import { layersOnStage, planDockerfileStage, planStages, stageDockerfile } from "../src/stages.js";
+import { createStageContext } from "../src/stageContext.js";
 
 let dir: string;
 const p = (...parts: string[]) => join(dir, ...parts);
@@ -79,5 +80,69 @@ describe("planStages", () => {
   it("has no stages for a Dockerfile image", () => {
     writeFileSync(p("Dockerfile"), "FROM scratch\n");
     expect(planStages(Image.fromDockerfile(p("Dockerfile")).withEnvVars({ A: "1" }).spec, { buildkit: true, platform: "linux/amd64" })).toBeUndefined();
+  });
+});
+
+describe("planDockerfileStage (a Dockerfile image with layers)", () => {
+  const amd = "linux/amd64" as const;
+  const ctx = () => p("dfctx");
+  const layered = (args: Record<string, string> = {}) =>
+    Image.fromDockerfile(p("dfctx", "Dockerfile"), { context: ctx(), name: "df", buildArgs: args })
+      .withEnvVars({ A: "1" })
+      .withSourceFolder(p("src"), "/app")
+      .withCommands("true");
+  const plan = (image = layered(), platform: "linux/amd64" | "linux/arm64" = amd) => {
+    const base = planDockerfileStage(image.spec, { platform, cache: cache() })!;
+    const stages = planStages(image.spec, { buildkit: true, platform, cache: cache(), baseRef: base.ref })!;
+    return { base, stages };
+  };
+
+  beforeAll(() => {
+    mkdirSync(p("dfctx"));
+    writeFileSync(p("dfctx", "Dockerfile"), "FROM scratch\nCOPY . /ctx\n");
+    writeFileSync(p("dfctx", "user.txt"), "one\n");
+  });
+
+  it("is stage 0: the image without its layers, keyed apart from Kiln's stages, which build FROM it", () => {
+    const { base, stages } = plan();
+    expect(base.ref).toBe(`kiln-stage/df:${base.key}`);
+    expect(base.key).toMatch(/^[0-9a-f]{32}$/);
+    expect(base.spec.layers).toEqual([]);
+    expect(base.spec.platform).toEqual([amd]);
+    expect(stages.baseRef).toBe(base.ref);
+    expect(stages.preamble).toEqual([`FROM ${base.ref}`]);
+    expect(stages.stages.map((s) => s.consumes)).toEqual([[], [{ layerIndex: 1 }]]); // ENV | COPY src + RUN
+    expect(stageDockerfile(base.ref, stages.stages[0]!)).toBe(`FROM ${base.ref}\nENV A="1"\n`);
+    // Kiln's contexts hold Kiln's files only; stage 0's holds the user's context only.
+    const kiln = createStageContext(layersOnStage(layered().spec, base.ref), stages.stages[1]!.consumes, "FROM x\n");
+    kiln.stream.destroy();
+    expect(kiln.files).toEqual(["kiln-layers", "Dockerfile", "kiln-layers/1", "kiln-layers/1/main.py"]);
+    const own = createBuildContext(base.spec);
+    own.stream.destroy();
+    expect(own.files).toEqual(["Dockerfile", "user.txt"]);
+    expect(own.dockerfilePath).toBe("Dockerfile");
+    // The same one-shot Dockerfile as before: stage planning renders nothing differently.
+    expect(renderDockerfile(layered())).toContain("COPY . /ctx\nENV A=");
+  });
+
+  it("a Kiln source edit keeps stage 0; a context edit, build arg or platform changes it and every later key", () => {
+    const before = plan();
+    writeFileSync(p("src", "main.py"), "print(3)\n");
+    const afterSource = plan();
+    expect(afterSource.base.key).toBe(before.base.key);
+    expect(afterSource.stages.stages.map((s, i) => s.key === before.stages.stages[i]!.key)).toEqual([true, false]);
+
+    writeFileSync(p("dfctx", "user.txt"), "two\n");
+    const afterContext = plan();
+    expect(afterContext.base.key).not.toBe(afterSource.base.key);
+    expect(afterContext.stages.stages.some((s, i) => s.key === afterSource.stages.stages[i]!.key)).toBe(false);
+
+    expect(plan(layered({ FLAVOUR: "x" })).base.key).not.toBe(afterContext.base.key);
+    expect(plan(layered(), "linux/arm64").base.key).not.toBe(afterContext.base.key);
+  });
+
+  it("is undefined for other images", () => {
+    expect(planDockerfileStage(Image.fromDockerfile(p("dfctx", "Dockerfile"), { context: ctx() }).spec, { platform: amd })).toBeUndefined();
+    expect(planDockerfileStage(python().spec, { platform: amd })).toBeUndefined();
   });
 });

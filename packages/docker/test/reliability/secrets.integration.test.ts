@@ -310,7 +310,6 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
 
     // Wrong credentials: checks that cannot tell (exit 2), builds whose push is refused (exit 1).
     const wrong = specEnv(`${salt}-wrong`, wrongConfig);
-    const wrongImages = await specImages(`${salt}-wrong`);
     const failing = await Promise.all([
       kiln("wrong check auths --json", ["check", uris[0]!, "--json"], wrong),
       kiln("wrong check auths", ["check", uris[0]!], wrong),
@@ -325,7 +324,6 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
       expect(run.code, run.stderr.slice(-800)).toBe(1);
       expect(run.stderr).toMatch(/KILN_AUTH|refused|unauthori[sz]ed|denied/i);
     }
-    expect(Object.values(wrongImages).length).toBe(4);
   }, 400_000);
 
   it("the transcript holds no secret in any form", () => {
@@ -334,12 +332,17 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
     // The sweep saw real work: errors, events and CLI output of every kind.
     expect(transcript.length).toBeGreaterThan(200);
     expect(transcript.some((t) => t.source.includes("wrong") && /KILN_AUTH/.test(t.text))).toBe(true);
-    const leaks: string[] = [];
-    for (const [label, secret] of Object.entries(SECRETS)) {
-      for (const form of formsOf(secret)) {
-        for (const entry of transcript) if (entry.text.includes(form)) leaks.push(`${label} (${form === secret.value ? "plain" : "encoded"}) in ${entry.source}: …${entry.text.slice(Math.max(0, entry.text.indexOf(form) - 80), entry.text.indexOf(form) + form.length + 40)}…`);
+    const leaksIn = (entries: typeof transcript): string[] => {
+      const leaks: string[] = [];
+      for (const [label, secret] of Object.entries(SECRETS)) {
+        for (const form of formsOf(secret)) {
+          for (const entry of entries) if (entry.text.includes(form)) leaks.push(`${label} (${form === secret.value ? "plain" : "encoded"}) in ${entry.source}: …${entry.text.slice(Math.max(0, entry.text.indexOf(form) - 80), entry.text.indexOf(form) + form.length + 40)}…`);
+        }
       }
-    }
-    expect(leaks).toEqual([]);
+      return leaks;
+    };
+    // The scanner itself catches an encoded leak (a docker config "auth" value inside JSON).
+    expect(leaksIn([{ source: "control", text: JSON.stringify({ auth: b64(`${SECRETS.store.user}:${SECRETS.store.value}`) }) }])).toHaveLength(1);
+    expect(leaksIn(transcript)).toEqual([]);
   });
 });

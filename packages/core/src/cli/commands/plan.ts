@@ -96,7 +96,9 @@ export async function run(args: string[], context: CommandContext): Promise<numb
         const result = await build(image, { builder: builderName, dryRun: true, projectDir, signal: context.signal, onEvent: (e) => events.push(e) });
         const checks = events.filter((e): e is Extract<BuildEvent, { type: "check.result" }> => e.type === "check.result");
         if (result.outcome === "found") row.exists = true;
-        else if (checks.length > 0 && checks.every((c) => c.result === "error")) row.reason = checks.map((c) => `${c.checker}: ${c.error?.message}`).join("; ");
+        // One checker erroring means "could not tell" even if another said absent (e.g. the local
+        // daemon's checker answers absent for every registry image): never a false "exists: false".
+        else if (checks.some((c) => c.result === "error")) row.reason = checks.filter((c) => c.result === "error").map((c) => `${c.checker}: ${c.error?.message}`).join("; ");
         else if (checks.length > 0) row.exists = false;
         else if (image.tag !== "latest") row.reason = "the builder has no checkers";
       } catch (error) {
