@@ -7,11 +7,12 @@
 //   2. computeTag, first computation         (empty stat cache; includes writing the cache file)
 //   3. computeTag, second computation        (a new cache instance loading that file, as a new process)
 // and prints the ratios: (2)/(1) — target ≤ 1.3 — and (2)/(3) — target ≥ 10. For context it also
-// times the floor of any stat cache: walk.ts alone (readdir + lstat + ignore rules) and GNU find
-// printing size/mtime/ctime/inode of every entry.
+// times the floor of any stat cache that re-validates every file: walk.ts alone (readdir + lstat +
+// ignore rules + sorted entries), the bare Node loop (readdirSync + lstatSync per entry, nothing
+// kept), and GNU find printing size/mtime/ctime/inode of every entry (one native lstat each).
 import { spawnSync } from "node:child_process";
 import { cpus, totalmem, release } from "node:os";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generateTree } from "./lib/tree.mjs";
@@ -56,6 +57,20 @@ function findStat() {
   return r.stdout.length;
 }
 
+/** The floor of any stat cache in Node: one readdirSync per directory, one lstatSync per entry. */
+function nodeStat() {
+  let entries = 0;
+  const visit = (dir) => {
+    for (const name of readdirSync(dir)) {
+      const path = `${dir}/${name}`;
+      entries++;
+      if (lstatSync(path).isDirectory()) visit(path);
+    }
+  };
+  visit(tree);
+  return entries;
+}
+
 function tarSha() {
   const r = spawnSync("sh", ["-c", 'tar -cf - -C "$1" tree | sha256sum', "sh", work], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`tar | sha256sum failed: ${r.stderr}`);
@@ -71,6 +86,7 @@ const coldMs = [];
 const warmMs = [];
 const walkMs = [];
 const findMs = [];
+const nodeStatMs = [];
 let tag;
 for (let round = 0; round < ROUNDS; round++) {
   tarMs.push(time(tarSha).ms);
@@ -82,6 +98,7 @@ for (let round = 0; round < ROUNDS; round++) {
   warmMs.push(warm.ms);
   walkMs.push(time(() => walkDirectory(tree, DEFAULT_IGNORE_PATTERNS)).ms);
   findMs.push(time(findStat).ms);
+  nodeStatMs.push(time(nodeStat).ms);
   if (warm.value !== cold.value) throw new Error("warm and cold tags differ");
   if (tag !== undefined && tag !== cold.value) throw new Error("tag not stable across rounds");
   tag = cold.value;
@@ -100,8 +117,11 @@ const result = {
   computeTagWarmMs: warmMs.map(Math.round),
   walkOnlyMs: walkMs.map(Math.round),
   findStatMs: findMs.map(Math.round),
+  nodeStatMs: nodeStatMs.map(Math.round),
   warmOverWalk: +(warmMedian / median(walkMs)).toFixed(2),
+  warmOverNodeStat: +(warmMedian / median(nodeStatMs)).toFixed(2),
   coldOverFindStat: +(coldMedian / median(findMs)).toFixed(1),
+  coldOverNodeStat: +(coldMedian / median(nodeStatMs)).toFixed(1),
   coldOverTar: +(coldMedian / tarMedian).toFixed(2),
   coldOverWarm: +(coldMedian / warmMedian).toFixed(1),
   machine: `${cpus().length}× ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${release()}, Node ${process.version}`,

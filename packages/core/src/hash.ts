@@ -127,10 +127,27 @@ class Frames {
     this.buffer[this.position++] = n;
   }
   str(s: string): void {
-    this.reserve(4 + s.length * 3); // at most 3 UTF-8 bytes per UTF-16 unit
-    const length = this.buffer.write(s, this.position + 4, "utf8");
-    this.buffer.writeUInt32BE(length, this.position);
-    this.position += 4 + length;
+    const n = s.length;
+    this.reserve(4 + n * 3); // at most 3 UTF-8 bytes per UTF-16 unit
+    const buffer = this.buffer;
+    const start = this.position + 4;
+    // Short ASCII (paths, hex digests): copying char codes beats a call into the UTF-8 encoder.
+    if (n <= 128) {
+      let i = 0;
+      while (i < n) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buffer[start + i++] = c;
+      }
+      if (i === n) {
+        buffer.writeUInt32BE(n, this.position);
+        this.position = start + n;
+        return;
+      }
+    }
+    const length = buffer.write(s, start, "utf8");
+    buffer.writeUInt32BE(length, this.position);
+    this.position = start + length;
   }
   /** The same bytes as `str(<hex digest>)`, written straight from the stat cache's table. */
   cachedDigest(cache: FileDigestCache, row: number): void {

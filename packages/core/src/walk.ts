@@ -154,7 +154,7 @@ export function walkDirectory(root: string, patterns: readonly string[], options
  * path iff the glob matches its last segment (`*` and `?` never cross a `/`). Literal names become one
  * set lookup; `*<literal>` an `endsWith`; anything else the pattern's own matcher, given the name.
  */
-class NameRules {
+export class NameRules {
   private constructor(
     private readonly literal: ReadonlySet<string>,
     private readonly suffixes: readonly string[],

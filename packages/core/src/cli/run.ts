@@ -68,6 +68,9 @@ export async function runCommand(command: CommandName, args: string[]): Promise<
   } finally {
     process.off("SIGINT", onSigint);
     process.off("SIGTERM", onSigint);
+    // Interrupted: work that cannot be aborted (a plugin checker's request to a stalled registry)
+    // must not keep the process alive for minutes. Exit shortly unless the event loop drains first.
+    if (controller.signal.aborted) setTimeout(() => process.exit(130), 250).unref();
   }
 }
 
