@@ -22,8 +22,7 @@ import { BuildFailedError, CancelledError, KilnError } from "./errors.js";
 import { emit, type EventListener } from "./events.js";
 import type { Image } from "./image.js";
 import type { Architecture } from "./layers.js";
-import { statSync, unlinkSync } from "node:fs";
-import { acquireImageLock, lockDirectory, lockPathFor } from "./lock.js";
+import { acquireImageLock, lockDirectory } from "./lock.js";
 import { redactSecrets, serializeError } from "./redact.js";
 import { activateCredentialProviders } from "./discovery.js";
 import { getDiscovery, init as initSelection, resolveProjectDir, selectBuilder, selectRegistry, selectStrict, type InitOptions } from "./selection.js";
@@ -174,15 +173,6 @@ async function takeLock(key: string, uri: string, signal: AbortSignal, onEvent: 
     const code = (error as NodeJS.ErrnoException)?.code;
     if (KilnError.isInstance(error) || !code || !LOCK_FS_ERRORS.has(code)) throw error;
     const dir = lockDirectory();
-    const path = lockPathFor(key, dir);
-    // A lock file created but never written (the disk filled in between) would only make the next
-    // run wait for it to go stale. Every writer on this file system fails the same way, so an EMPTY
-    // file here is ours. (lock.ts should remove it itself; reported.)
-    try {
-      if (statSync(path).size === 0) unlinkSync(path);
-    } catch {
-      // not there: nothing to clean
-    }
     throw new BuildFailedError(`Cannot take the build lock for ${uri} in ${dir}: ${code === "ENOSPC" || code === "EDQUOT" ? "no space left on the device" : "the directory is not writable"} (${code})`, {
       hint: `Free some space in ${dir} (or make it writable), or point KILN_LOCK_DIR at a directory with room, and build again.`,
       cause: error,
@@ -202,14 +192,14 @@ async function runShared(image: Image, options: EngineBuildOptions, signal: Abor
   }
 }
 
-function engineBuild(image: Image, options: EngineBuildOptions): Promise<EngineImageBuild> {
-  const projectDir = resolveProjectDir(options.projectDir);
+/**
+ * The image this call builds: the default registry applied, and the content tag pinned, so the
+ * sources are hashed once and the check, the lock, the build and the push all use the same tag even
+ * if files change meanwhile.
+ */
+function buildTarget(image: Image, projectDir: string): Image {
   const target = withDefaultRegistry(image, selectRegistry(loadConfig(projectDir)));
-  // Callers without a signal get the very same promise as the build already in flight.
-  return shared.run(buildKey(target, options), (signal, fanOut) => runShared(target, { ...options, projectDir }, signal, fanOut), {
-    signal: options.signal,
-    onEvent: options.onEvent,
-  });
+  return target.needsBuild && target.spec.tag === undefined ? target.clone({ tag: target.tag }) : target;
 }
 
 export function build(image: Image, options: EngineBuildOptions & { wait: false }): Promise<EngineBuildHandle>;
@@ -220,10 +210,15 @@ export function build(image: Image, options?: EngineBuildOptions): Promise<Engin
  */
 export function build(image: Image, options: EngineBuildOptions = {}): Promise<EngineImageBuild | EngineBuildHandle> {
   try {
-    const running = engineBuild(image, options);
+    const projectDir = resolveProjectDir(options.projectDir);
+    const target = buildTarget(image, projectDir);
+    // Callers without a signal get the very same promise as the build already in flight.
+    const running = shared.run(buildKey(target, options), (signal, fanOut) => runShared(target, { ...options, projectDir }, signal, fanOut), {
+      signal: options.signal,
+      onEvent: options.onEvent,
+    });
     if (options.wait !== false) return running;
     running.catch(() => {}); // surfaced by wait(); never an unhandled rejection
-    const target = withDefaultRegistry(image, selectRegistry(loadConfig(resolveProjectDir(options.projectDir))));
     return Promise.resolve({ uri: target.uri, wait: () => running });
   } catch (error) {
     return Promise.reject(error);

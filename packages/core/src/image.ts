@@ -23,6 +23,7 @@ import { IgnoreMatcher, parseDockerignore } from "./dockerignore.js";
 import { computeTag, explainTag, type TagExplanation } from "./hash.js";
 import type { Architecture, BaseSpec, ImageSpec, Layer, NodePackageManager, PipOptions, PythonInstaller } from "./layers.js";
 import {
+  optionsObject,
   requireString,
   validateAptPackage,
   validateCommand,
@@ -120,7 +121,8 @@ export class Image {
 
   // ---- constructors -------------------------------------------------------------------------
 
-  static fromDebianBase(o: DebianBaseOptions = {}): Image {
+  static fromDebianBase(options?: DebianBaseOptions): Image {
+    const o = optionsObject("fromDebianBase options", options);
     const python = validatePythonVersion("pythonVersion", o.pythonVersion ?? DEFAULT_PYTHON_VERSION);
     const ref = validateImageReference("baseImage", o.baseImage ?? `python:${python[0]}.${python[1]}-slim-bookworm`);
     return new Image({
@@ -133,7 +135,8 @@ export class Image {
     });
   }
 
-  static fromNodeBase(o: NodeBaseOptions = {}): Image {
+  static fromNodeBase(options?: NodeBaseOptions): Image {
+    const o = optionsObject("fromNodeBase options", options);
     const node = validateNodeVersion("nodeVersion", o.nodeVersion ?? DEFAULT_NODE_VERSION);
     const ref = validateImageReference("baseImage", o.baseImage ?? `node:${node}-bookworm-slim`);
     return new Image({
@@ -147,7 +150,8 @@ export class Image {
   }
 
   /** An existing image. Not built unless layers are added; without layers `uri` is `ref`. */
-  static fromBase(ref: string, o: CommonImageOptions = {}): Image {
+  static fromBase(ref: string, options?: CommonImageOptions): Image {
+    const o = optionsObject("fromBase options", options);
     return new Image({
       base: { kind: "image", ref: validateImageReference("fromBase ref", ref) },
       layers: [],
@@ -159,7 +163,8 @@ export class Image {
   }
 
   /** A Dockerfile with its context (default: the Dockerfile's directory) and build args. */
-  static fromDockerfile(file: string | URL, o: DockerfileOptions = {}): Image {
+  static fromDockerfile(file: string | URL, options?: DockerfileOptions): Image {
+    const o = optionsObject("fromDockerfile options", options);
     const dockerfileHostPath = resolveHostPath("fromDockerfile file", file, "file");
     const contextHostPath = resolveHostPath("fromDockerfile context", o.context ?? dirname(dockerfileHostPath), "directory");
     const buildArgs = Object.entries(o.buildArgs ?? {}).map(([k, v]): [string, string] => [
@@ -189,7 +194,8 @@ export class Image {
     return value instanceof Image || (typeof value === "object" && value !== null && (value as { [IMAGE_MARKER]?: boolean })[IMAGE_MARKER] === true);
   }
 
-  clone(o: CloneOptions = {}): Image {
+  clone(options?: CloneOptions): Image {
+    const o = optionsObject("clone options", options);
     const spec = copySpec(this.spec);
     if (o.registry === null) delete spec.registry;
     else if (o.registry !== undefined) spec.registry = validateRegistry("registry", o.registry);
@@ -287,7 +293,8 @@ export class Image {
   }
 
   /** A node project: package.json + lockfile first, install with the lockfile's manager, then the sources. */
-  withNodeProject(dir: string | URL, o: NodeProjectOptions = {}): Image {
+  withNodeProject(dir: string | URL, options?: NodeProjectOptions): Image {
+    const o = optionsObject("withNodeProject options", options);
     const hostPath = resolveHostPath("withNodeProject", dir, "directory");
     resolveHostPath("withNodeProject package.json", resolve(hostPath, "package.json"), "file");
     const dest = validateContainerPath("withNodeProject dest", o.dest ?? ".");

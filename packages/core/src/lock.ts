@@ -61,9 +61,14 @@ function tryCreate(path: string, content: LockContent): boolean {
   }
   try {
     writeSync(fd, JSON.stringify(content));
-  } finally {
+  } catch (error) {
+    // A lock created but never written (e.g. the disk filled in between) would make the next run
+    // wait for it to go stale: it is ours, so remove it.
     closeSync(fd);
+    try { unlinkSync(path); } catch { /* already gone */ }
+    throw error;
   }
+  closeSync(fd);
   return true;
 }
 

@@ -30,6 +30,15 @@ export function requireString(field: string, value: unknown, { allowEmpty = fals
   return value;
 }
 
+/** An options argument: absent, or a plain object (null, arrays and primitives are rejected). */
+export function optionsObject<T extends object>(field: string, value: T | undefined): T {
+  if (value === undefined) return {} as T;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    fail(field, value, `expected an options object, got ${value === null ? "null" : Array.isArray(value) ? "an array" : typeof value}`, "pass an object like { registry: \"ghcr.io/acme\" }, or leave it out");
+  }
+  return value;
+}
+
 /** Rejects NUL, CR, LF and other C0/DEL control characters except tab (values must stay on one line). */
 export function requireSingleLine(field: string, value: unknown, hint?: string): string {
   const text = requireString(field, value, { allowEmpty: true });

@@ -261,3 +261,19 @@ function catchError(fn: () => unknown): unknown {
   }
   throw new Error("expected an error");
 }
+
+describe("options arguments", () => {
+  it("null or a non-object options bag is a ValidationError naming the call", () => {
+    const calls: Array<[string, () => unknown]> = [
+      ["fromDebianBase options", () => Image.fromDebianBase(null as never)],
+      ["fromNodeBase options", () => Image.fromNodeBase("20" as never)],
+      ["fromBase options", () => Image.fromBase("alpine", [] as never)],
+      ["clone options", () => Image.fromBase("alpine").clone(null as never)],
+    ];
+    for (const [field, call] of calls) {
+      const error = catchError(call);
+      expect(ValidationError.isInstance(error)).toBe(true);
+      expect((error as ValidationError).field).toBe(field);
+    }
+  });
+});

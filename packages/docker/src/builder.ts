@@ -25,7 +25,7 @@ import { buildIncremental, buildsInStages } from "./incremental.js";
 import { assembleIndex, platformTag, presentPlatformManifests, type PlatformManifest } from "./multiPlatform.js";
 import { provenanceLabels } from "./provenance.js";
 import { pruneStages } from "./prune.js";
-import { pushTag } from "./push.js";
+import { pushIdleTimeoutMs, pushTag } from "./push.js";
 import { encodeRegistryAuth, registryHost, resolveRegistryCredentials, scrub } from "./registryAuth.js";
 import { stageRepository } from "./stages.js";
 
@@ -51,6 +51,8 @@ export interface DockerImageBuilderOptions {
    * False: one build with the whole context. `fromDockerfile` images without layers build in one go.
    */
   incremental?: boolean;
+  /** Give a push up when the daemon reports nothing for this long. Default: KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS, else 120 s. */
+  pushIdleTimeoutMs?: number;
 }
 
 /** What one platform's build used, for pruning superseded stages afterwards. */
@@ -132,7 +134,7 @@ export class DockerImageBuilder implements ImageBuilder {
         await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${tag}` });
         if (!image.registry || !auth) result = { uri };
         else {
-          const pushed = await pushTag(daemon, { repository, tag, registry: registryHost(image.registry), registryAuth: auth.header, image: uri, onEvent, signal, redact });
+          const pushed = await pushTag(daemon, { repository, tag, registry: registryHost(image.registry), registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs: pushIdleTimeoutMs(this.options.pushIdleTimeoutMs, this.env) });
           emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
           result = { uri, digest: pushed.digest };
         }
@@ -194,7 +196,7 @@ export class DockerImageBuilder implements ImageBuilder {
     for (const platform of missing) {
       const archTag = platformTag(tag, platform);
       await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${archTag}` });
-      const pushed = await pushTag(daemon, { repository, tag: archTag, registry, registryAuth: auth.header, image: uri, onEvent, signal, redact });
+      const pushed = await pushTag(daemon, { repository, tag: archTag, registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs: pushIdleTimeoutMs(this.options.pushIdleTimeoutMs, this.env) });
       emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
       const head = await this.registryClient.headManifest(`${repository}@${pushed.digest}`);
       manifests.set(platform, { digest: pushed.digest, size: head?.size ?? pushed.size, mediaType: head?.mediaType ?? "application/vnd.docker.distribution.manifest.v2+json" });
