@@ -199,11 +199,11 @@ export class FileDigestCache {
       pathBytes.copy(out, digestsAt + keep.length * DIGEST_BYTES);
       mkdirSync(dirname(file), { recursive: true });
       const temp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-      writeFileSync(temp, out);
       try {
+        writeFileSync(temp, out);
         renameSync(temp, file);
       } catch (error) {
-        unlinkSync(temp);
+        try { unlinkSync(temp); } catch { /* never created */ }
         throw error;
       }
       this.loadedMtimeMs = fileMtimeMs(file);

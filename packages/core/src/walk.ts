@@ -115,7 +115,13 @@ export function walkDirectory(root: string, patterns: readonly string[], options
     for (const name of names) {
       const rel = relPrefix + name;
       const abs = absPrefix + name;
-      const st = lstatSync(abs);
+      let st: Stats;
+      try {
+        st = lstatSync(abs);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") continue; // removed since the listing: not part of the tree
+        throw unreadable(abs, error);
+      }
       const isDir = st.isDirectory();
       let info: ParentMatchInfo = undefined;
       let childUnderExcluded = false;
@@ -202,8 +208,22 @@ function toEntry(path: string, contextPath: string, hostPath: string, st: Stats)
     ino: st.ino,
     dev: st.dev,
   };
-  if (type === "symlink") entry.linkTarget = readlinkSync(hostPath);
+  if (type === "symlink") {
+    try {
+      entry.linkTarget = readlinkSync(hostPath);
+    } catch (error) {
+      throw unreadable(hostPath, error);
+    }
+  }
   return entry;
+}
+
+function unreadable(path: string, error: unknown): SourceNotFoundError {
+  return new SourceNotFoundError(`Cannot read ${JSON.stringify(path)}: ${(error as Error).message}`, {
+    hint: "Check its permissions, or exclude it with a .dockerignore pattern.",
+    details: { path },
+    cause: error,
+  });
 }
 
 function statOrThrow(path: string, what: string): Stats {
