@@ -205,9 +205,16 @@ async function streamFile(pack: Pack, entry: WalkEntry): Promise<void> {
       if (bytesRead === 0) throw changed(entry, `it shrank below the ${entry.size} bytes it had when listed`);
       remaining -= bytesRead;
       if (!sink.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead))) {
-        await new Promise<void>((resolve) => sink.once("drain", () => resolve()));
+        // A consumer that stops reading destroys the entry, which then never drains: wake up on
+        // close/error too, or the file handle and this promise would hang until GC.
+        await new Promise<void>((resolve) => {
+          const wake = () => resolve();
+          sink.once("drain", wake);
+          sink.once("close", wake);
+          sink.once("error", wake);
+        });
       }
-      if ((pack as unknown as { destroying: boolean }).destroying) return;
+      if ((pack as unknown as { destroying: boolean }).destroying || pack.destroyed || (sink as unknown as { destroyed: boolean }).destroyed) return;
     }
     const probe = await handle.read(Buffer.alloc(1), 0, 1, null);
     if (probe.bytesRead > 0) throw changed(entry, `it grew beyond the ${entry.size} bytes it had when listed`);

@@ -46,7 +46,7 @@ export class SharedWork<T> {
         try {
           return await work(controller.signal, fanOut);
         } finally {
-          this.inFlight.delete(key);
+          if (this.inFlight.get(key) === created) this.inFlight.delete(key);
         }
       })();
       // Callers get the outcome through their own handlers; when the last one left and the work was
@@ -70,7 +70,11 @@ export class SharedWork<T> {
     return new Promise<T>((resolve, reject) => {
       const onAbort = () => {
         leave();
-        if (shared.callers === 0) shared.controller.abort(signal.reason);
+        if (shared.callers === 0) {
+          // Cancelled work must not be joined by a caller that arrives while it winds down.
+          if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
+          shared.controller.abort(signal.reason);
+        }
         reject(new CancelledError("Build cancelled", { cause: signal.reason }));
       };
       if (signal.aborted) return onAbort();

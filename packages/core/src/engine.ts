@@ -19,7 +19,7 @@ import { digestOfFound, toNamedChecker, runCheckers, type CheckOutcome } from ".
 import { loadConfig } from "./config.js";
 import { SharedWork } from "./dedupe.js";
 import { BuildFailedError, CancelledError, KilnError } from "./errors.js";
-import { emit, type EventListener } from "./events.js";
+import { emit, redactingListener, type EventListener } from "./events.js";
 import type { Image } from "./image.js";
 import type { Architecture } from "./layers.js";
 import { acquireImageLock, lockDirectory } from "./lock.js";
@@ -108,7 +108,10 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
 
   const selected = await selectBuilder(options.builder, projectDir, config);
   // Plugins' credential providers (e.g. ECR) must be registered before checkers or pushes reach a registry.
-  await activateCredentialProviders(getDiscovery(projectDir));
+  for (const problem of await activateCredentialProviders(getDiscovery(projectDir))) {
+    // A broken provider would otherwise surface later as a misleading "run docker login".
+    emit(onEvent, { type: "warning", image: uri, message: `credential provider not loaded: ${problem.message}` });
+  }
   const checkers = (selected.builder.getCheckers?.() ?? []).map((c) => toNamedChecker(c));
   const check = async () => {
     const skip = options.force ? "force" : image.tag === "latest" ? "latest" : checkers.length === 0 ? "no-checkers" : undefined;
@@ -145,7 +148,7 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     emit(onEvent, { type: "build.start", image: uri, builder: selected.name, platforms, dryRun: false });
     let result: ImageBuild;
     try {
-      result = await selected.builder.buildImage(image, { dryRun: false, wait: true, force: options.force ?? false, signal, onEvent });
+      result = await selected.builder.buildImage(image, { dryRun: false, wait: true, force: options.force ?? false, signal, onEvent: redactingListener(onEvent) });
     } catch (error) {
       if (signal.aborted) throw new CancelledError(`Build of ${uri} cancelled`, { cause: error });
       if (KilnError.isInstance(error)) throw error;

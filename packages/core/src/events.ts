@@ -4,6 +4,7 @@
  * credentials. `image` is the image URI the event is about.
  */
 import type { Architecture } from "./layers.js";
+import { redactSecrets } from "./redact.js";
 
 export interface SerializedError {
   name: string;
@@ -84,6 +85,8 @@ export type BuildEvent =
       built: boolean;
       dryRun: boolean;
     })
+  /** Something the user should know that does not stop the build (e.g. a plugin that failed to load). */
+  | (EventBase & { type: "warning"; message: string })
   | (EventBase & { type: "error"; error: SerializedError });
 
 export type BuildEventType = BuildEvent["type"];
@@ -93,12 +96,33 @@ export type BuildEventInput = BuildEvent extends infer E ? (E extends BuildEvent
 
 export type EventListener = (event: BuildEvent) => void;
 
-/** Stamps the time on an event and hands it to a listener; a throwing listener never breaks a build. */
+/**
+ * Stamps the time on an event and hands it to a listener; a throwing listener never breaks a build.
+ * Free text (log lines, step names, warnings) is redacted here, and the engine hands builders a
+ * redactingListener, so every renderer and every program listening gets events without credentials
+ * in them, whatever plugin produced them.
+ */
 export function emit(listener: EventListener | undefined, event: BuildEventInput): void {
   if (!listener) return;
   try {
-    listener({ ...event, time: Date.now() } as BuildEvent);
+    listener(redactEvent({ ...event, time: Date.now() } as BuildEvent));
   } catch {
     // A logging callback must not fail the build it observes.
   }
+}
+
+/** The event with credentials removed from its free text (log lines, step names, warnings). */
+export function redactEvent(event: BuildEvent): BuildEvent {
+  const text = event as BuildEvent & { line?: unknown; step?: unknown; message?: unknown };
+  if (typeof text.line !== "string" && typeof text.step !== "string" && typeof text.message !== "string") return event;
+  const clean = { ...text };
+  if (typeof clean.line === "string") clean.line = redactSecrets(clean.line);
+  if (typeof clean.step === "string") clean.step = redactSecrets(clean.step);
+  if (typeof clean.message === "string") clean.message = redactSecrets(clean.message);
+  return clean as BuildEvent;
+}
+
+/** A listener handed to plugin code: whatever it reports reaches `listener` redacted. */
+export function redactingListener(listener: EventListener): EventListener {
+  return (event) => listener(redactEvent(event));
 }

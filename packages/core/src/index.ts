@@ -52,7 +52,7 @@ export {
 export { parseReference, formatReference, DOCKER_HUB_REGISTRY } from "./reference.js";
 export type { ParsedReference, FormatReferenceOptions } from "./reference.js";
 export { DEFAULT_IGNORE_PATTERNS, parseDockerignore, IgnoreMatcher, IgnorePattern } from "./dockerignore.js";
-export { listSpecFiles, walkDirectory, namedContextFiles, ignoreRulesForFolder, compareUtf8 } from "./walk.js";
+export { listSpecFiles, walkDirectory, ignoreRulesForFolder, compareUtf8 } from "./walk.js";
 export type { WalkEntry, EntryType, FileGroup, SpecFiles, IgnoreSource, WalkOptions } from "./walk.js";
 export { computeTag, explainTag, diffTagExplanations, digestFileSync, TAG_RECIPE_VERSION } from "./hash.js";
 export type { ImageLike, TagInput, TagExplanation, TagInputChange, HashOptions, ExplainOptions } from "./hash.js";
@@ -70,6 +70,9 @@ export {
   registerCredentialProvider,
   unregisterCredentialProvider,
   credentialProviders,
+  resolveRegistryCredentials,
+  secretsOf,
+  scrubSecrets,
   dockerConfigCredentials,
   dockerConfigPath,
   runCredentialHelper,
@@ -109,6 +112,7 @@ export type {
   CheckImageResult,
   CredentialProvider,
   RegistryCredentials,
+  ResolveRegistryCredentialsOptions,
   RegistryEndpoint,
   AuthChallenge,
   RetryOptions,

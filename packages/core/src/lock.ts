@@ -5,7 +5,8 @@
  * The lock is a file created with O_EXCL (atomic on local filesystems) holding the holder's pid.
  * A lock whose holder is gone (pid not alive) is stale and broken — under a short "breaker" lock so
  * two waiters cannot both break it and then delete each other's fresh lock.
- * Directory: `$KILN_LOCK_DIR`, else `$XDG_RUNTIME_DIR/kiln-locks`, else `<os.tmpdir()>/kiln-locks`.
+ * Directory: `$KILN_LOCK_DIR`, else `$XDG_RUNTIME_DIR/kiln-locks`, else `<os.tmpdir()>/kiln-locks-<uid>`
+ * (per user: a shared tmp dir created 0700 by one user would lock every other user out).
  */
 import { createHash, randomUUID } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
@@ -44,7 +45,7 @@ let exitHookInstalled = false;
 export function lockDirectory(): string {
   if (process.env.KILN_LOCK_DIR) return process.env.KILN_LOCK_DIR;
   const runtime = process.env.XDG_RUNTIME_DIR;
-  return runtime ? join(runtime, "kiln-locks") : join(tmpdir(), "kiln-locks");
+  return runtime ? join(runtime, "kiln-locks") : join(tmpdir(), `kiln-locks-${process.getuid?.() ?? "user"}`);
 }
 
 export function lockPathFor(key: string, dir: string = lockDirectory()): string {
@@ -109,15 +110,15 @@ function isStale(path: string, lock: { text: string; content?: LockContent }): b
   return !pidAlive(lock.content.pid);
 }
 
-/** Removes a stale lock, unless someone replaced it meanwhile. */
-function breakStale(path: string, observed: string): void {
+/** Removes a stale lock, unless someone replaced it meanwhile; false when another process is at it. */
+function breakStale(path: string, observed: string): boolean {
   const breaker = `${path}.break`;
   const content: LockContent = { pid: process.pid, host: hostname(), nonce: randomUUID(), key: "breaker", createdAt: Date.now() };
   if (!tryCreate(breaker, content)) {
     if (ageMs(breaker) > 10_000) {
       try { unlinkSync(breaker); } catch { /* someone else did */ }
     }
-    return;
+    return false;
   }
   try {
     const current = readLock(path);
@@ -127,6 +128,7 @@ function breakStale(path: string, observed: string): void {
   } finally {
     try { unlinkSync(breaker); } catch { /* ignore */ }
   }
+  return true;
 }
 
 function installExitHook(): void {
@@ -168,7 +170,8 @@ export async function acquireImageLock(key: string, options: AcquireLockOptions 
     const current = readLock(path);
     if (!current) continue; // released between our attempt and the read
     if (isStale(path, current)) {
-      breakStale(path, current.text);
+      // Another process breaking the same stale lock (or one that died doing so): wait, never spin.
+      if (!breakStale(path, current.text)) await sleep(options.pollMs ?? 100, options.signal);
       continue;
     }
     if (!waited) {

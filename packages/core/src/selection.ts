@@ -51,12 +51,17 @@ export function getInitOptions(): InitOptions {
 /** Makes a builder available by name in this process, without a plugin package. */
 export function registerImageBuilder(name: string, builder: ImageBuilder | (() => ImageBuilder | Promise<ImageBuilder>)): void {
   registered.set(name, builder);
-  builderCache.delete(name);
+  forgetLoadedBuilder(name);
 }
 
 export function unregisterImageBuilder(name: string): void {
   registered.delete(name);
-  builderCache.delete(name);
+  forgetLoadedBuilder(name);
+}
+
+/** The cache is keyed per project (`<projectDir>\0<name>`): drop the name in every project. */
+function forgetLoadedBuilder(name: string): void {
+  for (const key of builderCache.keys()) if (key.endsWith(`\0${name}`)) builderCache.delete(key);
 }
 
 export function resolveProjectDir(projectDir?: string): string {

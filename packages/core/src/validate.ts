@@ -6,9 +6,10 @@
  * Validation is the first line of defence and is about clear errors; the Dockerfile renderer quotes
  * every value anyway (quote.ts), so a value that passes here still cannot add an instruction.
  */
-import { ValidationError } from "./errors.js";
+import { InvalidReferenceError, ValidationError } from "./errors.js";
 import { ARCHITECTURES, type Architecture } from "./layers.js";
 import { redactSecrets } from "./redact.js";
+import { parseReference } from "./reference.js";
 
 /** Longest single user string Kiln accepts; keeps every rendered instruction well under the 64 KiB
  * line limit of Docker's Dockerfile scanner. */
@@ -211,8 +212,18 @@ export function validateUser(field: string, value: unknown): string {
 export function validateExtraArg(field: string, value: unknown): string {
   const arg = requireSingleLine(field, value, "each extra argument is one argv element on one line");
   if (arg.length === 0) fail(field, arg, "must not be empty");
+  // `--extra-index-url https://user:TOKEN@host/...` would put the token in the RUN line, the image
+  // history and `kiln dockerfile`/`kiln explain`, exactly what validateIndexUrl refuses.
+  if (URL_WITH_USERINFO.test(arg)) {
+    fail(field, redactSecrets(arg), "contains a URL with credentials, which would be stored in the Dockerfile and the image history",
+      CREDENTIALS_HINT);
+  }
   return arg;
 }
+
+const URL_WITH_USERINFO = /[a-z][a-z0-9+.-]*:\/\/[^\s/@]+@/i;
+const CREDENTIALS_HINT =
+  "remove the user:password part; give index credentials to pip/uv outside the image spec (a pip.conf or .netrc mounted as a build secret, or PIP_*/UV_* environment variables at build time)";
 
 /** A shell command the user wants run (multi-line scripts are allowed; NUL is not). */
 export function validateCommand(field: string, value: unknown): string {
@@ -235,7 +246,7 @@ export function validateIndexUrl(field: string, value: unknown): string {
   }
   if (url.username || url.password) {
     fail(field, redactSecrets(text), "contains credentials, which would be stored in the Dockerfile and the image history",
-      "remove the user:password part; configure index credentials outside the image spec");
+      CREDENTIALS_HINT);
   }
   if (/\s/.test(text)) fail(field, text, "contains whitespace");
   return text;
@@ -248,11 +259,9 @@ const PATH_COMPONENT = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
 const DOMAIN_COMPONENT = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
 const DOMAIN = `(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]{1,5})?`;
 const TAG = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
-const DIGEST = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,}";
 const REPOSITORY_RE = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
 const REGISTRY_RE = new RegExp(`^${DOMAIN}(?:/${PATH_COMPONENT})*$`);
 const TAG_RE = new RegExp(`^${TAG}$`);
-const REFERENCE_RE = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::${TAG})?(?:@${DIGEST})?$`);
 
 export function validateRegistry(field: string, value: unknown): string {
   const registry = requireString(field, value);
@@ -263,6 +272,11 @@ export function validateRegistry(field: string, value: unknown): string {
     fail(field, registry, "expected host[:port][/namespace] with a lowercase namespace",
       'e.g. "ghcr.io/acme", "localhost:5000" or "123456789012.dkr.ecr.eu-west-1.amazonaws.com"');
   }
+  // Docker's rule: a first component is a host only with a `.` or `:` in it, or as `localhost`.
+  // Anything else is a Docker Hub namespace ("acme" is docker.io/acme), so say so in the URI: the
+  // checkers and the push then reach Docker Hub with the user's Docker Hub credentials.
+  const first = registry.split("/")[0]!;
+  if (!first.includes(".") && !first.includes(":") && first !== "localhost") return `docker.io/${registry}`;
   return registry;
 }
 
@@ -285,15 +299,19 @@ export function validateTag(field: string, value: unknown): string {
   return tag;
 }
 
-/** A full image reference as written in `FROM` (e.g. `python:3.11-slim-bookworm`, `localhost:5000/x@sha256:...`). */
+/** A full image reference as written in `FROM` (e.g. `python:3.11-slim-bookworm`, `localhost:5000/x@sha256:...`).
+ * The grammar is reference.ts's `parseReference` (one copy of it); its reason and hint are kept. */
 export function validateImageReference(field: string, value: unknown): string {
-  const ref = requireString(field, value);
-  if (!REFERENCE_RE.test(ref)) {
-    fail(field, ref, "is not an image reference ([registry/]repository[:tag][@digest], lowercase repository)",
-      'e.g. "python:3.11-slim-bookworm" or "ghcr.io/acme/base@sha256:<64 hex>"');
+  const ref = requireSingleLine(field, value, "an image reference is one line, e.g. \"python:3.11-slim-bookworm\"");
+  if (ref.length === 0) fail(field, ref, "must not be empty", 'e.g. "python:3.11-slim-bookworm" or "ghcr.io/acme/base@sha256:<64 hex>"');
+  try {
+    parseReference(ref);
+  } catch (error) {
+    if (!InvalidReferenceError.isInstance(error)) throw error;
+    const prefix = `Invalid image reference ${JSON.stringify(ref)}: `;
+    const reason = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+    fail(field, ref, reason, error.hint);
   }
-  const nameEnd = ref.search(/[:@][^/]*$/);
-  if ((nameEnd < 0 ? ref : ref.slice(0, nameEnd)).length > 255) fail(field, ref, "the repository name is longer than 255 characters");
   return ref;
 }
 

@@ -343,3 +343,35 @@ describe("credential redaction", async () => {
     expect(JSON.stringify(serializeError(error))).not.toMatch(/secret@|abcdefghijkl/);
   });
 });
+
+describe("events from plugins", () => {
+  it("a builder's raw log lines and step names reach listeners with credentials redacted", async () => {
+    const leaky: ImageBuilder = {
+      async buildImage(image, options) {
+        options.onEvent?.({ type: "build.step", image: image.uri, step: "RUN curl https://bob:hunter2@example.com/x", time: Date.now() });
+        options.onEvent?.({ type: "build.log", image: image.uri, line: "Authorization: Bearer abcdefghijklmnop", time: Date.now() });
+        return { uri: image.uri };
+      },
+    };
+    const events: BuildEvent[] = [];
+    await build(freshImage(), { builder: leaky, onEvent: (e) => events.push(e) });
+    const text = JSON.stringify(events);
+    expect(text).toContain("RUN curl https://***@example.com/x");
+    expect(text).not.toContain("hunter2");
+    expect(text).not.toContain("abcdefghijklmnop");
+  });
+
+  it("re-registering a builder by name replaces the one already loaded", async () => {
+    const first = new RecordingBuilder([]);
+    const second = new RecordingBuilder([]);
+    registerImageBuilder("swap_me", first);
+    try {
+      await build(freshImage(), { builder: "swap_me" });
+      registerImageBuilder("swap_me", second);
+      await build(freshImage(), { builder: "swap_me" });
+      expect([first.calls.length, second.calls.length]).toEqual([1, 1]);
+    } finally {
+      unregisterImageBuilder("swap_me");
+    }
+  });
+});

@@ -113,6 +113,16 @@ const table: Array<[name: string, validate: Validator, good: unknown[], bad: unk
   ["context file name", validateContextFileName, ["requirements.txt", "a b.txt", "$x'.txt"], ["*.txt", "a?", "[a]", "a\\b", "a\nb", "..", ""]],
 ];
 
+describe("registry normalisation", () => {
+  it("a first component that is not a host is a Docker Hub namespace, as in Docker's references", () => {
+    expect(validateRegistry("registry", "acme")).toBe("docker.io/acme");
+    expect(validateRegistry("registry", "acme/team")).toBe("docker.io/acme/team");
+    for (const host of ["ghcr.io/acme", "localhost", "localhost:5000/x", "127.0.0.1:5000", "[::1]:5000", "docker.io/acme"]) {
+      expect(validateRegistry("registry", host)).toBe(host);
+    }
+  });
+});
+
 describe.each(table)("%s", (_name, validate, good, bad) => {
   it.each(good.map((v) => [v]))("accepts %j", (value) => {
     expect(() => validate("the field", value)).not.toThrow();

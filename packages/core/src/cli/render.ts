@@ -7,7 +7,6 @@
  * Events never carry credentials; log lines are redacted again here as a last line of defence.
  */
 import type { BuildEvent, EventListener } from "../events.js";
-import { redactSecrets } from "../redact.js";
 
 export type RenderMode = "json" | "plain" | "tty";
 
@@ -46,7 +45,7 @@ export function describeEvent(e: BuildEvent, pushStatus?: Map<string, string>): 
     case "build.step":
       return `step ${describeStep(e)}`;
     case "build.log":
-      return `  │ ${redactSecrets(e.line)}`;
+      return `  │ ${e.line}`;
     case "build.stage":
       return `stage ${e.stage + 1}/${e.stages}${e.platform ? ` ${e.platform}` : ""} ${e.status}${e.status === "built" && e.contextBytes !== undefined ? ` (${bytes(e.contextBytes)} of context sent)` : ""}`;
     case "build.platforms-present":
@@ -68,6 +67,8 @@ export function describeEvent(e: BuildEvent, pushStatus?: Map<string, string>): 
       return e.dryRun && !e.built
         ? `done ${e.uri} (dry run, ${seconds(e.durationMs)})`
         : `${e.built ? "built" : "present"} ${e.uri}${e.digest ? ` ${e.digest}` : ""} (${seconds(e.durationMs)})`;
+    case "warning":
+      return `warning: ${e.message}`;
     case "error":
       return `error: ${e.error.message}`;
   }
@@ -162,7 +163,7 @@ function createTtyRenderer(out: NodeJS.WriteStream): Renderer {
           state.logs = [];
           break;
         case "build.log":
-          state.logs.push(redactSecrets(e.line));
+          state.logs.push(e.line);
           if (state.logs.length > 20) state.logs.splice(0, state.logs.length - 20);
           break;
         case "push.progress":

@@ -1,5 +1,8 @@
 /** `kiln check <image-ref>` — exit 0 present, 1 absent, 2 could not tell. */
+import { findProjectDir } from "../../config.js";
+import { activateCredentialProviders } from "../../discovery.js";
 import { InvalidReferenceError } from "../../errors.js";
+import { getDiscovery } from "../../selection.js";
 import { serializeError } from "../../redact.js";
 import { checkImage } from "../../registry/check.js";
 import { parse, parsePlatforms } from "../args.js";
@@ -9,6 +12,10 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   const { values, positionals } = parse("check", args, { platform: { type: "string" }, json: { type: "boolean" } }, { min: 1, max: 1, names: "one image reference" });
   const platforms = parsePlatforms(values.platform) ?? ["linux/amd64"];
   const ref = positionals[0]!;
+  // Plugins' credential providers (e.g. @kiln/ecr) answer for their registries, as in `kiln build`.
+  for (const problem of await activateCredentialProviders(getDiscovery(findProjectDir()))) {
+    context.stderr.write(`kiln: warning: ${problem.message}\n`);
+  }
   try {
     const answer = await checkImage(ref, { platforms });
     if (values.json) {

@@ -14,7 +14,8 @@ import type { Image } from "../../image.js";
 import { serializeError } from "../../redact.js";
 import { KilnError, UnknownBuilderError } from "../../errors.js";
 import { checkImage } from "../../registry/check.js";
-import { selectBuilder, selectRegistry } from "../../selection.js";
+import { activateCredentialProviders } from "../../discovery.js";
+import { getDiscovery, selectBuilder, selectRegistry } from "../../selection.js";
 import { parse, parsePlatforms, UsageError } from "../args.js";
 import type { CommandContext } from "../run.js";
 import { loadSpec } from "../spec.js";
@@ -67,6 +68,12 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   const defaultRegistry = values.registry ?? selectRegistry(config);
   const specs = await loadSpec(positionals[0]!);
   const builderName = await builderForPlan(values.builder, projectDir, config);
+  if (builderName === undefined) {
+    // No builder (whose engine run would do it): plugins' credential providers still answer for their registries.
+    for (const problem of await activateCredentialProviders(getDiscovery(projectDir))) {
+      context.stderr.write(`kiln: warning: ${problem.message}\n`);
+    }
+  }
 
   const planOne = async ({ exportName, image: declared }: { exportName: string; image: Image }): Promise<PlanRow> => {
     let image = declared;
