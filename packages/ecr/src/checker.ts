@@ -45,8 +45,6 @@ interface Target {
 }
 
 export class EcrImageChecker implements ImageChecker {
-  /** The name this checker is registered under (package.json `kiln.imageCheckers`). */
-  static readonly checkerName = "ecr";
   private static defaultInstance: EcrImageChecker | undefined;
 
   /** Shown in check events. */
@@ -125,11 +123,27 @@ export class EcrImageChecker implements ImageChecker {
     return missingPlatforms(arch, present).length === 0 ? uri : null;
   }
 
-  /** True when this checker can answer for `repository`: an ECR host (or alias), or a bare repository name. */
+  /**
+   * True when this checker can answer for `repository`: one whose host is an ECR host (or a
+   * configured alias), or a bare name (`team/app`) when `registryId` or `region` was set explicitly.
+   * Without either option a bare name says nothing about ECR — it is a local-only image or a
+   * Docker Hub name — so it is not claimed (it would be looked up in the default account/region).
+   */
   handles(repository: string): boolean {
     try {
       const { host } = splitRepository(repository);
-      return host === undefined || parseEcrHost(host, this.options.registryAliases) !== undefined;
+      if (host === undefined) return this.options.registryId !== undefined || this.options.region !== undefined;
+      return parseEcrHost(host, this.options.registryAliases) !== undefined;
+    } catch {
+      return false;
+    }
+  }
+
+  /** True when `repository`'s host is an ECR host or a configured alias (bare names: false). */
+  hasEcrHost(repository: string): boolean {
+    try {
+      const { host } = splitRepository(repository);
+      return host !== undefined && parseEcrHost(host, this.options.registryAliases) !== undefined;
     } catch {
       return false;
     }

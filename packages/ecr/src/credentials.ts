@@ -14,7 +14,7 @@ import { GetAuthorizationTokenCommand } from "@aws-sdk/client-ecr";
 import { AuthError, KilnError, registerCredentialProvider } from "@kiln/core";
 import { toKilnError } from "./aws-errors.js";
 import { EcrClientPool, type EcrClientOptions } from "./client.js";
-import { dockerCredHelperFor } from "./docker-config.js";
+import { configKeyHost, dockerCredHelperFor } from "./docker-config.js";
 import { parseEcrHost, type EcrRegistry } from "./host.js";
 import { EcrTokenCache, type EcrToken, type TokenCacheOptions } from "./token-cache.js";
 
@@ -52,7 +52,7 @@ export function createEcrCredentialProvider(options: EcrCredentialProviderOption
   const registries = new Map<string, EcrRegistry>();
   const cache = new EcrTokenCache((key) => fetchAuthorizationToken(pool, registries.get(key)!), options);
 
-  const registryOf = (host: string): EcrRegistry | undefined => parseEcrHost(bareHost(host), options.registryAliases);
+  const registryOf = (host: string): EcrRegistry | undefined => parseEcrHost(configKeyHost(host), options.registryAliases);
 
   return {
     name: options.name ?? "ecr",
@@ -124,8 +124,4 @@ async function fetchAuthorizationToken(pool: EcrClientPool, registry: EcrRegistr
   }
   const expiresAt = data?.expiresAt instanceof Date ? data.expiresAt.getTime() : Date.now() + 12 * 60 * 60 * 1000;
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1), expiresAt };
-}
-
-function bareHost(host: string): string {
-  return host.replace(/^[a-z]+:\/\//i, "").split("/")[0]!;
 }

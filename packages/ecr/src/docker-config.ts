@@ -1,30 +1,32 @@
 /**
  * Just enough of the docker CLI config to honour a user's explicit per-host credential helper
- * (e.g. `"credHelpers": { "<account>.dkr.ecr.<region>.amazonaws.com": "ecr-login" }`).
+ * (e.g. `"credHelpers": { "<account>.dkr.ecr.<region>.amazonaws.com": "ecr-login" }`). The file is
+ * found and its keys normalised the way core's docker-config reader does (`dockerConfigPath`,
+ * Docker Hub's names via `isDockerHub`), so both agree on which entry belongs to a host.
  */
 import { readFile } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
+import { dockerConfigPath, isDockerHub } from "@kiln/core";
 
-function configPath(env: NodeJS.ProcessEnv): string {
-  return path.join(env.DOCKER_CONFIG || path.join(os.homedir(), ".docker"), "config.json");
-}
-
-function hostOfKey(key: string): string {
-  return key.replace(/^[a-z]+:\/\//i, "").split("/")[0]!.toLowerCase();
+/**
+ * The registry host a docker config key or server URL names: `https://host/v1/` → `host`,
+ * lower-cased; Docker Hub's many names → `docker.io`. (Mirrors core's internal `normalizeConfigKey`.)
+ */
+export function configKeyHost(key: string): string {
+  const host = key.replace(/^[a-z]+:\/\//i, "").split("/")[0]!.toLowerCase();
+  return isDockerHub(host) ? "docker.io" : host;
 }
 
 /** The credHelpers entry the user configured for `host`, if any. A missing or broken file has none. */
 export async function dockerCredHelperFor(host: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
   let config: { credHelpers?: Record<string, unknown> };
   try {
-    config = JSON.parse(await readFile(configPath(env), "utf8")) as typeof config;
+    config = JSON.parse(await readFile(dockerConfigPath(env), "utf8")) as typeof config;
   } catch {
     return undefined;
   }
-  const wanted = hostOfKey(host);
+  const wanted = configKeyHost(host);
   for (const [key, helper] of Object.entries(config?.credHelpers ?? {})) {
-    if (hostOfKey(key) === wanted && typeof helper === "string" && helper) return helper;
+    if (configKeyHost(key) === wanted && typeof helper === "string" && helper) return helper;
   }
   return undefined;
 }

@@ -8,12 +8,13 @@ import { EcrImageChecker, type EcrImageCheckerOptions } from "./checker.js";
 
 export function withEcrChecker(builder: ImageBuilder, checker: EcrImageChecker | EcrImageCheckerOptions = {}): ImageBuilder & { name?: string } {
   const ecr = checker instanceof EcrImageChecker ? checker : new EcrImageChecker(checker);
-  // Images outside ECR are not this checker's business: it passes them on (null) instead of
-  // reporting an error for every non-ECR image the builder handles.
+  // Only repositories with an ECR host (or alias) are this checker's business; the rest are passed
+  // on (null). A bare name (`myapp`, `user/app`) in front of a builder is a local-only or Docker Hub
+  // image: sending it to ECR's default account/region could report another image as "found".
   const ecrOnly = {
     name: ecr.name,
     imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
-      return ecr.handles(repository) ? ecr.imageExists(repository, tag, arch) : Promise.resolve(null);
+      return ecr.hasEcrHost(repository) ? ecr.imageExists(repository, tag, arch) : Promise.resolve(null);
     },
   };
   const name = (builder as { name?: unknown }).name;

@@ -6,6 +6,7 @@ import { ECRClient, GetAuthorizationTokenCommand } from "@aws-sdk/client-ecr";
 import { mockClient } from "aws-sdk-client-mock";
 import { credentialProviders, KilnError } from "@kiln/core";
 import { createEcrCredentialProvider, ecrCredentialProvider, registerEcrCredentials } from "../src/credentials.js";
+import { configKeyHost, dockerCredHelperFor } from "../src/docker-config.js";
 
 const HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
 const HOUR = 60 * 60 * 1000;
@@ -166,6 +167,22 @@ describe("ECR credential provider", () => {
       const provider = createEcrCredentialProvider({ credentials: creds, env, dockerCredHelpers: "ignore" });
       expect(await provider.getCredentials(HOST)).toEqual({ username: "AWS", password: "pw-mine" });
     });
+  });
+
+  it("reads docker config keys the way core does: scheme/path stripped, case folded, Docker Hub's names as one", async () => {
+    const dir = path.join(dockerConfigDir, "keys");
+    await import("node:fs/promises").then((fs) => fs.mkdir(dir, { recursive: true }));
+    await writeFile(
+      path.join(dir, "config.json"),
+      JSON.stringify({ credHelpers: { "https://index.docker.io/v1/": "hub-helper", [`HTTPS://${HOST.toUpperCase()}/v2/`]: "ecr-login" } }),
+    );
+    const env = { DOCKER_CONFIG: dir };
+    for (const hub of ["docker.io", "registry-1.docker.io", "index.docker.io", "https://registry.hub.docker.com/v1/"]) {
+      expect(await dockerCredHelperFor(hub, env), hub).toBe("hub-helper");
+    }
+    expect(await dockerCredHelperFor(HOST, env)).toBe("ecr-login");
+    expect(await dockerCredHelperFor("ghcr.io", env)).toBeUndefined();
+    expect(configKeyHost(`https://${HOST}/v2/`)).toBe(HOST);
   });
 
   it("registers with core's credential-provider hook and unregisters again", () => {

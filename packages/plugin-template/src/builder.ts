@@ -8,7 +8,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -70,7 +70,7 @@ export class MyImageBuilder implements ImageBuilder {
     return { uri, remoteRun: { id: buildId }, wait: () => running };
   }
 
-  /** The build itself: render, stream the context, record. Replace with your build system's API. */
+  /** Runs the build in a fresh artifact directory, removed again if the build fails or is cancelled. */
   private async runBuild(
     image: Image,
     repository: string,
@@ -79,9 +79,27 @@ export class MyImageBuilder implements ImageBuilder {
     signal: AbortSignal | undefined,
     onEvent: BuildImageOptions["onEvent"],
   ): Promise<ImageBuild> {
+    const artifactDir = await newArtifactDir(buildId);
+    try {
+      return await this.buildInto(artifactDir, image, repository, tag, signal, onEvent);
+    } catch (error) {
+      // A failed or cancelled build leaves nothing behind: no half-written Dockerfile or context.tar.
+      await rm(artifactDir, { recursive: true, force: true }).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** The build itself: render, stream the context, record. Replace with your build system's API. */
+  private async buildInto(
+    artifactDir: string,
+    image: Image,
+    repository: string,
+    tag: string,
+    signal: AbortSignal | undefined,
+    onEvent: BuildImageOptions["onEvent"],
+  ): Promise<ImageBuild> {
     const uri = image.uri;
     const total = 3;
-    const artifactDir = await newArtifactDir(buildId);
     const digest = createHash("sha256");
 
     emit(onEvent, { type: "build.step", image: uri, step: "render Dockerfile", index: 1, total });

@@ -10,7 +10,7 @@
  * Kiln creates plugin classes with no arguments, so settings come from the environment.
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Architecture } from "@kiln/core";
 
@@ -59,8 +59,14 @@ export async function writeRecord(record: CatalogueRecord): Promise<void> {
   const file = recordPath(record.repository, record.tag);
   await mkdir(join(storeDir(), "images"), { recursive: true });
   const temp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  await writeFile(temp, `${JSON.stringify(record, null, 2)}\n`);
-  await rename(temp, file);
+  try {
+    await writeFile(temp, `${JSON.stringify(record, null, 2)}\n`);
+    await rename(temp, file);
+  } catch (error) {
+    // A failed write or rename must not leave its temp file behind.
+    await rm(temp, { force: true }).catch(() => undefined);
+    throw error;
+  }
 }
 
 /** A fresh directory for one build's artifacts. */

@@ -1,6 +1,6 @@
 // MyImageBuilder's own behaviour beyond the conformance suite: the options the guide names
 // (dryRun, wait, force), events, cancellation and what a build leaves in the catalogue.
-import { readFile, readdir, rm, mkdtemp, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rm, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -78,6 +78,37 @@ describe("MyImageBuilder", () => {
     controller.abort(new Error("user pressed ctrl-c"));
     await expect(new MyImageBuilder().buildImage(image, { signal: controller.signal })).rejects.toThrow();
     expect(await readRecord(repositoryOf(image), image.tag)).toBeNull();
+  });
+
+  it("aborting mid-build removes the build's artifact directory (no builds/* left)", async () => {
+    const controller = new AbortController();
+    const steps: string[] = [];
+    const building = new MyImageBuilder().buildImage(image, {
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type !== "build.step") return;
+        steps.push(e.step);
+        // Abort once the Dockerfile is written and the context is about to stream.
+        if (e.step === "stream build context") controller.abort(new Error("user pressed ctrl-c"));
+      },
+    });
+    await expect(building).rejects.toSatisfy((e) => CancelledError.isInstance(e));
+    expect(steps).toEqual(["render Dockerfile", "stream build context"]);
+    expect(await readdir(join(store.dir, "builds"))).toEqual([]);
+    expect(await readRecord(repositoryOf(image), image.tag)).toBeNull();
+  });
+
+  it("a failing catalogue write leaves no .tmp file and no builds/* directory", async () => {
+    const builder = new MyImageBuilder();
+    await builder.buildImage(image, {});
+    const [recordFile] = await readdir(join(store.dir, "images"));
+    const [firstBuild] = await readdir(join(store.dir, "builds"));
+    // A directory where the record file goes: the temp file is written, then the rename fails.
+    await rm(join(store.dir, "images", recordFile!));
+    await mkdir(join(store.dir, "images", recordFile!));
+    await expect(builder.buildImage(image, { force: true })).rejects.toMatchObject({ code: expect.stringMatching(/^E/) });
+    expect(await readdir(join(store.dir, "images"))).toEqual([recordFile]);
+    expect(await readdir(join(store.dir, "builds"))).toEqual([firstBuild]);
   });
 
   it("records the image's platforms; the checker answers per platform", async () => {
