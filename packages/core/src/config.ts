@@ -11,7 +11,8 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { ConfigError, describeValue } from "./errors.js";
+import { ConfigError, describeValue, ValidationError } from "./errors.js";
+import { validateRegistry } from "./validate.js";
 
 export interface KilnConfig {
   imageBuilder?: string;
@@ -28,7 +29,6 @@ export const CONFIG_FILE_NAME = "kiln.config.json";
 const CONFIG_KEYS = ["imageBuilder", "imageRegistry", "strict"] as const;
 const MANIFEST_KEYS = new Set(["apiVersion", "imageBuilders", "imageCheckers", "credentialProviders"]);
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$/;
-const REGISTRY_PATTERN = /^[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 
 /** The nearest directory at or above `start` holding a package.json (or `start` itself if none). */
 export function findProjectDir(start: string = process.cwd()): string {
@@ -86,8 +86,16 @@ function validateSection(raw: unknown, file: string, where: string, allowManifes
         out.imageBuilder = value as string;
         break;
       case "imageRegistry":
-        if (typeof value !== "string" || !REGISTRY_PATTERN.test(value)) fail("expected a registry host[:port][/namespace]", 'E.g. "ghcr.io/acme" or "localhost:5000".');
-        out.imageRegistry = value as string;
+        // The same rule as an Image's `registry` (one grammar): `[::1]:5000` is fine, `-foo` is not,
+        // and a host-less "acme" is Docker Hub's "docker.io/acme".
+        try {
+          out.imageRegistry = validateRegistry(keyPath, value);
+        } catch (error) {
+          if (!ValidationError.isInstance(error)) throw error;
+          const prefix = `Invalid ${keyPath} ${describeValue(value)}: `;
+          const reason = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+          fail(reason, error.hint ?? 'E.g. "ghcr.io/acme" or "localhost:5000".');
+        }
         break;
       case "strict":
         if (typeof value !== "boolean") fail("expected true or false", 'Write "strict": true to fail when every checker errors.');

@@ -16,8 +16,11 @@
  * No `# syntax=` line is ever written: it would pull a frontend image from Docker Hub.
  *
  * Users: after a `user` layer, COPY gets `--chown=<user>` (the declared user, which must exist for its
- * USER to work at all) and apt installs switch to root and back. Kiln never emits a WORKDIR or USER
- * that was not declared, so a base image's own working directory and user are kept.
+ * USER to work at all), and apt and Python installs (pip, uv, uv projects — they write the system
+ * site-packages) switch to root and back. Node project installs run as the declared user (so it owns
+ * node_modules) with `corepack enable` as root, and without cache mounts (see the nodeProject case).
+ * Kiln emits no WORKDIR or USER but declared ones and these switches, so a base image's own working
+ * directory and user are kept.
  *
  * The build context layout this assumes (context.ts streams it): files of layer `i` live under
  * `contextDirForLayer(i)`: a source folder's contents at `kiln-layers/i/`, a source file or requirements
@@ -33,6 +36,7 @@
  */
 import { readFileSync } from "node:fs";
 import { SourceNotFoundError, ValidationError } from "./errors.js";
+import { specOf } from "./hash.js";
 import type { Image } from "./image.js";
 import { contextDirForLayer, type ImageSpec, type Layer, type PipOptions } from "./layers.js";
 import { doubleQuote, escapeWord, jsonArray } from "./quote.js";
@@ -59,7 +63,6 @@ const UV_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/uv";
 const NPM_CACHE_MOUNT = "--mount=type=cache,target=/root/.npm";
 const PNPM_STORE = "/root/.local/share/pnpm/store";
 const PNPM_CACHE_MOUNT = `--mount=type=cache,target=${PNPM_STORE}`;
-
 /** Longest line Docker's Dockerfile scanner reads comfortably (its buffer is 64 KiB). */
 const MAX_LINE_BYTES = 60_000;
 
@@ -104,10 +107,6 @@ interface Ctx {
   user: string | undefined;
   /** The path of the latest `workdir` layer, if any. */
   workdir: string | undefined;
-}
-
-function specOf(image: Image | Readonly<ImageSpec>): Readonly<ImageSpec> {
-  return "spec" in image && typeof image.spec === "object" ? image.spec : (image as Readonly<ImageSpec>);
 }
 
 export function renderDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = true }: RenderOptions = {}): string {
@@ -210,6 +209,12 @@ function copy(ctx: Ctx, sources: string[], dest: string): string {
   return `COPY ${chown}${jsonArray([...sources.map(escapeWord), escapeWord(dest)])}`;
 }
 
+/** Installers that write system locations (apt, pip/uv into the system site-packages) need root: after a
+ * non-root `user` layer the step switches to root and back. */
+function asRoot(ctx: Ctx, lines: string[]): string[] {
+  return isRoot(ctx.user) ? lines : ["USER root", ...lines, `USER ${ctx.user}`];
+}
+
 function run(mounts: string[], argv: string[]): string {
   return ["RUN", ...mounts, jsonArray(argv)].join(" ");
 }
@@ -235,16 +240,15 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
             layer.packages,
           ))]
         : [run([], sh(`${install} && rm -rf /var/lib/apt/lists/*`, layer.packages))];
-      // apt needs root; switch for this step only when a non-root user was declared.
-      return [{ phase: "apt", lines: isRoot(ctx.user) ? lines : ["USER root", ...lines, `USER ${ctx.user}`] }];
+      return [{ phase: "apt", lines: asRoot(ctx, lines) }];
     }
     case "pipPackages":
-      return [{ phase: "install", lines: [pythonInstall(ctx, layer, ["--", ...layer.packages])] }];
+      return [{ phase: "install", lines: asRoot(ctx, [pythonInstall(ctx, layer, ["--", ...layer.packages])]) }];
     case "requirements": {
       const target = requirementsPathInImage(index, layer.name);
       return [{
         phase: "install",
-        lines: [copy(ctx, [`${dir}/${layer.name}`], target), pythonInstall(ctx, layer, ["-r", target])],
+        lines: [copy(ctx, [`${dir}/${layer.name}`], target), ...asRoot(ctx, [pythonInstall(ctx, layer, ["-r", target])])],
         consumes: [{ layerIndex: index, names: [layer.name] }],
       }];
     }
@@ -255,31 +259,37 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
         phase: "install",
         lines: [
           copy(ctx, [`${dir}/pyproject.toml`, `${dir}/uv.lock`], "./"),
-          run(buildkit ? [UV_CACHE_MOUNT] : [], sh(script, [...noCache, ...(layer.extraArgs ?? [])])),
+          ...asRoot(ctx, [run(buildkit ? [UV_CACHE_MOUNT] : [], sh(script, [...noCache, ...(layer.extraArgs ?? [])]))]),
         ],
         consumes: [{ layerIndex: index, names: ["pyproject.toml", "uv.lock"] }],
       }];
     }
     case "nodeProject": {
+      // The install runs as the declared user (node_modules belongs to the user who runs the app, the
+      // usual `USER node` pattern); only `corepack enable`, which writes shims into Node's prefix, needs root.
+      // A non-root install gets no cache mount: BuildKit creates the mount's directory root-owned 0755,
+      // `mode=` is cut by the umask on Docker's builder (moby/moby#47415) and `uid=` takes only a number,
+      // while the user may be a name. Its caches go to the user's HOME and are cleaned in the same step.
       const dest = asDir(layer.dest);
-      let install: string;
+      const cached = buildkit && isRoot(ctx.user);
+      let install: string[];
       if (layer.manager === "pnpm") {
-        install = run(buildkit ? [PNPM_CACHE_MOUNT] : [], sh(
-          buildkit
-            ? `corepack enable && cd "$1" && pnpm install --frozen-lockfile --store-dir ${PNPM_STORE}`
-            : 'corepack enable && cd "$1" && pnpm install --frozen-lockfile && pnpm store prune',
-          [dest],
-        ));
+        const pnpmInstall = cached
+          ? `cd "$1" && pnpm install --frozen-lockfile --store-dir ${PNPM_STORE}`
+          : 'cd "$1" && pnpm install --frozen-lockfile && pnpm store prune';
+        install = isRoot(ctx.user)
+          ? [run(cached ? [PNPM_CACHE_MOUNT] : [], sh(`corepack enable && ${pnpmInstall}`, [dest]))]
+          : [...asRoot(ctx, [run([], ["corepack", "enable"])]), run([], sh(pnpmInstall, [dest]))];
       } else {
-        install = run(buildkit ? [NPM_CACHE_MOUNT] : [], sh(
-          buildkit ? 'cd "$1" && npm ci' : 'cd "$1" && npm ci && npm cache clean --force',
+        install = [run(cached ? [NPM_CACHE_MOUNT] : [], sh(
+          cached ? 'cd "$1" && npm ci' : 'cd "$1" && npm ci && npm cache clean --force',
           [dest],
-        ));
+        ))];
       }
       return [
         {
           phase: "install",
-          lines: [copy(ctx, [`${dir}/package.json`, `${dir}/${layer.lockfile}`], dest), install],
+          lines: [copy(ctx, [`${dir}/package.json`, `${dir}/${layer.lockfile}`], dest), ...install],
           consumes: [{ layerIndex: index, names: ["package.json", layer.lockfile] }],
         },
         { phase: "source", lines: [copy(ctx, [`${dir}/`], dest)], consumes: [{ layerIndex: index }] },

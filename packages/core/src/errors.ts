@@ -64,9 +64,25 @@ export class ValidationError extends KilnError {
 
 /** Shows a user's value safely in a one-line message: quoted, control characters escaped, capped. */
 export function describeValue(value: unknown): string {
-  const text = typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
+  const text = typeof value === "string" ? value : jsonOrString(value);
   const escaped = JSON.stringify(text.length > 120 ? `${text.slice(0, 117)}...` : text);
   return escaped;
+}
+
+/** JSON for plain data; `String(value)` where JSON cannot (BigInt, circular objects, a throwing toJSON),
+ * so describing a bad value never hides the error being built. */
+function jsonOrString(value: unknown): string {
+  try {
+    const json = JSON.stringify(value);
+    if (json !== undefined) return json;
+  } catch {
+    // fall through
+  }
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value); // e.g. Object.create(null) has no toString
+  }
 }
 
 export class InvalidReferenceError extends defineError("InvalidReferenceError", "KILN_INVALID_REFERENCE") {}

@@ -18,7 +18,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { basename, dirname, posix, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SourceNotFoundError, ValidationError } from "./errors.js";
+import { describeValue, SourceNotFoundError, ValidationError } from "./errors.js";
 import { IgnoreMatcher, parseDockerignore } from "./dockerignore.js";
 import { computeTag, explainTag, type TagExplanation } from "./hash.js";
 import type { Architecture, BaseSpec, ImageSpec, Layer, NodePackageManager, PipOptions, PythonInstaller } from "./layers.js";
@@ -547,6 +547,20 @@ function optionalPip(field: string, o: Obj): PipOptions {
   return pipOptions(field, picked as PipOptions);
 }
 
+/** Compiles each pattern as withDockerignore does, so a malformed one fails at load, naming its index. */
+function compileIgnorePatterns(field: string, patterns: string[]): void {
+  patterns.forEach((pattern, i) => {
+    try {
+      new IgnoreMatcher([pattern]);
+    } catch (error) {
+      if (!ValidationError.isInstance(error)) throw error;
+      const prefix = `Invalid ${error.field} ${describeValue(error.value)}: `;
+      const reason = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+      throw new ValidationError(`${field}[${i}]`, pattern, reason, error.hint === undefined ? {} : { hint: error.hint });
+    }
+  });
+}
+
 function parseLayer(field: string, raw: unknown): Layer {
   const o = obj(field, raw);
   switch (o.kind) {
@@ -563,10 +577,18 @@ function parseLayer(field: string, raw: unknown): Layer {
     case "workdir":
       return { kind: "workdir", path: validateContainerPath(`${field}.path`, o.path) };
     case "sourceFolder":
-    case "sourceFile":
       return { kind: o.kind, hostPath: absolutePath(`${field}.hostPath`, o.hostPath), dest: validateContainerPath(`${field}.dest`, o.dest) };
-    case "dockerIgnore":
-      return { kind: "dockerIgnore", hostPath: absolutePath(`${field}.hostPath`, o.hostPath), patterns: list(`${field}.patterns`, o.patterns).map((p, i) => requireString(`${field}.patterns[${i}]`, p)) };
+    case "sourceFile": {
+      const hostPath = absolutePath(`${field}.hostPath`, o.hostPath);
+      // As in withSourceFile: the basename becomes a COPY source, where `*`, `?` and `[` are globs.
+      validateContextFileName(`${field}.hostPath file name`, hostPath.split(/[\\/]/).pop());
+      return { kind: o.kind, hostPath, dest: validateContainerPath(`${field}.dest`, o.dest) };
+    }
+    case "dockerIgnore": {
+      const patterns = list(`${field}.patterns`, o.patterns).map((p, i) => requireString(`${field}.patterns[${i}]`, p));
+      compileIgnorePatterns(`${field}.patterns`, patterns);
+      return { kind: "dockerIgnore", hostPath: absolutePath(`${field}.hostPath`, o.hostPath), patterns };
+    }
     case "uvProject": {
       const layer: Layer = { kind: "uvProject", pyprojectHostPath: absolutePath(`${field}.pyprojectHostPath`, o.pyprojectHostPath), lockHostPath: absolutePath(`${field}.lockHostPath`, o.lockHostPath) };
       if (o.extraArgs !== undefined) layer.extraArgs = argList(`${field}.extraArgs`, o.extraArgs);

@@ -26,9 +26,3 @@ export function escapeWord(value: string): string {
 export function doubleQuote(value: string): string {
   return `"${value.replace(/[\\"$]/g, "\\$&")}"`;
 }
-
-/** A shell single-quoted string, for constant scripts Kiln writes itself (never for user values, which
- * are passed as positional parameters instead). */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}

@@ -43,6 +43,14 @@ function invalid(ref: string, reason: string, hint: string): InvalidReferenceErr
   });
 }
 
+function safeString(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
 /** Splits off a Docker Hub default registry the way distribution's `splitDockerDomain` does. */
 function splitDomain(name: string): [domain: string, remainder: string] {
   const slash = name.indexOf("/");
@@ -64,7 +72,10 @@ function splitDomain(name: string): [domain: string, remainder: string] {
 /** Parses and normalises an image reference; throws `InvalidReferenceError` with a hint. */
 export function parseReference(ref: string): ParsedReference {
   if (typeof ref !== "string" || ref.length === 0) {
-    throw invalid(String(ref), "it is empty", "Give an image reference such as `ubuntu:22.04` or `ghcr.io/acme/app:1.0`.");
+    // Not `String(ref)` alone: it throws for an object without a prototype, hiding this typed error.
+    const shown = typeof ref === "string" ? ref : safeString(ref);
+    throw invalid(shown, typeof ref === "string" ? "it is empty" : `expected a string, got ${ref === null ? "null" : typeof ref}`,
+      "Give an image reference such as `ubuntu:22.04` or `ghcr.io/acme/app:1.0`.");
   }
   if (HEX64_RE.test(ref)) {
     throw invalid(ref, "a 64-character hexadecimal string is an image ID, not a repository name", "Use `name@sha256:<digest>` to pin a digest.");

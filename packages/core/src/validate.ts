@@ -272,11 +272,12 @@ export function validateRegistry(field: string, value: unknown): string {
     fail(field, registry, "expected host[:port][/namespace] with a lowercase namespace",
       'e.g. "ghcr.io/acme", "localhost:5000" or "123456789012.dkr.ecr.eu-west-1.amazonaws.com"');
   }
-  // Docker's rule: a first component is a host only with a `.` or `:` in it, or as `localhost`.
-  // Anything else is a Docker Hub namespace ("acme" is docker.io/acme), so say so in the URI: the
-  // checkers and the push then reach Docker Hub with the user's Docker Hub credentials.
+  // Docker's rule: a first component is a host only with a `.` or `:` in it, as `localhost`, or with an
+  // uppercase letter (as parseReference splits it). Anything else is a Docker Hub namespace ("acme" is
+  // docker.io/acme), so say so in the URI: the checkers and the push then reach Docker Hub with the
+  // user's Docker Hub credentials.
   const first = registry.split("/")[0]!;
-  if (!first.includes(".") && !first.includes(":") && first !== "localhost") return `docker.io/${registry}`;
+  if (!/[.:]/.test(first) && first !== "localhost" && first.toLowerCase() === first) return `docker.io/${registry}`;
   return registry;
 }
 

@@ -265,25 +265,6 @@ function safeName(name: string, what: string): string {
   return name;
 }
 
-/** The files a layer names explicitly in the context, so the Dockerfile can COPY them before the rest:
- * sourceFile → `<dir>/<basename>`, requirements → `<dir>/<name>`, uvProject → `<dir>/pyproject.toml` and
- * `<dir>/uv.lock`, nodeProject → `<dir>/package.json` and `<dir>/<lockfile>`; a folder is all of `<dir>/`. */
-export function namedContextFiles(layer: Layer, index: number): string[] {
-  const dir = contextDirForLayer(index);
-  switch (layer.kind) {
-    case "sourceFile":
-      return [`${dir}/${basename(layer.hostPath)}`];
-    case "requirements":
-      return [`${dir}/${layer.name}`];
-    case "uvProject":
-      return [`${dir}/pyproject.toml`, `${dir}/uv.lock`];
-    case "nodeProject":
-      return [`${dir}/package.json`, `${dir}/${layer.lockfile}`];
-    default:
-      return [];
-  }
-}
-
 /** The ignore patterns for a copied folder at layer `index` (see the module comment). */
 export function ignoreRulesForFolder(spec: Pick<ImageSpec, "layers">, index: number, folder: string): FileGroup["ignore"] {
   const sources: IgnoreSource[] = [];

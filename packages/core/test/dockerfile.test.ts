@@ -67,6 +67,17 @@ const cases: Array<[name: string, make: () => Image]> = [
     .withUser("app")
     .withAptPackages("git")
     .withSourceFolder(p("src"), "/home/app/src")],
+  // Python installs write the system site-packages: as root, then back to the declared user.
+  ["user-python", () => debian()
+    .withCommands("useradd --create-home app")
+    .withUser("app")
+    .withPipPackages("rich")
+    .withRequirements(p("requirements.txt"))
+    .withUvProject({ pyproject: p("pyproject.toml"), uvLock: p("uv.lock") })],
+  ["user-python-pip", () => Image.fromDebianBase({ installer: "pip" }).withUser("1000:1000").withPipPackages("rich")],
+  // Node installs run as the declared user, without root-owned cache mounts; corepack enable as root.
+  ["user-node-npm", () => Image.fromNodeBase().withUser("node").withWorkdir("/home/node/app").withNodeProject(p("web"))],
+  ["user-node-pnpm", () => Image.fromNodeBase().withUser("node").withNodeProject(p("pweb"), { dest: "/home/node/web" })],
   ["ordering", () => debian()
     .withSourceFolder(p("src"), "/app/src")
     .withPipPackages("requests")
@@ -122,6 +133,37 @@ describe("renderDockerfile rules", () => {
     expect(root).not.toContain("--chown");
     const app = renderDockerfile(debian().withUser("1000:1000").withSourceFolder(p("src"), "/app"));
     expect(app).toContain('COPY --chown=1000:1000 ["kiln-layers/1/","/app"]');
+  });
+
+  it("after a non-root user, Python installs run as root and switch back; node installs stay the user's", () => {
+    const lines = (text: string) => text.trimEnd().split("\n");
+    for (const buildkit of [true, false]) {
+      const py = lines(renderDockerfile(debian().withUser("app")
+        .withPipPackages("rich")
+        .withRequirements(p("requirements.txt"))
+        .withUvProject({ pyproject: p("pyproject.toml"), uvLock: p("uv.lock") }), { buildkit }));
+      for (const installer of [/"uv","pip","install"/, /uv sync/]) {
+        const at = py.findIndex((l) => installer.test(l));
+        expect(at, `${installer}`).toBeGreaterThan(0);
+        expect(py[at - 1]).toBe("USER root");
+        expect(py[at + 1]).toBe("USER app");
+      }
+      expect(py.at(-1)).toBe("USER app");
+
+      for (const [dir, manager] of [["web", "npm"], ["pweb", "pnpm"]] as const) {
+        const node = lines(renderDockerfile(Image.fromNodeBase().withUser("node").withNodeProject(p(dir)), { buildkit }));
+        const install = node.findIndex((l) => l.includes(`${manager} `) && l.includes("install") || l.includes("npm ci"));
+        expect(node.slice(0, install).filter((l) => l.startsWith("USER ")).at(-1)).toBe("USER node");
+        expect(node.join("\n")).not.toContain("/root/");
+        if (manager === "pnpm") expect(node.slice(0, install)).toEqual(expect.arrayContaining(["USER root", 'RUN ["corepack","enable"]']));
+        // No cache mount a non-root user could not write (BuildKit makes it root-owned); caches are cleaned.
+        expect(node[install]).not.toContain("--mount");
+        expect(node[install]).toMatch(/npm cache clean --force|pnpm store prune/);
+      }
+    }
+    // Without a user (or as root) nothing switches.
+    expect(renderDockerfile(debian().withUser("root").withPipPackages("rich")).match(/^USER /gm)).toEqual(["USER "]);
+    expect(renderDockerfile(debian().withPipPackages("rich"))).not.toMatch(/^USER /m);
   });
 
   it("never emits a WORKDIR or USER that was not declared", () => {

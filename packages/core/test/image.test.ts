@@ -182,6 +182,12 @@ describe("JSON", () => {
       ["platform[0]", (j) => { j.platform = ["windows/amd64"]; }],
       ["base.ref", (j) => { j.base.ref = "x y"; }],
       ["extendable", (j) => { j.extendable = "yes"; }],
+      // As strict as the with* methods: a glob in a copied file's name, a pattern that does not compile.
+      ["layers[7].hostPath file name", (j) => { j.layers[7].hostPath = "/tmp/a*b"; }],
+      ["layers[7].hostPath file name", (j) => { j.layers[7].hostPath = "/tmp/[x].txt"; }],
+      ["layers[8].patterns[1]", (j) => { j.layers[8].patterns[1] = "[a"; }],
+      ["layers[8].patterns[0]", (j) => { j.layers[8].patterns[0] = "!"; }],
+      ["layers[9].extraArgs[0]", (j) => { j.layers[9].extraArgs = ["--index-url=https://u:p@h/simple"]; }],
     ];
     for (const [field, mutate] of fields) {
       const error = bad(mutate);

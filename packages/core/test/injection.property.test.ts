@@ -377,7 +377,10 @@ describe("no user input adds an instruction or escapes its quoting", () => {
     const check = (registry: string, name: string, tag: string) => {
       const image = declared(() => Image.fromDebianBase({ registry, name }).clone({ tag }));
       if (!image) return;
-      expect(image.uri).toBe(`${registry}/${name}:${tag}`);
+      // Docker's rule: a lowercase first component without `.`/`:` (and not localhost) is a Docker Hub namespace.
+      const first = registry.split("/")[0]!;
+      const hub = !/[.:]/.test(first) && first !== "localhost" && first.toLowerCase() === first;
+      expect(image.uri).toBe(`${hub ? `docker.io/${registry}` : registry}/${name}:${tag}`);
       const parsed = parseReference(image.uri);
       expect(parsed.tag).toBe(tag);
       expect(parsed.repository.endsWith(name)).toBe(true);

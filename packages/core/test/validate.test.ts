@@ -108,7 +108,9 @@ const table: Array<[name: string, validate: Validator, good: unknown[], bad: unk
   ["index URL", validateIndexUrl,
     ["https://pypi.org/simple", "http://localhost:8080/simple/"],
     ["", "ftp://x/simple", "file:///tmp/x", "not a url", "https://user:pass@host/simple", "https://token@host/simple", "https://a\n.b"]],
-  ["extra arg", validateExtraArg, ["--no-deps", "-v", "--config-settings=x=y z"], ["", "a\nb", "\0"]],
+  ["extra arg", validateExtraArg, ["--no-deps", "-v", "--config-settings=x=y z", "https://host/simple", "--find-links=file:///wheels", "user@host"],
+    ["", "a\nb", "\0", "https://user:TOKEN@host/simple", "--index-url=https://u:p@h/", "--extra-index-url=https://tok@host/x",
+      "git+ssh://git@github.com/a/b"]],
   ["command", validateCommand, ["echo hi", "a && b\nc"], ["", "   ", "a\0"]],
   ["context file name", validateContextFileName, ["requirements.txt", "a b.txt", "$x'.txt"], ["*.txt", "a?", "[a]", "a\\b", "a\nb", "..", ""]],
 ];
@@ -117,7 +119,8 @@ describe("registry normalisation", () => {
   it("a first component that is not a host is a Docker Hub namespace, as in Docker's references", () => {
     expect(validateRegistry("registry", "acme")).toBe("docker.io/acme");
     expect(validateRegistry("registry", "acme/team")).toBe("docker.io/acme/team");
-    for (const host of ["ghcr.io/acme", "localhost", "localhost:5000/x", "127.0.0.1:5000", "[::1]:5000", "docker.io/acme"]) {
+    // An uppercase first component is a host, as parseReference reads it (else the URI would not parse).
+    for (const host of ["ghcr.io/acme", "localhost", "localhost:5000/x", "127.0.0.1:5000", "[::1]:5000", "docker.io/acme", "Registry/team"]) {
       expect(validateRegistry("registry", host)).toBe(host);
     }
   });
@@ -147,6 +150,36 @@ describe("validation hints", () => {
     const error = expectInvalid(validateIndexUrl, "https://user:s3cret@host/simple", "the field", "https://***@host/simple");
     expect(error.message).not.toContain("s3cret");
     expect(JSON.stringify(error.toJSON())).not.toContain("s3cret");
+  });
+
+  it("never shows credentials given in installer extraArgs, and says where they belong", () => {
+    const error = expectInvalid(validateExtraArg, "--extra-index-url=https://user:TOKEN@host/simple", "the field",
+      "--extra-index-url=https://***@host/simple");
+    expect(JSON.stringify(error.toJSON())).not.toContain("TOKEN");
+    expect(error.hint).toMatch(/pip\.conf|netrc/);
+    expect(error.hint).toBe(expectInvalid(validateIndexUrl, "https://u:p@host/simple", "the field", "https://***@host/simple").hint);
+    // Through the Image API, as one argv element or as the value after a flag.
+    for (const extraArgs of [["--extra-index-url", "https://user:TOKEN@host/simple"], ["--index-url=https://u:TOKEN@h/"]]) {
+      let caught: unknown;
+      try {
+        Image.fromDebianBase().withPipPackages("rich", { extraArgs });
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught).toBeInstanceOf(ValidationError);
+      expect((caught as ValidationError).message).not.toContain("TOKEN");
+      expect(JSON.stringify((caught as ValidationError).value)).not.toContain("TOKEN");
+    }
+  });
+
+  it("image references follow parseReference's grammar and keep its hint, naming the field", () => {
+    for (const ref of [`x@md5:${"a".repeat(32)}`, `x@sha256:${"a".repeat(32)}`, `x@sha256:${"A".repeat(64)}`, "a".repeat(64)]) {
+      const error = expectInvalid(validateImageReference, ref, "baseImage");
+      expect(() => parseReference(ref)).toThrow();
+      expect(error.hint).toBeTruthy();
+      expect(error.message).not.toContain("Invalid image reference");
+    }
+    expect(expectInvalid(validateImageReference, `x@md5:${"a".repeat(32)}`).hint).toMatch(/sha256/);
   });
 
   it("accepted image references also parse as Docker references", () => {
