@@ -6,10 +6,13 @@
  */
 import {
   CancelledError,
+  computeTag,
   emit,
   KilnError,
   redactSecrets,
   RegistryClient,
+  resolveRegistryCredentials,
+  scrubSecrets,
   type Architecture,
   type BuildImageOptions,
   type CredentialSource,
@@ -22,11 +25,11 @@ import { buildOne, type BuildOneOptions } from "./buildOne.js";
 import { LocalDockerImageChecker, RegistryImageChecker } from "./checkers.js";
 import { DockerDaemon, type DaemonInfo } from "./daemon.js";
 import { buildIncremental, buildsInStages } from "./incremental.js";
-import { assembleIndex, platformTag, presentPlatformManifests, type PlatformManifest } from "./multiPlatform.js";
+import { assembleIndex, platformTag, presentPlatformManifests, pushedManifest, type PlatformManifest } from "./multiPlatform.js";
 import { provenanceLabels } from "./provenance.js";
 import { pruneStages } from "./prune.js";
 import { pushIdleTimeoutMs, pushTag } from "./push.js";
-import { encodeRegistryAuth, registryHost, resolveRegistryCredentials, scrub } from "./registryAuth.js";
+import { encodeRegistryAuth, registryHost, type RegistryAuth } from "./registryAuth.js";
 import { stageRepository } from "./stages.js";
 
 export interface DockerImageBuilderOptions {
@@ -51,6 +54,11 @@ export interface DockerImageBuilderOptions {
    * False: one build with the whole context. `fromDockerfile` images without layers build in one go.
    */
   incremental?: boolean;
+  /**
+   * Superseded stage images are pruned only when last used (built or reused) this long before the
+   * build started, so a concurrent build in another process keeps the stages it builds on. Default 10 minutes.
+   */
+  stagePruneGraceMs?: number;
   /** Give a push up when the daemon reports nothing for this long. Default: KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS, else 120 s. */
   pushIdleTimeoutMs?: number;
 }
@@ -110,8 +118,11 @@ export class DockerImageBuilder implements ImageBuilder {
     const startedAt = Date.now();
     const built: BuiltPlatform[] = [];
 
-    const auth = image.registry ? encodeRegistryAuth(image.registry, await resolveRegistryCredentials(image.registry, { credentials: this.options.credentials, env: this.env })) : undefined;
-    const redact = (text: string) => redactSecrets(scrub(text, auth?.secrets ?? []));
+    const idleTimeoutMs = pushIdleTimeoutMs(this.options.pushIdleTimeoutMs, this.env);
+    // Present exactly when the image has a registry; resolved inside the try so a failing
+    // credential provider surfaces as its typed AuthError.
+    let auth: RegistryAuth | undefined;
+    const redact = (text: string) => redactSecrets(scrubSecrets(text, auth?.secrets ?? []));
     const common = {
       image,
       uri,
@@ -128,18 +139,22 @@ export class DockerImageBuilder implements ImageBuilder {
     };
 
     try {
+      if (image.registry) {
+        const host = registryHost(image.registry);
+        auth = encodeRegistryAuth(host, await resolveRegistryCredentials(host, { credentials: this.options.credentials, env: this.env }));
+      }
       let result: ImageBuild;
       if (platforms.length === 1) {
         const platform = platforms[0]!;
         await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${tag}` });
-        if (!image.registry || !auth) result = { uri };
+        if (!auth) result = { uri };
         else {
-          const pushed = await pushTag(daemon, { repository, tag, registry: registryHost(image.registry), registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs: pushIdleTimeoutMs(this.options.pushIdleTimeoutMs, this.env) });
+          const pushed = await pushTag(daemon, { repository, tag, registry: auth.registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs });
           emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
           result = { uri, digest: pushed.digest };
         }
       } else {
-        result = await this.buildMultiPlatform(daemon, info, image, platforms, { ...common, repository, tag, auth });
+        result = await this.buildMultiPlatform(daemon, info, image, platforms, { ...common, repository, tag, auth, idleTimeoutMs, force: options.force ?? false });
       }
       if (incremental && buildsInStages(image.spec) && built.length > 0) {
         await pruneStages(daemon, {
@@ -147,6 +162,7 @@ export class DockerImageBuilder implements ImageBuilder {
           keep: new Set(built.flatMap((b) => b.stageRefs)),
           platforms: built.map((b) => b.platform),
           startedAt,
+          graceMs: this.options.stagePruneGraceMs,
         });
       }
       return result;
@@ -160,19 +176,20 @@ export class DockerImageBuilder implements ImageBuilder {
   /**
    * One build per platform, each under a per-platform tag (`<tag>-linux-arm64`); with a registry,
    * each is pushed and an OCI index joins them under the image's own tag. Per-platform images
-   * already in the registry (from an earlier, partly failed run of the same content tag) are reused.
+   * already in the registry (from an earlier, partly failed run of the same content tag) are reused,
+   * unless the build is forced or asked for a fresh base (`noCache`, `pull`).
    */
   private async buildMultiPlatform(
     daemon: DockerDaemon,
     info: DaemonInfo,
     image: Image,
     platforms: Architecture[],
-    common: Omit<PlatformBuildOptions, "platform" | "tagRef"> & { repository: string; tag: string; auth: ReturnType<typeof encodeRegistryAuth> | undefined },
+    common: Omit<PlatformBuildOptions, "platform" | "tagRef"> & { repository: string; tag: string; auth: RegistryAuth | undefined; idleTimeoutMs: number; force: boolean },
   ): Promise<ImageBuild> {
-    const { repository, tag, auth, onEvent, signal, redact } = common;
+    const { repository, tag, auth, onEvent, signal, redact, idleTimeoutMs, force } = common;
     const uri = image.uri;
 
-    if (!image.registry || !auth) {
+    if (!auth) {
       // Kept locally: a daemon holds one image per tag, so each platform keeps its own tag and the
       // image's tag points at the daemon's native platform (else the first one).
       let nativeId: string | undefined;
@@ -185,9 +202,11 @@ export class DockerImageBuilder implements ImageBuilder {
       return { uri };
     }
 
-    const registry = registryHost(image.registry);
-    // Reusing per-platform images is only safe under a content tag: an explicit tag may hide new content.
-    const reusable = image.spec.tag === undefined;
+    const registry = auth.registry;
+    // Reusing per-platform images is only safe under the content tag (an explicit tag may hide new
+    // content) and when nothing asks for a fresh build. The engine pins the content tag explicitly,
+    // so "is the content tag" is decided by computing it, not by the tag being unset.
+    const reusable = !force && !this.options.noCache && !this.options.pull && (image.spec.tag === undefined || image.spec.tag === computeTag(image));
     const present = reusable ? await presentPlatformManifests(this.registryClient, repository, tag, platforms) : new Map<Architecture, PlatformManifest>();
     const missing = platforms.filter((p) => !present.has(p));
     if (present.size > 0) emit(onEvent, { type: "build.platforms-present", image: uri, present: [...present.keys()], missing });
@@ -196,10 +215,9 @@ export class DockerImageBuilder implements ImageBuilder {
     for (const platform of missing) {
       const archTag = platformTag(tag, platform);
       await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${archTag}` });
-      const pushed = await pushTag(daemon, { repository, tag: archTag, registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs: pushIdleTimeoutMs(this.options.pushIdleTimeoutMs, this.env) });
+      const pushed = await pushTag(daemon, { repository, tag: archTag, registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs });
       emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
-      const head = await this.registryClient.headManifest(`${repository}@${pushed.digest}`);
-      manifests.set(platform, { digest: pushed.digest, size: head?.size ?? pushed.size, mediaType: head?.mediaType ?? "application/vnd.docker.distribution.manifest.v2+json" });
+      manifests.set(platform, await pushedManifest(this.registryClient, { repository, registry, ...pushed }, signal));
     }
     signal?.throwIfAborted();
     const index = assembleIndex(platforms.map((p) => [p, manifests.get(p)!] as const));

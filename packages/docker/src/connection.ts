@@ -21,6 +21,24 @@ export interface DockerConnection {
 }
 
 export function resolveDockerConnection(env: NodeJS.ProcessEnv = process.env): DockerConnection {
+  const connection = resolveFromEnv(env);
+  return { ...connection, options: withoutModemDefaults(connection.options) };
+}
+
+/**
+ * docker-modem merges its own defaults — read from *process.env* DOCKER_HOST / DOCKER_CERT_PATH /
+ * DOCKER_PATH_PREFIX / DOCKER_CLIENT_TIMEOUT — under the options it is given. Every key those
+ * defaults can set is therefore given explicitly (undefined when unused), so the environment Kiln
+ * was handed is the only one that counts.
+ */
+const MODEM_DEFAULT_KEYS = ["socketPath", "host", "port", "protocol", "username", "pathPrefix", "ca", "cert", "key", "timeout"] as const;
+
+function withoutModemDefaults(options: Docker.DockerOptions): Docker.DockerOptions {
+  const explicit: Record<string, unknown> = Object.fromEntries(MODEM_DEFAULT_KEYS.map((key) => [key, undefined]));
+  return { ...explicit, ...options } as Docker.DockerOptions;
+}
+
+function resolveFromEnv(env: NodeJS.ProcessEnv): DockerConnection {
   const host = env.DOCKER_HOST?.trim();
   if (!host) return { options: { socketPath: DEFAULT_DOCKER_SOCKET }, endpoint: `unix://${DEFAULT_DOCKER_SOCKET}`, kind: "unix" };
   if (host.startsWith("unix://")) {

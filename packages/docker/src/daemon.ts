@@ -5,9 +5,10 @@
  */
 import type { IncomingMessage } from "node:http";
 import type { Readable } from "node:stream";
-import { CancelledError, DaemonUnavailableError, KilnError } from "@kiln/core";
+import { CancelledError, ConfigError, DaemonUnavailableError, KilnError } from "@kiln/core";
 import type Docker from "dockerode";
 import { resolveDockerConnection, type DockerConnection } from "./connection.js";
+import { excludeModemFromDebugEnv, excludeModemFromLoadedDebug } from "./modemDebug.js";
 
 export interface DaemonInfo {
   apiVersion: string;
@@ -38,14 +39,17 @@ export class DockerDaemon {
     return new DockerDaemon(resolveDockerConnection(env));
   }
 
-  get endpoint(): string {
-    return this.connection.endpoint;
-  }
-
   async docker(): Promise<Docker> {
     if (!this.client) {
+      // docker-modem would log request headers (credentials) under DEBUG=modem / DEBUG=*.
+      excludeModemFromDebugEnv();
       const { default: DockerCtor } = await import("dockerode");
-      this.client = new DockerCtor(this.connection.options);
+      excludeModemFromLoadedDebug();
+      try {
+        this.client = new DockerCtor(this.connection.options);
+      } catch (error) {
+        throw clientSetupFailed(error);
+      }
     }
     return this.client;
   }
@@ -97,6 +101,8 @@ export class DockerDaemon {
   translate(error: unknown, signal?: AbortSignal): unknown {
     if (KilnError.isInstance(error)) return error;
     if (signal?.aborted || (error as { name?: string })?.name === "AbortError") return new CancelledError("Cancelled", { cause: error });
+    // The daemon answered (a 4xx/5xx): it is reachable, whatever the message says.
+    if (typeof (error as { statusCode?: unknown })?.statusCode === "number") return error;
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
     if (code && ["ENOENT", "ECONNREFUSED", "EACCES", "ECONNRESET", "EHOSTUNREACH", "ENOTFOUND", "ETIMEDOUT", "EPIPE", "ERR_TLS_CERT_ALTNAME_INVALID", "DEPTH_ZERO_SELF_SIGNED_CERT", "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "SELF_SIGNED_CERT_IN_CHAIN", "EPROTO"].includes(code)) {
       return daemonUnavailable(this.connection, code, error);
@@ -129,6 +135,20 @@ function daemonUnavailable(connection: DockerConnection, code: string, cause: un
     hint,
     cause,
     details: { endpoint: connection.endpoint, code },
+  });
+}
+
+/**
+ * docker-modem's constructor also reads the process's DOCKER_HOST / DOCKER_CERT_PATH (its own
+ * defaults, under Kiln's explicit options) and can throw on them, e.g. a missing cert file.
+ */
+function clientSetupFailed(cause: unknown): ConfigError {
+  const message = (cause as Error)?.message ?? String(cause);
+  const field = /DOCKER_HOST/.test(message) ? "DOCKER_HOST" : "DOCKER_CERT_PATH";
+  return new ConfigError(`Cannot set up the Docker client from the process environment: ${message}`, {
+    hint: "Fix or unset DOCKER_HOST and DOCKER_CERT_PATH in the environment (DOCKER_CERT_PATH must hold ca.pem, cert.pem and key.pem).",
+    cause,
+    details: { field, value: process.env[field] ?? "" },
   });
 }
 

@@ -46,7 +46,8 @@ export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOp
   const stageRefs = units.slice(0, -1).map((unit) => unit.ref);
   const release = stageInUse(stageRefs);
   try {
-    const start = options.noCache || options.pull ? 0 : await reusablePrefix(daemon, units, platform);
+    const present = options.noCache || options.pull ? 0 : await reusablePrefix(daemon, units, platform);
+    const start = await markReused(daemon, units.slice(0, present));
     for (let k = 0; k < start; k++) {
       emit(onEvent, { type: "build.stage", image: uri, platform, stage: k, stages: units.length, ref: units[k]!.ref, status: "reused" });
     }
@@ -119,6 +120,26 @@ async function reusablePrefix(daemon: DockerDaemon, units: readonly StageUnit[],
     if (await isStageImage(daemon, units[k]!.ref, platform)) return k + 1;
   }
   return 0;
+}
+
+/**
+ * Re-tags each reused stage (same tag, same image): the daemon records the time as the image's
+ * `Metadata.LastTagTime`, which tells another process's prune that the stage is in use. Returns how
+ * many leading stages are still there to build on (one pruned meanwhile is built again).
+ */
+async function markReused(daemon: DockerDaemon, reused: readonly StageUnit[]): Promise<number> {
+  const docker = await daemon.docker();
+  for (let k = 0; k < reused.length; k++) {
+    const ref = reused[k]!.ref;
+    const colon = ref.lastIndexOf(":");
+    try {
+      await docker.getImage(ref).tag({ repo: ref.slice(0, colon), tag: ref.slice(colon + 1) });
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return k;
+      throw daemon.translate(error);
+    }
+  }
+  return reused.length;
 }
 
 /** `GET /images/{ref}/json` (a read): present, labelled as a stage, and of this platform. */

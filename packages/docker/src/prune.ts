@@ -6,11 +6,15 @@
  * as `docker rmi` does; a stage image that is the parent of a kept image is only untagged.
  *
  * Concurrent builds: stages a running build of this process holds are never removed (`stageInUse`),
- * and neither are stage images created after this build started (another process may be using them).
+ * and neither are stages last used (built, or re-tagged when reused: `Metadata.LastTagTime`) less
+ * than a grace period before this build started — another process may be building on them.
  */
 import type { Architecture } from "@kiln/core";
 import type { DockerDaemon } from "./daemon.js";
 import { LABEL_STAGE, STAGE_LABEL_VALUE } from "./stages.js";
+
+/** How long before a build's start a stage must have last been used for that build to prune it. */
+export const DEFAULT_STAGE_PRUNE_GRACE_MS = 10 * 60_000;
 
 const inUse = new Map<string, number>();
 
@@ -36,8 +40,10 @@ export interface PruneStagesOptions {
   keep: ReadonlySet<string>;
   /** Only stages of these platforms are candidates. */
   platforms: readonly Architecture[];
-  /** Stage images created at or after this time (ms since the epoch) are kept. */
+  /** When this build started (ms since the epoch). */
   startedAt: number;
+  /** Stages last used less than this long before `startedAt` are kept (default 10 minutes). */
+  graceMs?: number;
 }
 
 /** Removes superseded stage tags; returns the references removed. Never throws. */
@@ -56,11 +62,14 @@ export async function pruneStages(daemon: DockerDaemon, options: PruneStagesOpti
         const inspected = (await docker
           .getImage(ref)
           .inspect()
-          .catch(() => undefined)) as { Os?: string; Architecture?: string; Created?: string; Config?: { Labels?: Record<string, string> | null } } | undefined;
+          .catch(() => undefined)) as
+          | { Os?: string; Architecture?: string; Created?: string; Metadata?: { LastTagTime?: string }; Config?: { Labels?: Record<string, string> | null } }
+          | undefined;
         if (inspected?.Config?.Labels?.[LABEL_STAGE] !== STAGE_LABEL_VALUE) continue;
         if (!options.platforms.includes(`${inspected.Os}/${inspected.Architecture}` as Architecture)) continue;
-        const created = Date.parse(inspected.Created ?? "");
-        if (!(created < options.startedAt)) continue;
+        // LastTagTime is the zero time ("0001-01-01…") for an image never tagged: Created counts then.
+        const lastUsed = Math.max(Date.parse(inspected.Created ?? "") || 0, Date.parse(inspected.Metadata?.LastTagTime ?? "") || 0);
+        if (!(lastUsed > 0 && lastUsed < options.startedAt - (options.graceMs ?? DEFAULT_STAGE_PRUNE_GRACE_MS))) continue;
         try {
           await docker.getImage(ref).remove();
           removed.push(ref);

@@ -3,6 +3,7 @@
  * `push.progress` per layer, the pushed digest from the final aux `{ Tag, Digest, Size }`, and any
  * error (reported inside the 200 response) as AuthError or PushFailedError — never with credentials.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { AuthError, emit, KilnError, PushFailedError, RateLimitError, type EventListener } from "@kiln/core";
 import type { DockerDaemon } from "./daemon.js";
 import { readJsonMessages } from "./jsonStream.js";
@@ -28,9 +29,9 @@ export interface PushOptions {
   /**
    * Longest time without a word from the daemon (a progress line, the answer) before the push is
    * given up as hung — a registry that never answers would otherwise block it until the caller
-   * aborts. Default: KILN_DOCKER_PUSH_IDLE_TIMEOUT_MS, else 120 s.
+   * aborts. Resolved by the builder (`pushIdleTimeoutMs`).
    */
-  idleTimeoutMs?: number;
+  idleTimeoutMs: number;
 }
 
 export const DEFAULT_PUSH_IDLE_TIMEOUT_MS = 120_000;
@@ -42,7 +43,12 @@ export function pushIdleTimeoutMs(option: number | undefined, env: NodeJS.Proces
   return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_PUSH_IDLE_TIMEOUT_MS;
 }
 
-const AUTH_FAILURE = /unauthori[sz]ed|authentication required|no basic auth credentials|denied|forbidden|401|403/i;
+/**
+ * A registry refusing the credentials (or their absence). Word-bounded status codes (a digest or a
+ * size may contain "401"), and only the registry's own "access ... denied" wording: a bare "denied"
+ * would also match a local "permission denied".
+ */
+export const AUTH_FAILURE = /unauthori[sz]ed|authentication required|no basic auth credentials|requested access to the resource is denied|\b(401|403)\b|forbidden/i;
 
 /** A refusal the daemon does not retry itself but a later attempt can get past (a 429, a 5xx burst). */
 const TRANSIENT = /toomanyrequests|too many requests|\b429\b|\b50[0234]\b|service unavailable|bad gateway|internal server error|connection reset|unexpected EOF|broken pipe/i;
@@ -58,14 +64,15 @@ export async function pushTag(daemon: DockerDaemon, options: PushOptions, delays
       const transient = (PushFailedError.isInstance(error) || RateLimitError.isInstance(error)) && TRANSIENT.test(error.message);
       if (!transient || attempt >= delaysMs.length || options.signal?.aborted) throw error;
       emit(options.onEvent, { type: "push.progress", image: options.image, layer: "retry", status: `Retrying the push (attempt ${attempt + 2}): ${error.message}` });
-      await new Promise((resolve) => setTimeout(resolve, delaysMs[attempt]));
+      // Aborting during the pause rejects at once (with the signal's reason); the builder maps it.
+      await sleep(delaysMs[attempt]!, undefined, { signal: options.signal });
     }
   }
 }
 
 async function pushOnce(daemon: DockerDaemon, options: PushOptions): Promise<PushResult> {
   // The request is aborted by the caller's signal or by the idle watchdog, whichever comes first.
-  const idleMs = pushIdleTimeoutMs(options.idleTimeoutMs);
+  const idleMs = options.idleTimeoutMs;
   const controller = new AbortController();
   let idle = false;
   let watchdog: NodeJS.Timeout | undefined;

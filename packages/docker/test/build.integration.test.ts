@@ -118,6 +118,23 @@ describe("DockerImageBuilder — classic builder, registry-less image kept local
   });
 });
 
+describe("DockerImageBuilder — its env option, not the process environment, says where the engine is", () => {
+  it("builds on the unix socket its env names while process.env.DOCKER_HOST points at a dead tcp port", async () => {
+    const image = Image.fromBase(busybox, { name: uniqueName("kiln-env-host") }).withCommands("echo env > /env.txt");
+    cleanup.image(image.uri);
+    const saved = process.env.DOCKER_HOST;
+    process.env.DOCKER_HOST = "tcp://127.0.0.1:9";
+    try {
+      const result = await new DockerImageBuilder({ env: { DOCKER_HOST: "unix:///var/run/docker.sock" }, buildkit: false }).buildImage(image, {});
+      expect(result).toEqual({ uri: image.uri });
+    } finally {
+      if (saved === undefined) delete process.env.DOCKER_HOST;
+      else process.env.DOCKER_HOST = saved;
+    }
+    expect((await runInImage(image.uri, ["cat", "/env.txt"])).trim()).toBe("env");
+  });
+});
+
 describe("DockerImageBuilder — fromDockerfile", () => {
   it("builds a user Dockerfile with build args and its context's .dockerignore, plus Kiln layers on top", async () => {
     const ctx = await tempTree({

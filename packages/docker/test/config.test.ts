@@ -2,12 +2,12 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, OCI_INDEX } from "@kiln/core";
+import { AuthError, ConfigError, OCI_INDEX, registerCredentialProvider, resolveRegistryCredentials, scrubSecrets } from "@kiln/core";
 import { describe, expect, it } from "vitest";
 import { hasRegistryHost } from "../src/checkers.js";
 import { resolveDockerConnection } from "../src/connection.js";
 import { assembleIndex, platformTag } from "../src/multiPlatform.js";
-import { encodeRegistryAuth, scrub } from "../src/registryAuth.js";
+import { encodeRegistryAuth } from "../src/registryAuth.js";
 
 describe("resolveDockerConnection", () => {
   it("defaults to the local socket", () => {
@@ -57,15 +57,47 @@ describe("X-Registry-Auth", () => {
   it("is {} for anonymous pushes (the daemon needs the header anyway)", () => {
     const auth = encodeRegistryAuth("127.0.0.1:5000", undefined);
     expect(decode(auth.header)).toEqual({});
-    expect(auth.anonymous).toBe(true);
+    expect(auth.secrets).toEqual([auth.header]);
   });
   it("carries username/password for the registry host (not the namespace)", () => {
     const auth = encodeRegistryAuth("ghcr.io/acme", { username: "u", password: "s3cret-pw" });
     expect(decode(auth.header)).toEqual({ username: "u", password: "s3cret-pw", serveraddress: "ghcr.io" });
-    expect(scrub("login with s3cret-pw failed", auth.secrets)).toBe("login with *** failed");
+    expect(scrubSecrets(`login with s3cret-pw failed (${auth.header})`, auth.secrets)).toBe("login with *** failed (***)");
   });
   it("passes identity tokens as identitytoken", () => {
     expect(decode(encodeRegistryAuth("r.example", { identityToken: "tok-123" }).header)).toEqual({ identitytoken: "tok-123", serveraddress: "r.example" });
+  });
+});
+
+describe("core's resolveRegistryCredentials (the lookup the X-Registry-Auth header is built from)", () => {
+  const host = "creds.example:5000";
+  function dockerConfigDir(): string {
+    const dir = mkdtempSync(join(tmpdir(), "kiln-docker-config-"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ auths: { [host]: { auth: Buffer.from("from-config:pw-config").toString("base64") } } }));
+    return dir;
+  }
+
+  it("explicit credentials, then credential providers, then the Docker config", async () => {
+    const env = { DOCKER_CONFIG: dockerConfigDir() };
+    expect(await resolveRegistryCredentials(host, { env })).toMatchObject({ username: "from-config" });
+    const remove = registerCredentialProvider({ name: "kiln-docker-order-test", matches: (h) => h === host, getCredentials: () => ({ username: "from-provider", password: "pw-provider" }) });
+    try {
+      expect(await resolveRegistryCredentials(host, { env })).toMatchObject({ username: "from-provider" });
+      expect(await resolveRegistryCredentials(host, { env, credentials: { [host]: { username: "explicit", password: "pw" } } })).toMatchObject({ username: "explicit" });
+    } finally {
+      remove();
+    }
+  });
+
+  it("a provider that throws is an AuthError naming it", async () => {
+    const remove = registerCredentialProvider({ name: "kiln-docker-throwing", matches: (h) => h === host, getCredentials: () => Promise.reject(new Error("boom")) });
+    try {
+      const error = await resolveRegistryCredentials(host, { env: { DOCKER_CONFIG: "/nonexistent" } }).catch((e) => e);
+      expect(AuthError.isInstance(error)).toBe(true);
+      expect(error.details).toMatchObject({ provider: "kiln-docker-throwing", registry: host });
+    } finally {
+      remove();
+    }
   });
 });
 
@@ -74,8 +106,7 @@ describe("multi-platform helpers", () => {
     expect(platformTag("abc", "linux/arm64")).toBe("abc-linux-arm64");
     expect(platformTag("x".repeat(128), "linux/amd64")).toHaveLength(128);
   });
-  it("assembles an OCI index whose digest is the sha256 of its bytes", async () => {
-    const { createHash } = await import("node:crypto");
+  it("assembles an OCI index listing each platform's manifest", () => {
     const index = assembleIndex([
       ["linux/amd64", { digest: "sha256:" + "a".repeat(64), size: 10, mediaType: "application/vnd.docker.distribution.manifest.v2+json" }],
       ["linux/arm64", { digest: "sha256:" + "b".repeat(64), size: 11, mediaType: "application/vnd.docker.distribution.manifest.v2+json" }],
@@ -83,7 +114,7 @@ describe("multi-platform helpers", () => {
     const doc = JSON.parse(index.body.toString());
     expect(doc.mediaType).toBe(OCI_INDEX);
     expect(doc.manifests.map((m: { platform: unknown }) => m.platform)).toEqual([{ architecture: "amd64", os: "linux" }, { architecture: "arm64", os: "linux" }]);
-    expect(index.digest).toBe(`sha256:${createHash("sha256").update(index.body).digest("hex")}`);
+    expect(doc.manifests.map((m: { digest: string; size: number }) => [m.digest.slice(7, 8), m.size])).toEqual([["a", 10], ["b", 11]]);
   });
   it("tells registry repositories from local names", () => {
     expect(hasRegistryHost("127.0.0.1:5000/app")).toBe(true);

@@ -139,7 +139,8 @@ describe("incremental builds (classic builder) — pruning", () => {
     dirs.push(src);
     const name = uniqueName("kiln-prune");
     const spec = (word: string) => Image.fromBase(busybox, { name }).withCommands(`echo ${word} > /word.txt`).withSourceFolder(data, "/data").withSourceFolder(src, "/src");
-    const builder = new DockerImageBuilder({ buildkit: false });
+    // No grace period: the stages of v1, built a second ago, count as superseded.
+    const builder = new DockerImageBuilder({ buildkit: false, stagePruneGraceMs: 0 });
 
     const v1 = spec("one");
     cleanup.image(v1.uri);
@@ -172,5 +173,46 @@ describe("incremental builds (classic builder) — pruning", () => {
     for (const ref of [unlabelled, otherName, v1.uri, v2.uri, busybox]) expect([ref, await localImageExists(ref)]).toEqual([ref, true]);
     expect((await runInImage(v1.uri, ["cat", "/word.txt"])).trim()).toBe("one");
     expect((await runInImage(v2.uri, ["cat", "/word.txt"])).trim()).toBe("two");
+  });
+
+  it("keeps the stages another build reused within the grace period (reuse re-tags them)", async () => {
+    const data = await dataFolder(2, 16 * 1024);
+    const src = await tempTree({ "app.txt": "app\n" });
+    dirs.push(src);
+    const name = uniqueName("kiln-prune-grace");
+    const spec = (word: string) => Image.fromBase(busybox, { name }).withCommands(`echo ${word} > /word.txt`).withSourceFolder(data, "/data").withSourceFolder(src, "/src");
+    // Long enough for the reusing build to finish within it even on a loaded machine.
+    const graceMs = 10_000;
+    const builder = new DockerImageBuilder({ buildkit: false, stagePruneGraceMs: graceMs });
+
+    const v1 = spec("one");
+    cleanup.image(v1.uri);
+    const c1 = collector();
+    await builder.buildImage(v1, { onEvent: c1.onEvent });
+    const v1Stages = stageEvents(c1).filter((e) => e.ref !== v1.uri).map((e) => e.ref);
+    expect(v1Stages).toHaveLength(2);
+    await new Promise((r) => setTimeout(r, graceMs + 500)); // v1's stages are now older than the grace period
+
+    // Another build (think: another process) starts on v1's stages: an edit of the last stage only.
+    await writeFile(join(src, "app.txt"), "app, edited\n");
+    const v1b = spec("one");
+    cleanup.image(v1b.uri);
+    const reusedAt = Date.now();
+    const c1b = collector();
+    await new DockerImageBuilder({ buildkit: false, stagePruneGraceMs: graceMs }).buildImage(v1b, { onEvent: c1b.onEvent });
+    const reused = stageEvents(c1b).filter((e) => e.status === "reused").map((e) => e.ref);
+    expect(reused).toEqual(v1Stages);
+    for (const ref of reused) {
+      const lastTag = Date.parse((await inspectImage(ref)).Metadata?.LastTagTime ?? "");
+      expect(lastTag).toBeGreaterThanOrEqual(reusedAt - 1_000);
+    }
+
+    // A build of other content now prunes what it superseded — but not the stages just reused.
+    const v2 = spec("two");
+    cleanup.image(v2.uri);
+    const c2 = collector();
+    await builder.buildImage(v2, { onEvent: c2.onEvent });
+    stageEvents(c2);
+    for (const ref of v1Stages) expect([ref, await localImageExists(ref)]).toEqual([ref, true]);
   });
 });

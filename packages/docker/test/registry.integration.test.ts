@@ -61,6 +61,25 @@ describe("push with registry authentication", () => {
     expect(everything).not.toContain(Buffer.from(`${r.credentials!.username}:${wrong}`).toString("base64"));
   });
 
+  it("a credential provider that throws is an AuthError naming the provider, not its raw error", async () => {
+    const host = "127.0.0.1:9";
+    const remove = registerCredentialProvider({
+      name: "kiln-docker-broken-provider",
+      matches: (h) => h === host,
+      getCredentials: () => {
+        throw new Error("token service exploded");
+      },
+    });
+    try {
+      const error = await new DockerImageBuilder().buildImage(smallImage(host, "kiln-broken-provider"), {}).catch((e) => e);
+      expect(AuthError.isInstance(error)).toBe(true);
+      expect(error.message).toContain('"kiln-docker-broken-provider"');
+      expect(error.details).toMatchObject({ registry: host, provider: "kiln-docker-broken-provider" });
+    } finally {
+      remove();
+    }
+  });
+
   it("Bearer auth: credentials from a plugin credential provider; the daemon runs the token flow", async () => {
     const r = await registry("bearer");
     const remove = registerCredentialProvider({
@@ -112,6 +131,38 @@ describe("multi-platform images", () => {
     expect(again.of("build.platforms-present")).toMatchObject([{ present: ["linux/amd64", "linux/arm64"], missing: [] }]);
     expect(again.of("build.step")).toHaveLength(0);
     expect(second.digest).toBe(result.digest);
+  });
+});
+
+describe("multi-platform images through the engine (which pins the content tag)", () => {
+  it("reuses per-platform images already pushed under the content tag, and rebuilds them all under force", async () => {
+    const r = await registry("none");
+    const src = await tempTree({ "hello.txt": "engine multi-arch\n" });
+    dirs.push(src);
+    const image = Image.fromBase("scratch", { registry: r.host, name: uniqueName("kiln-multi-engine"), platform: ["linux/amd64", "linux/arm64"] }).withSourceFile(
+      `${src}/hello.txt`,
+      "/hello.txt",
+    );
+    const builder = new DockerImageBuilder();
+    // An earlier run that pushed both per-platform images but not the index (e.g. it failed there).
+    for (const p of image.platform) {
+      const perPlatform = image.clone({ tag: platformTag(image.tag, p), platform: [p] });
+      cleanup.image(perPlatform.uri);
+      await builder.buildImage(perPlatform, {});
+    }
+
+    const reused = collector();
+    const first = await build(image, { builder, onEvent: reused.onEvent });
+    expect(first.outcome).toBe("built");
+    expect(reused.of("build.platforms-present")).toMatchObject([{ present: ["linux/amd64", "linux/arm64"], missing: [] }]);
+    expect(reused.of("push.done").filter((e) => e.platform)).toHaveLength(0);
+
+    const forced = collector();
+    const second = await build(image, { builder, force: true, onEvent: forced.onEvent });
+    expect(second.outcome).toBe("built");
+    expect(forced.of("build.platforms-present")).toHaveLength(0);
+    expect(forced.of("push.done").filter((e) => e.platform).map((e) => e.platform)).toEqual(["linux/amd64", "linux/arm64"]);
+    expect((await new RegistryClient().platforms(image.uri))?.platforms).toEqual(["linux/amd64", "linux/arm64"]);
   });
 });
 

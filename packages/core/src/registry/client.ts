@@ -16,13 +16,13 @@ import { emit, type EventListener } from "../events.js";
 import { parseReference } from "../reference.js";
 import { parseChallenges, TokenCache, tokenLifetimeSeconds } from "./auth.js";
 import {
-  credentialProviders,
   hasCredentials,
   redact,
   secretsOf,
+  type CredentialSource,
   type RegistryCredentials,
 } from "./credentials.js";
-import { dockerConfigCredentials } from "./dockerConfig.js";
+import { resolveRegistryCredentials } from "./resolveCredentials.js";
 import { insecureRegistriesFromEnv, resolveEndpoint, type RegistryEndpoint } from "./endpoints.js";
 import { httpRequest, TransportError, type HttpResponse } from "./http.js";
 import { bareMediaType, MANIFEST_ACCEPT } from "./mediaTypes.js";
@@ -55,9 +55,7 @@ export interface RegistryTimeouts {
   totalMs?: number;
 }
 
-export type CredentialSource =
-  | Readonly<Record<string, RegistryCredentials>>
-  | ((registry: string) => Promise<RegistryCredentials | undefined> | RegistryCredentials | undefined);
+export type { CredentialSource };
 
 export interface RegistryClientOptions {
   /** Explicit credentials by registry (or a function); consulted before providers and the docker config. */
@@ -605,30 +603,12 @@ export class RegistryClient {
     return pending;
   }
 
-  private async lookupCredentials(registry: string): Promise<RegistryCredentials | undefined> {
-    const source = this.options.credentials;
-    if (typeof source === "function") {
-      const found = await source(registry);
-      if (found) return found;
-    } else if (source) {
-      const found = source[registry] ?? source[registry.toLowerCase()];
-      if (found) return found;
-    }
-    for (const provider of credentialProviders()) {
-      if (!provider.matches(registry)) continue;
-      try {
-        const found = await provider.getCredentials(registry);
-        if (found) return found;
-      } catch (error) {
-        throw this.error(AuthError, `The credential provider "${provider.name}" failed for ${registry}`, {
-          hint: `Check the configuration of the plugin that registered "${provider.name}".`,
-          cause: error,
-          details: { registry, provider: provider.name },
-        });
-      }
-    }
-    if (this.options.useDockerConfig === false) return undefined;
-    return dockerConfigCredentials(registry, { env: this.options.env });
+  private lookupCredentials(registry: string): Promise<RegistryCredentials | undefined> {
+    return resolveRegistryCredentials(registry, {
+      credentials: this.options.credentials,
+      env: this.options.env,
+      useDockerConfig: this.options.useDockerConfig,
+    });
   }
 
   // ---- answers that are not success ------------------------------------------------------------

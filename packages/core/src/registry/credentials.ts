@@ -21,6 +21,11 @@ export interface CredentialProvider {
   getCredentials(host: string): Promise<RegistryCredentials | undefined> | RegistryCredentials | undefined;
 }
 
+/** Explicit credentials: by registry host, or a function of the host. */
+export type CredentialSource =
+  | Readonly<Record<string, RegistryCredentials>>
+  | ((registry: string) => Promise<RegistryCredentials | undefined> | RegistryCredentials | undefined);
+
 const providers: CredentialProvider[] = [];
 
 /** Adds a provider; returns a function that removes it again. A provider with the same name is replaced. */

@@ -14,7 +14,11 @@ export {
   registerCredentialProvider,
   unregisterCredentialProvider,
   credentialProviders,
+  secretsOf,
+  redact as scrubSecrets,
 } from "./credentials.js";
+export { resolveRegistryCredentials } from "./resolveCredentials.js";
+export type { ResolveRegistryCredentialsOptions } from "./resolveCredentials.js";
 export type { CredentialProvider, RegistryCredentials } from "./credentials.js";
 export { dockerConfigCredentials, dockerConfigPath, runCredentialHelper, DOCKER_HUB_CONFIG_KEY } from "./dockerConfig.js";
 export { DOCKER_HUB_ENDPOINT, isDockerHub, isLoopbackRegistry, resolveEndpoint } from "./endpoints.js";
