@@ -7,7 +7,7 @@
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { AuthError, KilnError } from "../src/errors.js";
 import type { BuildEvent } from "../src/events.js";
 import { checkImage } from "../src/registry/check.js";
@@ -172,6 +172,31 @@ describe("credential providers", () => {
     });
     await expectPresent(client(env), `${basic.host}/team/app:v1`);
     expect(asked).toEqual([basic.host]);
+  });
+
+  it("a long-lived client asks its sources again after a few minutes (fresh tokens without a restart)", async () => {
+    const env = await dockerConfig({});
+    let asked = 0;
+    unregister = registerCredentialProvider({
+      name: "rotating-provider",
+      matches: (host) => host === basic.host,
+      getCredentials: () => {
+        asked++;
+        return basic.credentials;
+      },
+    });
+    const c = client(env);
+    await expectPresent(c, `${basic.host}/team/app:v1`);
+    await expectPresent(c, `${basic.host}/team/app:v1`);
+    expect(asked).toBe(1);
+    const now = Date.now();
+    vi.spyOn(Date, "now").mockReturnValue(now + 6 * 60_000);
+    try {
+      await expectPresent(c, `${basic.host}/team/app:v1`);
+    } finally {
+      vi.restoreAllMocks();
+    }
+    expect(asked).toBe(2);
   });
 
   it("a failing provider is an AuthError naming it", async () => {

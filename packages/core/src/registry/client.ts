@@ -125,6 +125,9 @@ interface SendResult {
 
 const DEFAULT_TIMEOUTS: Required<RegistryTimeouts> = { connectMs: 5_000, idleMs: 15_000, totalMs: 30_000 };
 
+/** How long a credential lookup is reused by one client before it asks its sources again. */
+const CREDENTIAL_CACHE_MS = 5 * 60_000;
+
 export class RegistryClient {
   private readonly retry: ResolvedRetryOptions;
   private readonly timeouts: Required<RegistryTimeouts>;
@@ -132,7 +135,7 @@ export class RegistryClient {
   private readonly tokens = new TokenCache();
   private readonly pendingTokens = new Map<string, Promise<string>>();
   private readonly hostAuth = new Map<string, HostAuth>();
-  private readonly credentialCache = new Map<string, Promise<RegistryCredentials | undefined>>();
+  private readonly credentialCache = new Map<string, { pending: Promise<RegistryCredentials | undefined>; at: number }>();
   private readonly secrets = new Set<string>();
   private readonly platformCache = new Map<string, string[]>();
   private readonly maxDocumentBytes: number;
@@ -588,18 +591,21 @@ export class RegistryClient {
     }
   }
 
-  /** Explicit credentials, then providers, then the docker config; memoised per registry. */
+  /**
+   * Explicit credentials, then providers, then the docker config; memoised per registry for a few
+   * minutes only, so a long-lived client picks up a credential helper's or provider's fresh token
+   * (ECR's expire after 12 h, gcloud's after 1 h) without a restart.
+   */
   private credentialsFor(registry: string): Promise<RegistryCredentials | undefined> {
-    let pending = this.credentialCache.get(registry);
-    if (!pending) {
-      pending = this.lookupCredentials(registry).then((credentials) => {
-        for (const secret of secretsOf(credentials)) this.secrets.add(secret);
-        return credentials;
-      });
-      // A failed lookup (a broken helper) is not cached: the next call tries again.
-      pending.catch(() => this.credentialCache.delete(registry));
-      this.credentialCache.set(registry, pending);
-    }
+    const cached = this.credentialCache.get(registry);
+    if (cached && Date.now() - cached.at < CREDENTIAL_CACHE_MS) return cached.pending;
+    const pending = this.lookupCredentials(registry).then((credentials) => {
+      for (const secret of secretsOf(credentials)) this.secrets.add(secret);
+      return credentials;
+    });
+    // A failed lookup (a broken helper) is not cached: the next call tries again.
+    pending.catch(() => this.credentialCache.delete(registry));
+    this.credentialCache.set(registry, { pending, at: Date.now() });
     return pending;
   }
 
