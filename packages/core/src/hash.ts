@@ -383,16 +383,16 @@ function treeDigest(
 let readBuffer: Buffer | undefined;
 const READ_BUFFER_SIZE = 1 << 20;
 
-/** sha256 hex of a file's contents: from the stat cache when its identity is unchanged. */
-function digestEntry(entry: WalkEntry, cache: FileDigestCache | undefined): string {
+/** sha256 hex of a listed file's contents: from the stat cache when its identity is unchanged. */
+export function digestEntry(entry: WalkEntry, cache: FileDigestCache | undefined): string {
   const known = cache?.get(entry.hostPath, entry);
   if (known !== undefined) return known;
   let result: { digest: string; size: number };
   try {
     result = digestFileSync(entry.hostPath);
   } catch (error) {
-    throw new SourceNotFoundError(`Cannot read ${JSON.stringify(entry.hostPath)} to compute the tag: ${(error as Error).message}`, {
-      hint: "A copied file disappeared or is unreadable; fix its permissions or exclude it with .dockerignore.",
+    throw new SourceNotFoundError(`Cannot read ${JSON.stringify(entry.hostPath)}: ${(error as Error).message}`, {
+      hint: "A copied file disappeared or is unreadable; fix its permissions or exclude it with .dockerignore, and retry once the sources are stable.",
       details: { path: entry.hostPath },
       cause: error,
     });

@@ -54,7 +54,7 @@ export type { ParsedReference, FormatReferenceOptions } from "./reference.js";
 export { DEFAULT_IGNORE_PATTERNS, parseDockerignore, IgnoreMatcher, IgnorePattern } from "./dockerignore.js";
 export { listSpecFiles, walkDirectory, ignoreRulesForFolder, compareUtf8 } from "./walk.js";
 export type { WalkEntry, EntryType, FileGroup, SpecFiles, IgnoreSource, WalkOptions } from "./walk.js";
-export { computeTag, explainTag, diffTagExplanations, digestFileSync, TAG_RECIPE_VERSION } from "./hash.js";
+export { computeTag, explainTag, diffTagExplanations, digestEntry, digestFileSync, TAG_RECIPE_VERSION } from "./hash.js";
 export type { ImageLike, TagInput, TagExplanation, TagInputChange, HashOptions, ExplainOptions } from "./hash.js";
 export { FileDigestCache, hashCacheFile, sharedDigestCache } from "./statcache.js";
 export type { StatIdentity } from "./statcache.js";

@@ -9,6 +9,7 @@
  * (per user: a shared tmp dir created 0700 by one user would lock every other user out).
  */
 import { createHash, randomUUID } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -142,19 +143,12 @@ function installExitHook(): void {
   });
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new CancelledError("Cancelled while waiting for a build lock"));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new CancelledError("Cancelled while waiting for a build lock"));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  try {
+    await delay(ms, undefined, signal ? { signal } : {});
+  } catch {
+    throw new CancelledError("Cancelled while waiting for a build lock");
+  }
 }
 
 /** Takes the lock for `key`, waiting while a live process holds it. */

@@ -22,11 +22,10 @@
 import { createHash, type Hash } from "node:crypto";
 import {
   computeTag,
-  digestFileSync,
+  digestEntry,
   listSpecFiles,
   planDockerfile,
   sharedDigestCache,
-  SourceNotFoundError,
   TAG_RECIPE_VERSION,
   type Architecture,
   type ContextFiles,
@@ -121,7 +120,7 @@ export function planStages(
       chain.uint(entries.length);
       for (const entry of entries) {
         chain.str(entry.contextPath);
-        if (entry.type === "file") chain.str(`${entry.executable ? "F" : "f"} ${digestOf(entry, digestCache)}`);
+        if (entry.type === "file") chain.str(`${entry.executable ? "F" : "f"} ${digestEntry(entry, digestCache)}`);
         else if (entry.type === "symlink") chain.str(`l ${entry.linkTarget ?? ""}`);
         else chain.str("d");
       }
@@ -180,24 +179,6 @@ export function consumedEntries(group: FileGroup | undefined, use: ContextFiles)
 /** The Dockerfile of one stage: `FROM` the previous stage's image (or the base), then its steps. */
 export function stageDockerfile(from: string, stage: Stage): string {
   return `${[`FROM ${from}`, ...stage.steps.flatMap((step) => step.lines)].join("\n")}\n`;
-}
-
-function digestOf(entry: WalkEntry, cache: FileDigestCache | undefined): string {
-  const known = cache?.get(entry.hostPath, entry);
-  if (known !== undefined) return known;
-  let result: { digest: string; size: number };
-  try {
-    result = digestFileSync(entry.hostPath);
-  } catch (error) {
-    throw new SourceNotFoundError(`Cannot read ${JSON.stringify(entry.hostPath)} to key a build stage: ${(error as Error).message}`, {
-      hint: "A copied file disappeared or became unreadable while building; retry once the sources are stable.",
-      details: { path: entry.hostPath },
-      cause: error,
-    });
-  }
-  const { digest, size } = result;
-  if (size === entry.size) cache?.set(entry.hostPath, entry, digest);
-  return digest;
 }
 
 /** Length-prefixed strings into a hash, so no two different inputs frame alike. */
