@@ -6,7 +6,8 @@
  * Every request is logged so tests can count attempts.
  */
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
+import { listenOnLoopback } from "./loopbackServer.js";
 
 export type Fault =
   | { kind: "pass" }
@@ -55,7 +56,6 @@ export async function startFaultProxy(target: string, plan: FaultPlan | Fault[] 
   let current: FaultPlan = Array.isArray(plan) ? { faults: plan } : plan;
   let position = 0;
   const requests: ProxiedRequest[] = [];
-  const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
   const nextFault = (method: string, path: string): Fault => {
@@ -163,24 +163,15 @@ export async function startFaultProxy(target: string, plan: FaultPlan | Fault[] 
     }
   };
 
-  server.on("connection", (socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
+  const listening = await listenOnLoopback(server, timers);
   return {
-    host: `127.0.0.1:${port}`,
-    url: `http://127.0.0.1:${port}`,
+    host: listening.host,
+    url: listening.url,
     requests,
     setPlan(next) {
       current = Array.isArray(next) ? { faults: next } : next;
       position = 0;
     },
-    async stop() {
-      for (const timer of timers) clearTimeout(timer);
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    stop: listening.stop,
   };
 }

@@ -8,7 +8,8 @@
  * works as a push target without daemon configuration.
  */
 import http from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
+import { listenOnLoopback } from "./loopbackServer.js";
 import type { Fault } from "./faultProxy.js";
 
 export type PushFault =
@@ -55,7 +56,6 @@ export async function startPushFaultProxy(target: string, plan: PushFaultPlan | 
   let current: PushFaultPlan = Array.isArray(plan) ? { faults: plan } : plan;
   let position = 0;
   const requests: PushProxiedRequest[] = [];
-  const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   const later = (ms: number, fn: () => void) => {
     const timer = setTimeout(() => {
@@ -168,25 +168,15 @@ export async function startPushFaultProxy(target: string, plan: PushFaultPlan | 
     }
   };
 
-  server.on("connection", (socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
+  const listening = await listenOnLoopback(server, timers);
   return {
-    host: `127.0.0.1:${port}`,
-    url: `http://127.0.0.1:${port}`,
+    host: listening.host,
+    url: listening.url,
     requests,
     setPlan(next) {
       current = Array.isArray(next) ? { faults: next } : next;
       position = 0;
     },
-    async stop() {
-      for (const timer of timers) clearTimeout(timer);
-      for (const socket of sockets) socket.destroy();
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    stop: listening.stop,
   };
 }
