@@ -7,6 +7,7 @@
  */
 import http from "node:http";
 import type { Socket } from "node:net";
+import { FaultCursor, type PlanOf } from "./faultPlan.js";
 import { listenOnLoopback } from "./loopbackServer.js";
 
 export type Fault =
@@ -25,14 +26,7 @@ export type Fault =
   /** Accept the request and never answer. */
   | { kind: "hang" };
 
-export interface FaultPlan {
-  /** Faults applied, in order, to matching requests. */
-  faults: Fault[];
-  /** Which requests the plan applies to (default: every request). */
-  match?: (request: { method: string; path: string }) => boolean;
-  /** What matching requests get once `faults` is used up (default pass). */
-  then?: Fault;
-}
+export type FaultPlan = PlanOf<Fault>;
 
 export interface ProxiedRequest {
   method: string;
@@ -53,20 +47,11 @@ export interface FaultProxy {
 
 export async function startFaultProxy(target: string, plan: FaultPlan | Fault[] = []): Promise<FaultProxy> {
   const upstream = new URL(target);
-  let current: FaultPlan = Array.isArray(plan) ? { faults: plan } : plan;
-  let position = 0;
+  const cursor = new FaultCursor<Fault>(plan);
   const requests: ProxiedRequest[] = [];
   const timers = new Set<NodeJS.Timeout>();
 
-  const nextFault = (method: string, path: string): Fault => {
-    if (current.match && !current.match({ method, path })) return { kind: "pass" };
-    const fault = current.faults[position];
-    if (fault) {
-      position++;
-      return fault;
-    }
-    return current.then ?? { kind: "pass" };
-  };
+  const nextFault = (method: string, path: string): Fault => cursor.next(method, path) as Fault;
 
   const server = http.createServer((req, res) => {
     const method = req.method ?? "GET";
@@ -168,10 +153,7 @@ export async function startFaultProxy(target: string, plan: FaultPlan | Fault[] 
     host: listening.host,
     url: listening.url,
     requests,
-    setPlan(next) {
-      current = Array.isArray(next) ? { faults: next } : next;
-      position = 0;
-    },
+    setPlan: (next) => cursor.set(next),
     stop: listening.stop,
   };
 }

@@ -9,6 +9,7 @@
  */
 import http from "node:http";
 import type { Socket } from "node:net";
+import { FaultCursor, type PlanOf } from "./faultPlan.js";
 import { listenOnLoopback } from "./loopbackServer.js";
 import type { Fault } from "./faultProxy.js";
 
@@ -17,13 +18,7 @@ export type PushFault =
   /** Forward half of the request body (a layer upload), then reset both connections. */
   | { kind: "reset-mid-upload" };
 
-export interface PushFaultPlan {
-  faults: PushFault[];
-  /** Which requests the plan applies to (default: all). */
-  match?: (request: { method: string; path: string }) => boolean;
-  /** What matching requests get once `faults` is used up (default pass). */
-  then?: PushFault;
-}
+export type PushFaultPlan = PlanOf<PushFault>;
 
 export interface PushProxiedRequest {
   method: string;
@@ -53,8 +48,7 @@ export const pushSteps = {
 
 export async function startPushFaultProxy(target: string, plan: PushFaultPlan | PushFault[] = []): Promise<PushFaultProxy> {
   const upstream = new URL(target);
-  let current: PushFaultPlan = Array.isArray(plan) ? { faults: plan } : plan;
-  let position = 0;
+  const cursor = new FaultCursor<PushFault>(plan);
   const requests: PushProxiedRequest[] = [];
   const timers = new Set<NodeJS.Timeout>();
   const later = (ms: number, fn: () => void) => {
@@ -65,15 +59,7 @@ export async function startPushFaultProxy(target: string, plan: PushFaultPlan | 
     timers.add(timer);
   };
 
-  const nextFault = (method: string, path: string): PushFault => {
-    if (current.match && !current.match({ method, path })) return { kind: "pass" };
-    const fault = current.faults[position];
-    if (fault) {
-      position++;
-      return fault;
-    }
-    return current.then ?? { kind: "pass" };
-  };
+  const nextFault = (method: string, path: string): PushFault => cursor.next(method, path) as PushFault;
 
   const server = http.createServer((req, res) => {
     const method = req.method ?? "GET";
@@ -173,10 +159,7 @@ export async function startPushFaultProxy(target: string, plan: PushFaultPlan | 
     host: listening.host,
     url: listening.url,
     requests,
-    setPlan(next) {
-      current = Array.isArray(next) ? { faults: next } : next;
-      position = 0;
-    },
+    setPlan: (next) => cursor.set(next),
     stop: listening.stop,
   };
 }
