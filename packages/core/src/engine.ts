@@ -69,10 +69,29 @@ export interface EngineBuildHandle extends ImageBuild {
 
 const shared = new SharedWork<EngineImageBuild>();
 
-/** The key two builds of "the same image" share: uri + platforms (+ mode, so a dry run never stands in for a build). */
-export function buildKey(image: Image, options: { dryRun?: boolean; force?: boolean } = {}): string {
+/**
+ * The key two builds of "the same image" share: uri + platforms + mode (a dry run never stands in for
+ * a build), and whatever else changes what the call does — the builder asked for, strict checking and
+ * the project whose config applies — so a joiner never silently gets another caller's options.
+ */
+export function buildKey(
+  image: Image,
+  options: { dryRun?: boolean; force?: boolean; builder?: string | ImageBuilder; strict?: boolean; projectDir?: string } = {},
+): string {
   const platforms = [...image.platform].sort().join(",");
-  return `${image.uri}|${platforms}|${options.dryRun ? "dry" : options.force ? "force" : "build"}`;
+  const mode = options.dryRun ? "dry" : options.force ? "force" : "build";
+  return [image.uri, platforms, mode, builderIdentity(options.builder), options.strict ? "strict" : "", options.projectDir ?? ""].join("|");
+}
+
+const builderIds = new WeakMap<ImageBuilder, number>();
+let nextBuilderId = 1;
+/** A builder name as given, or a per-instance number (two instances are two builders). */
+function builderIdentity(builder: string | ImageBuilder | undefined): string {
+  if (builder === undefined) return "";
+  if (typeof builder === "string") return `name:${builder}`;
+  let id = builderIds.get(builder);
+  if (id === undefined) builderIds.set(builder, (id = nextBuilderId++));
+  return `instance:${id}`;
 }
 
 /** `<registry>/<name>` — what checkers receive as `repository`. */
@@ -216,7 +235,7 @@ export function build(image: Image, options: EngineBuildOptions = {}): Promise<E
     const projectDir = resolveProjectDir(options.projectDir);
     const target = buildTarget(image, projectDir);
     // Callers without a signal get the very same promise as the build already in flight.
-    const running = shared.run(buildKey(target, options), (signal, fanOut) => runShared(target, { ...options, projectDir }, signal, fanOut), {
+    const running = shared.run(buildKey(target, { ...options, projectDir }), (signal, fanOut) => runShared(target, { ...options, projectDir }, signal, fanOut), {
       signal: options.signal,
       onEvent: options.onEvent,
     });

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ImageBuild, ImageBuilder, ImageCheckerLike } from "../src/builder.js";
-import { build, ImageBuildEngine, init } from "../src/engine.js";
+import { build, buildKey, ImageBuildEngine, init } from "../src/engine.js";
 import { CheckFailedError, ConfigError, KilnError, UnknownBuilderError } from "../src/errors.js";
 import type { BuildEvent } from "../src/events.js";
 import { Image } from "../src/image.js";
@@ -291,6 +291,27 @@ describe("no duplicate work", () => {
     // Different platforms are a different image.
     await build(image.clone({ platform: ["linux/arm64"] }), { builder });
     expect(builder.calls.length).toBe(2);
+  });
+
+  it("a concurrent call that asks for another builder or strict checking is not folded into the first", async () => {
+    const first = new RecordingBuilder([]);
+    const second = new RecordingBuilder([]);
+    first.delayMs = 100;
+    second.delayMs = 100;
+    const image = freshImage();
+    const results = await Promise.all([
+      build(image, { builder: first }),
+      build(image, { builder: second }),
+      build(image, { builder: first, strict: true }),
+      build(image, { builder: first }),
+    ]);
+    // first: the plain call and its identical twin share one build; the strict call is its own.
+    expect(first.calls.length).toBe(2);
+    expect(second.calls.length).toBe(1);
+    expect(results.map((r) => r.outcome)).toEqual(["built", "built", "built", "built"]);
+    expect(buildKey(image, { builder: "docker" })).not.toBe(buildKey(image, { builder: "other" }));
+    expect(buildKey(image, { builder: first })).toBe(buildKey(image, { builder: first }));
+    expect(buildKey(image, { projectDir: "/a" })).not.toBe(buildKey(image, { projectDir: "/b" }));
   });
 
   it("an aborted caller does not cancel a build another caller still waits for", async () => {
