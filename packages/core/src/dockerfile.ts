@@ -5,10 +5,13 @@
  * 1. `FROM <base>`, then (when a layer needs uv) `COPY --from=<uvImage> /uv /uvx /usr/local/bin/`.
  * 2. The layers are split into segments at "barrier" layers — commands, env, workdir, user — which stay
  *    exactly where they were declared (a command may need earlier packages or sources; env, workdir and
- *    user change what later steps mean). Inside a segment Kiln renders, in declared order within each
- *    group: apt packages, then each dependency install with its manifest copied just before it
- *    (requirements file, pyproject + uv.lock, package.json + lockfile), then the source copies
- *    (source folders, source files, node project sources). So editing sources never invalidates installs.
+ *    user change what later steps mean). A copy into a configuration location (see `copyPhase`) also
+ *    stays in place relative to installs (an install may read an apt source list, pip.conf or .npmrc
+ *    copied before it); only source copies may move past it. Inside a segment Kiln renders, in
+ *    declared order within each group: apt packages, then each dependency install with its manifest
+ *    copied just before it (requirements file, pyproject + uv.lock, package.json + lockfile), then the
+ *    source copies (source folders, source files, node project sources). So editing sources never
+ *    invalidates installs.
  * 3. Labels last (metadata; changing one rebuilds nothing else).
  *
  * Safety: RUN always uses the JSON exec form (user values are argv elements or `$@` positional
@@ -94,7 +97,7 @@ export interface DockerfilePlan {
   baseRef?: string;
 }
 
-type Phase = "apt" | "install" | "source" | "barrier" | "label";
+type Phase = "apt" | "install" | "source" | "config" | "barrier" | "label";
 interface Part {
   phase: Phase;
   lines: string[];
@@ -191,6 +194,11 @@ function planLayers(spec: Readonly<ImageSpec>, buildkit: boolean): DockerfileSte
       else if (part.phase === "barrier") {
         flush();
         out.push(step);
+      } else if (part.phase === "config") {
+        // Installs declared before it stay before it; pending sources may still move past it (a copy
+        // into a configuration location neither reads nor overlaps application sources).
+        out.push(...segment[0]!, ...segment[1]!, step);
+        segment = [[], [], segment[2]!];
       } else segment[part.phase === "apt" ? 0 : part.phase === "install" ? 1 : 2]!.push(step);
     }
     if (layer.kind === "user") ctx.user = layer.user;
@@ -222,6 +230,18 @@ function run(mounts: string[], argv: string[]): string {
 /** `/bin/sh -c <constant script> sh <args...>`: the script reads user values only as "$@" / "$1". */
 function sh(script: string, args: string[]): string[] {
   return ["/bin/sh", "-c", script, "sh", ...args];
+}
+
+/**
+ * Application sources move after the installs of their segment; a copy into a configuration location
+ * stays where it was declared, because an install may read it: apt sources and keyrings
+ * (/etc/apt, /usr/share/keyrings), pip.conf, CA certificates (/usr/local/share/ca-certificates),
+ * ~/.npmrc, ~/.config/uv. That is any destination under /etc, /usr or /root, or with a dot-named segment.
+ */
+function copyPhase(dest: string): Phase {
+  const segments = dest.split("/").filter((s) => s !== "" && s !== ".");
+  const systemRoot = dest.startsWith("/") && ["etc", "usr", "root"].includes(segments[0] ?? "");
+  return systemRoot || segments.some((s) => s.startsWith(".") && s !== "..") ? "config" : "source";
 }
 
 function asDir(dest: string): string {
@@ -296,10 +316,10 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
       ];
     }
     case "sourceFolder":
-      return [{ phase: "source", lines: [copy(ctx, [`${dir}/`], layer.dest)], consumes: [{ layerIndex: index }] }];
+      return [{ phase: copyPhase(layer.dest), lines: [copy(ctx, [`${dir}/`], layer.dest)], consumes: [{ layerIndex: index }] }];
     case "sourceFile": {
       const name = layer.hostPath.split(/[\\/]/).pop()!;
-      return [{ phase: "source", lines: [copy(ctx, [`${dir}/${name}`], layer.dest)], consumes: [{ layerIndex: index, names: [name] }] }];
+      return [{ phase: copyPhase(layer.dest), lines: [copy(ctx, [`${dir}/${name}`], layer.dest)], consumes: [{ layerIndex: index, names: [name] }] }];
     }
     case "dockerIgnore":
       return []; // applied by the build context, not an instruction

@@ -22,7 +22,7 @@ import { listSpecFiles, type FileGroup, type WalkEntry } from "./walk.js";
 import { FileDigestCache, sharedDigestCache } from "./statcache.js";
 
 /** Bump when the Dockerfile recipe changes in a way that changes images built from the same spec. */
-export const TAG_RECIPE_VERSION = "kiln-tag-v2";
+export const TAG_RECIPE_VERSION = "kiln-tag-v3";
 
 /** An `Image` (anything with a `spec`) or its plain spec. */
 export type ImageLike = ImageSpec | Readonly<ImageSpec> | { readonly spec: Readonly<ImageSpec> };

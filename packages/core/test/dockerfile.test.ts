@@ -88,6 +88,15 @@ const cases: Array<[name: string, make: () => Image]> = [
     .withSourceFile(p("config.yaml"), "/app/config.yaml")
     .withAptPackages("curl")
     .withCommands("python -m compileall /app")],
+  // Copies into configuration locations stay before the installs that may read them; sources move.
+  ["config-copies", () => Image.fromDebianBase({ pythonVersion: [3, 12], installer: "pip" })
+    .withSourceFolder(p("src"), "/app/src")
+    .withSourceFile(p("config.yaml"), "/etc/apt/sources.list.d/mirror.sources")
+    .withAptPackages("git")
+    .withSourceFile(p("config.yaml"), "/root/.config/pip/pip.conf")
+    .withSourceFile(p("config.yaml"), "./.npmrc")
+    .withPipPackages("requests")
+    .withSourceFile(p("config.yaml"), "/app/config.yaml")],
   ["from-base", () => Image.fromBase("ghcr.io/acme/base:1.0").withEnvVars({ A: "1" })],
   ["from-dockerfile-layers", () => Image.fromDockerfile(p("Dockerfile")).withPipPackages("rich").withEnvVars({ B: "2" })],
   ["from-dockerfile-target", () => Image.fromDockerfile(p("Dockerfile"), { target: "build" }).withCommands("echo more")],

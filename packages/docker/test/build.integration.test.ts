@@ -1,6 +1,6 @@
 // DockerImageBuilder on the machine's real Docker Engine, with the real registry binary.
 import { rm } from "node:fs/promises";
-import { BuildFailedError, CancelledError, Image, RegistryClient } from "@kiln/core";
+import { BuildFailedError, CancelledError, Image, RegistryClient, renderDockerfile } from "@kiln/core";
 import {
   DockerCleanup,
   ensureBusyboxImage,
@@ -93,6 +93,32 @@ describe("DockerImageBuilder (BuildKit) — a python image pushed to a registry"
     const inspected = await inspectImage(image.uri);
     expect(inspected.Config.Labels[LABEL_KILN_VERSION]).toMatch(/^\d+\.\d+\.\d+/);
     expect(inspected.Config.Labels[LABEL_TAG_INPUTS]).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+});
+
+describe("configuration copied before an install is in place when it runs", () => {
+  it("a pip.conf copied to /etc before withPipPackages points pip at the local index (no index option given)", async () => {
+    const conf = await tempTree({
+      "pip.conf": `[global]\nindex-url = ${pyIndex.url}\ntrusted-host = ${new URL(pyIndex.url).hostname}\n`,
+      "app/main.py": "print('app')\n",
+    });
+    dirs.push(conf);
+    const image = Image.fromDebianBase({ baseImage: python, installer: "pip", name: uniqueName("kiln-pipconf") })
+      .withSourceFolder(`${conf}/app`, "/srv/app")
+      .withSourceFile(`${conf}/pip.conf`, "/etc/pip.conf")
+      .withPipPackages("kiln-dep==0.1.0");
+    // The rendering: the config copy stays before the install; the application source moves after it.
+    const copies = renderDockerfile(image, { buildkit: false }).split("\n").filter((l) => /^(COPY|RUN)/.test(l));
+    expect(copies.map((l) => l.split(" ")[0])).toEqual(["COPY", "RUN", "COPY"]);
+    expect(copies[0]).toContain("/etc/pip.conf");
+    expect(copies[2]).toContain("/srv/app");
+    cleanup.image(image.uri);
+    const before = pyIndex.requests.length;
+    await new DockerImageBuilder({ buildkit: false }).buildImage(image, {});
+    // Without the file in place pip would have asked pypi.org (unreachable here) and failed.
+    expect(pyIndex.requests.slice(before).some((p) => p.endsWith("kiln_dep-0.1.0-py3-none-any.whl"))).toBe(true);
+    const out = await runInImage(image.uri, ["python3", "-c", "import kiln_dep; print(kiln_dep.NAME)"]);
+    expect(out.trim()).toBe("kiln-dep");
   });
 });
 
