@@ -5,14 +5,28 @@ import type { EventListener } from "./events.js";
 import type { Image } from "./image.js";
 import type { Architecture } from "./layers.js";
 
-/** Answers "is repository:tag present for every one of these platforms?" with its URI, or null. */
-export interface ImageChecker {
-  imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null>;
+/** What the engine hands a checker besides the question itself (optional: older checkers ignore it). */
+export interface ImageCheckOptions {
+  /**
+   * Aborted when the build is cancelled. A checker should pass it to its network calls so an
+   * in-flight request (and its socket and timers) ends at once, then reject — never resolve to
+   * null ("absent" would trigger a build) or to a URI. A checker that ignores it is abandoned:
+   * the engine stops waiting, but its request runs on until its own timeout.
+   */
+  signal?: AbortSignal;
 }
 
-/** The guide's shape: a class whose static `imageExists` does the check. */
+/**
+ * Answers "is repository:tag present for every one of these platforms?" with its URI, or null.
+ * `options.signal` (since apiVersion 1, optional) cancels the check; see ImageCheckOptions.
+ */
+export interface ImageChecker {
+  imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null>;
+}
+
+/** The guide's shape: a class whose static `imageExists` does the check (same optional `options.signal`). */
 export interface ImageCheckerClass {
-  imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null>;
+  imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null>;
   readonly name: string;
 }
 
@@ -25,6 +39,13 @@ export interface BuildImageOptions {
   force?: boolean;
   signal?: AbortSignal;
   onEvent?: EventListener;
+  /**
+   * Build secret values by id, for the image's declared secrets (`withCommands(..., { secrets })`).
+   * The engine passes exactly the declared ids, already resolved (caller's map, else the env var of
+   * that name); a builder gets the values with `resolveBuildSecrets(image, options.secrets)` (which
+   * also works when it is called directly) and must serve them to BuildKit only — never log them.
+   */
+  secrets?: Readonly<Record<string, string>>;
 }
 
 export interface ImageBuild {

@@ -3,12 +3,17 @@
  * shape — classes with a static `imageExists`; a class with only an instance method is created
  * with no arguments. They run in order: the first URI wins; a checker that throws or returns null
  * passes to the next.
+ *
+ * Cancellation: each checker gets `{ signal }` as its 4th argument so it can abort its own request;
+ * the wait is also raced against the signal, so a checker that ignores it is abandoned at once.
+ * Either way an aborted check ends as a CancelledError — never as "absent" (which would build).
  */
 import type { ImageChecker, ImageCheckerLike } from "./builder.js";
-import { CheckFailedError, KilnError } from "./errors.js";
+import { CancelledError, CheckFailedError, KilnError } from "./errors.js";
 import { emit, type EventListener, type SerializedError } from "./events.js";
 import type { Architecture } from "./layers.js";
 import { serializeError } from "./redact.js";
+import { cancelledError, raceAbort } from "./registry/abort.js";
 import type { RegistryClient } from "./registry/client.js";
 
 export interface NamedChecker {
@@ -61,11 +66,17 @@ export async function runCheckers(
   options: RunCheckersOptions,
 ): Promise<CheckOutcome> {
   const outcome: CheckOutcome = { uri: null, results: [] };
+  const { signal } = options;
+  const cancelled = (checker: string) => cancelledError(`Check of ${options.image} (${checker})`, signal, { image: options.image, checker });
   for (const checker of checkers) {
-    options.signal?.throwIfAborted();
+    if (signal?.aborted) throw cancelled(checker.name);
     emit(options.onEvent, { type: "check.start", image: options.image, checker: checker.name, platforms: [...platforms] });
     try {
-      const uri = await checker.imageExists(repository, tag, [...platforms]);
+      // `{ signal }` only when there is one, so a signal-less call looks exactly as it always did.
+      const pending = signal ? checker.imageExists(repository, tag, [...platforms], { signal }) : checker.imageExists(repository, tag, [...platforms]);
+      const uri = await raceAbort(Promise.resolve(pending), signal, () => cancelled(checker.name));
+      // Whatever a checker answers after the abort (a null from a request it cut short) is no answer.
+      if (signal?.aborted) throw cancelled(checker.name);
       if (typeof uri === "string" && uri.length > 0) {
         outcome.results.push({ checker: checker.name, result: "present", uri });
         emit(options.onEvent, { type: "check.result", image: options.image, checker: checker.name, result: "present", uri });
@@ -76,6 +87,8 @@ export async function runCheckers(
       outcome.results.push({ checker: checker.name, result: "absent" });
       emit(options.onEvent, { type: "check.result", image: options.image, checker: checker.name, result: "absent" });
     } catch (error) {
+      // Cancellation ends the whole check; it is not one checker's "error" to pass over.
+      if (signal?.aborted) throw CancelledError.isInstance(error) ? error : cancelled(checker.name);
       const serialized = serializeError(error);
       outcome.results.push({ checker: checker.name, result: "error", error: serialized });
       emit(options.onEvent, { type: "check.result", image: options.image, checker: checker.name, result: "error", error: serialized });
@@ -113,18 +126,17 @@ export async function digestOfFound(uri: string, signal?: AbortSignal): Promise<
   if (!namesRegistryHost(uri)) return undefined;
   // Few retries and short deadlines: this is an extra answer, not the check itself.
   // Loaded on demand: the registry client is only needed once a registry image was found.
+  const cancelled = () => cancelledError(`Digest lookup of ${uri}`, signal, { image: uri });
+  if (signal?.aborted) throw cancelled();
   digestClient ??= new (await import("./registry/client.js")).RegistryClient({ retry: { retries: 1, baseDelayMs: 200 }, timeouts: { connectMs: 3_000, idleMs: 10_000, totalMs: 15_000 } });
-  const head = digestClient.headManifest(uri).then((h) => h?.digest, () => undefined);
-  if (!signal) return head;
-  signal.throwIfAborted();
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  try {
-    return await Promise.race([head, aborted]);
-  } finally {
-    signal.removeEventListener("abort", onAbort!);
-  }
+  // The signal aborts the request itself (socket closed, no retry); the race also covers the
+  // moments the client waits on something it cannot cancel (a credential helper).
+  const head = digestClient.headManifest(uri, { signal }).then(
+    (h) => h?.digest,
+    () => {
+      if (signal?.aborted) throw cancelled();
+      return undefined;
+    },
+  );
+  return raceAbort(head, signal, cancelled);
 }

@@ -33,19 +33,23 @@
  * `fromDockerfile` images: the user's Dockerfile as is; with layers, Kiln's instructions are appended to
  * its last stage, or, with `target`, to a new stage `FROM <target> AS kiln-final` (see `dockerBuildTarget`).
  *
+ * Build secrets (`withCommands(..., { secrets })`) become `RUN --mount=type=secret,id=…,required=true`
+ * on each command of their layer; with `buildkit: false` such an image is a BuildSecretsNeedBuildKitError.
+ *
  * `planDockerfile` exposes the same rendering as an ordered list of steps, each with the context files
  * it copies, so a builder can split the build into stages (incremental builds); `renderDockerfile` is
  * exactly the plan's lines joined.
  */
 import { readFileSync } from "node:fs";
-import { SourceNotFoundError, ValidationError } from "./errors.js";
+import { BuildSecretsNeedBuildKitError, SourceNotFoundError, ValidationError } from "./errors.js";
 import { specOf } from "./hash.js";
 import type { Image } from "./image.js";
-import { contextDirForLayer, type ImageSpec, type Layer, type PipOptions } from "./layers.js";
+import { contextDirForLayer, type ImageSpec, type Layer, type PipOptions, type SecretMount } from "./layers.js";
 import { doubleQuote, escapeWord, jsonArray } from "./quote.js";
 
 export interface RenderOptions {
-  /** Use BuildKit cache mounts (`RUN --mount=type=cache`). Default true; false renders plain RUN steps. */
+  /** Use BuildKit cache mounts (`RUN --mount=type=cache`). Default true; false renders plain RUN steps
+   * (and throws BuildSecretsNeedBuildKitError for an image that mounts build secrets). */
   buildkit?: boolean;
 }
 
@@ -140,11 +144,32 @@ export function planDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = 
     baseRef = spec.base.ref;
     preamble.push(`FROM ${spec.base.ref}`);
   }
+  if (!buildkit) assertNoSecrets(spec);
   const steps: DockerfileStep[] = [];
   if (spec.layers.some(needsUv(spec))) steps.push({ lines: [`COPY --from=${spec.uvImage} /uv /uvx /usr/local/bin/`], consumes: [] });
   steps.push(...planLayers(spec, buildkit));
   for (const step of steps) assertLineLengths(step.lines);
   return baseRef === undefined ? { preamble, steps } : { preamble, steps, baseRef };
+}
+
+/** Build secrets are BuildKit mounts; the classic builder has no way to provide them (and silently
+ * dropping the mount would run the command without its credentials). */
+function assertNoSecrets(spec: Readonly<ImageSpec>): void {
+  spec.layers.forEach((layer, index) => {
+    if (layer.kind === "commands" && layer.secrets !== undefined && layer.secrets.length > 0) {
+      const ids = layer.secrets.map((s) => s.id).join(", ");
+      throw new BuildSecretsNeedBuildKitError(`layers[${index}] mounts build secrets (${ids}), which needs BuildKit`, {
+        hint: "build with BuildKit (the default); the classic builder cannot mount secrets",
+        details: { layer: index, secrets: layer.secrets.map((s) => s.id) },
+      });
+    }
+  });
+}
+
+/** `--mount=type=secret,id=<id>,required=true[,target=<path>]`. Ids and targets are validated at
+ * declaration to characters that cannot end the flag or its CSV fields (validateSecretMounts). */
+function secretMount(secret: SecretMount): string {
+  return `--mount=type=secret,id=${secret.id},required=true${secret.target === undefined ? "" : `,target=${secret.target}`}`;
 }
 
 /** Dockerfile text from instruction lines (one trailing newline); refuses lines Docker cannot read. */
@@ -323,8 +348,10 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
     }
     case "dockerIgnore":
       return []; // applied by the build context, not an instruction
-    case "commands":
-      return [{ phase: "barrier", lines: layer.commands.map((c) => run([], ["/bin/sh", "-c", c])) }];
+    case "commands": {
+      const mounts = (layer.secrets ?? []).map(secretMount);
+      return [{ phase: "barrier", lines: layer.commands.map((c) => run(mounts, ["/bin/sh", "-c", c])) }];
+    }
     case "env":
       return [{ phase: "barrier", lines: [`ENV ${layer.vars.map(([k, v]) => `${k}=${doubleQuote(v)}`).join(" ")}`] }];
     case "workdir":

@@ -10,7 +10,9 @@
  *  4. `dryRun` stops here and returns the URI the build would produce — the builder is never
  *     called, whatever kind of image it is.
  *  5. Otherwise a per-image lock file is taken (another process building the same image is waited
- *     for, then the check runs again), and the builder builds and pushes.
+ *     for, then the check runs again), and the builder builds and pushes. Build secrets are resolved
+ *     just before (MissingSecretError if one has no value), handed to the builder, and their values
+ *     redacted from every event and error the builder produces.
  *
  * Concurrent calls for the same image in one process share one build (dedupe.ts).
  */
@@ -24,6 +26,7 @@ import type { Image } from "./image.js";
 import type { Architecture } from "./layers.js";
 import { acquireImageLock, lockDirectory } from "./lock.js";
 import { redactSecrets, serializeError } from "./redact.js";
+import { redactErrorSecrets, redactEventSecrets, resolveBuildSecrets, secretRedactor } from "./secrets.js";
 import { activateCredentialProviders } from "./discovery.js";
 import { getDiscovery, init as initSelection, resolveProjectDir, selectBuilder, selectRegistry, selectStrict, type InitOptions } from "./selection.js";
 
@@ -42,6 +45,13 @@ export interface EngineBuildOptions {
   strict?: boolean;
   /** Project whose config/plugins are used (default: init's, else nearest package.json). */
   projectDir?: string;
+  /**
+   * Values of the image's build secrets by id (ids the image does not declare are ignored); a declared
+   * id missing here is read from the environment variable of that name. Resolved only when the builder
+   * is about to run (a found image or a dry run needs none), passed to the builder, and redacted from
+   * every event and error of the build. Never part of the tag or of the dedupe key.
+   */
+  secrets?: Readonly<Record<string, string>>;
 }
 
 export type BuildOutcome =
@@ -164,14 +174,25 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
       if (again?.uri) return await found({ ...again, uri: again.uri });
     }
     signal.throwIfAborted();
+    // Only now are secret values needed (a found image needs none): a missing one fails before building.
+    const secrets = resolveBuildSecrets(image, options.secrets);
+    const redact = secretRedactor(secrets.values());
+    // Exact secret values first: the generic credential patterns would otherwise alter a line before it is matched.
+    const redacting = redactingListener(onEvent);
+    const builderEvents: EventListener = secrets.size === 0 ? redacting : (event) => redacting(redactEventSecrets(event, redact));
     emit(onEvent, { type: "build.start", image: uri, builder: selected.name, platforms, dryRun: false });
     let result: ImageBuild;
     try {
-      result = await selected.builder.buildImage(image, { dryRun: false, wait: true, force: options.force ?? false, signal, onEvent: redactingListener(onEvent) });
+      result = await selected.builder.buildImage(image, {
+        dryRun: false, wait: true, force: options.force ?? false, signal, onEvent: builderEvents,
+        ...(secrets.size > 0 ? { secrets: Object.fromEntries(secrets) } : {}),
+      });
     } catch (error) {
+      // A RUN step that printed a secret may be quoted in the builder's error (a log tail): scrub first.
+      if (secrets.size > 0) redactErrorSecrets(error, redact);
       if (signal.aborted) throw new CancelledError(`Build of ${uri} cancelled`, { cause: error });
       if (KilnError.isInstance(error)) throw error;
-      throw new BuildFailedError(`Builder ${selected.name} failed to build ${uri}: ${redactSecrets((error as Error)?.message ?? String(error))}`, {
+      throw new BuildFailedError(`Builder ${selected.name} failed to build ${uri}: ${redactSecrets(redact((error as Error)?.message ?? String(error)))}`, {
         hint: "See the build log above; fix the failing step and build again.",
         cause: error,
         details: { image: uri, builder: selected.name },

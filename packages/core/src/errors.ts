@@ -100,3 +100,9 @@ export class PushFailedError extends defineError("PushFailedError", "KILN_PUSH_F
 export class DaemonUnavailableError extends defineError("DaemonUnavailableError", "KILN_DAEMON_UNAVAILABLE") {}
 export class CancelledError extends defineError("CancelledError", "KILN_CANCELLED") {}
 export class SpecLoadError extends defineError("SpecLoadError", "KILN_SPEC_LOAD") {}
+
+/** A build secret the image declares has no value (neither passed to build() nor in the environment),
+ * or a `--secret` source could not be read. Names ids, variables and paths — never a value. */
+export class MissingSecretError extends defineError("MissingSecretError", "KILN_MISSING_SECRET") {}
+/** The image mounts build secrets, which only BuildKit can do; the classic builder was asked for. */
+export class BuildSecretsNeedBuildKitError extends defineError("BuildSecretsNeedBuildKitError", "KILN_SECRETS_NEED_BUILDKIT") {}

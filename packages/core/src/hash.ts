@@ -10,9 +10,9 @@
  * Hashed: base (image ref + python/node version, or the Dockerfile's bytes + its whole context +
  * build args + target), every layer in order with a type tag, the files copied (walk.ts: sorted POSIX
  * paths, type, executable bit, content digest or link target), the platforms (as a set), the
- * installer and uv image. Not hashed: registry, name, explicit tag, extendability, host paths,
- * mtimes, owners, other mode bits, ignore patterns themselves (only their effect: which files are
- * copied), and credentials in index URLs.
+ * installer and uv image, build secret ids and targets. Not hashed: secret values, registry, name,
+ * explicit tag, extendability, host paths, mtimes, owners, other mode bits, ignore patterns
+ * themselves (only their effect: which files are copied), and credentials in index URLs.
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { createHash, type Hash } from "node:crypto";
@@ -295,7 +295,11 @@ function layerFields(
     case "requirements":
       return [["name", layer.name], ["content", single(0)], ...pip(layer)];
     case "commands":
-      return [["commands", layer.commands]];
+      // Secret ids and targets (never values: the spec has none). Without secrets the fields are as before,
+      // so existing tags do not change. `id=target` is unambiguous: neither may contain `=`.
+      return layer.secrets === undefined || layer.secrets.length === 0
+        ? [["commands", layer.commands]]
+        : [["commands", layer.commands], ["secrets", layer.secrets.map((s) => (s.target === undefined ? s.id : `${s.id}=${s.target}`))]];
     case "env":
       return [["vars", { pairs: layer.vars }]];
     case "workdir":

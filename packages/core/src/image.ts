@@ -21,7 +21,7 @@ import { fileURLToPath } from "node:url";
 import { describeValue, SourceNotFoundError, ValidationError } from "./errors.js";
 import { IgnoreMatcher, parseDockerignore } from "./dockerignore.js";
 import { computeTag, explainTag, type TagExplanation } from "./hash.js";
-import type { Architecture, BaseSpec, ImageSpec, Layer, NodePackageManager, PipOptions, PythonInstaller } from "./layers.js";
+import type { Architecture, BaseSpec, ImageSpec, Layer, NodePackageManager, PipOptions, PythonInstaller, SecretMount } from "./layers.js";
 import {
   optionsObject,
   requireString,
@@ -42,6 +42,7 @@ import {
   validatePythonVersion,
   validateRegistry,
   validateRepositoryName,
+  validateSecretMounts,
   validateStageName,
   validateTag,
   validateUser,
@@ -103,6 +104,16 @@ export interface UvProjectOptions {
 export interface NodeProjectOptions {
   dest?: string;
   manager?: NodePackageManager;
+}
+
+/** The optional last argument of `withCommands`. */
+export interface CommandOptions {
+  /**
+   * Build secrets mounted into each of these commands' RUN steps (BuildKit only): an id (the file
+   * appears at `/run/secrets/<id>`) or `{ id, target }`. Values are supplied at build time, never
+   * declared: `build(image, { secrets: { ID: value } })`, `kiln build --secret id=ID`, or the env var ID.
+   */
+  secrets?: Array<string | SecretMount>;
 }
 
 export type ImageJSON = ImageSpec & { kilnSpecVersion: 1 };
@@ -235,10 +246,19 @@ export class Image {
     return this.addLayer("withRequirements", { kind: "requirements", hostPath, name, ...pipOptions("withRequirements", options) });
   }
 
-  /** Each command runs as its own `RUN` through `/bin/sh -c` (you asked for a shell; Kiln adds none of its own). */
-  withCommands(...commands: string[]): Image {
+  /**
+   * Each command runs as its own `RUN` through `/bin/sh -c` (you asked for a shell; Kiln adds none of its own).
+   * A last `{ secrets: ["NPM_TOKEN", { id, target }] }` mounts build secrets into those RUNs (see CommandOptions).
+   */
+  withCommands(...args: [...commands: string[], options: CommandOptions] | string[]): Image {
+    const last = args[args.length - 1];
+    const options = typeof last === "object" && last !== null ? (last as CommandOptions) : undefined;
+    const commands = (options ? args.slice(0, -1) : args) as unknown[];
     const list = nonEmptyList("withCommands", commands).map((c, i) => validateCommand(`withCommands[${i}]`, c));
-    return this.addLayer("withCommands", { kind: "commands", commands: list });
+    const layer: Layer = { kind: "commands", commands: list };
+    const secrets = commandSecrets("withCommands", options);
+    if (secrets.length > 0) layer.secrets = secrets; // no secrets: no field, so specs, JSON and tags are unchanged
+    return this.addLayer("withCommands", layer);
   }
 
   withEnvVars(vars: Record<string, string>): Image {
@@ -437,6 +457,15 @@ function recordEntries(field: string, record: unknown): Array<[string, unknown]>
   return entries;
 }
 
+function commandSecrets(field: string, o: CommandOptions | undefined): SecretMount[] {
+  if (o === undefined) return [];
+  if (Array.isArray(o)) throw new ValidationError(`${field} options`, o, "expected { secrets }");
+  for (const key of Object.keys(o)) {
+    if (key !== "secrets") throw new ValidationError(`${field} options`, key, "unknown option", { hint: "known options: secrets" });
+  }
+  return o.secrets === undefined ? [] : validateSecretMounts(`${field} secrets`, o.secrets);
+}
+
 function pipOptions(field: string, o: PipOptions | undefined): PipOptions {
   if (o === undefined) return {};
   if (typeof o !== "object" || o === null || Array.isArray(o)) throw new ValidationError(`${field} options`, o, "expected PipOptions");
@@ -570,8 +599,12 @@ function parseLayer(field: string, raw: unknown): Layer {
       return { kind: "pipPackages", packages: nonEmptyList(field, list(`${field}.packages`, o.packages)).map((p, i) => validatePipRequirement(`${field}.packages[${i}]`, p)), ...optionalPip(field, o) };
     case "requirements":
       return { kind: "requirements", hostPath: absolutePath(`${field}.hostPath`, o.hostPath), name: validateContextFileName(`${field}.name`, o.name), ...optionalPip(field, o) };
-    case "commands":
-      return { kind: "commands", commands: nonEmptyList(field, list(`${field}.commands`, o.commands)).map((c, i) => validateCommand(`${field}.commands[${i}]`, c)) };
+    case "commands": {
+      const layer: Layer = { kind: "commands", commands: nonEmptyList(field, list(`${field}.commands`, o.commands)).map((c, i) => validateCommand(`${field}.commands[${i}]`, c)) };
+      const secrets = o.secrets === undefined ? [] : validateSecretMounts(`${field}.secrets`, o.secrets);
+      if (secrets.length > 0) layer.secrets = secrets;
+      return layer;
+    }
     case "env":
       return { kind: "env", vars: pairs(`${field}.vars`, o.vars, validateEnvKey, validateEnvValue) };
     case "workdir":

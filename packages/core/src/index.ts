@@ -30,7 +30,7 @@ export type { Architecture, Layer, LayerKind, BaseSpec, ImageSpec, PipOptions, P
 export { emit } from "./events.js";
 export type { BuildEvent, BuildEventType, BuildEventInput, EventListener, SerializedError } from "./events.js";
 export { KILN_API_VERSION } from "./builder.js";
-export type { ImageChecker, ImageCheckerClass, ImageCheckerLike, ImageBuilder, ImageBuild, BuildImageOptions } from "./builder.js";
+export type { ImageChecker, ImageCheckerClass, ImageCheckerLike, ImageCheckOptions, ImageBuilder, ImageBuild, BuildImageOptions } from "./builder.js";
 
 // image spec (image.ts, validate.ts, dockerfile.ts)
 export { Image, DEFAULT_PYTHON_VERSION, DEFAULT_NODE_VERSION, DEFAULT_IMAGE_NAME, DEFAULT_UV_IMAGE, DEFAULT_PLATFORMS, KILN_SPEC_VERSION } from "./image.js";
@@ -110,6 +110,7 @@ export type {
   FetchedManifest,
   CheckImageOptions,
   CheckImageResult,
+  RegistryRequestOptions,
   CredentialProvider,
   RegistryCredentials,
   ResolveRegistryCredentialsOptions,
@@ -142,3 +143,10 @@ export { acquireImageLock, lockDirectory, lockPathFor } from "./lock.js";
 export type { LockHandle, AcquireLockOptions } from "./lock.js";
 export { SharedWork } from "./dedupe.js";
 export { redactSecrets, redactUrl, serializeError } from "./redact.js";
+
+// build secrets (secrets.ts; declared with withCommands(..., { secrets }))
+export { secretIdsOf, resolveBuildSecrets, redactBuildSecrets } from "./secrets.js";
+export { MissingSecretError, BuildSecretsNeedBuildKitError } from "./errors.js";
+export { validateSecretId, validateSecretTarget, validateSecretMounts, SECRET_ID_PATTERN } from "./validate.js";
+export type { SecretMount } from "./layers.js";
+export type { CommandOptions } from "./image.js";

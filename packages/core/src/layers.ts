@@ -22,13 +22,26 @@ export interface PipOptions {
   extraArgs?: string[];
 }
 
+/**
+ * A build secret mounted into a RUN step (BuildKit `--mount=type=secret`). Only the id and the target
+ * are part of the spec (and the tag); the value is supplied at build time (`build(image, { secrets })`,
+ * `kiln build --secret`, or the environment variable named `id`) and never stored, hashed or logged.
+ */
+export interface SecretMount {
+  /** The secret's id: `[A-Za-z_][A-Za-z0-9_.-]{0,63}`. By default also the environment variable read. */
+  id: string;
+  /** Absolute path of the secret file inside the RUN step; default Docker's `/run/secrets/<id>`. */
+  target?: string;
+}
+
 export type Layer =
   | { kind: "aptPackages"; packages: string[] }
   | ({ kind: "pipPackages"; packages: string[] } & PipOptions)
   /** A requirements file copied into the image then installed. */
   | ({ kind: "requirements"; hostPath: string; name: string } & PipOptions)
-  /** Shell commands, each run as its own `RUN` (the user asked for a shell). */
-  | { kind: "commands"; commands: string[] }
+  /** Shell commands, each run as its own `RUN` (the user asked for a shell). `secrets` (absent when
+   * none were declared) are mounted into every one of these RUNs as BuildKit secret mounts. */
+  | { kind: "commands"; commands: string[]; secrets?: SecretMount[] }
   | { kind: "env"; vars: Array<[key: string, value: string]> }
   | { kind: "workdir"; path: string }
   /** A directory copied to `dest`, filtered by the image's ignore rules. */

@@ -7,7 +7,7 @@
  * every value anyway (quote.ts), so a value that passes here still cannot add an instruction.
  */
 import { InvalidReferenceError, ValidationError } from "./errors.js";
-import { ARCHITECTURES, type Architecture } from "./layers.js";
+import { ARCHITECTURES, type Architecture, type SecretMount } from "./layers.js";
 import { redactSecrets } from "./redact.js";
 import { parseReference } from "./reference.js";
 
@@ -230,6 +230,72 @@ export function validateCommand(field: string, value: unknown): string {
   const command = requireString(field, value);
   if (command.trim().length === 0) fail(field, command, "is blank", "pass the shell command to run");
   return command;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Build secrets (withCommands(..., { secrets })): ids and targets land inside a `--mount=` flag
+
+/** Docker-like secret ids; they also name the environment variable read by default. */
+export const SECRET_ID_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
+/** One segment of a secret target: no `,` `=` quotes, whitespace, `$` or backslashes (they would break the
+ * mount flag's CSV or be expanded by Docker), and not `.` or `..`. */
+const SECRET_TARGET_SEGMENT = /^[A-Za-z0-9_.@+:~-]+$/;
+
+export function validateSecretId(field: string, value: unknown): string {
+  if (typeof value !== "string" || !SECRET_ID_PATTERN.test(value)) {
+    const reason = typeof value !== "string"
+      ? `expected a secret id string, got ${value === null ? "null" : typeof value}`
+      : "secret ids are 1-64 letters, digits, `_`, `.` and `-`, starting with a letter or `_`";
+    fail(field, value, reason, 'use an id such as "NPM_TOKEN" or "pip_conf" (by default it is also the environment variable that holds the value)');
+  }
+  return value;
+}
+
+/** Where the secret file appears in the RUN step: a clean absolute path (it is written into the mount flag). */
+export function validateSecretTarget(field: string, value: unknown): string {
+  const target = validateContainerPath(field, value);
+  const hint = 'use a plain absolute path such as "/root/.npmrc" or "/run/secrets/npm_token"';
+  if (!target.startsWith("/")) fail(field, target, "must be an absolute path", hint);
+  const segments = target.slice(1).split("/");
+  if (target === "/" || segments.some((s) => s === "" || s === "." || s === "..")) {
+    fail(field, target, "must name a file: no empty, `.` or `..` segments and no trailing `/`", hint);
+  }
+  const bad = segments.find((s) => !SECRET_TARGET_SEGMENT.test(s));
+  if (bad !== undefined) {
+    fail(field, target, "may only contain letters, digits, `/`, `_`, `.`, `@`, `+`, `:`, `~` and `-` (it is written into a --mount flag)", hint);
+  }
+  return target;
+}
+
+/** `["NPM_TOKEN", { id: "pip_conf", target: "/root/.config/pip/pip.conf" }]` → normalised SecretMount[]:
+ * valid ids and targets, no id or target twice. */
+export function validateSecretMounts(field: string, value: unknown): SecretMount[] {
+  if (!Array.isArray(value)) {
+    fail(field, value, "expected a list of secret ids or { id, target } objects", 'e.g. ["NPM_TOKEN", { id: "pip_conf", target: "/root/.config/pip/pip.conf" }]');
+  }
+  const ids = new Set<string>();
+  const targets = new Set<string>();
+  return value.map((entry: unknown, i): SecretMount => {
+    const at = `${field}[${i}]`;
+    let mount: SecretMount;
+    if (typeof entry === "string") mount = { id: validateSecretId(at, entry) };
+    else if (typeof entry === "object" && entry !== null && !Array.isArray(entry)) {
+      const o = entry as Record<string, unknown>;
+      for (const key of Object.keys(o)) {
+        if (key !== "id" && key !== "target") fail(at, key, "unknown secret option", "a secret is { id, target? }");
+      }
+      mount = { id: validateSecretId(`${at}.id`, o.id) };
+      if (o.target !== undefined) mount.target = validateSecretTarget(`${at}.target`, o.target);
+    } else {
+      fail(at, entry, "expected a secret id or { id, target }", 'e.g. "NPM_TOKEN" or { id: "pip_conf", target: "/root/.config/pip/pip.conf" }');
+    }
+    if (ids.has(mount.id)) fail(at, mount.id, "is declared twice in this layer", "list each secret once");
+    ids.add(mount.id);
+    const target = mount.target ?? `/run/secrets/${mount.id}`;
+    if (targets.has(target)) fail(at, target, "another secret of this layer is mounted at the same target", "give each secret its own target");
+    targets.add(target);
+    return mount;
+  });
 }
 
 /** pip/uv index URLs: http or https, no credentials (they would be baked into the Dockerfile and the tag). */

@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dockerBuildTarget, KILN_FINAL_STAGE, renderDockerfile } from "../src/dockerfile.js";
-import { SourceNotFoundError, ValidationError } from "../src/errors.js";
+import { dockerBuildTarget, KILN_FINAL_STAGE, planDockerfile, renderDockerfile } from "../src/dockerfile.js";
+import { BuildSecretsNeedBuildKitError, KilnError, SourceNotFoundError, ValidationError } from "../src/errors.js";
 import { Image } from "../src/image.js";
 
 const GOLDEN_DIR = new URL("./fixtures/golden/", import.meta.url);
@@ -116,6 +116,63 @@ describe("renderDockerfile goldens", () => {
       });
     }
   }
+});
+
+/** Build secrets exist only with BuildKit: these goldens have no classic twin (see the classic test below). */
+const secretCases: Array<[name: string, make: () => Image]> = [
+  ["commands-secrets", () => debian()
+    .withAptPackages("git")
+    .withCommands("npm whoami", "pip download --no-deps rich", {
+      secrets: ["NPM_TOKEN", { id: "pip_conf", target: "/root/.config/pip/pip.conf" }],
+    })
+    .withCommands("echo no secrets here")
+    .withWorkdir("/srv")
+    .withCommands("cat /run/secrets/api.key-2 >/dev/null", { secrets: ["api.key-2"] })],
+];
+
+describe("renderDockerfile goldens: build secrets", () => {
+  for (const [name, make] of secretCases) {
+    const file = `${name}.buildkit.Dockerfile`;
+    it(file, () => {
+      const rendered = renderDockerfile(make());
+      const url = new URL(file, GOLDEN_DIR);
+      if (update) writeFileSync(url, rendered);
+      expect(rendered).toBe(readFileSync(url, "utf8"));
+      expect(rendered).not.toMatch(/^#\s*syntax/im);
+    });
+  }
+
+  it("the classic builder refuses an image with secrets: a typed error with the hint, from render and plan", () => {
+    const image = secretCases[0]![1]();
+    for (const attempt of [() => renderDockerfile(image, { buildkit: false }), () => planDockerfile(image, { buildkit: false })]) {
+      const error = (() => {
+        try {
+          attempt();
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(error).toBeInstanceOf(BuildSecretsNeedBuildKitError);
+      expect(KilnError.isInstance(error)).toBe(true);
+      expect(BuildSecretsNeedBuildKitError.isInstance(error)).toBe(true);
+      const e = error as BuildSecretsNeedBuildKitError;
+      expect(e.code).toBe("KILN_SECRETS_NEED_BUILDKIT");
+      expect(e.message).toContain("layers[1]");
+      expect(e.message).toContain("NPM_TOKEN, pip_conf");
+      expect(e.hint).toBe("build with BuildKit (the default); the classic builder cannot mount secrets");
+    }
+    // The same commands without secrets render classic as before, with no mount at all.
+    const plain = debian().withCommands("npm whoami");
+    expect(renderDockerfile(plain, { buildkit: false })).toBe(renderDockerfile(plain, { buildkit: true }));
+  });
+
+  it("every command of the layer gets the mounts; other layers get none", () => {
+    const lines = renderDockerfile(secretCases[0]![1]()).trimEnd().split("\n");
+    const mounted = lines.filter((l) => l.includes("type=secret"));
+    expect(mounted.map((l) => JSON.parse(l.slice(l.indexOf("[")))[2])).toEqual(["npm whoami", "pip download --no-deps rich", "cat /run/secrets/api.key-2 >/dev/null"]);
+    expect(lines.find((l) => l.includes("echo no secrets here"))).toBe('RUN ["/bin/sh","-c","echo no secrets here"]');
+  });
 });
 
 describe("renderDockerfile rules", () => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SourceNotFoundError } from "../src/errors.js";
 import { computeTag, diffTagExplanations, explainTag } from "../src/hash.js";
-import type { ImageSpec, Layer } from "../src/layers.js";
+import type { ImageSpec, Layer, SecretMount } from "../src/layers.js";
 import { FileDigestCache } from "../src/statcache.js";
 
 let root: string;
@@ -218,6 +218,43 @@ describe("explainTag", () => {
     const changes = diffTagExplanations(before, after);
     expect(changes.map((c) => c.label).sort()).toEqual(["layers[1] main.py", "layers[1] sourceFolder"]);
     expect(diffTagExplanations(after, after)).toEqual([]);
+  });
+});
+
+describe("build secrets in the tag", () => {
+  const commands = (secrets?: SecretMount[]): Layer =>
+    secrets === undefined ? { kind: "commands", commands: ["npm whoami", "echo hi"] } : { kind: "commands", commands: ["npm whoami", "echo hi"], secrets };
+
+  it("a commands layer without secrets hashes exactly as before secrets existed", () => {
+    // Computed by the recipe before build secrets were added (git HEAD at the time): a regression pin,
+    // so adding the feature moved no existing tag.
+    expect(tag(spec([commands(), { kind: "aptPackages", packages: ["git"] }]))).toBe("fc2bdaadd08c04ee8855baefb0179c1f");
+    // An empty list is "no secrets".
+    expect(tag(spec([commands([])]))).toBe(tag(spec([commands()])));
+  });
+
+  it("covers secret ids and targets, in order; a secret never equals a command", () => {
+    const none = tag(spec([commands()]));
+    const npm = tag(spec([commands([{ id: "NPM_TOKEN" }])]));
+    expect(npm).not.toBe(none);
+    expect(tag(spec([commands([{ id: "NPM_TOKEN2" }])]))).not.toBe(npm);
+    expect(tag(spec([commands([{ id: "NPM_TOKEN", target: "/root/.npmrc" }])]))).not.toBe(npm);
+    expect(tag(spec([commands([{ id: "NPM_TOKEN", target: "/root/.npmrc" }])]))).not.toBe(tag(spec([commands([{ id: "NPM_TOKEN", target: "/root/.npmrc2" }])])));
+    const ab = tag(spec([commands([{ id: "a" }, { id: "b" }])]));
+    expect(tag(spec([commands([{ id: "b" }, { id: "a" }])]))).not.toBe(ab);
+    // Field framing: the secret id is not a command, and `secrets` is not a command list.
+    const asCommand: Layer = { kind: "commands", commands: ["npm whoami", "echo hi", "NPM_TOKEN"] };
+    expect(tag(spec([asCommand]))).not.toBe(npm);
+    expect(tag(spec([commands([{ id: "NPM_TOKEN" }])]))).toBe(npm); // and stable
+  });
+
+  it("explainTag lists the secret ids and targets, and no value can be in it (the spec has none)", () => {
+    const layer = commands([{ id: "NPM_TOKEN" }, { id: "pip_conf", target: "/root/.config/pip/pip.conf" }]);
+    const explained = explainTag(spec([layer]), { cache: false });
+    const input = explained.inputs.find((i) => i.label === "layers[0] commands")!;
+    expect(input.value).toBe('commands=["npm whoami","echo hi"] secrets=["NPM_TOKEN","pip_conf=/root/.config/pip/pip.conf"]');
+    const diff = diffTagExplanations(explainTag(spec([commands()]), { cache: false }), explained);
+    expect(diff.map((c) => c.label)).toEqual(["layers[0] commands"]);
   });
 });
 

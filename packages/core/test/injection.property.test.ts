@@ -13,7 +13,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { renderDockerfile } from "../src/dockerfile.js";
-import { ValidationError } from "../src/errors.js";
+import { BuildSecretsNeedBuildKitError, ValidationError } from "../src/errors.js";
 import { Image } from "../src/image.js";
 import { parseReference } from "../src/reference.js";
 
@@ -186,6 +186,9 @@ const repoName = near("abc019._-/", "n");
 const tagText = near("abcXYZ019._-", "t");
 const refText = near("abc019._-/:", "i");
 const stageName = near("abcXYZ019_.-", "s");
+const secretId = near("ABCxyz_019.-", "S");
+/** Half from the accepted alphabet (so enough render), half with the characters that would break a mount flag. */
+const secretTarget = fc.oneof(near("abc019/._-@+:~", "/"), near("abc019/._-@+:~ ,=\"'$\\", "/"));
 
 /** Runs `declare`; a ValidationError is an accepted outcome, any other error fails the property. */
 let accepted = 0;
@@ -239,6 +242,33 @@ describe("no user input adds an instruction or escapes its quoting", () => {
         expect(instructions.map((i) => i.cmd)).toEqual(commands.map(() => "RUN"));
         instructions.forEach((ins, k) => expect(ins.json).toEqual(["/bin/sh", "-c", commands[k]]));
       }
+    }), { numRuns: RUNS });
+  });
+
+  it("withCommands build secrets: ids and targets stay inside their --mount flag", () => {
+    /** BuildKit reads a mount flag as one CSV record of key=value fields. */
+    const mountFields = (flag: string) => {
+      expect(flag.startsWith("--mount=")).toBe(true);
+      return flag.slice("--mount=".length).split(",").map((field) => {
+        const eq = field.indexOf("=");
+        expect(eq, `field ${JSON.stringify(field)} of ${JSON.stringify(flag)}`).toBeGreaterThan(0);
+        return [field.slice(0, eq), field.slice(eq + 1)];
+      });
+    };
+    const plainId = fc.oneof(secretId, fc.constantFrom("NPM_TOKEN", "pip.conf", "_k-1"));
+    fc.assert(fc.property(secretId, plainId, secretTarget, text, (id, id2, target, command) => {
+      const image = declared(() => base().withCommands(command, { secrets: [id, { id: id2, target }] }));
+      if (!image) return;
+      const instructions = parseDockerfile(renderDockerfile(image)).slice(1);
+      expect(instructions.map((i) => i.cmd)).toEqual(["RUN"]);
+      expect(instructions[0]!.json).toEqual(["/bin/sh", "-c", command]);
+      expect(instructions[0]!.flags.map(mountFields)).toEqual([
+        [["type", "secret"], ["id", id], ["required", "true"]],
+        [["type", "secret"], ["id", id2], ["required", "true"], ["target", target]],
+      ]);
+      // No build-arg or env expansion can reach a mount flag: nothing Docker would substitute.
+      for (const flag of instructions[0]!.flags) expect(flag).not.toMatch(/[$"'\\\s]/);
+      expect(() => renderDockerfile(image, { buildkit: false })).toThrow(BuildSecretsNeedBuildKitError);
     }), { numRuns: RUNS });
   });
 

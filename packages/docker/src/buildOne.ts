@@ -19,6 +19,8 @@ import {
 } from "@kiln/core";
 import { followBuild, type BuildOutcome } from "./buildProgress.js";
 import type { DockerDaemon } from "./daemon.js";
+import { recordLostStepContainer, StepContainers } from "./orphanContainers.js";
+import { OrphanLedger } from "./orphanLedger.js";
 
 export interface BuildOneOptions {
   image: Image;
@@ -35,6 +37,8 @@ export interface BuildOneOptions {
   signal?: AbortSignal;
   onEvent?: EventListener;
   redact: (text: string) => string;
+  /** Where a step container left by a build that lost its daemon is recorded (default: beside Kiln's locks). */
+  orphans?: OrphanLedger;
 }
 
 export interface SendBuildOptions extends BuildOneOptions {
@@ -98,17 +102,24 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
     } catch (error) {
       throw requestFailure(daemon, error, options);
     }
+    const stepContainers = new StepContainers();
     try {
       const outcome = await followBuild(response, {
         image: uri,
         platform,
         onEvent: options.onEvent,
         redact: options.redact,
+        stepContainers,
       });
       return { ...outcome, contextBytes };
     } catch (error) {
       response.destroy();
+      // Cancelled: the daemon is there, sees the request go and removes the container itself.
       if (options.signal?.aborted) throw new CancelledError(`Build of ${uri} (${platform}) cancelled`, { cause: error });
+      // The build ended between a step container's start and its removal: the daemon went away
+      // before its forcerm, and the container outlives it unless Kiln removes it.
+      const open = stepContainers.current;
+      if (open) await recordLostStepContainer(daemon, options.orphans ?? new OrphanLedger(), open, { image: uri });
       if (KilnError.isInstance(error)) throw error;
       throw requestFailure(daemon, error, options);
     }

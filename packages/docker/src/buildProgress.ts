@@ -16,6 +16,8 @@ export interface BuildProgressOptions {
   onEvent?: EventListener;
   /** Scrubs secrets (build arg values, credentials) from text before it leaves this module. */
   redact?: (text: string) => string;
+  /** Classic builder: told when a step container starts and once the daemon has removed it (orphanContainers.ts). */
+  stepContainers?: { started(id: string): void; removed(id: string): void };
 }
 
 export interface BuildOutcome {
@@ -74,7 +76,10 @@ class BuildState {
     if (typeof message.stream === "string") this.handleClassicText(message.stream);
   }
 
-  /** Classic builder: "Step 2/5 : RUN …" starts a step; " ---> Using cache" marks it cached. */
+  /**
+   * Classic builder: "Step 2/5 : RUN …" starts a step; " ---> Using cache" marks it cached;
+   * " ---> Running in <id>" / "Removing intermediate container <id>" bracket its container.
+   */
   private handleClassicText(text: string): void {
     for (const raw of text.split("\n")) {
       const line = raw.replace(/\r$/, "");
@@ -88,7 +93,18 @@ class BuildState {
         this.cachedSteps++;
         continue;
       }
-      if (/^ ---> [0-9a-f]{12}$/.test(line) || /^ ---> Running in [0-9a-f]{12}$/.test(line) || /^Removing intermediate container/.test(line)) continue;
+      const running = /^ ---> Running in ([0-9a-f]{12})$/.exec(line);
+      if (running) {
+        this.options.stepContainers?.started(running[1]!);
+        continue;
+      }
+      // Printed after the daemon removed it (forcerm prints it for a failed step too).
+      const removed = /^Removing intermediate container ([0-9a-f]{12})$/.exec(line);
+      if (removed) {
+        this.options.stepContainers?.removed(removed[1]!);
+        continue;
+      }
+      if (/^ ---> [0-9a-f]{12}$/.test(line) || /^Removing intermediate container/.test(line)) continue;
       this.log(this.currentStep, line);
     }
   }

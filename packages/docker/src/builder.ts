@@ -26,6 +26,8 @@ import { LocalDockerImageChecker, RegistryImageChecker } from "./checkers.js";
 import { DockerDaemon, type DaemonInfo } from "./daemon.js";
 import { buildIncremental, buildsInStages } from "./incremental.js";
 import { assembleIndex, platformTag, presentPlatformManifests, pushedManifest, type PlatformManifest } from "./multiPlatform.js";
+import { sweepOrphanContainers } from "./orphanContainers.js";
+import { OrphanLedger, orphanDirectory } from "./orphanLedger.js";
 import { provenanceLabels } from "./provenance.js";
 import { pruneStages } from "./prune.js";
 import { pushIdleTimeoutMs, pushTag } from "./push.js";
@@ -33,7 +35,10 @@ import { encodeRegistryAuth, registryHost, type RegistryAuth } from "./registryA
 import { stageRepository } from "./stages.js";
 
 export interface DockerImageBuilderOptions {
-  /** Environment read for DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_CONFIG (default process.env). */
+  /**
+   * Environment read for DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH, DOCKER_CONFIG, and KILN_LOCK_DIR
+   * (where step containers stranded by a lost daemon are recorded) (default process.env).
+   */
   env?: NodeJS.ProcessEnv;
   /** Force BuildKit on or off; default: on when the daemon supports it (DOCKER_BUILDKIT=0 turns it off). */
   buildkit?: boolean;
@@ -73,10 +78,15 @@ export class DockerImageBuilder implements ImageBuilder {
   readonly name = "docker";
   private readonly env: NodeJS.ProcessEnv;
   private registryClientInstance: RegistryClient | undefined;
+  /** Step containers builds lost with their daemon (KILN_LOCK_DIR from `env` places it, like the locks). */
+  private readonly orphans: OrphanLedger;
+  private orphanSweep: Promise<unknown> | undefined;
+  private orphanSweepAtWrites = 0;
 
   constructor(private readonly options: DockerImageBuilderOptions = {}) {
     this.env = options.env ?? process.env;
     this.registryClientInstance = options.registryClient;
+    this.orphans = new OrphanLedger(orphanDirectory(this.env));
   }
 
   private get registryClient(): RegistryClient {
@@ -109,6 +119,7 @@ export class DockerImageBuilder implements ImageBuilder {
 
     const daemon = DockerDaemon.fromEnv(this.env);
     const info = await daemon.describe(signal);
+    await this.sweepOrphans(daemon, uri, onEvent);
     const buildkit = this.options.buildkit ?? (this.env.DOCKER_BUILDKIT === "0" ? false : info.buildkit);
     const labels = await provenanceLabels(image);
     const repository = image.registry ? `${image.registry}/${image.name}` : image.name;
@@ -136,6 +147,7 @@ export class DockerImageBuilder implements ImageBuilder {
       redact,
       incremental,
       built,
+      orphans: this.orphans,
     };
 
     try {
@@ -171,6 +183,20 @@ export class DockerImageBuilder implements ImageBuilder {
       if (KilnError.isInstance(error)) throw error;
       throw daemon.translate(error, signal);
     }
+  }
+
+  /**
+   * Removes the step containers earlier builds left on this daemon when they lost it mid-step
+   * (orphanContainers.ts): before this builder's first build — one directory read when there is no
+   * record — and again after one of its own builds recorded one. Concurrent builds share the sweep;
+   * it never fails a build (each request is time-bounded, records stay when the daemon does not answer).
+   */
+  private sweepOrphans(daemon: DockerDaemon, uri: string, onEvent: BuildImageOptions["onEvent"]): Promise<unknown> {
+    if (!this.orphanSweep || this.orphanSweepAtWrites !== this.orphans.writes) {
+      this.orphanSweepAtWrites = this.orphans.writes;
+      this.orphanSweep = sweepOrphanContainers(daemon, this.orphans, { image: uri, onEvent });
+    }
+    return this.orphanSweep;
   }
 
   /**

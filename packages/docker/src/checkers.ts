@@ -5,7 +5,7 @@
  *   arch-aware through the image's `Os`/`Architecture` (per-platform tags `<tag>-linux-arm64` count).
  * - RegistryImageChecker: core's registry client (HEAD, then platforms from the index or config).
  */
-import { checkImage, type Architecture, type ImageChecker, type RegistryClient } from "@kiln/core";
+import { CancelledError, checkImage, type Architecture, type ImageChecker, type ImageCheckOptions, type RegistryClient } from "@kiln/core";
 import { DockerDaemon } from "./daemon.js";
 import { platformTag } from "./multiPlatform.js";
 
@@ -31,15 +31,20 @@ export class LocalDockerImageChecker implements ImageChecker {
     this.daemon = DockerDaemon.fromEnv(options.env ?? process.env);
   }
 
-  async imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
+  async imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
     if (!this.options.anyRepository && hasRegistryHost(repository)) return null;
     const ref = `${repository}:${tag}`;
+    // dockerode's inspect takes no signal; each inspect is a quick local read, so check between them.
+    const inspect = async (candidate: string) => {
+      if (options?.signal?.aborted) throw new CancelledError(`Check of ${ref} cancelled`, { cause: options.signal.reason });
+      return this.inspect(candidate);
+    };
     const platforms = arch ?? [];
-    if (platforms.length === 0) return (await this.inspect(ref)) ? ref : null;
+    if (platforms.length === 0) return (await inspect(ref)) ? ref : null;
     for (const platform of platforms) {
       let found = false;
       for (const candidate of [ref, `${repository}:${platformTag(tag, platform)}`]) {
-        const inspected = await this.inspect(candidate);
+        const inspected = await inspect(candidate);
         if (inspected && `${inspected.Os}/${inspected.Architecture}` === platform) {
           found = true;
           break;
@@ -70,10 +75,14 @@ export class RegistryImageChecker implements ImageChecker {
   readonly name = "docker-registry";
   constructor(private readonly options: RegistryImageCheckerOptions = {}) {}
 
-  async imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
+  async imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
     if (!hasRegistryHost(repository)) return null;
     const ref = `${repository}:${tag}`;
-    const result = await checkImage(ref, { platforms: arch ?? [], ...(this.options.client ? { client: this.options.client } : {}) });
+    const result = await checkImage(ref, {
+      platforms: arch ?? [],
+      ...(this.options.client ? { client: this.options.client } : {}),
+      ...(options?.signal ? { signal: options.signal } : {}),
+    });
     return result.present ? ref : null;
   }
 }

@@ -27,6 +27,7 @@ import {
   RegistryClient,
   type Architecture,
   type ImageChecker,
+  type ImageCheckOptions,
   type RegistryClientOptions,
 } from "@kiln/core";
 import { DEFAULT_PLATFORMS, referenceFor } from "./target.js";
@@ -68,13 +69,22 @@ export class DockerHubImageChecker implements ImageChecker {
   }
 
   /** The guide's class form: `DockerHubImageChecker.imageExists(...)` with default settings. */
-  static imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
+  static imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
     DockerHubImageChecker.shared ??= new DockerHubImageChecker();
-    return DockerHubImageChecker.shared.imageExists(repository, tag, arch);
+    return DockerHubImageChecker.shared.imageExists(repository, tag, arch, options);
   }
 
-  /** `repository:tag` when present for every platform in `arch` (default linux/amd64), else null; throws when it cannot tell. */
-  async imageExists(repository: string, tag: string, arch: readonly Architecture[] = DEFAULT_PLATFORMS): Promise<string | null> {
+  /**
+   * `repository:tag` when present for every platform in `arch` (default linux/amd64), else null;
+   * throws when it cannot tell. `options.signal` aborts the registry request in flight (socket
+   * closed, no retry) and rejects with a CancelledError.
+   */
+  async imageExists(
+    repository: string,
+    tag: string,
+    arch: readonly Architecture[] = DEFAULT_PLATFORMS,
+    options: ImageCheckOptions = {},
+  ): Promise<string | null> {
     const ref = referenceFor(repository, tag);
     if (!isDockerHub(ref.registry)) {
       throw new InvalidReferenceError(`${repository} is not a Docker Hub repository (its registry is ${ref.registry})`, {
@@ -82,7 +92,7 @@ export class DockerHubImageChecker implements ImageChecker {
         details: { field: "repository", value: repository, registry: ref.registry },
       });
     }
-    const result = await checkImage({ ...ref, registry: "docker.io" }, { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client });
+    const result = await checkImage({ ...ref, registry: "docker.io" }, { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client, signal: options.signal });
     return result.present ? `${repository}:${tag}` : null;
   }
 }

@@ -5,7 +5,7 @@
  * `insecureRegistries` / KILN_INSECURE_REGISTRIES too. Any denial is an AuthError ("could not
  * tell"), since outside Docker Hub a missing repository answers 404.
  */
-import { checkImage, RegistryClient, type Architecture, type ImageChecker, type RegistryClientOptions } from "@kiln/core";
+import { checkImage, RegistryClient, type Architecture, type ImageChecker, type ImageCheckOptions, type RegistryClientOptions } from "@kiln/core";
 import { DEFAULT_PLATFORMS, referenceFor } from "./target.js";
 
 export interface RegistryImageCheckerOptions extends RegistryClientOptions {
@@ -23,15 +23,24 @@ export class RegistryImageChecker implements ImageChecker {
   }
 
   /** The guide's class form: `RegistryImageChecker.imageExists(...)` with default settings. */
-  static imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
+  static imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
     RegistryImageChecker.shared ??= new RegistryImageChecker();
-    return RegistryImageChecker.shared.imageExists(repository, tag, arch);
+    return RegistryImageChecker.shared.imageExists(repository, tag, arch, options);
   }
 
-  /** `repository:tag` when present for every platform in `arch` (default linux/amd64), else null; throws when it cannot tell. */
-  async imageExists(repository: string, tag: string, arch: readonly Architecture[] = DEFAULT_PLATFORMS): Promise<string | null> {
+  /**
+   * `repository:tag` when present for every platform in `arch` (default linux/amd64), else null;
+   * throws when it cannot tell. `options.signal` aborts the registry request in flight (socket
+   * closed, no retry) and rejects with a CancelledError.
+   */
+  async imageExists(
+    repository: string,
+    tag: string,
+    arch: readonly Architecture[] = DEFAULT_PLATFORMS,
+    options: ImageCheckOptions = {},
+  ): Promise<string | null> {
     const ref = referenceFor(repository, tag);
-    const result = await checkImage(ref, { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client });
+    const result = await checkImage(ref, { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client, signal: options.signal });
     return result.present ? `${repository}:${tag}` : null;
   }
 }

@@ -8,6 +8,7 @@
  */
 import { BatchGetImageCommand, type ECRClient } from "@aws-sdk/client-ecr";
 import {
+  CancelledError,
   CheckFailedError,
   MANIFEST_MEDIA_TYPES,
   RateLimitError,
@@ -16,6 +17,7 @@ import {
   platformOfConfig,
   type Architecture,
   type ImageChecker,
+  type ImageCheckOptions,
 } from "@kiln/core";
 import { awsErrorName, toKilnError } from "./aws-errors.js";
 import { EcrClientPool, type EcrClientOptions } from "./client.js";
@@ -57,12 +59,41 @@ export class EcrImageChecker implements ImageChecker {
   }
 
   /** The guide's class form: a checker with default options (standard AWS chain, host's region). */
-  static imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
+  static imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
     EcrImageChecker.defaultInstance ??= new EcrImageChecker();
-    return EcrImageChecker.defaultInstance.imageExists(repository, tag, arch);
+    return EcrImageChecker.defaultInstance.imageExists(repository, tag, arch, options);
   }
 
-  async imageExists(repository: string, tag: string, arch: readonly Architecture[] = DEFAULT_PLATFORMS): Promise<string | null> {
+  /**
+   * `options.signal` is handed to every SDK call (`send(command, { abortSignal })`) and to the config
+   * blob download, so a cancelled check closes its connection at once; it then rejects with a
+   * CancelledError, never answering "absent".
+   */
+  async imageExists(
+    repository: string,
+    tag: string,
+    arch: readonly Architecture[] = DEFAULT_PLATFORMS,
+    options: ImageCheckOptions = {},
+  ): Promise<string | null> {
+    const { signal } = options;
+    try {
+      return await this.check(repository, tag, arch, signal);
+    } catch (error) {
+      if (signal?.aborted) {
+        throw CancelledError.isInstance(error)
+          ? error
+          : new CancelledError(`ECR check of ${repository}:${tag}: cancelled`, {
+              cause: signal.reason,
+              hint: "The check was cancelled (AbortSignal, Ctrl-C or SIGTERM); nothing was concluded about the image.",
+              details: { repository, tag },
+            });
+      }
+      throw error;
+    }
+  }
+
+  private async check(repository: string, tag: string, arch: readonly Architecture[], signal: AbortSignal | undefined): Promise<string | null> {
+    signal?.throwIfAborted();
     assertTag(tag);
     const target = this.resolve(repository);
     const client = this.pool.get(target.registry ?? {});
@@ -82,6 +113,7 @@ export class EcrImageChecker implements ImageChecker {
           imageIds: [{ imageTag: tag }],
           acceptedMediaTypes: [...MANIFEST_MEDIA_TYPES],
         }),
+        signal ? { abortSignal: signal } : {},
       );
     } catch (error) {
       const name = awsErrorName(error);
@@ -119,7 +151,7 @@ export class EcrImageChecker implements ImageChecker {
 
     const uri = await this.uriOf(client, target, image.registryId, tag);
     if (arch.length === 0) return uri;
-    const present = await this.platformsOf(client, target, image.imageManifest, image.imageManifestMediaType, details);
+    const present = await this.platformsOf(client, target, image.imageManifest, image.imageManifestMediaType, details, signal);
     return missingPlatforms(arch, present).length === 0 ? uri : null;
   }
 
@@ -188,6 +220,7 @@ export class EcrImageChecker implements ImageChecker {
     manifestText: string,
     mediaType: string | undefined,
     details: Record<string, unknown>,
+    signal: AbortSignal | undefined,
   ): Promise<string[]> {
     let manifest: Record<string, unknown>;
     try {
@@ -213,6 +246,7 @@ export class EcrImageChecker implements ImageChecker {
       repositoryName: target.repositoryName,
       digest,
       ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
+      ...(signal ? { signal } : {}),
       details,
     });
     return [platformOfConfig(platform)];

@@ -25,6 +25,8 @@ export interface ConfigBlobRequest {
   /** Config blobs are a few KB; anything past this is refused rather than buffered. */
   maxBytes?: number;
   timeoutMs?: number;
+  /** Cancels both the API call and the download (the caller's signal, combined with the timeout). */
+  signal?: AbortSignal;
   details: Record<string, unknown>;
 }
 
@@ -40,6 +42,7 @@ export async function fetchConfigPlatform(request: ConfigBlobRequest): Promise<P
         repositoryName,
         layerDigest: digest,
       }),
+      request.signal ? { abortSignal: request.signal } : {},
     );
     url = response.downloadUrl;
   } catch (error) {
@@ -78,7 +81,9 @@ async function download(url: string, request: ConfigBlobRequest): Promise<Buffer
   const where = safeHost(url);
   let response: Response;
   try {
-    response = await fetchImpl(url, { signal: AbortSignal.timeout(request.timeoutMs ?? 30_000) });
+    const timeout = AbortSignal.timeout(request.timeoutMs ?? 30_000);
+    // Node 20.3+: either the deadline or the caller's cancellation ends the download.
+    response = await fetchImpl(url, { signal: request.signal ? AbortSignal.any([timeout, request.signal]) : timeout });
   } catch (error) {
     throw new CheckFailedError(`Could not download the config blob ${request.digest} from ${where}`, {
       hint: "Check network access to the ECR layer storage (S3) endpoint.",

@@ -32,6 +32,10 @@ export class FakeEcr {
   readonly blobs = new Map<string, Buffer>();
   /** Operation → how many of its next calls answer ThrottlingException. */
   readonly throttle = new Map<string, number>();
+  /** Operations (or "blob" for config blob downloads) accepted and never answered. */
+  readonly hang = new Set<string>();
+  /** Client connections currently open; `closed` counts those that have closed. */
+  readonly connections = { open: 0, closed: 0 };
   /** Registry id used when a request names none (the caller's own account). */
   defaultRegistryId = "123456789012";
   /** What GetAuthorizationToken hands out. */
@@ -42,6 +46,13 @@ export class FakeEcr {
 
   async start(): Promise<this> {
     this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server.on("connection", (socket) => {
+      this.connections.open++;
+      socket.on("close", () => {
+        this.connections.open--;
+        this.connections.closed++;
+      });
+    });
     await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
@@ -73,7 +84,13 @@ export class FakeEcr {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    if (req.method === "GET" && req.url?.startsWith("/blobs/")) return this.serveBlob(req.url, res);
+    if (req.method === "GET" && req.url?.startsWith("/blobs/")) {
+      if (this.hang.has("blob")) {
+        this.blobRequests.push(req.url);
+        return;
+      }
+      return this.serveBlob(req.url, res);
+    }
 
     const target = String(req.headers["x-amz-target"] ?? "");
     if (req.method !== "POST" || !target.startsWith(TARGET_PREFIX) || req.headers["content-type"] !== "application/x-amz-json-1.1") {
@@ -82,6 +99,7 @@ export class FakeEcr {
     const operation = target.slice(TARGET_PREFIX.length);
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as Record<string, any>;
     this.requests.push({ operation, body, headers: req.headers });
+    if (this.hang.has(operation)) return;
 
     const throttled = this.throttle.get(operation) ?? 0;
     if (throttled > 0) {

@@ -41,11 +41,14 @@ function recordPath(repository: string, tag: string): string {
   return join(storeDir(), "images", `${recordKey(repository, tag)}.json`);
 }
 
-/** The record of repository:tag, or null when the catalogue has never seen it. */
-export async function readRecord(repository: string, tag: string): Promise<CatalogueRecord | null> {
+/**
+ * The record of repository:tag, or null when the catalogue has never seen it. `signal` cancels the
+ * read (it then rejects with an AbortError, never resolves null).
+ */
+export async function readRecord(repository: string, tag: string, options: { signal?: AbortSignal } = {}): Promise<CatalogueRecord | null> {
   let text: string;
   try {
-    text = await readFile(recordPath(repository, tag), "utf8");
+    text = await readFile(recordPath(repository, tag), { encoding: "utf8", ...(options.signal ? { signal: options.signal } : {}) });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw error;

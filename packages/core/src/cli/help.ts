@@ -45,11 +45,18 @@ Options:
   --strict                fail when every checker errors (also KILN_STRICT=1)
   --json                  NDJSON events on stderr instead of progress
   --project <dir>         project whose package.json/kiln.config.json is used (default: cwd)
+  --secret <spec>         a build secret's value (repeatable), docker's syntax:
+                            id=ID            from the environment variable ID
+                            id=ID,env=VAR    from the environment variable VAR
+                            id=ID,src=PATH   the contents of the file PATH
+                          Without --secret, a secret the image declares is read from the env var
+                          of its id. Values are never hashed, logged or printed. BuildKit only.
 
 Examples:
   kiln build images.ts
   kiln build images.ts#api --registry localhost:5000 --platform linux/amd64,linux/arm64
   kiln build images.ts --dry-run --json 2>events.ndjson
+  kiln build images.ts --secret id=NPM_TOKEN --secret id=pip_conf,src=$HOME/.config/pip/pip.conf
 `,
   plan: `Usage: kiln plan <spec>[#export] [options]
 

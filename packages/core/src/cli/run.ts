@@ -22,6 +22,7 @@ export type CommandModule = { run(args: string[], context: CommandContext): Prom
 const USAGE_CODES = new Set([
   "KILN_USAGE", "KILN_VALIDATION", "KILN_INVALID_REFERENCE", "KILN_SPEC_LOAD", "KILN_CONFIG",
   "KILN_UNKNOWN_BUILDER", "KILN_PLUGIN_LOAD", "KILN_CHECK_FAILED", "KILN_SOURCE_NOT_FOUND",
+  "KILN_MISSING_SECRET", "KILN_SECRETS_NEED_BUILDKIT",
 ]);
 
 export function exitCodeFor(error: unknown, signal: AbortSignal): number {
@@ -42,14 +43,16 @@ const loaders: Record<CommandName, () => Promise<CommandModule>> = {
 export async function runCommand(command: CommandName, args: string[]): Promise<number> {
   const controller = new AbortController();
   let interrupts = 0;
-  const onSigint = () => {
+  // SIGINT and SIGTERM both cancel (exit 130); a second one quits at once.
+  const onSignal = (signal: NodeJS.Signals) => {
     interrupts++;
     if (interrupts > 1) process.exit(130); // the user insists; locks are removed by the exit hook
-    process.stderr.write("\nkiln: interrupted, cleaning up… (Ctrl-C again to quit at once)\n");
-    controller.abort(new CancelledError("Interrupted (SIGINT)"));
+    const again = signal === "SIGINT" ? "Ctrl-C again" : `${signal} again`;
+    process.stderr.write(`\nkiln: ${signal === "SIGINT" ? "interrupted" : `stopped by ${signal}`}, cleaning up… (${again} to quit at once)\n`);
+    controller.abort(new CancelledError(`Interrupted (${signal})`));
   };
-  process.on("SIGINT", onSigint);
-  process.on("SIGTERM", onSigint);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   const context: CommandContext = {
     signal: controller.signal,
     stdout: process.stdout,
@@ -66,8 +69,8 @@ export async function runCommand(command: CommandName, args: string[]): Promise<
     printError(error, context, code);
     return code;
   } finally {
-    process.off("SIGINT", onSigint);
-    process.off("SIGTERM", onSigint);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     // Interrupted: work that cannot be aborted (a plugin checker's request to a stalled registry)
     // must not keep the process alive for minutes. Exit shortly unless the event loop drains first.
     if (controller.signal.aborted) setTimeout(() => process.exit(130), 250).unref();

@@ -12,6 +12,11 @@ export interface CheckImageOptions {
   platforms?: readonly string[];
   /** A client to reuse (its token cache and keep-alive connections); default: a shared one. */
   client?: RegistryClient;
+  /**
+   * Cancels the check: the in-flight request is aborted (socket closed), no retry or back-off
+   * follows, and the call rejects with a CancelledError — never an answer.
+   */
+  signal?: AbortSignal;
 }
 
 export interface CheckImageResult {
@@ -43,15 +48,16 @@ export async function checkImage(reference: string | RegistryReference, options:
   const requested = [...new Set((options.platforms ?? []).map((p) => normalizePlatform(p)))];
   const uri = describeRef(ref);
 
-  const head = await client.headManifest(ref);
+  const request = { signal: options.signal };
+  const head = await client.headManifest(ref, request);
   if (!head) return { present: false, exists: false, uri, platforms: [], missing: requested };
   if (requested.length === 0) return { present: true, exists: true, uri, digest: head.digest, platforms: [], missing: [] };
 
   // Read the very manifest the HEAD saw (by digest), so a tag moving in between cannot mix answers.
   const byDigest = { registry: ref.registry, repository: ref.repository, digest: head.digest };
-  const fetched = await client.getManifest(byDigest);
+  const fetched = await client.getManifest(byDigest, request);
   if (!fetched) return { present: false, exists: false, uri, platforms: [], missing: requested };
-  const platforms = await client.platformsOfManifest(byDigest, fetched);
+  const platforms = await client.platformsOfManifest(byDigest, fetched, request);
   const missing = missingPlatforms(requested, platforms);
   return { present: missing.length === 0, exists: true, uri, digest: head.digest, platforms, missing };
 }

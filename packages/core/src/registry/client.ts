@@ -11,9 +11,10 @@
  * client holds.
  */
 import { createHash } from "node:crypto";
-import { AuthError, KilnError, RateLimitError, RegistryError } from "../errors.js";
+import { AuthError, CancelledError, KilnError, RateLimitError, RegistryError } from "../errors.js";
 import { emit, type EventListener } from "../events.js";
 import { parseReference } from "../reference.js";
+import { cancelledError, raceAbort, type RegistryRequestOptions } from "./abort.js";
 import { parseChallenges, TokenCache, tokenLifetimeSeconds } from "./auth.js";
 import {
   hasCredentials,
@@ -55,7 +56,7 @@ export interface RegistryTimeouts {
   totalMs?: number;
 }
 
-export type { CredentialSource };
+export type { CredentialSource, RegistryRequestOptions };
 
 export interface RegistryClientOptions {
   /** Explicit credentials by registry (or a function); consulted before providers and the docker config. */
@@ -109,6 +110,15 @@ interface Operation {
   validate?: (response: HttpResponse) => string | undefined;
   /** Maximum body size accepted. */
   maxBodyBytes?: number;
+  /** Cancels the exchange (request, back-off, token fetch); see RegistryRequestOptions. */
+  signal?: AbortSignal;
+}
+
+/** A token request shared by concurrent callers; aborted only when every caller has given up. */
+interface SharedTokenRequest {
+  promise: Promise<string>;
+  controller: AbortController;
+  waiters: number;
 }
 
 interface HostAuth {
@@ -133,7 +143,7 @@ export class RegistryClient {
   private readonly timeouts: Required<RegistryTimeouts>;
   private readonly insecure: string[];
   private readonly tokens = new TokenCache();
-  private readonly pendingTokens = new Map<string, Promise<string>>();
+  private readonly pendingTokens = new Map<string, SharedTokenRequest>();
   private readonly hostAuth = new Map<string, HostAuth>();
   private readonly credentialCache = new Map<string, { pending: Promise<RegistryCredentials | undefined>; at: number }>();
   private readonly secrets = new Set<string>();
@@ -161,7 +171,7 @@ export class RegistryClient {
    * HEAD the manifest (does not count as a pull on Docker Hub). Null when absent. Falls back to GET
    * when the registry refuses HEAD (405) or answers without a digest.
    */
-  async headManifest(reference: string | RegistryReference): Promise<ManifestDescriptor | null> {
+  async headManifest(reference: string | RegistryReference, options: RegistryRequestOptions = {}): Promise<ManifestDescriptor | null> {
     const ref = toReference(reference);
     const result = await this.send({
       method: "HEAD",
@@ -169,12 +179,13 @@ export class RegistryClient {
       path: `manifests/${manifestTarget(ref)}`,
       headers: { accept: MANIFEST_ACCEPT },
       actions: "pull",
+      signal: options.signal,
     });
     const { response } = result;
-    if (response.status === 405) return this.getManifest(ref);
+    if (response.status === 405) return this.getManifest(ref, options);
     if (response.status >= 200 && response.status < 300) {
       const digest = header(response, "docker-content-digest") ?? ref.digest;
-      if (!digest) return this.getManifest(ref);
+      if (!digest) return this.getManifest(ref, options);
       const size = Number(header(response, "content-length"));
       return { digest, mediaType: bareMediaType(header(response, "content-type")), ...(Number.isFinite(size) ? { size } : {}) };
     }
@@ -182,7 +193,7 @@ export class RegistryClient {
   }
 
   /** GET the manifest, verified against its digest. Null when absent. */
-  async getManifest(reference: string | RegistryReference): Promise<FetchedManifest | null> {
+  async getManifest(reference: string | RegistryReference, options: RegistryRequestOptions = {}): Promise<FetchedManifest | null> {
     const ref = toReference(reference);
     let parsed: Record<string, unknown> | undefined;
     let digest: string | undefined;
@@ -193,6 +204,7 @@ export class RegistryClient {
       headers: { accept: MANIFEST_ACCEPT },
       actions: "pull",
       maxBodyBytes: this.maxDocumentBytes,
+      signal: options.signal,
       validate: (response) => {
         const actual = sha256(response.body);
         const expected = ref.digest ?? header(response, "docker-content-digest");
@@ -221,7 +233,12 @@ export class RegistryClient {
   }
 
   /** PUT a manifest (or index) under the reference's tag or digest; returns its digest. */
-  async putManifest(reference: string | RegistryReference, body: Buffer | string, mediaType: string): Promise<string> {
+  async putManifest(
+    reference: string | RegistryReference,
+    body: Buffer | string,
+    mediaType: string,
+    options: RegistryRequestOptions = {},
+  ): Promise<string> {
     const ref = toReference(reference);
     const bytes = Buffer.from(body);
     const digest = sha256(bytes);
@@ -232,6 +249,7 @@ export class RegistryClient {
       headers: { "content-type": mediaType },
       body: bytes,
       actions: "pull,push",
+      signal: options.signal,
     });
     const { response } = result;
     if (response.status >= 200 && response.status < 300) {
@@ -249,15 +267,15 @@ export class RegistryClient {
 
   // ---- blobs -----------------------------------------------------------------------------------
 
-  async blobExists(reference: string | RegistryReference, digest: string): Promise<boolean> {
+  async blobExists(reference: string | RegistryReference, digest: string, options: RegistryRequestOptions = {}): Promise<boolean> {
     const ref = { ...toReference(reference), digest };
-    const result = await this.send({ method: "HEAD", ref, path: `blobs/${digest}`, actions: "pull" });
+    const result = await this.send({ method: "HEAD", ref, path: `blobs/${digest}`, actions: "pull", signal: options.signal });
     if (result.response.status >= 200 && result.response.status < 300) return true;
     return (await this.absentOrThrow(result, ref, "blob")) !== null;
   }
 
   /** Reads a small blob (an image config), verified against its digest. Null when absent. */
-  async getBlob(reference: string | RegistryReference, digest: string): Promise<Buffer | null> {
+  async getBlob(reference: string | RegistryReference, digest: string, options: RegistryRequestOptions = {}): Promise<Buffer | null> {
     const ref = { ...toReference(reference), digest };
     const result = await this.send({
       method: "GET",
@@ -265,6 +283,7 @@ export class RegistryClient {
       path: `blobs/${digest}`,
       actions: "pull",
       maxBodyBytes: this.maxDocumentBytes,
+      signal: options.signal,
       validate: (response) =>
         digest.startsWith("sha256:") && sha256(response.body) !== digest ? "blob digest mismatch (corrupted or truncated answer)" : undefined,
     });
@@ -273,7 +292,12 @@ export class RegistryClient {
   }
 
   /** Cross-repository mount of a blob already in `fromRepository` (same registry). True when mounted. */
-  async mountBlob(reference: string | RegistryReference, digest: string, fromRepository: string): Promise<boolean> {
+  async mountBlob(
+    reference: string | RegistryReference,
+    digest: string,
+    fromRepository: string,
+    options: RegistryRequestOptions = {},
+  ): Promise<boolean> {
     const ref = toReference(reference);
     const query = `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(fromRepository)}`;
     const result = await this.send({
@@ -283,6 +307,7 @@ export class RegistryClient {
       actions: "pull,push",
       extraScopes: [`repository:${fromRepository}:pull`],
       body: Buffer.alloc(0),
+      signal: options.signal,
     });
     if (result.response.status === 201) return true;
     if (result.response.status === 202) return false; // the registry opened an upload instead
@@ -295,20 +320,27 @@ export class RegistryClient {
    * The platforms an image provides, normalised (`linux/amd64`, `linux/arm64`, …): from the index's
    * entries (attestations left out) or the config blob of a single-arch manifest. Null when absent.
    */
-  async platforms(reference: string | RegistryReference): Promise<{ digest: string; platforms: string[] } | null> {
+  async platforms(
+    reference: string | RegistryReference,
+    options: RegistryRequestOptions = {},
+  ): Promise<{ digest: string; platforms: string[] } | null> {
     const ref = toReference(reference);
-    const fetched = await this.getManifest(ref);
+    const fetched = await this.getManifest(ref, options);
     if (!fetched) return null;
-    return { digest: fetched.digest, platforms: await this.platformsOfManifest(ref, fetched) };
+    return { digest: fetched.digest, platforms: await this.platformsOfManifest(ref, fetched, options) };
   }
 
   /** Platforms of an already fetched manifest (content-addressed, so cached by digest). */
-  async platformsOfManifest(reference: string | RegistryReference, fetched: FetchedManifest): Promise<string[]> {
+  async platformsOfManifest(
+    reference: string | RegistryReference,
+    fetched: FetchedManifest,
+    options: RegistryRequestOptions = {},
+  ): Promise<string[]> {
     const ref = toReference(reference);
     const cached = this.platformCache.get(fetched.digest);
     if (cached) return cached;
     const platforms = await platformsOf(fetched.manifest, fetched.mediaType, async (configDigest) => {
-      const blob = await this.getBlob(ref, configDigest);
+      const blob = await this.getBlob(ref, configDigest, options);
       if (!blob) {
         throw this.error(RegistryError, `${describeRef(ref)}: its config blob ${configDigest} is missing from the registry`, {
           hint: "The image is incomplete in the registry; push it again.",
@@ -339,12 +371,17 @@ export class RegistryClient {
     let challenged = false;
     let redirects = 0;
     let attempt = 0;
+    const { signal } = op;
     for (;;) {
+      // Checked before every attempt: an aborted operation never sends another request.
+      if (signal?.aborted) throw this.cancelled(ref, signal);
       const sameHost = url.origin === new URL(endpoint.url).origin;
       // Authorization goes only to the registry itself, never to a redirect target (blob storage/CDN).
-      const auth = sameHost ? await this.authorization(ref.registry, endpoint, scope) : { headers: {}, anonymous: true };
+      const auth = sameHost ? await this.authorization(ref.registry, endpoint, scope, signal) : { headers: {}, anonymous: true };
       let response: HttpResponse;
       try {
+        // The caller's signal goes to the exchange as is; the per-attempt timeouts are httpRequest's
+        // own timers, so neither cancels the other's bookkeeping.
         response = await httpRequest({
           method: op.method,
           url,
@@ -354,11 +391,13 @@ export class RegistryClient {
           idleTimeoutMs: this.timeouts.idleMs,
           totalTimeoutMs: this.timeouts.totalMs,
           maxBodyBytes: op.maxBodyBytes ?? this.maxDocumentBytes,
+          signal,
         });
       } catch (error) {
+        if (signal?.aborted) throw this.cancelled(ref, signal);
         if (error instanceof TransportError && error.retryable && attempt < this.retry.retries) {
           attempt++;
-          await this.pause(ref, attempt, backoffDelay(attempt - 1, this.retry), error.reason);
+          await this.pause(ref, attempt, backoffDelay(attempt - 1, this.retry), error.reason, signal);
           continue;
         }
         throw this.transportFailure(error, ref, url, attempt);
@@ -367,7 +406,7 @@ export class RegistryClient {
 
       if (response.status === 401 && sameHost && !challenged) {
         challenged = true;
-        const challenge = await this.acceptChallenge(ref, scope, response);
+        const challenge = await this.acceptChallenge(ref, scope, response, signal);
         if (challenge === "retry") continue;
         return { response, anonymous: auth.anonymous };
       }
@@ -387,7 +426,7 @@ export class RegistryClient {
           return { response, anonymous: auth.anonymous };
         }
         const delay = retryAfter ?? backoffDelay(attempt - 1, this.retry);
-        await this.pause(ref, attempt, delay, `HTTP ${response.status}`);
+        await this.pause(ref, attempt, delay, `HTTP ${response.status}`, signal);
         continue;
       }
       if (response.status >= 200 && response.status < 300 && op.validate) {
@@ -395,7 +434,7 @@ export class RegistryClient {
         if (problem) {
           if (attempt < this.retry.retries) {
             attempt++;
-            await this.pause(ref, attempt, backoffDelay(attempt - 1, this.retry), problem);
+            await this.pause(ref, attempt, backoffDelay(attempt - 1, this.retry), problem, signal);
             continue;
           }
           throw this.error(RegistryError, `${describeRef(ref)}: ${problem}, ${attempt + 1} attempts`, {
@@ -413,13 +452,15 @@ export class RegistryClient {
     registry: string,
     endpoint: RegistryEndpoint,
     scope: string[],
+    signal: AbortSignal | undefined,
   ): Promise<{ headers: Record<string, string>; anonymous: boolean }> {
     let state = this.hostAuth.get(registry);
     if (!state && endpoint.tokenRealm) {
       state = { scheme: "bearer", realm: endpoint.tokenRealm, service: endpoint.tokenService };
       this.hostAuth.set(registry, state);
     }
-    const credentials = await this.credentialsFor(registry);
+    // A credential helper cannot be interrupted midway; the caller stops waiting for it instead.
+    const credentials = await raceAbort(this.credentialsFor(registry), signal, () => this.cancelled({ registry, repository: "" }, signal));
     const anonymous = !hasCredentials(credentials);
     if (!state || state.scheme === "none") return { headers: {}, anonymous };
     if (state.scheme === "basic") {
@@ -427,7 +468,7 @@ export class RegistryClient {
       const basic = Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64");
       return { headers: { authorization: `Basic ${basic}` }, anonymous: false };
     }
-    const token = await this.bearerToken(registry, state, scope, credentials, false);
+    const token = await this.bearerToken(registry, state, scope, credentials, false, signal);
     return { headers: { authorization: `Bearer ${token}` }, anonymous };
   }
 
@@ -436,12 +477,13 @@ export class RegistryClient {
     ref: RegistryReference,
     scope: string[],
     response: HttpResponse,
+    signal: AbortSignal | undefined,
   ): Promise<"retry" | "denied"> {
     const challenges = parseChallenges(response.headers["www-authenticate"]);
     const bearer = challenges.find((c) => c.scheme === "bearer");
     const basic = challenges.find((c) => c.scheme === "basic");
     const previous = this.hostAuth.get(ref.registry);
-    const credentials = await this.credentialsFor(ref.registry);
+    const credentials = await raceAbort(this.credentialsFor(ref.registry), signal, () => this.cancelled(ref, signal));
     if (bearer?.params.realm) {
       const state: HostAuth = { scheme: "bearer", realm: bearer.params.realm, service: bearer.params.service };
       const known = previous?.scheme === "bearer" && previous.realm === state.realm && previous.service === state.service;
@@ -449,7 +491,7 @@ export class RegistryClient {
       if (known && bearer.params.error === "insufficient_scope") return "denied";
       // A token we sent was refused (expired early, revoked): drop it and ask for a fresh one.
       this.tokens.delete(tokenKey(ref.registry, state, scope, credentials));
-      if (known) await this.bearerToken(ref.registry, state, scope, credentials, true);
+      if (known) await this.bearerToken(ref.registry, state, scope, credentials, true, signal);
       return "retry";
     }
     if (basic) {
@@ -467,6 +509,7 @@ export class RegistryClient {
     scope: string[],
     credentials: RegistryCredentials | undefined,
     forceRefresh: boolean,
+    signal: AbortSignal | undefined,
   ): Promise<string> {
     if (credentials?.registryToken) return credentials.registryToken;
     const key = tokenKey(registry, state, scope, credentials);
@@ -474,11 +517,45 @@ export class RegistryClient {
       const cached = this.tokens.get(key);
       if (cached) return cached;
     }
-    const pending = this.pendingTokens.get(key);
-    if (pending) return pending;
-    const request = this.fetchToken(registry, state, scope, credentials).finally(() => this.pendingTokens.delete(key));
-    this.pendingTokens.set(key, request);
-    return request;
+    let shared = this.pendingTokens.get(key);
+    if (!shared || shared.controller.signal.aborted) {
+      const controller = new AbortController();
+      const entry: SharedTokenRequest = { controller, waiters: 0, promise: undefined as unknown as Promise<string> };
+      entry.promise = this.fetchToken(registry, state, scope, credentials, controller.signal).finally(() => {
+        if (this.pendingTokens.get(key) === entry) this.pendingTokens.delete(key);
+      });
+      // Every waiter may have given up; the shared request's own rejection is then nobody's to handle.
+      entry.promise.catch(() => undefined);
+      this.pendingTokens.set(key, entry);
+      shared = entry;
+    }
+    return this.awaitSharedToken(key, shared, { registry, repository: scope[0]!.split(":")[1] ?? "" }, signal);
+  }
+
+  /**
+   * One caller's wait for a shared token request. Concurrent checks share one token fetch, so one
+   * caller's abort must not fail the others: the fetch itself is aborted only when its last waiter
+   * has given up (then its socket closes too).
+   */
+  private awaitSharedToken(key: string, shared: SharedTokenRequest, ref: RegistryReference, signal: AbortSignal | undefined): Promise<string> {
+    shared.waiters++;
+    let waiting = true;
+    // Synchronous on abort, so callers aborted by one signal in the same tick all count as gone.
+    const leave = () => {
+      if (!waiting) return;
+      waiting = false;
+      shared.waiters--;
+    };
+    const waited = raceAbort(shared.promise, signal, () => {
+      leave();
+      if (shared.waiters === 0) {
+        shared.controller.abort(signal?.reason);
+        if (this.pendingTokens.get(key) === shared) this.pendingTokens.delete(key);
+      }
+      return this.cancelled(ref, signal);
+    });
+    waited.then(leave, leave);
+    return waited;
   }
 
   /** The token endpoint: GET (anonymous or Basic) or, with an identity token, the OAuth2 refresh grant. */
@@ -487,6 +564,7 @@ export class RegistryClient {
     state: HostAuth,
     scope: string[],
     credentials: RegistryCredentials | undefined,
+    signal: AbortSignal,
   ): Promise<string> {
     let realm: URL;
     try {
@@ -518,6 +596,7 @@ export class RegistryClient {
     }
     let attempt = 0;
     for (;;) {
+      if (signal.aborted) throw this.cancelled(ref, signal);
       let response: HttpResponse;
       try {
         response = await httpRequest({
@@ -529,11 +608,13 @@ export class RegistryClient {
           idleTimeoutMs: this.timeouts.idleMs,
           totalTimeoutMs: this.timeouts.totalMs,
           maxBodyBytes: 1024 * 1024,
+          signal,
         });
       } catch (error) {
+        if (signal.aborted) throw this.cancelled(ref, signal);
         if (error instanceof TransportError && error.retryable && attempt < this.retry.retries) {
           attempt++;
-          await this.pause(ref, attempt, backoffDelay(attempt - 1, this.retry), `token service: ${error.reason}`);
+          await this.pause(ref, attempt, backoffDelay(attempt - 1, this.retry), `token service: ${error.reason}`, signal);
           continue;
         }
         throw this.transportFailure(error, ref, realm, attempt, "its token service");
@@ -542,7 +623,7 @@ export class RegistryClient {
         attempt++;
         const retryAfter = parseRetryAfter(response.headers["retry-after"]);
         if (retryAfter === undefined || retryAfter <= this.retry.maxRetryAfterMs) {
-          await this.pause(ref, attempt, retryAfter ?? backoffDelay(attempt - 1, this.retry), `token service: HTTP ${response.status}`);
+          await this.pause(ref, attempt, retryAfter ?? backoffDelay(attempt - 1, this.retry), `token service: HTTP ${response.status}`, signal);
           continue;
         }
       }
@@ -577,7 +658,7 @@ export class RegistryClient {
       if (!token) {
         if (attempt < this.retry.retries) {
           attempt++;
-          await this.pause(ref, attempt, backoffDelay(attempt - 1, this.retry), "token service: unreadable answer");
+          await this.pause(ref, attempt, backoffDelay(attempt - 1, this.retry), "token service: unreadable answer", signal);
           continue;
         }
         throw this.error(RegistryError, `The token service of ${registry} gave no token`, {
@@ -703,7 +784,8 @@ export class RegistryClient {
     return new Kind(redact(message, secrets), { ...options, hint: options.hint && redact(options.hint, secrets) });
   }
 
-  private async pause(ref: RegistryReference, attempt: number, delayMs: number, reason: string): Promise<void> {
+  private async pause(ref: RegistryReference, attempt: number, delayMs: number, reason: string, signal: AbortSignal | undefined): Promise<void> {
+    if (signal?.aborted) throw this.cancelled(ref, signal);
     emit(this.options.onEvent, {
       type: "registry.retry",
       image: describeRef(ref),
@@ -712,7 +794,20 @@ export class RegistryClient {
       delayMs,
       reason: redact(reason, [...this.secrets]),
     });
-    await sleep(delayMs);
+    // A back-off (or a registry's Retry-After) ends at once on abort, and no attempt follows it.
+    try {
+      await sleep(delayMs, signal);
+    } catch (error) {
+      if (signal?.aborted) throw this.cancelled(ref, signal);
+      throw error;
+    }
+  }
+
+  /** The CancelledError of an aborted exchange (its text scrubbed like every other error's). */
+  private cancelled(ref: RegistryReference, signal: AbortSignal | undefined): CancelledError {
+    const what = ref.repository ? describeRef(ref) : ref.registry;
+    const error = cancelledError(`${what}: registry request`, signal, { registry: ref.registry, ...(ref.repository ? { repository: ref.repository } : {}) });
+    return this.error(CancelledError, error.message, { hint: error.hint, cause: signal?.reason, details: error.details });
   }
 
   private noteRateLimit(ref: RegistryReference, response: HttpResponse): void {

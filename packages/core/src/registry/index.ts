@@ -7,6 +7,7 @@ export type {
   CredentialSource,
   ManifestDescriptor,
   FetchedManifest,
+  RegistryRequestOptions,
 } from "./client.js";
 export { checkImage, defaultRegistryClient } from "./check.js";
 export type { CheckImageOptions, CheckImageResult } from "./check.js";

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { build } from "../../engine.js";
 import { parse, parsePlatforms } from "../args.js";
 import { createRenderer } from "../render.js";
+import { readSecretFlags } from "../secrets.js";
 import type { CommandContext } from "../run.js";
 import { printError, exitCodeFor } from "../run.js";
 import { loadSpec } from "../spec.js";
@@ -17,8 +18,11 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     strict: { type: "boolean" },
     json: { type: "boolean" },
     project: { type: "string" },
+    secret: { type: "string", multiple: true },
   }, { min: 1, max: 1, names: "one spec file" });
   const platforms = parsePlatforms(values.platform);
+  // Read before loading the spec: a typo'd flag or unreadable file fails fast, and values are read once.
+  const secrets = readSecretFlags(values.secret);
   const projectDir = values.project ? resolve(values.project) : undefined;
   const specs = await loadSpec(positionals[0]!);
   const renderer = createRenderer(values.json ? "json" : context.interactive ? "tty" : "plain", context.stderr);
@@ -38,6 +42,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
           signal: context.signal,
           onEvent: renderer.onEvent,
           projectDir,
+          ...(secrets ? { secrets } : {}),
         });
         if (result.uri) context.stdout.write(`${result.uri}\n`);
       } catch (error) {
