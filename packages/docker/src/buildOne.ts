@@ -11,6 +11,7 @@ import {
   createBuildContext,
   dockerBuildTarget,
   KilnError,
+  MissingSecretError,
   renderDockerfile,
   type Architecture,
   type BuildContext,
@@ -18,6 +19,7 @@ import {
   type Image,
 } from "@kiln/core";
 import { followBuild, type BuildOutcome } from "./buildProgress.js";
+import { openBuildSession, type BuildSession } from "./buildSession.js";
 import type { DockerDaemon } from "./daemon.js";
 import { recordLostStepContainer, StepContainers } from "./orphanContainers.js";
 import { OrphanLedger } from "./orphanLedger.js";
@@ -39,6 +41,8 @@ export interface BuildOneOptions {
   redact: (text: string) => string;
   /** Where a step container left by a build that lost its daemon is recorded (default: beside Kiln's locks). */
   orphans?: OrphanLedger;
+  /** Resolved build secret values by id (core's resolveBuildSecrets), served to BuildKit through a session. */
+  secrets?: ReadonlyMap<string, string>;
 }
 
 export interface SendBuildOptions extends BuildOneOptions {
@@ -73,8 +77,14 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
     context.stream.destroy();
   };
   options.signal?.addEventListener("abort", abortContext, { once: true });
+  let session: BuildSession | undefined;
   try {
     options.signal?.throwIfAborted();
+    // Opened before the build request (the daemon waits for a session id it does not know yet), one
+    // per request: the daemon asks it for each secret a `RUN --mount=type=secret` step needs.
+    if (options.secrets && options.secrets.size > 0) {
+      session = await openBuildSession(daemon.connection, { secrets: options.secrets, signal: options.signal });
+    }
     let response;
     try {
       response = await daemon.dial({
@@ -93,6 +103,7 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
           pull: options.pull ? "1" : undefined,
           rm: "1",
           forcerm: "1",
+          session: session?.id,
         },
         body: counted,
         headers: { "Content-Type": "application/x-tar" },
@@ -120,6 +131,15 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
       // before its forcerm, and the container outlives it unless Kiln removes it.
       const open = stepContainers.current;
       if (open) await recordLostStepContainer(daemon, options.orphans ?? new OrphanLedger(), open, { image: uri });
+      // The daemon asked for a secret the session did not have (a Dockerfile's own secret mount).
+      const missing = session ? [...session.missing()] : [];
+      if (missing.length > 0) {
+        throw new MissingSecretError(`The build of ${uri} (${platform}) needs build secret${missing.length > 1 ? "s" : ""} ${missing.join(", ")}, not given`, {
+          hint: `Declare it with withCommands(..., { secrets: [${JSON.stringify(missing[0])}] }) and pass { secrets: { ${missing[0]}: value } } to build() or \`--secret id=${missing[0]},env=VAR\` to kiln build.`,
+          details: { missing },
+          cause: error,
+        });
+      }
       if (KilnError.isInstance(error)) throw error;
       throw requestFailure(daemon, error, options);
     }
@@ -127,6 +147,7 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
     options.signal?.removeEventListener("abort", abortContext);
     if (!counted.destroyed) counted.destroy();
     if (!context.stream.destroyed) context.stream.destroy();
+    await session?.close();
   }
 }
 

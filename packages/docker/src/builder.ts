@@ -9,7 +9,9 @@ import {
   computeTag,
   emit,
   KilnError,
+  redactBuildSecrets,
   redactSecrets,
+  resolveBuildSecrets,
   RegistryClient,
   resolveRegistryCredentials,
   scrubSecrets,
@@ -117,6 +119,8 @@ export class DockerImageBuilder implements ImageBuilder {
     const abortError = () => new CancelledError(`Build of ${uri} cancelled`);
     if (signal?.aborted) throw abortError();
 
+    // Values for the image's declared build secrets (MissingSecretError before touching the daemon).
+    const secrets = resolveBuildSecrets(image, options.secrets, this.env);
     const daemon = DockerDaemon.fromEnv(this.env);
     const info = await daemon.describe(signal);
     await this.sweepOrphans(daemon, uri, onEvent);
@@ -133,7 +137,8 @@ export class DockerImageBuilder implements ImageBuilder {
     // Present exactly when the image has a registry; resolved inside the try so a failing
     // credential provider surfaces as its typed AuthError.
     let auth: RegistryAuth | undefined;
-    const redact = (text: string) => redactSecrets(scrubSecrets(text, auth?.secrets ?? []));
+    // Exact secret values first: the generic credential patterns could alter a line before it is matched.
+    const redact = (text: string) => redactSecrets(scrubSecrets(redactBuildSecrets(text, secrets.values()), auth?.secrets ?? []));
     const common = {
       image,
       uri,
@@ -148,6 +153,7 @@ export class DockerImageBuilder implements ImageBuilder {
       incremental,
       built,
       orphans: this.orphans,
+      secrets,
     };
 
     try {

@@ -1,6 +1,7 @@
 /**
- * A minimal protobuf wire-format reader: enough to decode BuildKit's status messages without pulling
- * in a protobuf library. Unknown fields are skipped by wire type, so newer daemons stay readable.
+ * A minimal protobuf wire-format reader and writer: enough to decode BuildKit's status messages and
+ * to answer the daemon's session calls (secrets, health) without pulling in a protobuf library.
+ * Unknown fields are skipped by wire type, so newer daemons stay readable.
  */
 
 export type WireValue =
@@ -81,4 +82,37 @@ export function asNumber(wire: WireValue): number {
 
 export function asBool(wire: WireValue): boolean {
   return wire.wireType === 0 && wire.value !== 0n;
+}
+
+// ---- Writing -------------------------------------------------------------------------------
+
+const WIRE_VARINT = 0;
+const WIRE_LENGTH_DELIMITED = 2;
+
+/** A base-128 varint; negative numbers are written as their 64-bit two's complement (as protobuf does for int32/int64). */
+export function encodeVarint(value: number | bigint): Buffer {
+  let rest = BigInt.asUintN(64, BigInt(value));
+  const bytes: number[] = [];
+  do {
+    const low = Number(rest & 0x7fn);
+    rest >>= 7n;
+    bytes.push(rest === 0n ? low : low | 0x80);
+  } while (rest !== 0n);
+  return Buffer.from(bytes);
+}
+
+function fieldKey(field: number, wireType: number): Buffer {
+  if (!Number.isInteger(field) || field < 1 || field > 0x1fffffff) throw new RangeError(`protobuf: invalid field number ${field}`);
+  return encodeVarint((BigInt(field) << 3n) | BigInt(wireType));
+}
+
+/** A varint field (int32, int64, uint*, bool, enum). */
+export function varintField(field: number, value: number | bigint | boolean): Buffer {
+  return Buffer.concat([fieldKey(field, WIRE_VARINT), encodeVarint(typeof value === "boolean" ? (value ? 1 : 0) : value)]);
+}
+
+/** A length-delimited field (string, bytes, embedded message); strings are written as UTF-8. */
+export function lengthDelimitedField(field: number, value: Buffer | Uint8Array | string): Buffer {
+  const bytes = typeof value === "string" ? Buffer.from(value, "utf8") : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  return Buffer.concat([fieldKey(field, WIRE_LENGTH_DELIMITED), encodeVarint(bytes.length), bytes]);
 }

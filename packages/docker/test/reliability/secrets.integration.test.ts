@@ -8,7 +8,8 @@
  * error is collected into one transcript, which must hold no secret — neither as is, nor base64, nor
  * as the base64 of `user:secret`.
  */
-import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -45,6 +46,10 @@ const SECRETS = {
   wrongPassword: { user: "u-auths", value: `WrongPw-${tag}-x7` },
   wrongIdentityToken: { user: "u-idt", value: `WrongTok-${tag}-x8` },
   indexUrl: { user: "u-idx", value: `IndexPw-${tag}-x9` },
+  // Build secrets (BuildKit secret mounts): from build({ secrets }), `--secret id=,env=` and `--secret id=,src=`.
+  buildSecret: { user: "build", value: `BuildTok-${tag}-y1` },
+  buildSecretEnv: { user: "build", value: `BuildEnvTok-${tag}-y2` },
+  buildSecretFile: { user: "build", value: `BuildFileTok-${tag}-y3` },
 } as const;
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
@@ -325,6 +330,62 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
       expect(run.stderr).toMatch(/KILN_AUTH|refused|unauthori[sz]ed|denied/i);
     }
   }, 400_000);
+
+  it("build secrets: served to BuildKit, echoed by the step, yet in no event, error, CLI line or image layer", async () => {
+    const sha = (v: string) => createHash("sha256").update(v).digest("hex");
+    // The step proves it got the exact value (by hash: the value itself is in no instruction), then
+    // prints it — the log line Kiln reports must show *** instead.
+    const step = (id: string, value: string, extra = "") =>
+      `test "$(sha256sum < /run/secrets/${id} | cut -d' ' -f1)" = "${sha(value)}" && echo "leaking ${id}: $(cat /run/secrets/${id})"${extra}`;
+    const image = Image.fromBase(busybox, { name: uniqueName("kiln-sweep-bsec") })
+      .withCommands(`${step("SWEEP_TOKEN", SECRETS.buildSecret.value)} && echo ok > /proof`, { secrets: ["SWEEP_TOKEN"] });
+    cleanup.image(image.uri);
+    const events: BuildEvent[] = [];
+    const built = await build(image, { builder: new DockerImageBuilder({ buildkit: true }), secrets: { SWEEP_TOKEN: SECRETS.buildSecret.value }, onEvent: (e) => events.push(e) });
+    record("api build-secret:result", JSON.stringify(built));
+    recordEvents("api build-secret", events);
+    expect(built.outcome).toBe("built");
+    const logs = events.filter((e) => e.type === "build.log").map((e) => JSON.stringify(e)).join("\n");
+    expect(logs).toContain("leaking SWEEP_TOKEN: ***");
+    // Nothing of it in the image: every layer, the config and the history.
+    const saved = spawnSync("docker", ["save", image.uri], { maxBuffer: 1 << 28 });
+    expect(saved.status).toBe(0);
+    expect(saved.stdout.length).toBeGreaterThan(1000);
+    expect(saved.stdout.includes(Buffer.from(SECRETS.buildSecret.value))).toBe(false);
+    expect(spawnSync("docker", ["run", "--rm", image.uri, "cat", "/proof"], { encoding: "utf8" }).stdout.trim()).toBe("ok");
+
+    // A failing step that printed the secret: the BuildFailedError and its log tail carry *** only.
+    const failing = Image.fromBase(busybox, { name: uniqueName("kiln-sweep-bsec-fail") })
+      .withCommands(`${step("SWEEP_TOKEN", SECRETS.buildSecret.value)} && exit 3`, { secrets: ["SWEEP_TOKEN"] });
+    const failEvents: BuildEvent[] = [];
+    const error = await build(failing, { builder: new DockerImageBuilder({ buildkit: true }), secrets: { SWEEP_TOKEN: SECRETS.buildSecret.value }, onEvent: (e) => failEvents.push(e) }).catch((e: unknown) => e);
+    recordError("api build-secret failing", error);
+    recordEvents("api build-secret failing", failEvents);
+    expect(KilnError.isInstance(error) && error.code).toBe("KILN_BUILD_FAILED");
+
+    // The CLI: one value from an environment variable, one from a file, --json and plain.
+    const secretFile = join(project, "build-secret.txt");
+    writeFileSync(secretFile, SECRETS.buildSecretFile.value);
+    writeFileSync(join(project, "secret-spec.mjs"), [
+      `import { Image } from "@kiln/core";`,
+      `export const secretImage = Image.fromBase(process.env.SWEEP_BASE, { name: process.env.SWEEP_NAME })`,
+      `  .withCommands(${JSON.stringify(step("ENV_TOKEN", SECRETS.buildSecretEnv.value))}, ${JSON.stringify(step("FILE_TOKEN", SECRETS.buildSecretFile.value))}, { secrets: ["ENV_TOKEN", "FILE_TOKEN"] });`,
+      ``,
+    ].join("\n"));
+    for (const [label, extra] of [["--json", ["--json"]], ["plain", []]] as const) {
+      const name = uniqueName("kiln-sweep-bsec-cli");
+      const run = await kiln(`build secrets ${label}`, ["build", "secret-spec.mjs", "--secret", "id=ENV_TOKEN,env=SWEEP_ENV_VALUE", "--secret", `id=FILE_TOKEN,src=${secretFile}`, ...extra], {
+        ...specEnv(`${salt}-bsec`),
+        DOCKER_BUILDKIT: "1",
+        SWEEP_NAME: name,
+        SWEEP_ENV_VALUE: SECRETS.buildSecretEnv.value,
+      });
+      if (/^\S+:[0-9a-f]{32}$/.test(run.stdout.trim())) cleanup.image(run.stdout.trim());
+      expect(run.code, run.stderr.slice(-800)).toBe(0);
+      expect(run.stdout.trim()).toMatch(new RegExp(`^${name}:[0-9a-f]{32}$`));
+      if (label === "--json") expect(run.stderr).toContain("leaking ENV_TOKEN: ***");
+    }
+  }, 240_000);
 
   it("the transcript holds no secret in any form", () => {
     const total = transcript.reduce((n, t) => n + t.text.length, 0);
