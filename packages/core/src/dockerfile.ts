@@ -106,6 +106,8 @@ interface Part {
   phase: Phase;
   lines: string[];
   consumes?: ContextFiles[];
+  /** For copies: the destination, resolved against the declared workdir when relative (else as given). */
+  dest?: string;
 }
 interface Ctx {
   buildkit: boolean;
@@ -206,9 +208,11 @@ function planLayers(spec: Readonly<ImageSpec>, buildkit: boolean): DockerfileSte
   const labels: DockerfileStep[] = [];
   const ctx: Ctx = { buildkit, spec, user: undefined, workdir: undefined };
   let segment: DockerfileStep[][] = [[], [], []]; // apt, install, source
+  let sourceDests: Array<string | undefined> = []; // beside segment[2]
   const flush = () => {
     for (const steps of segment) out.push(...steps);
     segment = [[], [], []];
+    sourceDests = [];
   };
   spec.layers.forEach((layer, index) => {
     for (const part of renderLayer(layer, index, ctx)) {
@@ -220,11 +224,17 @@ function planLayers(spec: Readonly<ImageSpec>, buildkit: boolean): DockerfileSte
         flush();
         out.push(step);
       } else if (part.phase === "config") {
-        // Installs declared before it stay before it; pending sources may still move past it (a copy
-        // into a configuration location neither reads nor overlaps application sources).
-        out.push(...segment[0]!, ...segment[1]!, step);
-        segment = [[], [], segment[2]!];
-      } else segment[part.phase === "apt" ? 0 : part.phase === "install" ? 1 : 2]!.push(step);
+        // Installs declared before it stay before it. Pending sources may move past it, except those
+        // (and every one declared before them, to keep their order) whose destination overlaps it:
+        // a folder copied to /app must not land on top of an /app/.env declared after it.
+        const lastOverlap = sourceDests.findLastIndex((dest) => destinationsOverlap(dest, part.dest));
+        out.push(...segment[0]!, ...segment[1]!, ...segment[2]!.slice(0, lastOverlap + 1), step);
+        segment = [[], [], segment[2]!.slice(lastOverlap + 1)];
+        sourceDests = sourceDests.slice(lastOverlap + 1);
+      } else {
+        segment[part.phase === "apt" ? 0 : part.phase === "install" ? 1 : 2]!.push(step);
+        if (part.phase === "source") sourceDests.push(part.dest);
+      }
     }
     if (layer.kind === "user") ctx.user = layer.user;
     if (layer.kind === "workdir") ctx.workdir = layer.path;
@@ -261,12 +271,36 @@ function sh(script: string, args: string[]): string[] {
  * Application sources move after the installs of their segment; a copy into a configuration location
  * stays where it was declared, because an install may read it: apt sources and keyrings
  * (/etc/apt, /usr/share/keyrings), pip.conf, CA certificates (/usr/local/share/ca-certificates),
- * ~/.npmrc, ~/.config/uv. That is any destination under /etc, /usr or /root, or with a dot-named segment.
+ * ~/.npmrc, ~/.config/uv. That is any destination under CONFIG_ROOTS, or with a dot-named segment.
  */
 function copyPhase(dest: string): Phase {
   const segments = dest.split("/").filter((s) => s !== "" && s !== ".");
-  const systemRoot = dest.startsWith("/") && ["etc", "usr", "root"].includes(segments[0] ?? "");
-  return systemRoot || segments.some((s) => s.startsWith(".") && s !== "..") ? "config" : "source";
+  const path = `/${segments.join("/")}`;
+  const configRoot = dest.startsWith("/") && CONFIG_ROOTS.some((root) => path === root || path.startsWith(`${root}/`));
+  return configRoot || segments.some((s) => s.startsWith(".") && s !== "..") ? "config" : "source";
+}
+
+/** Where installs read configuration from (app directories such as /usr/src/app are not among them). */
+const CONFIG_ROOTS = ["/etc", "/usr/local/etc", "/usr/share/keyrings", "/usr/local/share/ca-certificates"];
+
+/** A copy destination as an absolute path when the workdir is known; a relative one otherwise. */
+function resolveDest(ctx: Ctx, dest: string): string {
+  const joined = dest.startsWith("/") ? dest : ctx.workdir !== undefined ? `${ctx.workdir}/${dest}` : dest;
+  const parts: string[] = [];
+  for (const segment of joined.split("/")) {
+    if (segment === "" || segment === ".") continue;
+    if (segment === "..") parts.pop();
+    else parts.push(segment);
+  }
+  return joined.startsWith("/") ? `/${parts.join("/")}` : parts.join("/");
+}
+
+/** True when one destination contains the other; unknown, or relative beside absolute (the base
+ * image's workdir is not known here), counts as overlapping. */
+function destinationsOverlap(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined || a.startsWith("/") !== b.startsWith("/")) return true;
+  const inside = (x: string, y: string) => y === "" || y === "/" || x === y || x.startsWith(y.endsWith("/") ? y : `${y}/`);
+  return inside(a, b) || inside(b, a);
 }
 
 function asDir(dest: string): string {
@@ -337,14 +371,14 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
           lines: [copy(ctx, [`${dir}/package.json`, `${dir}/${layer.lockfile}`], dest), ...install],
           consumes: [{ layerIndex: index, names: ["package.json", layer.lockfile] }],
         },
-        { phase: "source", lines: [copy(ctx, [`${dir}/`], dest)], consumes: [{ layerIndex: index }] },
+        { phase: "source", lines: [copy(ctx, [`${dir}/`], dest)], consumes: [{ layerIndex: index }], dest: resolveDest(ctx, dest) },
       ];
     }
     case "sourceFolder":
-      return [{ phase: copyPhase(layer.dest), lines: [copy(ctx, [`${dir}/`], layer.dest)], consumes: [{ layerIndex: index }] }];
+      return [{ phase: copyPhase(layer.dest), lines: [copy(ctx, [`${dir}/`], layer.dest)], consumes: [{ layerIndex: index }], dest: resolveDest(ctx, layer.dest) }];
     case "sourceFile": {
       const name = layer.hostPath.split(/[\\/]/).pop()!;
-      return [{ phase: copyPhase(layer.dest), lines: [copy(ctx, [`${dir}/${name}`], layer.dest)], consumes: [{ layerIndex: index, names: [name] }] }];
+      return [{ phase: copyPhase(layer.dest), lines: [copy(ctx, [`${dir}/${name}`], layer.dest)], consumes: [{ layerIndex: index, names: [name] }], dest: resolveDest(ctx, layer.dest) }];
     }
     case "dockerIgnore":
       return []; // applied by the build context, not an instruction

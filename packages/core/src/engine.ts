@@ -16,6 +16,7 @@
  *
  * Concurrent calls for the same image in one process share one build (dedupe.ts).
  */
+import { createHash, randomBytes } from "node:crypto";
 import type { ImageBuild, ImageBuilder } from "./builder.js";
 import { digestOfFound, toNamedChecker, runCheckers, type CheckOutcome } from "./checkers.js";
 import { loadConfig } from "./config.js";
@@ -49,7 +50,8 @@ export interface EngineBuildOptions {
    * Values of the image's build secrets by id (ids the image does not declare are ignored); a declared
    * id missing here is read from the environment variable of that name. Resolved only when the builder
    * is about to run (a found image or a dry run needs none), passed to the builder, and redacted from
-   * every event and error of the build. Never part of the tag or of the dedupe key.
+   * every event and error of the build. Never part of the tag; concurrent calls share a build only
+   * when they pass the same values (compared by a per-process salted digest).
    */
   secrets?: Readonly<Record<string, string>>;
 }
@@ -81,16 +83,30 @@ const shared = new SharedWork<EngineImageBuild>();
 
 /**
  * The key two builds of "the same image" share: uri + platforms + mode (a dry run never stands in for
- * a build), and whatever else changes what the call does — the builder asked for, strict checking and
- * the project whose config applies — so a joiner never silently gets another caller's options.
+ * a build), and whatever else changes what the call does — the builder asked for, strict checking (an
+ * explicit `false` overrides KILN_STRICT, so it differs from "not given"), the project whose config
+ * applies and the build secrets passed — so a joiner never silently gets another caller's options.
  */
 export function buildKey(
   image: Image,
-  options: { dryRun?: boolean; force?: boolean; builder?: string | ImageBuilder; strict?: boolean; projectDir?: string } = {},
+  options: {
+    dryRun?: boolean; force?: boolean; builder?: string | ImageBuilder; strict?: boolean; projectDir?: string;
+    secrets?: Readonly<Record<string, string>>;
+  } = {},
 ): string {
   const platforms = [...image.platform].sort().join(",");
   const mode = options.dryRun ? "dry" : options.force ? "force" : "build";
-  return [image.uri, platforms, mode, builderIdentity(options.builder), options.strict ? "strict" : "", options.projectDir ?? ""].join("|");
+  const strict = options.strict === undefined ? "" : `strict=${options.strict}`;
+  return [image.uri, platforms, mode, builderIdentity(options.builder), strict, options.projectDir ?? "", secretsIdentity(options.secrets)].join("|");
+}
+
+/** Per process, so the in-memory key never holds a value nor a digest comparable across processes. */
+const SECRETS_KEY_SALT = randomBytes(16);
+function secretsIdentity(secrets: Readonly<Record<string, string>> | undefined): string {
+  if (secrets === undefined) return "";
+  const hash = createHash("sha256").update(SECRETS_KEY_SALT);
+  for (const id of Object.keys(secrets).sort()) hash.update(`${id.length}:${id}${String(secrets[id]).length}:${String(secrets[id])}`);
+  return `secrets:${hash.digest("hex").slice(0, 32)}`;
 }
 
 const builderIds = new WeakMap<ImageBuilder, number>();

@@ -295,8 +295,8 @@ function layerFields(
     case "requirements":
       return [["name", layer.name], ["content", single(0)], ...pip(layer)];
     case "commands":
-      // Secret ids and targets (never values: the spec has none). Without secrets the fields are as before,
-      // so existing tags do not change. `id=target` is unambiguous: neither may contain `=`.
+      // Secret ids and targets (never values: the spec has none). Without secrets the fields are exactly
+      // those of a plain commands layer. `id=target` is unambiguous: neither may contain `=`.
       return layer.secrets === undefined || layer.secrets.length === 0
         ? [["commands", layer.commands]]
         : [["commands", layer.commands], ["secrets", layer.secrets.map((s) => (s.target === undefined ? s.id : `${s.id}=${s.target}`))]];

@@ -97,6 +97,17 @@ const cases: Array<[name: string, make: () => Image]> = [
     .withSourceFile(p("config.yaml"), "./.npmrc")
     .withPipPackages("requests")
     .withSourceFile(p("config.yaml"), "/app/config.yaml")],
+  // A config copy into a folder copied before it keeps that folder copy first (the later file wins);
+  // an app directory under /usr (/usr/src/app) is a source and moves after the install.
+  ["config-copies-overlap", () => Image.fromDebianBase({ pythonVersion: [3, 12], installer: "pip" })
+    .withSourceFolder(p("src"), "/srv/other")
+    .withSourceFolder(p("src"), "/app")
+    .withSourceFile(p("config.yaml"), "/app/.env")
+    .withSourceFolder(p("src"), "/usr/src/app")
+    .withWorkdir("/work")
+    .withSourceFolder(p("src"), "./lib")
+    .withSourceFile(p("config.yaml"), "/work/.npmrc")
+    .withPipPackages("requests")],
   ["from-base", () => Image.fromBase("ghcr.io/acme/base:1.0").withEnvVars({ A: "1" })],
   ["from-dockerfile-layers", () => Image.fromDockerfile(p("Dockerfile")).withPipPackages("rich").withEnvVars({ B: "2" })],
   ["from-dockerfile-target", () => Image.fromDockerfile(p("Dockerfile"), { target: "build" }).withCommands("echo more")],

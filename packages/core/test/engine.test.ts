@@ -312,6 +312,14 @@ describe("no duplicate work", () => {
     expect(buildKey(image, { builder: "docker" })).not.toBe(buildKey(image, { builder: "other" }));
     expect(buildKey(image, { builder: first })).toBe(buildKey(image, { builder: first }));
     expect(buildKey(image, { projectDir: "/a" })).not.toBe(buildKey(image, { projectDir: "/b" }));
+    // An explicit strict: false overrides KILN_STRICT, so it is not "not given".
+    expect(buildKey(image, { strict: false })).not.toBe(buildKey(image, {}));
+    // Secrets: the same values share, other values do not, and the key holds no value.
+    const key = buildKey(image, { secrets: { TOKEN: "value-one" } });
+    expect(key).toBe(buildKey(image, { secrets: { TOKEN: "value-one" } }));
+    expect(key).not.toBe(buildKey(image, { secrets: { TOKEN: "value-two" } }));
+    expect(key).not.toBe(buildKey(image, {}));
+    expect(key).not.toContain("value-one");
   });
 
   it("an aborted caller does not cancel a build another caller still waits for", async () => {

@@ -51,11 +51,11 @@ describe("parseSecretFlag (docker's --secret syntax)", () => {
   });
 
   it.each([
-    ["NPM_TOKEN", "expected key=value pairs"],
+    ["NPM_TOKEN", "expected comma-separated key=value pairs"],
     ["src=/x", "no id"],
     ["id=", "id is empty"],
-    ["id=1BAD", "Invalid --secret id"],
-    ["id=a b", "Invalid --secret id"],
+    ["id=1BAD", "the id is not a secret id"],
+    ["id=a b", "the id is not a secret id"],
     ["id=A,env=X,src=/y", "not both"],
     ["id=A,id=B", "given twice"],
     ["id=A,mode=0400", "unknown key"],
@@ -69,9 +69,31 @@ describe("parseSecretFlag (docker's --secret syntax)", () => {
     expect((error as UsageError).hint).toBeTruthy();
     expect(exitCodeFor(error, new AbortController().signal)).toBe(2);
   });
+
+  it.each([
+    ["NPM_TOKEN=npm_abcdefSECRET"],
+    ["id=A,value=npm_abcdefSECRET"],
+    ["npm_abcdefSECRET"],
+    ["id=npm_abcdefSECRET!"],
+    ["id=A,npm_abcdefSECRET=1"],
+    ["id=A,env=X,src=npm_abcdefSECRET"],
+  ])("a mistyped flag is never echoed (it may hold the value): %s", (flag) => {
+    const error = thrown(() => parseSecretFlag(flag)) as UsageError;
+    expect(error).toBeInstanceOf(UsageError);
+    expect(`${error.message} ${error.hint}`).not.toMatch(/abcdefSECRET/i);
+  });
 });
 
 describe("readSecretFlags", () => {
+  it("a file that is not UTF-8 text is a MissingSecretError naming the path, not its bytes", () => {
+    const file = join(dir, "binary.der");
+    writeFileSync(file, Buffer.from([0x30, 0x82, 0xff, 0xfe, 0x00, 0x41]));
+    const error = thrown(() => readSecretFlags([`id=CERT,src=${file}`], {}, dir));
+    expect(MissingSecretError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toContain(file);
+    expect((error as Error).message).toContain("not UTF-8");
+  });
+
   it("reads env vars and whole files; no flags gives undefined", () => {
     writeFileSync(join(dir, "pip.conf"), "[global]\nindex-url = https://u:filepass@h/simple\n");
     const env = { NPM_TOKEN: "env-npm-value", CI_OTHER: "other-value" };

@@ -2,7 +2,8 @@
  * `kiln build --secret id=ID[,env=VAR|,src=PATH]`, docker build's syntax: `src`/`source` reads the
  * file's contents, `env` that environment variable, neither the environment variable ID (`type=file`
  * / `type=env` are accepted as in docker). Values are read here, once; messages name ids, variables
- * and paths, never contents.
+ * and paths, never contents — and never repeat the flag itself: a mistyped one may hold the value
+ * (`--secret NPM_TOKEN=npm_…`).
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -18,43 +19,45 @@ export interface SecretFlag {
 
 const HINT = "use --secret id=ID (env var ID), --secret id=ID,env=VAR or --secret id=ID,src=PATH";
 
+
 /** One `--secret` value → its id and source. Bad syntax is a UsageError (exit 2). */
 export function parseSecretFlag(flag: string, cwd = process.cwd()): SecretFlag {
   const fields = new Map<string, string>();
   for (const part of flag.split(",")) {
     const eq = part.indexOf("=");
-    if (eq <= 0) throw new UsageError(`Invalid --secret ${describeValue(flag)}: expected key=value pairs, got ${describeValue(part)}`, { hint: HINT });
+    if (eq <= 0) throw new UsageError("Invalid --secret: expected comma-separated key=value pairs (id=…, env=… or src=…)", { hint: HINT });
     const key = part.slice(0, eq).trim().toLowerCase();
     const value = part.slice(eq + 1);
     const name = key === "source" ? "src" : key;
     if (!["id", "env", "src", "type"].includes(name)) {
-      throw new UsageError(`Invalid --secret ${describeValue(flag)}: unknown key ${describeValue(key)}`, { hint: `${HINT} (keys: id, env, src/source, type)` });
+      // The key is not shown: in a mistyped flag it may be the value itself.
+      throw new UsageError("Invalid --secret: unknown key (the keys are id, env, src/source and type)", { hint: HINT });
     }
-    if (fields.has(name)) throw new UsageError(`Invalid --secret ${describeValue(flag)}: ${key} given twice`, { hint: HINT });
-    if (value === "") throw new UsageError(`Invalid --secret ${describeValue(flag)}: ${key} is empty`, { hint: HINT });
+    if (fields.has(name)) throw new UsageError(`Invalid --secret: ${name} given twice`, { hint: HINT });
+    if (value === "") throw new UsageError(`Invalid --secret: ${name} is empty`, { hint: HINT });
     fields.set(name, value);
   }
   const id = fields.get("id");
-  if (id === undefined) throw new UsageError(`Invalid --secret ${describeValue(flag)}: no id`, { hint: HINT });
+  if (id === undefined) throw new UsageError("Invalid --secret: no id=", { hint: HINT });
   if (!SECRET_ID_PATTERN.test(id)) {
-    throw new UsageError(`Invalid --secret id ${describeValue(id)}: secret ids are 1-64 letters, digits, \`_\`, \`.\` and \`-\`, starting with a letter or \`_\``, {
+    throw new UsageError("Invalid --secret: the id is not a secret id (1-64 letters, digits, `_`, `.` and `-`, starting with a letter or `_`)", {
       hint: "use the id the image declares in withCommands(..., { secrets })",
     });
   }
   const type = fields.get("type");
   if (type !== undefined && type !== "file" && type !== "env") {
-    throw new UsageError(`Invalid --secret ${describeValue(flag)}: type must be file or env`, { hint: HINT });
+    throw new UsageError(`Invalid --secret ${id}: type must be file or env`, { hint: HINT });
   }
   const env = fields.get("env");
   const src = fields.get("src");
   if (env !== undefined && src !== undefined) {
-    throw new UsageError(`Invalid --secret ${describeValue(flag)}: give env or src, not both`, { hint: HINT });
+    throw new UsageError(`Invalid --secret ${id}: give env or src, not both`, { hint: HINT });
   }
   if ((type === "file" && env !== undefined) || (type === "env" && src !== undefined)) {
-    throw new UsageError(`Invalid --secret ${describeValue(flag)}: type=${type} contradicts ${env !== undefined ? "env" : "src"}`, { hint: HINT });
+    throw new UsageError(`Invalid --secret ${id}: type=${type} contradicts ${env !== undefined ? "env" : "src"}`, { hint: HINT });
   }
   if (src !== undefined) return { id, source: { kind: "file", path: resolve(cwd, src) } };
-  if (type === "file") throw new UsageError(`Invalid --secret ${describeValue(flag)}: type=file needs src=PATH`, { hint: HINT });
+  if (type === "file") throw new UsageError(`Invalid --secret ${id}: type=file needs src=PATH`, { hint: HINT });
   return { id, source: { kind: "env", name: env ?? id } };
 }
 
@@ -89,13 +92,23 @@ function readSource(id: string, source: SecretFlag["source"], env: Readonly<Reco
     }
     return value;
   }
-  let value: string;
+  let bytes: Buffer;
   try {
-    value = readFileSync(source.path, "utf8");
+    bytes = readFileSync(source.path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     throw new MissingSecretError(`--secret ${id}: cannot read ${source.path}${code ? ` (${code})` : ""}`, {
       hint: "check the src= path (relative paths are resolved against the current directory) and its permissions",
+      details: { id, path: source.path },
+    });
+  }
+  let value: string;
+  try {
+    // Secret values are text end to end; a binary file would be silently mangled into U+FFFD.
+    value = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new MissingSecretError(`--secret ${id}: ${source.path} is not UTF-8 text`, {
+      hint: "build secrets are text; base64-encode a binary file and decode it in the RUN step",
       details: { id, path: source.path },
     });
   }
