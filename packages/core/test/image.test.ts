@@ -8,6 +8,7 @@ import { SourceNotFoundError, ValidationError } from "../src/errors.js";
 import { computeTag } from "../src/hash.js";
 import { DEFAULT_UV_IMAGE, Image } from "../src/image.js";
 import type { Layer } from "../src/layers.js";
+import { thrown } from "./thrown.js";
 
 let dir: string;
 const p = (...parts: string[]) => join(dir, ...parts);
@@ -88,7 +89,7 @@ describe("constructors", () => {
   });
 
   it("fromDockerfile: a missing file is a SourceNotFoundError naming the path", () => {
-    const error = catchError(() => Image.fromDockerfile(p("Nope.Dockerfile")));
+    const error = thrown(() => Image.fromDockerfile(p("Nope.Dockerfile")));
     expect(SourceNotFoundError.isInstance(error)).toBe(true);
     expect((error as SourceNotFoundError).message).toContain(p("Nope.Dockerfile"));
     expect((error as SourceNotFoundError).hint).toMatch(/current directory/);
@@ -128,7 +129,7 @@ describe("immutability", () => {
     expect(a.uri).toBe(`ghcr.io/acme/kiln:${a.tag}`);
     expect(b.clone({ registry: null, tag: null }).uri).toBe(`other:${b.clone({ tag: null }).tag}`);
     const locked = a.clone({ extendable: false });
-    const error = catchError(() => locked.withEnvVars({ A: "1" }));
+    const error = thrown(() => locked.withEnvVars({ A: "1" }));
     expect(error).toBeInstanceOf(ValidationError);
     expect((error as ValidationError).hint).toMatch(/extendable: true/);
   });
@@ -169,7 +170,7 @@ describe("JSON", () => {
     const bad = (mutate: (j: Record<string, any>) => void): unknown => {
       const j = structuredClone(good) as Record<string, any>;
       mutate(j);
-      return catchError(() => Image.fromJSON(j));
+      return thrown(() => Image.fromJSON(j));
     };
     const fields: Array<[string, (j: Record<string, any>) => void]> = [
       ["kilnSpecVersion", (j) => { j.kilnSpecVersion = 2; }],
@@ -194,7 +195,7 @@ describe("JSON", () => {
       expect(error, field).toBeInstanceOf(ValidationError);
       expect((error as ValidationError).field).toBe(field);
     }
-    expect(catchError(() => Image.fromJSON("{not json"))).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromJSON("{not json"))).toBeInstanceOf(ValidationError);
   });
 });
 
@@ -212,12 +213,12 @@ describe("layers", () => {
   });
 
   it("a missing source names the path with a hint", () => {
-    const error = catchError(() => Image.fromDebianBase().withSourceFolder(p("missing")));
+    const error = thrown(() => Image.fromDebianBase().withSourceFolder(p("missing")));
     expect(error).toBeInstanceOf(SourceNotFoundError);
     expect((error as SourceNotFoundError).message).toContain(p("missing"));
     expect((error as SourceNotFoundError).details).toMatchObject({ field: "withSourceFolder", path: p("missing") });
-    expect(catchError(() => Image.fromDebianBase().withSourceFolder(p("requirements.txt")))).toBeInstanceOf(ValidationError);
-    expect(catchError(() => Image.fromDebianBase().withSourceFile(p("src")))).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromDebianBase().withSourceFolder(p("requirements.txt")))).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromDebianBase().withSourceFile(p("src")))).toBeInstanceOf(ValidationError);
   });
 
   it("source file destinations ending in / keep the file name", () => {
@@ -228,8 +229,8 @@ describe("layers", () => {
   it("withPipPackages takes options as the last argument", () => {
     const layer = Image.fromDebianBase().withPipPackages("a", "b", { pre: true }).layers[0];
     expect(layer).toEqual({ kind: "pipPackages", packages: ["a", "b"], pre: true });
-    expect(catchError(() => Image.fromDebianBase().withPipPackages({ pre: true } as never))).toBeInstanceOf(ValidationError);
-    expect(catchError(() => Image.fromDebianBase().withPipPackages("a", { bogus: 1 } as never))).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromDebianBase().withPipPackages({ pre: true } as never))).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromDebianBase().withPipPackages("a", { bogus: 1 } as never))).toBeInstanceOf(ValidationError);
   });
 
   it("withDockerignore stores moby-cleaned patterns and rejects malformed ones", () => {
@@ -246,27 +247,19 @@ describe("layers", () => {
     });
     expect(Image.fromNodeBase().withNodeProject(p("both")).layers[0]).toMatchObject({ manager: "pnpm", lockfile: "pnpm-lock.yaml" });
     expect(Image.fromNodeBase().withNodeProject(p("both"), { manager: "npm" }).layers[0]).toMatchObject({ manager: "npm" });
-    const error = catchError(() => Image.fromNodeBase().withNodeProject(p("nolock")));
+    const error = thrown(() => Image.fromNodeBase().withNodeProject(p("nolock")));
     expect(error).toBeInstanceOf(SourceNotFoundError);
     expect((error as SourceNotFoundError).hint).toMatch(/lockfile/);
-    expect(catchError(() => Image.fromNodeBase().withNodeProject(p("node"), { manager: "pnpm" }))).toBeInstanceOf(SourceNotFoundError);
+    expect(thrown(() => Image.fromNodeBase().withNodeProject(p("node"), { manager: "pnpm" }))).toBeInstanceOf(SourceNotFoundError);
   });
 
   it("rejects empty declarations", () => {
-    expect(catchError(() => Image.fromDebianBase().withAptPackages())).toBeInstanceOf(ValidationError);
-    expect(catchError(() => Image.fromDebianBase().withEnvVars({}))).toBeInstanceOf(ValidationError);
-    expect(catchError(() => Image.fromDebianBase().withCommands())).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromDebianBase().withAptPackages())).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromDebianBase().withEnvVars({}))).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromDebianBase().withCommands())).toBeInstanceOf(ValidationError);
   });
 });
 
-function catchError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected an error");
-}
 
 describe("options arguments", () => {
   it("null or a non-object options bag is a ValidationError naming the call", () => {
@@ -277,7 +270,7 @@ describe("options arguments", () => {
       ["clone options", () => Image.fromBase("alpine").clone(null as never)],
     ];
     for (const [field, call] of calls) {
-      const error = catchError(call);
+      const error = thrown(call);
       expect(ValidationError.isInstance(error)).toBe(true);
       expect((error as ValidationError).field).toBe(field);
     }

@@ -18,6 +18,7 @@ import { MissingSecretError } from "../src/errors.js";
 import { Image } from "../src/image.js";
 import { resolveBuildSecrets } from "../src/secrets.js";
 import { registerImageBuilder, unregisterImageBuilder } from "../src/selection.js";
+import { thrown } from "./thrown.js";
 
 let dir: string;
 const savedLockDir = process.env.KILN_LOCK_DIR;
@@ -31,14 +32,6 @@ afterAll(() => {
   else process.env.KILN_LOCK_DIR = savedLockDir;
 });
 
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a throw");
-}
 
 describe("parseSecretFlag (docker's --secret syntax)", () => {
   it("id alone reads the env var of that name; env= another; src=/source= a file relative to the cwd; type= is accepted", () => {

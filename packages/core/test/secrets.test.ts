@@ -7,17 +7,10 @@ import { KilnError, MissingSecretError, ValidationError } from "../src/errors.js
 import { Image } from "../src/image.js";
 import { redactBuildSecrets, redactErrorSecrets, redactEventSecrets, resolveBuildSecrets, secretIdsOf, secretRedactor } from "../src/secrets.js";
 import type { BuildEvent } from "../src/events.js";
+import { thrown } from "./thrown.js";
 
 const base = () => Image.fromBase("busybox:1.36");
 
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a throw");
-}
 
 describe("withCommands(..., { secrets })", () => {
   it("stores ids and targets as declared; without secrets the layer has no secrets field", () => {
