@@ -170,8 +170,11 @@ function assertNoSecrets(spec: Readonly<ImageSpec>): void {
 
 /** `--mount=type=secret,id=<id>,required=true[,target=<path>]`. Ids and targets are validated at
  * declaration to characters that cannot end the flag or its CSV fields (validateSecretMounts). */
-function secretMount(secret: SecretMount): string {
-  return `--mount=type=secret,id=${secret.id},required=true${secret.target === undefined ? "" : `,target=${secret.target}`}`;
+/** BuildKit mounts a secret root-owned, mode 0400; after a non-root `user` layer the step could not
+ * read it, so it is mounted 0444 — readable only inside that one RUN's container, never in a layer. */
+function secretMount(secret: SecretMount, ctx: Ctx): string {
+  const target = secret.target === undefined ? "" : `,target=${secret.target}`;
+  return `--mount=type=secret,id=${secret.id},required=true${target}${isRoot(ctx.user) ? "" : ",mode=0444"}`;
 }
 
 /** Dockerfile text from instruction lines (one trailing newline); refuses lines Docker cannot read. */
@@ -383,7 +386,7 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
     case "dockerIgnore":
       return []; // applied by the build context, not an instruction
     case "commands": {
-      const mounts = (layer.secrets ?? []).map(secretMount);
+      const mounts = (layer.secrets ?? []).map((secret) => secretMount(secret, ctx));
       return [{ phase: "barrier", lines: layer.commands.map((c) => run(mounts, ["/bin/sh", "-c", c])) }];
     }
     case "env":

@@ -138,7 +138,10 @@ const secretCases: Array<[name: string, make: () => Image]> = [
     })
     .withCommands("echo no secrets here")
     .withWorkdir("/srv")
-    .withCommands("cat /run/secrets/api.key-2 >/dev/null", { secrets: ["api.key-2"] })],
+    .withCommands("cat /run/secrets/api.key-2 >/dev/null", { secrets: ["api.key-2"] })
+    // After a non-root user the mount is 0444, so that user can read it.
+    .withUser("app")
+    .withCommands("cat /run/secrets/NPM_TOKEN >/dev/null", { secrets: ["NPM_TOKEN"] })],
 ];
 
 describe("renderDockerfile goldens: build secrets", () => {
@@ -181,7 +184,11 @@ describe("renderDockerfile goldens: build secrets", () => {
   it("every command of the layer gets the mounts; other layers get none", () => {
     const lines = renderDockerfile(secretCases[0]![1]()).trimEnd().split("\n");
     const mounted = lines.filter((l) => l.includes("type=secret"));
-    expect(mounted.map((l) => JSON.parse(l.slice(l.indexOf("[")))[2])).toEqual(["npm whoami", "pip download --no-deps rich", "cat /run/secrets/api.key-2 >/dev/null"]);
+    expect(mounted.map((l) => JSON.parse(l.slice(l.indexOf("[")))[2])).toEqual([
+      "npm whoami", "pip download --no-deps rich", "cat /run/secrets/api.key-2 >/dev/null", "cat /run/secrets/NPM_TOKEN >/dev/null",
+    ]);
+    // 0444 only after the non-root user.
+    expect(mounted.map((l) => l.includes(",mode=0444"))).toEqual([false, false, false, true]);
     expect(lines.find((l) => l.includes("echo no secrets here"))).toBe('RUN ["/bin/sh","-c","echo no secrets here"]');
   });
 });

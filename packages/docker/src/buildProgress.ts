@@ -16,8 +16,12 @@ export interface BuildProgressOptions {
   onEvent?: EventListener;
   /** Scrubs secrets (build arg values, credentials) from text before it leaves this module. */
   redact?: (text: string) => string;
-  /** Classic builder: told when a step container starts and once the daemon has removed it (orphanContainers.ts). */
-  stepContainers?: { started(id: string): void; removed(id: string): void };
+  /**
+   * Classic builder: told of each step line, each step container start and each removal, exactly as
+   * the stream shows them — a step's own output can print look-alikes, so the tracker decides what
+   * counts (orphanContainers.ts StepContainers).
+   */
+  stepContainers?: { step(): void; started(id: string): void; removed(id: string): void };
 }
 
 export interface BuildOutcome {
@@ -86,6 +90,7 @@ class BuildState {
       if (!line.trim()) continue;
       const step = /^Step (\d+)\/(\d+) : (.*)$/.exec(line);
       if (step) {
+        this.options.stepContainers?.step();
         this.startStep(step[3]!, Number(step[1]), Number(step[2]), false);
         continue;
       }

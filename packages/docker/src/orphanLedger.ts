@@ -9,10 +9,18 @@
  * concurrent processes cannot lose each other's records and need no lock. Each file is written whole
  * under a temp name and renamed into place (atomic), mode 0600 in a 0700 directory. A file that does
  * not parse or validate is deleted, never trusted; files of other endpoints are never opened.
+ *
+ * A record names a container Kiln will force-remove, so only records nobody else can have written
+ * count. Without XDG_RUNTIME_DIR the directory sits in the shared /tmp, where another local user can
+ * create it first (`mkdir` with `recursive` neither fails nor tightens an existing directory). So
+ * before any read or write the directory and its parent (the lock directory) must be real
+ * directories (no symlink) owned by this user and writable by nobody else — else the ledger is not
+ * used at all — and each record file must be a regular file (opened with O_NOFOLLOW) owned by this
+ * user and writable by nobody else — else it is ignored, never followed, trusted or deleted.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, type Stats } from "node:fs";
+import { dirname, join } from "node:path";
 import { lockDirectory } from "@kiln/core";
 
 export interface OrphanRecord {
@@ -22,11 +30,15 @@ export interface OrphanRecord {
   endpoint: string;
   /** When Kiln recorded it (ms since the epoch): the container existed by then. */
   recordedAt: number;
+  /** When the build that started it began (ms since the epoch): the container cannot be older. */
+  buildStartedAt: number;
   /** The image whose build left it, for the warning. */
   image?: string;
 }
 
 const CONTAINER_ID = /^[0-9a-f]{12,64}$/;
+/** Version 2 added buildStartedAt; a record without it cannot be checked against its container and is dropped. */
+const RECORD_VERSION = 2;
 /** A temp file a crashed writer left: surely not being written any more after this long. */
 const STALE_TEMP_MS = 60 * 60 * 1000;
 
@@ -41,14 +53,20 @@ export class OrphanLedger {
 
   constructor(readonly dir: string = orphanDirectory()) {}
 
-  /** Adds (or refreshes) one record; throws only on a file-system failure (the caller decides). */
+  /**
+   * Adds (or refreshes) one record; throws on a file-system failure or, recording nothing, when the
+   * directory fails `unsafeReason()` (UnsafeOrphanDirectoryError) — the caller decides.
+   */
   record(record: OrphanRecord): void {
     if (!CONTAINER_ID.test(record.containerId)) throw new TypeError(`Not a container ID: ${JSON.stringify(record.containerId)}`);
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const problem = this.unsafeReason();
+    if (problem) throw new UnsafeOrphanDirectoryError(problem);
     const final = this.pathOf(record.endpoint, record.containerId);
     const temp = `${final}.${process.pid}-${randomUUID().slice(0, 8)}.tmp`;
     try {
-      writeFileSync(temp, JSON.stringify({ version: 1, ...record }), { mode: 0o600, flag: "wx" });
+      // "wx": O_EXCL never follows or reuses anything already at the temp name.
+      writeFileSync(temp, JSON.stringify({ version: RECORD_VERSION, ...record }), { mode: 0o600, flag: "wx" });
       renameSync(temp, final);
       this.writes++;
     } catch (error) {
@@ -57,8 +75,23 @@ export class OrphanLedger {
     }
   }
 
-  /** The records for one endpoint (cheap when there are none: one directory read). Corrupt ones are deleted. */
+  /**
+   * Why this directory must not be used (someone else's, a symlink, writable by others — see the
+   * file comment), or `undefined` when it is safe to use or does not exist yet.
+   */
+  unsafeReason(): string | undefined {
+    const own = unsafeDirectory(this.dir);
+    if (own !== undefined) return own ?? undefined; // null: no directory yet, so nothing to trust or not
+    const parent = unsafeDirectory(dirname(this.dir));
+    return parent === null ? `${dirname(this.dir)} does not exist` : parent;
+  }
+
+  /**
+   * The records for one endpoint (cheap when there are none: one directory read). Corrupt ones are
+   * deleted; none at all from a directory that fails `unsafeReason()`.
+   */
   list(endpoint: string): OrphanRecord[] {
+    if (this.unsafeReason()) return [];
     let names: string[];
     try {
       names = readdirSync(this.dir);
@@ -82,14 +115,49 @@ export class OrphanLedger {
     return records.sort((a, b) => a.recordedAt - b.recordedAt);
   }
 
-  /** Forgets one record (already gone is fine). */
+  /** Forgets one record (already gone is fine; never touches a directory that fails `unsafeReason()`). */
   drop(endpoint: string, containerId: string): void {
+    if (this.unsafeReason()) return;
     removeQuietly(this.pathOf(endpoint, containerId));
   }
 
   private pathOf(endpoint: string, containerId: string): string {
     return join(this.dir, `${endpointKey(endpoint)}-${containerId}.json`);
   }
+}
+
+/** The ledger directory failed its safety check: nothing was recorded. */
+export class UnsafeOrphanDirectoryError extends Error {
+  override name = "UnsafeOrphanDirectoryError";
+}
+
+const ownUid = (): number | undefined => process.getuid?.();
+
+/**
+ * Why `path` is not a directory only this user controls (lstat: a symlink is never followed),
+ * `undefined` when it is one, `null` when it does not exist. Windows has no owner/mode bits here:
+ * only the "real directory" part applies there.
+ */
+function unsafeDirectory(path: string): string | null | undefined {
+  let stats: Stats;
+  try {
+    stats = lstatSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === "ENOENT" ? null : `${path} cannot be checked (${code ?? "error"})`;
+  }
+  if (stats.isSymbolicLink()) return `${path} is a symbolic link, not a directory`;
+  if (!stats.isDirectory()) return `${path} is not a directory`;
+  return foreignOrShared(path, stats);
+}
+
+/** Owned by someone else, or writable by group/others: someone else can plant or swap files in it. */
+function foreignOrShared(path: string, stats: Stats): string | undefined {
+  const uid = ownUid();
+  if (uid === undefined) return undefined;
+  if (stats.uid !== uid) return `${path} is owned by uid ${stats.uid}, not by this user (uid ${uid})`;
+  if ((stats.mode & 0o022) !== 0) return `${path} is writable by group or others (mode ${(stats.mode & 0o777).toString(8).padStart(4, "0")})`;
+  return undefined;
 }
 
 /** A short, file-name-safe key per endpoint; the full endpoint inside the record guards against collisions. */
@@ -99,28 +167,54 @@ function endpointKey(endpoint: string): string {
 
 /** The record, `null` when the file is corrupt (delete it), `undefined` when it vanished or is another endpoint's. */
 function parseRecord(path: string, endpoint: string, idFromName: string): OrphanRecord | null | undefined {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch {
-    return undefined; // dropped by another process meanwhile
-  }
+  const text = readOwnRegularFile(path);
+  if (text === undefined) return undefined; // vanished, or not a file of ours: ignored, never deleted
   let value: Partial<OrphanRecord> & { version?: unknown };
   try {
     value = JSON.parse(text) as typeof value;
   } catch {
     return null;
   }
-  if (!value || typeof value !== "object" || value.version !== 1) return null;
+  if (!value || typeof value !== "object" || value.version !== RECORD_VERSION) return null;
   if (typeof value.containerId !== "string" || !CONTAINER_ID.test(value.containerId) || value.containerId !== idFromName) return null;
   if (typeof value.recordedAt !== "number" || !Number.isFinite(value.recordedAt)) return null;
+  if (typeof value.buildStartedAt !== "number" || !Number.isFinite(value.buildStartedAt) || value.buildStartedAt > value.recordedAt) return null;
   if (value.endpoint !== endpoint) return typeof value.endpoint === "string" ? undefined : null; // a key collision: leave it be
-  return { containerId: value.containerId, endpoint, recordedAt: value.recordedAt, ...(typeof value.image === "string" ? { image: value.image } : {}) };
+  return {
+    containerId: value.containerId,
+    endpoint,
+    recordedAt: value.recordedAt,
+    buildStartedAt: value.buildStartedAt,
+    ...(typeof value.image === "string" ? { image: value.image } : {}),
+  };
+}
+
+/**
+ * The file's text when it is a regular file of ours nobody else can write, else `undefined`.
+ * O_NOFOLLOW: a symlink fails to open (never followed); O_NONBLOCK: a FIFO planted in its place
+ * cannot stall the build; the checks run on the opened file (fstat), so it cannot be swapped between.
+ */
+function readOwnRegularFile(path: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0));
+  } catch {
+    return undefined;
+  }
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile() || foreignOrShared(path, stats)) return undefined;
+    return readFileSync(fd, "utf8");
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function ageMs(path: string): number {
   try {
-    return Date.now() - statSync(path).mtimeMs;
+    return Date.now() - lstatSync(path).mtimeMs;
   } catch {
     return 0;
   }

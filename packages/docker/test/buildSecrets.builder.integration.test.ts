@@ -44,6 +44,17 @@ describe("DockerImageBuilder with build secrets", () => {
     expect((await runInImage(image.uri, ["cat", "/copied"])).trim()).toBe("app");
   });
 
+  it("after a non-root withUser the step can read its secret (mounted 0444 for that RUN only)", async () => {
+    const image = Image.fromBase(busybox, { name: uniqueName("kiln-bsec-user") })
+      .withUser("65534:65534")
+      .withCommands(`test "$(id -u)" = 65534 && test "$(sha256sum < /run/secrets/TOKEN | cut -d' ' -f1)" = "${sha(VALUE)}"`, { secrets: ["TOKEN"] });
+    cleanup.image(image.uri);
+    const result = await new DockerImageBuilder({ buildkit: true }).buildImage(image, { secrets: { TOKEN: VALUE } });
+    expect(result.uri).toBe(image.uri);
+    // Nothing stays at the mount point once the step is done.
+    expect((await runInImage(image.uri, ["sh", "-c", "ls /run/secrets 2>/dev/null | wc -l"])).trim()).toBe("0");
+  });
+
   it("a declared secret with no value (no option, no environment variable) fails before any build", async () => {
     const image = Image.fromBase(busybox, { name: uniqueName("kiln-bsec-missing") }).withCommands("cat /run/secrets/NOT_SET_ANYWHERE_X > /dev/null", { secrets: ["NOT_SET_ANYWHERE_X"] });
     const events: BuildEvent[] = [];

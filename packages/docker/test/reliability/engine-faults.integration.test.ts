@@ -164,6 +164,8 @@ describe("Kiln removes the step containers it recorded, and nothing else", () =>
 
   it("the next build force-removes recorded containers (running or stopped) on its endpoint, warns once, and leaves user containers and other endpoints' records alone", async () => {
     const before = new Set(await daemon.containers());
+    const old = await run("create", busybox, "true"); // created long before the build whose record names it
+    const buildStartedAt = Date.now();
     const running = await run("run", "-d", busybox, "sleep", "600"); // like one a restarted dockerd re-adopted
     const stopped = await run("create", busybox, "true"); // like one left stopped
     const user = await run("run", "-d", "--name", uniqueName("kiln-user"), busybox, "sleep", "600"); // never recorded
@@ -171,11 +173,15 @@ describe("Kiln removes the step containers it recorded, and nothing else", () =>
     const other = "unix:///var/tmp/kiln-another-daemon/docker.sock";
     const now = Date.now();
     const l = ledger();
-    l.record({ containerId: short(running), endpoint: daemon.host, recordedAt: now, image: "app:1" });
-    l.record({ containerId: short(stopped), endpoint: daemon.host, recordedAt: now });
-    l.record({ containerId: short(late), endpoint: daemon.host, recordedAt: now - 60 * 60 * 1000 });
-    l.record({ containerId: "0123456789ab", endpoint: daemon.host, recordedAt: now }); // already gone
-    l.record({ containerId: short(user), endpoint: other, recordedAt: now }); // another daemon's record
+    const hour = 60 * 60 * 1000;
+    l.record({ containerId: short(running), endpoint: daemon.host, recordedAt: now, buildStartedAt, image: "app:1" });
+    l.record({ containerId: short(stopped), endpoint: daemon.host, recordedAt: now, buildStartedAt });
+    l.record({ containerId: short(late), endpoint: daemon.host, recordedAt: now - hour, buildStartedAt: now - hour - 60_000 });
+    // As a step's forged `Running in <old>` would name it: the build began well after the container
+    // was created (beyond the 2-minute clock allowance), so it is not that build's step container.
+    l.record({ containerId: short(old), endpoint: daemon.host, recordedAt: now + 11 * 60_000, buildStartedAt: now + 10 * 60_000, image: "app:forged" });
+    l.record({ containerId: "0123456789ab", endpoint: daemon.host, recordedAt: now, buildStartedAt }); // already gone
+    l.record({ containerId: short(user), endpoint: other, recordedAt: now, buildStartedAt }); // another daemon's record
 
     const c = collector();
     const outcome = await timed(() => builder().buildImage(localImage("echo swept > /x"), { onEvent: c.onEvent }));
@@ -185,6 +191,7 @@ describe("Kiln removes the step containers it recorded, and nothing else", () =>
     expect(await exists(stopped)).toBe(false);
     expect(await exists(user)).toBe(true);
     expect(await exists(late)).toBe(true);
+    expect(await exists(old)).toBe(true);
     expect(ledger().list(daemon.host)).toEqual([]);
     expect(ledger().list(other).map((r) => r.containerId)).toEqual([short(user)]);
     const warnings = c.of("warning");
@@ -194,20 +201,21 @@ describe("Kiln removes the step containers it recorded, and nothing else", () =>
     expect(message).toContain(`${short(running)} (still running) from the build of app:1`);
     expect(message).toContain(short(stopped));
     expect(message).toContain(daemon.host);
-    for (const untouched of [user, late, "0123456789ab"]) expect(message).not.toContain(short(untouched));
+    for (const untouched of [user, late, old, "0123456789ab"]) expect(message).not.toContain(short(untouched));
+    expect(message).not.toContain("app:forged");
     // A second build has nothing to do: no warning.
     const again = collector();
     await builder().buildImage(localImage("echo swept-again > /x"), { onEvent: again.onEvent });
     expect(again.of("warning")).toEqual([]);
 
-    await run("rm", "-f", user, late); // the test's own containers
+    await run("rm", "-f", user, late, old); // the test's own containers
     expect((await daemon.containers()).filter((id) => !before.has(id))).toEqual([]);
   });
 
   it("right away when the daemon still answers; kept for the next build when it does not", async () => {
     const reachable = DockerDaemon.fromEnv(env());
     const first = await run("run", "-d", busybox, "sleep", "600");
-    const now = await recordLostStepContainer(reachable, ledger(), short(first), { image: "app:2" });
+    const now = await recordLostStepContainer(reachable, ledger(), { id: short(first), buildStartedAt: Date.now() - 10_000 }, { image: "app:2" });
     expect(now.removed.map((r) => r.containerId)).toEqual([short(first)]);
     expect(await exists(first)).toBe(false);
     expect(ledger().list(daemon.host)).toEqual([]);
@@ -216,7 +224,7 @@ describe("Kiln removes the step containers it recorded, and nothing else", () =>
     const second = await run("run", "-d", busybox, "sleep", "600");
     const gone = new DockerDaemon({ options: { socketPath: join(lockDir, "no-daemon.sock") }, endpoint: daemon.host, kind: "unix" });
     const started = Date.now();
-    const later = await recordLostStepContainer(gone, ledger(), short(second), { image: "app:3" });
+    const later = await recordLostStepContainer(gone, ledger(), { id: short(second), buildStartedAt: started - 10_000 }, { image: "app:3" });
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(later.kept).toEqual([short(second)]);
     expect(ledger().list(daemon.host).map((r) => r.containerId)).toEqual([short(second)]);
