@@ -170,11 +170,12 @@ function assertNoSecrets(spec: Readonly<ImageSpec>): void {
 
 /** `--mount=type=secret,id=<id>,required=true[,target=<path>]`. Ids and targets are validated at
  * declaration to characters that cannot end the flag or its CSV fields (validateSecretMounts). */
-/** BuildKit mounts a secret root-owned, mode 0400; after a non-root `user` layer the step could not
- * read it, so it is mounted 0444 — readable only inside that one RUN's container, never in a layer. */
-function secretMount(secret: SecretMount, ctx: Ctx): string {
+/** BuildKit mounts a secret root-owned, mode 0400, so a step run as a non-root user (a `withUser`, or
+ * the base image's own USER, which Kiln cannot see) could not read it: it is mounted 0444 — readable
+ * only inside that one RUN's container, never in a layer. */
+function secretMount(secret: SecretMount): string {
   const target = secret.target === undefined ? "" : `,target=${secret.target}`;
-  return `--mount=type=secret,id=${secret.id},required=true${target}${isRoot(ctx.user) ? "" : ",mode=0444"}`;
+  return `--mount=type=secret,id=${secret.id},required=true${target},mode=0444`;
 }
 
 /** Dockerfile text from instruction lines (one trailing newline); refuses lines Docker cannot read. */
@@ -276,26 +277,31 @@ function sh(script: string, args: string[]): string[] {
  * (/etc/apt, /usr/share/keyrings), pip.conf, CA certificates (/usr/local/share/ca-certificates),
  * ~/.npmrc, ~/.config/uv. That is any destination under CONFIG_ROOTS, or with a dot-named segment.
  */
-function copyPhase(dest: string): Phase {
-  const segments = dest.split("/").filter((s) => s !== "" && s !== ".");
-  const path = `/${segments.join("/")}`;
-  const configRoot = dest.startsWith("/") && CONFIG_ROOTS.some((root) => path === root || path.startsWith(`${root}/`));
-  return configRoot || segments.some((s) => s.startsWith(".") && s !== "..") ? "config" : "source";
+function copyPhase(ctx: Ctx, dest: string): Phase {
+  const resolved = resolveDest(ctx, dest);
+  // Unknown (a relative path leaving the unknown workdir): judged on the path as written.
+  const path = resolved ?? dest;
+  const segments = path.split("/").filter((s) => s !== "" && s !== "." && s !== "..");
+  const configRoot = path.startsWith("/") && CONFIG_ROOTS.some((root) => path === root || path.startsWith(`${root}/`));
+  return configRoot || segments.some((s) => s.startsWith(".")) ? "config" : "source";
 }
 
 /** Where installs read configuration from (app directories such as /usr/src/app are not among them). */
-const CONFIG_ROOTS = ["/etc", "/usr/local/etc", "/usr/share/keyrings", "/usr/local/share/ca-certificates"];
+const CONFIG_ROOTS = ["/etc", "/root", "/usr/local/etc", "/usr/share/keyrings", "/usr/local/share/ca-certificates"];
 
-/** A copy destination as an absolute path when the workdir is known; a relative one otherwise. */
-function resolveDest(ctx: Ctx, dest: string): string {
+/** A copy destination, normalised: absolute when it is or the declared workdir makes it so; relative
+ * to the (unknown) base workdir otherwise; undefined when a relative path climbs out of it with `..`. */
+function resolveDest(ctx: Ctx, dest: string): string | undefined {
   const joined = dest.startsWith("/") ? dest : ctx.workdir !== undefined ? `${ctx.workdir}/${dest}` : dest;
+  const absolute = joined.startsWith("/");
   const parts: string[] = [];
   for (const segment of joined.split("/")) {
     if (segment === "" || segment === ".") continue;
-    if (segment === "..") parts.pop();
-    else parts.push(segment);
+    if (segment !== "..") parts.push(segment);
+    else if (parts.length > 0) parts.pop();
+    else if (!absolute) return undefined; // `/..` is `/`, but `../x` depends on a workdir Kiln does not know
   }
-  return joined.startsWith("/") ? `/${parts.join("/")}` : parts.join("/");
+  return absolute ? `/${parts.join("/")}` : parts.join("/");
 }
 
 /** True when one destination contains the other; unknown, or relative beside absolute (the base
@@ -378,15 +384,15 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
       ];
     }
     case "sourceFolder":
-      return [{ phase: copyPhase(layer.dest), lines: [copy(ctx, [`${dir}/`], layer.dest)], consumes: [{ layerIndex: index }], dest: resolveDest(ctx, layer.dest) }];
+      return [{ phase: copyPhase(ctx, layer.dest), lines: [copy(ctx, [`${dir}/`], layer.dest)], consumes: [{ layerIndex: index }], dest: resolveDest(ctx, layer.dest) }];
     case "sourceFile": {
       const name = layer.hostPath.split(/[\\/]/).pop()!;
-      return [{ phase: copyPhase(layer.dest), lines: [copy(ctx, [`${dir}/${name}`], layer.dest)], consumes: [{ layerIndex: index, names: [name] }], dest: resolveDest(ctx, layer.dest) }];
+      return [{ phase: copyPhase(ctx, layer.dest), lines: [copy(ctx, [`${dir}/${name}`], layer.dest)], consumes: [{ layerIndex: index, names: [name] }], dest: resolveDest(ctx, layer.dest) }];
     }
     case "dockerIgnore":
       return []; // applied by the build context, not an instruction
     case "commands": {
-      const mounts = (layer.secrets ?? []).map((secret) => secretMount(secret, ctx));
+      const mounts = (layer.secrets ?? []).map(secretMount);
       return [{ phase: "barrier", lines: layer.commands.map((c) => run(mounts, ["/bin/sh", "-c", c])) }];
     }
     case "env":

@@ -263,8 +263,8 @@ describe("no user input adds an instruction or escapes its quoting", () => {
       expect(instructions.map((i) => i.cmd)).toEqual(["RUN"]);
       expect(instructions[0]!.json).toEqual(["/bin/sh", "-c", command]);
       expect(instructions[0]!.flags.map(mountFields)).toEqual([
-        [["type", "secret"], ["id", id], ["required", "true"]],
-        [["type", "secret"], ["id", id2], ["required", "true"], ["target", target]],
+        [["type", "secret"], ["id", id], ["required", "true"], ["mode", "0444"]],
+        [["type", "secret"], ["id", id2], ["required", "true"], ["target", target], ["mode", "0444"]],
       ]);
       // No build-arg or env expansion can reach a mount flag: nothing Docker would substitute.
       for (const flag of instructions[0]!.flags) expect(flag).not.toMatch(/[$"'\\\s]/);

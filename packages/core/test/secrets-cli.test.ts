@@ -78,13 +78,13 @@ describe("parseSecretFlag (docker's --secret syntax)", () => {
 });
 
 describe("readSecretFlags", () => {
-  it("a file that is not UTF-8 text is a MissingSecretError naming the path, not its bytes", () => {
+  it("a file that is not UTF-8 text is a MissingSecretError naming the id, not the path or its bytes", () => {
     const file = join(dir, "binary.der");
     writeFileSync(file, Buffer.from([0x30, 0x82, 0xff, 0xfe, 0x00, 0x41]));
     const error = thrown(() => readSecretFlags([`id=CERT,src=${file}`], {}, dir));
     expect(MissingSecretError.isInstance(error)).toBe(true);
-    expect((error as Error).message).toContain(file);
-    expect((error as Error).message).toContain("not UTF-8");
+    expect((error as Error).message).toContain("--secret CERT: the src= file is not UTF-8");
+    expect((error as Error).message).not.toContain(file);
   });
 
   it("reads env vars and whole files; no flags gives undefined", () => {
@@ -99,20 +99,24 @@ describe("readSecretFlags", () => {
     expect(readSecretFlags([], env, dir)).toBeUndefined();
   });
 
-  it("an unset or empty variable, an unreadable or empty file: MissingSecretError naming it, never a value; a repeated id: usage error", () => {
+  it("an unset or empty variable, an unreadable or empty file: MissingSecretError naming the id, never the env= or src= text; a repeated id: usage error", () => {
     writeFileSync(join(dir, "empty"), "");
     const cases: Array<[string, string]> = [
       ["id=A", "the environment variable A is not set"],
-      ["id=A,env=EMPTY", "the environment variable EMPTY is empty"],
-      ["id=A,src=missing.txt", `cannot read ${join(dir, "missing.txt")} (ENOENT)`],
-      ["id=A,src=.", `cannot read ${dir} (EISDIR)`],
-      ["id=A,src=empty", `${join(dir, "empty")} is empty`],
+      ["id=A,env=EMPTY", "the environment variable named by env= is empty"],
+      ["id=A,src=missing.txt", "cannot read the src= file (ENOENT)"],
+      ["id=A,src=.", "cannot read the src= file (EISDIR)"],
+      ["id=A,src=empty", "the src= file is empty"],
+      // The shell filled the value in where a name or path belongs: never echoed.
+      ["id=A,env=npm_AbC123SECRETvalue", "the environment variable named by env= is not set"],
+      ["id=A,src=npm_AbC123SECRETvalue", "cannot read the src= file (ENOENT)"],
     ];
     for (const [flag, message] of cases) {
       const error = thrown(() => readSecretFlags([flag], { EMPTY: "", OTHER: "value-not-shown" }, dir));
       expect(MissingSecretError.isInstance(error), flag).toBe(true);
       expect((error as MissingSecretError).message).toContain(message);
       expect((error as MissingSecretError).hint).toBeTruthy();
+      expect(JSON.stringify({ m: (error as MissingSecretError).message, h: (error as MissingSecretError).hint, d: (error as MissingSecretError).details })).not.toMatch(/AbC123SECRET|missing\.txt/);
       expect(exitCodeFor(error, new AbortController().signal)).toBe(2);
     }
     expect(thrown(() => readSecretFlags(["id=A", "id=A,env=B"], { A: "a", B: "b" }, dir))).toBeInstanceOf(UsageError);
@@ -218,7 +222,7 @@ describe("kiln build --secret (in-process)", () => {
     expect(result.stderr).not.toContain(FILE_VALUE.trim());
   });
 
-  it("a secret neither passed nor in the environment: exit 2 naming the id; a missing src file: exit 2 naming the path", async () => {
+  it("a secret neither passed nor in the environment: exit 2 naming the id; a missing src file: exit 2 naming the id, not the path", async () => {
     const missing = await kilnBuild([spec, "--builder", "secrets_cli_echo", "--project", project, "--force", "--secret", `id=pip,src=${join(dir, "token.txt")}`]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("kiln: Build secret without a value: NPM_TOKEN (not set)");
@@ -226,7 +230,8 @@ describe("kiln build --secret (in-process)", () => {
     expect(missing.stderr).not.toContain(FILE_VALUE.trim());
     const noFile = await kilnBuild([spec, "--builder", "secrets_cli_echo", "--project", project, "--secret", `id=pip,src=${join(dir, "nope.txt")}`]);
     expect(noFile.code).toBe(2);
-    expect(noFile.stderr).toContain(`cannot read ${join(dir, "nope.txt")}`);
+    expect(noFile.stderr).toContain("--secret pip: cannot read the src= file (ENOENT)");
+    expect(noFile.stderr).not.toContain("nope.txt");
     const badFlag = await kilnBuild([spec, "--secret", "NPM_TOKEN"]);
     expect(badFlag.code).toBe(2);
     expect(badFlag.stderr).toContain("hint:");

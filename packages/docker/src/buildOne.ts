@@ -133,8 +133,12 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
       if (open) await recordLostStepContainer(daemon, options.orphans ?? new OrphanLedger(), open, { image: uri });
       // The daemon asked for a secret the session did not have (a Dockerfile's own secret mount) and
       // the build failed on it (BuildKit skips a missing secret whose mount is not `required`).
-      const text = `${(error as Error)?.message ?? ""} ${JSON.stringify((error as { details?: unknown })?.details ?? {})}`;
-      const missing = (session ? [...session.missing()] : []).filter((id) => text.includes(`secret ${id}`));
+      // Judged on the daemon's reason only (not the step's log, which the step itself wrote), with the
+      // id matched whole: BuildKit says "secret <id> not found" / "secret <id>: not found".
+      const reason = String((error as { details?: { reason?: unknown } })?.details?.reason ?? (error as Error)?.message ?? "");
+      const missing = (session ? [...session.missing()] : []).filter((id) =>
+        new RegExp(`\\bsecret ${id.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:? not found`).test(reason),
+      );
       if (missing.length > 0) {
         throw new MissingSecretError(`The build of ${uri} (${platform}) needs build secret${missing.length > 1 ? "s" : ""} ${missing.join(", ")}, not given`, {
           hint: `Declare it with withCommands(..., { secrets: [${JSON.stringify(missing[0])}] }) and pass { secrets: { ${missing[0]}: value } } to build() or \`--secret id=${missing[0]},env=VAR\` to kiln build.`,

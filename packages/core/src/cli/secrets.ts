@@ -82,12 +82,15 @@ export function readSecretFlags(
 }
 
 function readSource(id: string, source: SecretFlag["source"], env: Readonly<Record<string, string | undefined>>): string {
+  // The variable name and the path are not shown: `env=$TOKEN` / `src=$TOKEN` (the shell filling in
+  // the value) is the likely mistake. Only the id (validated) is named; `env` means the id's own name.
   if (source.kind === "env") {
     const value = Object.hasOwn(env, source.name) ? env[source.name] : undefined;
     if (value === undefined || value === "") {
-      throw new MissingSecretError(`--secret ${id}: the environment variable ${source.name} is ${value === undefined ? "not set" : "empty"}`, {
-        hint: `set ${source.name}, or pass --secret id=${id},src=PATH to read the value from a file`,
-        details: { id, env: source.name },
+      const which = source.name === id ? `the environment variable ${id}` : "the environment variable named by env=";
+      throw new MissingSecretError(`--secret ${id}: ${which} is ${value === undefined ? "not set" : "empty"}`, {
+        hint: `check the env= name (a variable's NAME, not its value: env=NPM_TOKEN, not env=$NPM_TOKEN), or pass --secret id=${id},src=PATH`,
+        details: { id },
       });
     }
     return value;
@@ -97,9 +100,9 @@ function readSource(id: string, source: SecretFlag["source"], env: Readonly<Reco
     bytes = readFileSync(source.path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
-    throw new MissingSecretError(`--secret ${id}: cannot read ${source.path}${code ? ` (${code})` : ""}`, {
-      hint: "check the src= path (relative paths are resolved against the current directory) and its permissions",
-      details: { id, path: source.path },
+    throw new MissingSecretError(`--secret ${id}: cannot read the src= file${code ? ` (${code})` : ""}`, {
+      hint: "check the src= path (a file's path, not the value; relative paths are resolved against the current directory) and its permissions",
+      details: { id },
     });
   }
   let value: string;
@@ -107,13 +110,13 @@ function readSource(id: string, source: SecretFlag["source"], env: Readonly<Reco
     // Secret values are text end to end; a binary file would be silently mangled into U+FFFD.
     value = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new MissingSecretError(`--secret ${id}: ${source.path} is not UTF-8 text`, {
+    throw new MissingSecretError(`--secret ${id}: the src= file is not UTF-8 text`, {
       hint: "build secrets are text; base64-encode a binary file and decode it in the RUN step",
-      details: { id, path: source.path },
+      details: { id },
     });
   }
   if (value === "") {
-    throw new MissingSecretError(`--secret ${id}: ${source.path} is empty`, { hint: "put the secret value in the file", details: { id, path: source.path } });
+    throw new MissingSecretError(`--secret ${id}: the src= file is empty`, { hint: "put the secret value in the file", details: { id } });
   }
   return value;
 }
