@@ -120,6 +120,7 @@ interface Ctx {
 
 export function renderDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = true }: RenderOptions = {}): string {
   const spec = specOf(image);
+  if (!buildkit) assertNoSecrets(spec);
   // A Dockerfile image without layers is sent exactly as the user wrote it.
   if (spec.base.kind === "dockerfile" && spec.layers.length === 0) return readDockerfile(spec.base.dockerfileHostPath);
   const plan = planDockerfile(spec, { buildkit });
@@ -134,6 +135,7 @@ export function renderDockerfile(image: Image | Readonly<ImageSpec>, { buildkit 
  */
 export function planDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = true }: RenderOptions = {}): DockerfilePlan {
   const spec = specOf(image);
+  if (!buildkit) assertNoSecrets(spec);
   const preamble: string[] = [];
   let baseRef: string | undefined;
   if (spec.base.kind === "dockerfile") {
@@ -146,7 +148,6 @@ export function planDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = 
     baseRef = spec.base.ref;
     preamble.push(`FROM ${spec.base.ref}`);
   }
-  if (!buildkit) assertNoSecrets(spec);
   const steps: DockerfileStep[] = [];
   if (spec.layers.some(needsUv(spec))) steps.push({ lines: [`COPY --from=${spec.uvImage} /uv /uvx /usr/local/bin/`], consumes: [] });
   steps.push(...planLayers(spec, buildkit));
@@ -157,6 +158,12 @@ export function planDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = 
 /** Build secrets are BuildKit mounts; the classic builder has no way to provide them (and silently
  * dropping the mount would run the command without its credentials). */
 function assertNoSecrets(spec: Readonly<ImageSpec>): void {
+  if (spec.base.kind === "dockerfile" && spec.base.secrets !== undefined && spec.base.secrets.length > 0) {
+    throw new BuildSecretsNeedBuildKitError(`The Dockerfile's build secrets (${spec.base.secrets.join(", ")}) need BuildKit`, {
+      hint: "build with BuildKit (the default); the classic builder cannot mount secrets",
+      details: { secrets: spec.base.secrets },
+    });
+  }
   spec.layers.forEach((layer, index) => {
     if (layer.kind === "commands" && layer.secrets !== undefined && layer.secrets.length > 0) {
       const ids = layer.secrets.map((s) => s.id).join(", ");

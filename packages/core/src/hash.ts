@@ -250,6 +250,8 @@ function encodeSpec(spec: ImageSpec, options: HashOptions, recorder: Recorder | 
       ["contextEntries", String(tree.count)],
       ["buildArgs", { pairs: [...base.buildArgs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) }],
       ["target", base.target ?? ""],
+      // Ids only (never values); absent for a Dockerfile without secrets, which hashes as before.
+      ...(base.secrets && base.secrets.length > 0 ? [["secrets", base.secrets] as [string, string[]]] : []),
     ]);
   }
   encoder.input("platform", "platform", [["value", [...new Set(spec.platform)].sort()]]);

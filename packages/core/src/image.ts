@@ -42,6 +42,7 @@ import {
   validatePythonVersion,
   validateRegistry,
   validateRepositoryName,
+  validateSecretId,
   validateSecretMounts,
   validateStageName,
   validateTag,
@@ -81,6 +82,11 @@ export interface DockerfileOptions extends CommonImageOptions {
   context?: string | URL;
   buildArgs?: Record<string, string>;
   target?: string;
+  /**
+   * Ids of the build secrets the Dockerfile's own `RUN --mount=type=secret,id=<id>` steps read; their
+   * values are given at build time like withCommands' secrets (BuildKit only; ids hashed, values never).
+   */
+  secrets?: string[];
 }
 
 export interface CloneOptions {
@@ -184,6 +190,8 @@ export class Image {
     ]);
     const base: BaseSpec = { kind: "dockerfile", dockerfileHostPath, contextHostPath, buildArgs };
     if (o.target !== undefined) base.target = validateStageName("target", o.target);
+    const secrets = dockerfileSecrets("fromDockerfile secrets", o.secrets);
+    if (secrets !== undefined) base.secrets = secrets;
     return new Image({
       base,
       layers: [],
@@ -659,9 +667,25 @@ function parseBase(raw: unknown): BaseSpec {
       buildArgs: pairs("base.buildArgs", o.buildArgs, validateEnvKey, validateEnvValue),
     };
     if (o.target !== undefined) base.target = validateStageName("base.target", o.target);
+    const secrets = dockerfileSecrets("base.secrets", o.secrets);
+    if (secrets !== undefined) base.secrets = secrets;
     return base;
   }
   throw new ValidationError("base.kind", o.kind, 'expected "image" or "dockerfile"');
+}
+
+/** A Dockerfile's secret ids: validated, each once; none (or an empty list) is no field at all. */
+function dockerfileSecrets(field: string, value: unknown): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) {
+    throw new ValidationError(field, value, "expected a list of secret ids", { hint: 'e.g. { secrets: ["NPM_TOKEN"] }' });
+  }
+  const ids = value.map((id, i) => validateSecretId(`${field}[${i}]`, id));
+  const unique = [...new Set(ids)];
+  if (unique.length !== ids.length) {
+    throw new ValidationError(field, ids.join(","), "lists an id twice", { hint: "name each secret once" });
+  }
+  return unique.length > 0 ? unique : undefined;
 }
 
 function parseImageJSON(raw: unknown): ImageSpec {

@@ -74,6 +74,8 @@ export type BaseSpec =
       contextHostPath: string;
       buildArgs: Array<[key: string, value: string]>;
       target?: string;
+      /** Ids of the build secrets the Dockerfile's own `RUN --mount=type=secret,id=…` steps use. */
+      secrets?: string[];
     };
 
 export interface ImageSpec {

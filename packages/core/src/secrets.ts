@@ -12,7 +12,9 @@ import { redact as scrubSecrets } from "./registry/credentials.js";
 /** Every secret id the image's layers declare, each once, in declaration order. */
 export function secretIdsOf(image: ImageLike): string[] {
   const ids = new Set<string>();
-  for (const layer of specOf(image).layers) {
+  const spec = specOf(image);
+  if (spec.base.kind === "dockerfile") for (const id of spec.base.secrets ?? []) ids.add(id);
+  for (const layer of spec.layers) {
     if (layer.kind === "commands") for (const secret of layer.secrets ?? []) ids.add(secret.id);
   }
   return [...ids];

@@ -2,8 +2,12 @@
  * Build secrets in the spec: declaration and its validation, JSON round trips, resolving values at
  * build time, and redacting them.
  */
-import { describe, expect, it } from "vitest";
-import { KilnError, MissingSecretError, ValidationError } from "../src/errors.js";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { planDockerfile, renderDockerfile } from "../src/dockerfile.js";
+import { BuildSecretsNeedBuildKitError, KilnError, MissingSecretError, ValidationError } from "../src/errors.js";
 import { Image } from "../src/image.js";
 import { redactBuildSecrets, redactErrorSecrets, redactEventSecrets, resolveBuildSecrets, secretIdsOf, secretRedactor } from "../src/secrets.js";
 import type { BuildEvent } from "../src/events.js";
@@ -177,5 +181,47 @@ describe("redacting secret values", () => {
     const text = JSON.stringify({ ...error.toJSON(), stack: error.stack, cause: cause.message, causeStack: cause.stack });
     expect(text).not.toContain("hunter2-value");
     expect(error.details).toEqual({ tail: ["log ***"], n: 1 });
+  });
+});
+
+describe("fromDockerfile({ secrets }): the Dockerfile's own secret mounts", () => {
+  const dir = mkdtempSync(join(tmpdir(), "kiln-dockerfile-secrets-"));
+  const dockerfile = join(dir, "Dockerfile");
+  writeFileSync(dockerfile, "FROM busybox:1.36\nRUN --mount=type=secret,id=NPM_TOKEN,required=true cat /run/secrets/NPM_TOKEN >/dev/null\n");
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("declares ids that resolve like withCommands' (values from the call or the environment)", () => {
+    const image = Image.fromDockerfile(dockerfile, { secrets: ["NPM_TOKEN"] }).withCommands("true", { secrets: ["OTHER"] });
+    expect(image.spec.base).toMatchObject({ kind: "dockerfile", secrets: ["NPM_TOKEN"] });
+    expect(secretIdsOf(image)).toEqual(["NPM_TOKEN", "OTHER"]);
+    expect([...resolveBuildSecrets(image, { NPM_TOKEN: "a-value" }, { OTHER: "b-value" })]).toEqual([["NPM_TOKEN", "a-value"], ["OTHER", "b-value"]]);
+    const missing = thrown(() => resolveBuildSecrets(image, {}, {}));
+    expect(MissingSecretError.isInstance(missing)).toBe(true);
+    expect((missing as Error).message).toContain("NPM_TOKEN");
+  });
+
+  it("ids are validated and round-trip through JSON; none is no field; the tag covers ids, not values", () => {
+    expect(thrown(() => Image.fromDockerfile(dockerfile, { secrets: ["bad id"] }))).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromDockerfile(dockerfile, { secrets: ["A", "A"] }))).toBeInstanceOf(ValidationError);
+    expect(thrown(() => Image.fromDockerfile(dockerfile, { secrets: "NPM_TOKEN" as never }))).toBeInstanceOf(ValidationError);
+    const image = Image.fromDockerfile(dockerfile, { secrets: ["NPM_TOKEN"] });
+    expect(Image.fromJSON(JSON.parse(JSON.stringify(image.toJSON()))).spec.base).toEqual(image.spec.base);
+    expect(thrown(() => Image.fromJSON({ ...image.toJSON(), base: { ...image.spec.base, secrets: ["$(x)"] } }))).toBeInstanceOf(ValidationError);
+    const plain = Image.fromDockerfile(dockerfile);
+    expect("secrets" in plain.spec.base).toBe(false);
+    expect("secrets" in Image.fromDockerfile(dockerfile, { secrets: [] }).spec.base).toBe(false);
+    expect(image.tag).not.toBe(plain.tag);
+    expect(Image.fromDockerfile(dockerfile, { secrets: ["OTHER"] }).tag).not.toBe(image.tag);
+    expect(JSON.stringify(image.explain())).toContain("NPM_TOKEN");
+  });
+
+  it("the classic builder's rendering refuses it (with or without Kiln layers); BuildKit's is the file as written", () => {
+    const image = Image.fromDockerfile(dockerfile, { secrets: ["NPM_TOKEN"] });
+    for (const candidate of [image, image.withEnvVars({ A: "1" })]) {
+      const error = thrown(() => renderDockerfile(candidate, { buildkit: false }));
+      expect(BuildSecretsNeedBuildKitError.isInstance(error), String(error)).toBe(true);
+      expect(thrown(() => planDockerfile(candidate, { buildkit: false }))).toBeInstanceOf(BuildSecretsNeedBuildKitError);
+    }
+    expect(renderDockerfile(image)).toBe(readFileSync(dockerfile, "utf8"));
   });
 });

@@ -3,6 +3,7 @@
  * built in stages (a source copy, then a command with a secret), a Dockerfile's own secret mount the
  * caller did not provide, and the classic builder.
  */
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { BuildSecretsNeedBuildKitError, Image, MissingSecretError, type BuildEvent } from "@kiln/core";
@@ -62,6 +63,24 @@ describe("DockerImageBuilder with build secrets", () => {
     expect(MissingSecretError.isInstance(error), String(error)).toBe(true);
     expect((error as Error).message).toContain("NOT_SET_ANYWHERE_X");
     expect(events.filter((e) => e.type === "build.step")).toEqual([]);
+  });
+
+  it("fromDockerfile({ secrets }): the user's own RUN --mount=type=secret gets its value; nothing of it in the image", async () => {
+    const dir = await tempTree({
+      Dockerfile: `FROM ${busybox}\nRUN --mount=type=secret,id=NPM_TOKEN,required=true test "$(sha256sum < /run/secrets/NPM_TOKEN | cut -d' ' -f1)" = "${sha(VALUE)}" && echo ok > /proof\n`,
+    });
+    dirs.push(dir);
+    const image = Image.fromDockerfile(`${dir}/Dockerfile`, { context: dir, name: uniqueName("kiln-bsec-dockerfile"), secrets: ["NPM_TOKEN"] });
+    cleanup.image(image.uri);
+    const result = await new DockerImageBuilder({ buildkit: true }).buildImage(image, { secrets: { NPM_TOKEN: VALUE } });
+    expect(result.uri).toBe(image.uri);
+    expect((await runInImage(image.uri, ["cat", "/proof"])).trim()).toBe("ok");
+    const saved = spawnSync("docker", ["save", image.uri], { maxBuffer: 1 << 28 });
+    expect(saved.status).toBe(0);
+    expect(saved.stdout.length).toBeGreaterThan(1000);
+    expect(saved.stdout.includes(Buffer.from(VALUE))).toBe(false);
+    const error = await new DockerImageBuilder({ buildkit: false }).buildImage(image, { secrets: { NPM_TOKEN: VALUE } }).catch((e: unknown) => e);
+    expect(BuildSecretsNeedBuildKitError.isInstance(error), String(error)).toBe(true);
   });
 
   it("a Dockerfile's own required secret mount the caller did not give: MissingSecretError naming it", async () => {
