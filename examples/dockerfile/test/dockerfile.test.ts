@@ -1,27 +1,17 @@
 // `pnpm start` against a real local registry, with a locally made busybox base: a dry run pushes
 // nothing, a build pushes the URI it prints, the image runs, and the next run finds it.
-import { execFile } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ensureBusyboxImage, removeImages, runInImage, startRegistry, type TestRegistry } from "@kiln/test-utils";
+import { ensureBusyboxImage, removeImages, runExampleStart, runInImage, startRegistry, type TestRegistry } from "@kiln/test-utils";
 
 const exampleDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 let registry: TestRegistry;
 let base: string;
 const created: string[] = [];
 
-function start(extra: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; uri: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, KILN_IMAGE_REGISTRY: registry.host, KILN_BUSYBOX_BASE: base, ...extra };
-  delete env.KILN_IMAGE_BUILDER;
-  return new Promise((resolvePromise, reject) => {
-    execFile("pnpm", ["start"], { cwd: exampleDir, env, timeout: 300_000 }, (error, stdout, stderr) =>
-      error
-        ? reject(new Error(`pnpm start failed: ${error.message}\n${stderr}`))
-        : resolvePromise({ stdout, stderr, uri: stdout.trim().split("\n").pop()! }),
-    );
-  });
-}
+const start = (extra: Record<string, string> = {}) =>
+  runExampleStart(exampleDir, { KILN_IMAGE_REGISTRY: registry.host, KILN_BUSYBOX_BASE: base, ...extra });
 
 async function inRegistry(uri: string): Promise<boolean> {
   const [repository, tag] = uri.slice(registry.host.length + 1).split(":");

@@ -1,26 +1,17 @@
 // Runs `pnpm start` against a real local registry and package index (with a locally made base
 // image) and checks the outcome: the URI printed is in the registry, pip installed from the local
 // index, and the image runs. A second run finds the image and builds nothing.
-import { execFile } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { removeImages, runInImage } from "@kiln/test-utils";
+import { removeImages, runExampleStart, runInImage } from "@kiln/test-utils";
 import { HELLO_PACKAGE, startOfflineServices, type OfflineServices } from "../local/services.js";
 
 const exampleDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 let services: OfflineServices;
 const created: string[] = [];
 
-function start(): Promise<{ stdout: string; stderr: string }> {
-  const env = { ...process.env, ...services.env };
-  delete env.KILN_IMAGE_BUILDER;
-  return new Promise((resolvePromise, reject) => {
-    execFile("pnpm", ["start"], { cwd: exampleDir, env, timeout: 600_000 }, (error, stdout, stderr) =>
-      error ? reject(new Error(`pnpm start failed: ${error.message}\n${stderr}`)) : resolvePromise({ stdout, stderr }),
-    );
-  });
-}
+const start = () => runExampleStart(exampleDir, services.env, 600_000);
 
 async function manifestStatus(uri: string): Promise<number> {
   const [repository, tag] = uri.slice(services.registryHost.length + 1).split(":");

@@ -1,26 +1,16 @@
 // `pnpm start` against a real local registry: both platforms are built and joined by an index under
 // the printed URI, and the next run finds the image for both platforms.
-import { execFile } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { removeImages, startRegistry, type TestRegistry } from "@kiln/test-utils";
+import { removeImages, runExampleStart, startRegistry, type TestRegistry } from "@kiln/test-utils";
 
 const exampleDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 let registry: TestRegistry;
 const created: string[] = [];
 
-function start(extra: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; uri: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, KILN_IMAGE_REGISTRY: registry.host, KILN_MULTIARCH_BASE: "scratch", ...extra };
-  delete env.KILN_IMAGE_BUILDER;
-  return new Promise((resolvePromise, reject) => {
-    execFile("pnpm", ["start"], { cwd: exampleDir, env, timeout: 300_000 }, (error, stdout, stderr) =>
-      error
-        ? reject(new Error(`pnpm start failed: ${error.message}\n${stderr}`))
-        : resolvePromise({ stdout, stderr, uri: stdout.trim().split("\n").pop()! }),
-    );
-  });
-}
+const start = (extra: Record<string, string> = {}) =>
+  runExampleStart(exampleDir, { KILN_IMAGE_REGISTRY: registry.host, KILN_MULTIARCH_BASE: "scratch", ...extra });
 
 beforeAll(async () => {
   registry = await startRegistry();

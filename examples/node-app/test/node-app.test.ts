@@ -1,11 +1,10 @@
 // `pnpm start` against a real local registry with a locally made node base image: the service is
 // compiled, installed from its lockfile and pushed under the printed URI; the image runs it; a
 // change to the service's code changes the tag; an unchanged project is found, not rebuilt.
-import { execFile } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { removeImages, runInImage, startRegistry, type TestRegistry } from "@kiln/test-utils";
+import { removeImages, runExampleStart, runInImage, startRegistry, type TestRegistry } from "@kiln/test-utils";
 import { ensureNodeBaseImage } from "../local/node-base.js";
 
 const exampleDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -13,17 +12,7 @@ let registry: TestRegistry;
 let base: string;
 const created: string[] = [];
 
-function start(): Promise<{ stdout: string; stderr: string; uri: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, KILN_IMAGE_REGISTRY: registry.host, KILN_NODE_BASE: base };
-  delete env.KILN_IMAGE_BUILDER;
-  return new Promise((resolvePromise, reject) => {
-    execFile("pnpm", ["start"], { cwd: exampleDir, env, timeout: 300_000 }, (error, stdout, stderr) =>
-      error
-        ? reject(new Error(`pnpm start failed: ${error.message}\n${stderr}`))
-        : resolvePromise({ stdout, stderr, uri: stdout.trim().split("\n").pop()! }),
-    );
-  });
-}
+const start = () => runExampleStart(exampleDir, { KILN_IMAGE_REGISTRY: registry.host, KILN_NODE_BASE: base });
 
 beforeAll(async () => {
   base = await ensureNodeBaseImage();

@@ -7,3 +7,4 @@ export * from "./pyIndex.js";
 export * from "./tlsDaemon.js";
 export * from "./faultsPushProxy.js";
 export * from "./faultsDaemon.js";
+export * from "./examples.js";

@@ -7,10 +7,9 @@
  * `push.done` event, no URI on stdout), no build started while checking, no temp files (TMPDIR stays
  * empty), no lock left, no image tagged / no manifest under the tag in the registry.
  */
-import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync, ftruncateSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, ftruncateSync } from "node:fs";
+import { join } from "node:path";
 import { build, CancelledError, Image, init, RegistryClient, type BuildEvent } from "@kiln/core";
 import {
   DockerCleanup,
@@ -28,9 +27,8 @@ import {
 } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../../src/builder.js";
+import { linkedKilnProject, runKiln } from "./kilnProject.js";
 
-const DOCKER_PKG = resolve(import.meta.dirname, "../..");
-const CORE_PKG = resolve(DOCKER_PKG, "../core");
 const BIG_BYTES = 200 * 1024 * 1024;
 let busybox: string;
 let registry: TestRegistry;
@@ -46,11 +44,7 @@ beforeAll(async () => {
   stalled = await startFaultProxy(registry.url, { faults: [], then: { kind: "drip", intervalMs: 2_000, chunkBytes: 1 } });
   // The daemon pushes through this one; each case sets the step it stalls.
   pushProxy = await startPushFaultProxy(registry.url);
-  project = realpathSync(mkdtempSync(join(tmpdir(), "kiln-rel-cancel-")));
-  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "cancel-app", private: true, type: "module", dependencies: { "@kiln/core": "*", "@kiln/docker": "*" } }));
-  mkdirSync(join(project, "node_modules/@kiln"), { recursive: true });
-  symlinkSync(CORE_PKG, join(project, "node_modules/@kiln/core"));
-  symlinkSync(DOCKER_PKG, join(project, "node_modules/@kiln/docker"));
+  project = linkedKilnProject("kiln-rel-cancel-", "cancel-app");
   mkdirSync(join(project, "locks"));
   mkdirSync(join(project, "big"));
   // 200 MB (sparse on disk, 200 MB through the tar stream and the socket).
@@ -93,22 +87,8 @@ async function abortedBuild(image: Image, when: (e: BuildEvent) => boolean, dela
   return { error, events, afterAbortMs: Date.now() - abortedAt, abortedAt };
 }
 
-function kiln(args: string[], env: Record<string, string>, onStderr: (text: string, child: ReturnType<typeof spawn>) => void) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
-    const child = spawn(process.execPath, [join(CORE_PKG, "dist/cli/main.js"), ...args], { cwd: project, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => {
-      stderr += c;
-      onStderr(stderr, child);
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 90_000);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+function kiln(args: string[], env: Record<string, string>, onStderr: (text: string, child: ChildProcess) => void) {
+  return runKiln(project, args, { env: { ...process.env, ...env }, timeoutMs: 90_000, onStderr });
 }
 
 describe("cancelled while checking (registry stalled by a slow drip)", () => {

@@ -4,17 +4,15 @@
  * (checked afterwards by digest) — and 3 concurrent `kiln build` processes on one image build it once
  * and all print the same URI and digest.
  */
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { build, Image, init, RegistryClient, type BuildImageOptions, type ImageBuild, type ImageBuilder } from "@kiln/core";
 import { DockerCleanup, ensureBusyboxImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../../src/builder.js";
+import { linkedKilnProject, runKiln, type CliRun } from "./kilnProject.js";
 
-const DOCKER_PKG = resolve(import.meta.dirname, "../..");
-const CORE_PKG = resolve(DOCKER_PKG, "../core");
 let busybox: string;
 let registry: TestRegistry;
 let project: string;
@@ -24,11 +22,7 @@ beforeAll(async () => {
   busybox = await ensureBusyboxImage();
   registry = await startRegistry();
   // A user project that installs @kiln/core and @kiln/docker (linked, as a workspace would).
-  project = realpathSync(mkdtempSync(join(tmpdir(), "kiln-rel-conc-")));
-  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "rel-app", private: true, type: "module", dependencies: { "@kiln/core": "*", "@kiln/docker": "*" } }));
-  mkdirSync(join(project, "node_modules/@kiln"), { recursive: true });
-  symlinkSync(CORE_PKG, join(project, "node_modules/@kiln/core"));
-  symlinkSync(DOCKER_PKG, join(project, "node_modules/@kiln/docker"));
+  project = linkedKilnProject("kiln-rel-conc-", "rel-app");
   mkdirSync(join(project, "locks"));
   process.env.KILN_LOCK_DIR = join(project, "locks");
   init({ projectDir: project });
@@ -83,22 +77,8 @@ describe("50 concurrent build() calls over 10 images", () => {
 });
 
 describe("3 concurrent `kiln build` processes on one image", () => {
-  function kiln(args: string[], env: Record<string, string>, onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((done) => {
-      const child = spawn(process.execPath, [join(CORE_PKG, "dist/cli/main.js"), ...args], { cwd: project, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (c) => (stdout += c));
-      child.stderr.on("data", (c) => {
-        stderr += c;
-        onStderr?.(stderr, child);
-      });
-      const timer = setTimeout(() => child.kill("SIGKILL"), 150_000);
-      child.on("close", (code) => {
-        clearTimeout(timer);
-        done({ code, stdout, stderr });
-      });
-    });
+  function kiln(args: string[], env: Record<string, string>, onStderr?: (text: string, child: ChildProcess) => void): Promise<CliRun> {
+    return runKiln(project, args, { env: { ...process.env, ...env }, timeoutMs: 150_000, onStderr });
   }
 
   it("one build; all three print the same URI and report the same digest (the one the registry holds)", async () => {

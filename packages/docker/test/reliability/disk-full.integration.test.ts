@@ -4,17 +4,15 @@
  * and a hint — not a raw ENOSPC — and leave no partial file behind (only the filler remains).
  * Needs root for `mount -t tmpfs` (the CI container runs as root); unmounted afterwards.
  */
-import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, realpathSync, rmdirSync, rmSync, statSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { join } from "node:path";
 import { build, Image, KilnError } from "@kiln/core";
 import { ensureBusyboxImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../../src/builder.js";
+import { linkedKilnProject, runKiln } from "./kilnProject.js";
 
-const DOCKER_PKG = resolve(import.meta.dirname, "../..");
-const CORE_PKG = resolve(DOCKER_PKG, "../core");
 let busybox: string;
 let registry: TestRegistry;
 let project: string;
@@ -29,11 +27,7 @@ function filesUnder(dir: string, prefix = ""): string[] {
 beforeAll(async () => {
   busybox = await ensureBusyboxImage();
   registry = await startRegistry();
-  project = realpathSync(mkdtempSync(join(tmpdir(), "kiln-rel-enospc-")));
-  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "enospc-app", private: true, type: "module", dependencies: { "@kiln/core": "*", "@kiln/docker": "*" } }));
-  mkdirSync(join(project, "node_modules/@kiln"), { recursive: true });
-  symlinkSync(CORE_PKG, join(project, "node_modules/@kiln/core"));
-  symlinkSync(DOCKER_PKG, join(project, "node_modules/@kiln/docker"));
+  project = linkedKilnProject("kiln-rel-enospc-", "enospc-app");
   writeFileSync(join(project, "app.txt"), "source\n");
   full = join(project, "full");
   mkdirSync(full);
@@ -87,18 +81,7 @@ describe("ENOSPC in the temp area", () => {
     const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: join(full, "tmp"), XDG_CACHE_HOME: join(full, "cache"), DOCKER_CONFIG: "/nonexistent", DOCKER_BUILDKIT: "0" };
     delete env.KILN_LOCK_DIR;
     delete env.XDG_RUNTIME_DIR;
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
-      const child = spawn(process.execPath, [join(CORE_PKG, "dist/cli/main.js"), "build", "spec.mjs", "--json"], { cwd: project, env, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (c) => (stdout += c));
-      child.stderr.on("data", (c) => (stderr += c));
-      const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-      child.on("close", (code) => {
-        clearTimeout(timer);
-        done({ code, stdout, stderr });
-      });
-    });
+    const run = await runKiln(project, ["build", "spec.mjs", "--json"], { env, timeoutMs: 60_000 });
     expect(run.code, run.stderr).toBe(1);
     expect(run.stdout).toBe("");
     expect(run.stderr).toContain("KILN_BUILD_FAILED");

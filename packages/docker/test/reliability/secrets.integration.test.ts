@@ -9,10 +9,9 @@
  * as the base64 of `user:secret`.
  */
 import { createHash } from "node:crypto";
-import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { inspect } from "node:util";
 import {
   AuthError,
@@ -30,9 +29,8 @@ import {
 import { DockerCleanup, ensureBusyboxImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../../src/builder.js";
+import { linkedKilnProject, runKiln, type CliRun } from "./kilnProject.js";
 
-const DOCKER_PKG = resolve(import.meta.dirname, "../..");
-const CORE_PKG = resolve(DOCKER_PKG, "../core");
 const tag = uniqueName("s").slice(2);
 
 /** Every secret in play, with the user it belongs to (for the `user:secret` base64 form). */
@@ -98,11 +96,7 @@ beforeAll(async () => {
   ]);
   Object.assign(registries, { auths, bearer, helper, store, provider });
 
-  project = realpathSync(mkdtempSync(join(tmpdir(), "kiln-rel-secrets-")));
-  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "secrets-app", private: true, type: "module", dependencies: { "@kiln/core": "*", "@kiln/docker": "*" } }));
-  mkdirSync(join(project, "node_modules/@kiln"), { recursive: true });
-  symlinkSync(CORE_PKG, join(project, "node_modules/@kiln/core"));
-  symlinkSync(DOCKER_PKG, join(project, "node_modules/@kiln/docker"));
+  project = linkedKilnProject("kiln-rel-secrets-", "secrets-app");
   mkdirSync(join(project, "locks"));
 
   // docker-credential-* programs speaking the helper protocol (server URL on stdin, JSON on stdout).
@@ -188,26 +182,11 @@ async function specImages(salt: string): Promise<Record<"auths" | "bearer" | "he
   return module;
 }
 
-interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-function kiln(label: string, args: string[], env: Record<string, string>): Promise<CliRun> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [join(CORE_PKG, "dist/cli/main.js"), ...args], { cwd: project, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 150_000);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      record(`cli ${label}:stdout`, stdout);
-      record(`cli ${label}:stderr`, stderr);
-      done({ code, stdout, stderr });
-    });
-  });
+async function kiln(label: string, args: string[], env: Record<string, string>): Promise<CliRun> {
+  const run = await runKiln(project, args, { env: { ...process.env, ...env }, timeoutMs: 150_000 });
+  record(`cli ${label}:stdout`, run.stdout);
+  record(`cli ${label}:stderr`, run.stderr);
+  return run;
 }
 
 describe("secrets sweep: no credential from any source appears in anything Kiln produces", () => {
