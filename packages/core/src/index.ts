@@ -145,7 +145,7 @@ export { SharedWork } from "./dedupe.js";
 export { redactSecrets, redactUrl, serializeError } from "./redact.js";
 
 // build secrets (secrets.ts; declared with withCommands(..., { secrets }))
-export { secretIdsOf, resolveBuildSecrets, redactBuildSecrets } from "./secrets.js";
+export { secretIdsOf, resolveBuildSecrets, redactBuildSecrets, secretRedactor } from "./secrets.js";
 export { MissingSecretError, BuildSecretsNeedBuildKitError } from "./errors.js";
 export { validateSecretId, validateSecretTarget, validateSecretMounts, SECRET_ID_PATTERN } from "./validate.js";
 export type { SecretMount } from "./layers.js";

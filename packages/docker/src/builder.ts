@@ -9,9 +9,9 @@ import {
   computeTag,
   emit,
   KilnError,
-  redactBuildSecrets,
   redactSecrets,
   resolveBuildSecrets,
+  secretRedactor,
   RegistryClient,
   resolveRegistryCredentials,
   scrubSecrets,
@@ -138,7 +138,8 @@ export class DockerImageBuilder implements ImageBuilder {
     // credential provider surfaces as its typed AuthError.
     let auth: RegistryAuth | undefined;
     // Exact secret values first: the generic credential patterns could alter a line before it is matched.
-    const redact = (text: string) => redactSecrets(scrubSecrets(redactBuildSecrets(text, secrets.values()), auth?.secrets ?? []));
+    const redactValues = secretRedactor(secrets.values()); // the needles once per build, not per log line
+    const redact = (text: string) => redactSecrets(scrubSecrets(redactValues(text), auth?.secrets ?? []));
     const common = {
       image,
       uri,
