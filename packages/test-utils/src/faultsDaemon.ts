@@ -4,11 +4,12 @@
  * `--bridge=none`, which deletes docker0 — see tlsDaemon.ts) and no iptables changes. Its image
  * store starts empty: `loadImage` copies an image from the main daemon (`docker save | docker load`).
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import http from "node:http";
 import { join } from "node:path";
 import { freePort } from "./registry.js";
+import { createBridge, removeSandbox, run, sandboxDaemonArgs } from "./sandboxDaemon.js";
 
 export interface ThrowawayDaemon {
   /** `unix:///…/docker.sock` */
@@ -38,9 +39,7 @@ export async function startThrowawayDaemon(): Promise<ThrowawayDaemon> {
   await run("mkdir", ["-p", join(root, "data"), join(root, "exec")]);
   const port = await freePort(); // only to pick a unique bridge name and subnet
   const bridge = `kilnflt${port}`;
-  await run("ip", ["link", "add", "name", bridge, "type", "bridge"]);
-  await run("ip", ["addr", "add", `10.253.${port % 250}.1/24`, "dev", bridge]);
-  await run("ip", ["link", "set", bridge, "up"]);
+  await createBridge(bridge, `10.253.${port % 250}.1/24`);
   let output = "";
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -67,13 +66,7 @@ export async function startThrowawayDaemon(): Promise<ThrowawayDaemon> {
       "dockerd",
       [
         `--host=unix://${socketPath}`,
-        `--data-root=${join(root, "data")}`,
-        `--exec-root=${join(root, "exec")}`,
-        `--pidfile=${join(root, "docker.pid")}`,
-        `--bridge=${bridge}`,
-        "--iptables=false",
-        "--ip6tables=false",
-        "--userland-proxy=false",
+        ...sandboxDaemonArgs(root, bridge),
       ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
@@ -113,9 +106,7 @@ export async function startThrowawayDaemon(): Promise<ThrowawayDaemon> {
     await halt("SIGTERM");
     await endLeftoverContainerd();
     await endShimsOf(join(root, "exec"));
-    await run("sh", ["-c", `grep -o " ${root}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
-    await rm(root, { recursive: true, force: true }).catch(() => undefined);
-    await run("ip", ["link", "delete", bridge]).catch(() => undefined);
+    await removeSandbox(root, bridge);
   };
 
   try {
@@ -171,8 +162,4 @@ function ping(socketPath: string): Promise<boolean> {
   });
 }
 
-function run(command: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, (error, stdout, stderr) => (error ? reject(new Error(`${command} ${args.join(" ")}: ${stderr || error.message}`)) : resolve(stdout)));
-  });
-}
+

@@ -8,12 +8,13 @@
  * Why not `--bridge=none`: a dockerd started with it deletes the `docker0` interface on start
  * (moby's removeDefaultBridgeInterface), cutting the main daemon's containers off the network.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import https from "node:https";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "./registry.js";
+import { createBridge, removeSandbox, run, sandboxDaemonArgs } from "./sandboxDaemon.js";
 
 export interface TlsDaemon {
   /** `tcp://127.0.0.1:<port>` */
@@ -39,9 +40,7 @@ export async function startTlsDaemon(): Promise<TlsDaemon> {
   // A bridge of its own (name ≤ 15 chars), in a private /24 picked from the port.
   const bridge = `kilntls${port}`;
   const subnet = `10.254.${port % 250}.1/24`;
-  await run("ip", ["link", "add", "name", bridge, "type", "bridge"]);
-  await run("ip", ["addr", "add", subnet, "dev", bridge]);
-  await run("ip", ["link", "set", bridge, "up"]);
+  await createBridge(bridge, subnet);
   let output = "";
   const child: ChildProcess = spawn(
     "dockerd",
@@ -51,13 +50,7 @@ export async function startTlsDaemon(): Promise<TlsDaemon> {
       `--tlscacert=${join(certs, "ca.pem")}`,
       `--tlscert=${join(certs, "server-cert.pem")}`,
       `--tlskey=${join(certs, "server-key.pem")}`,
-      `--data-root=${join(root, "data")}`,
-      `--exec-root=${join(root, "exec")}`,
-      `--pidfile=${join(root, "docker.pid")}`,
-      `--bridge=${bridge}`,
-      "--iptables=false",
-      "--ip6tables=false",
-      "--userland-proxy=false",
+      ...sandboxDaemonArgs(root, bridge),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
@@ -76,10 +69,8 @@ export async function startTlsDaemon(): Promise<TlsDaemon> {
       await exitedPromise;
       clearTimeout(timer);
     }
-    // dockerd unmounts its layers on a clean shutdown; a lazy unmount catches anything left.
-    await run("sh", ["-c", `grep -o " ${root}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
-    await rm(root, { recursive: true, force: true });
-    await run("ip", ["link", "delete", bridge]).catch(() => undefined);
+    // dockerd unmounts its layers on a clean shutdown; removeSandbox unmounts anything left.
+    await removeSandbox(root, bridge);
   };
 
   const tls = { ca: readFileSync(join(clientCerts, "ca.pem")), cert: readFileSync(join(clientCerts, "cert.pem")), key: readFileSync(join(clientCerts, "key.pem")) };
@@ -134,11 +125,4 @@ async function makeCertificates(serverDir: string, clientDir: string): Promise<v
   await run("cp", [join(serverDir, "ca.pem"), join(clientDir, "ca.pem")]);
 }
 
-function run(command: string, args: string[], cwd?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(command, args, { cwd }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${command} ${args.join(" ")} failed: ${stderr || error.message}`));
-      else resolve(stdout);
-    });
-  });
-}
+
