@@ -2,11 +2,13 @@
 # Installs and starts what Kiln's tests need on a Debian bookworm machine (run as root):
 # a Docker Engine (Debian's docker.io), the distribution registry binary (docker-registry, started by
 # the test suites themselves on loopback ports), busybox-static (to make base images with no internet),
-# skopeo (benchmark baseline) and htpasswd. Idempotent: safe to run on a machine that has it all.
+# skopeo (benchmark baseline), htpasswd and redis-server (started by @kiln/redis's tests on loopback ports;
+# the system service is not used), qemu-user-static + binfmt-support (arm64 RUN steps under emulation).
+# Idempotent: safe to run on a machine that has it all.
 set -euo pipefail
 
 need=()
-for pkg in docker.io docker-registry busybox-static skopeo apache2-utils debootstrap openssl iptables git ca-certificates; do
+for pkg in docker.io docker-registry busybox-static skopeo apache2-utils debootstrap openssl iptables git ca-certificates redis-server qemu-user-static binfmt-support; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -15,6 +17,16 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# linux/arm64 RUN steps under emulation (multi-platform BuildKit tests): binfmt_misc mounted and
+# qemu-aarch64 enabled (Debian registers it with the F flag, so containers use it too).
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+if ! head -1 /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null | grep -qx enabled; then
+  update-binfmts --enable qemu-aarch64
+fi
+echo "services: arm64 emulation $(head -1 /proc/sys/fs/binfmt_misc/qemu-aarch64)"
 
 if ! docker version >/dev/null 2>&1; then
   echo "services: starting dockerd"

@@ -14,6 +14,12 @@ export interface ImageCheckOptions {
    * the engine stops waiting, but its request runs on until its own timeout.
    */
   signal?: AbortSignal;
+  /**
+   * Reports what the check waits for — core's registry client takes it as `checkImage(ref,
+   * { onEvent })` and emits `registry.retry` / `registry.ratelimit` events (a 429, a retried 503).
+   * The engine shows them in the live view and `--json`, stamped with the image being checked.
+   */
+  onEvent?: EventListener;
 }
 
 /**
@@ -22,11 +28,20 @@ export interface ImageCheckOptions {
  */
 export interface ImageChecker {
   imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null>;
+  /**
+   * Optional: whether this checker can speak for `repository`'s registry at all (e.g. a local-daemon
+   * checker only for registry-less names, an ECR checker only for ECR hosts). False: the engine does
+   * not ask it, and its silence never counts as "absent" nor as "could not tell" (strict mode).
+   * A checker without it is taken to speak for every registry.
+   */
+  answersFor?(repository: string): boolean;
 }
 
 /** The guide's shape: a class whose static `imageExists` does the check (same optional `options.signal`). */
 export interface ImageCheckerClass {
   imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null>;
+  /** As ImageChecker.answersFor (optional). */
+  answersFor?(repository: string): boolean;
   readonly name: string;
 }
 
@@ -46,6 +61,19 @@ export interface BuildImageOptions {
    * also works when it is called directly) and must serve them to BuildKit only — never log them.
    */
   secrets?: Readonly<Record<string, string>>;
+  /**
+   * The fencing token of the build lease the engine holds for this image (increasing with every
+   * lease handed out for it — across hosts with a shared lock provider such as @kiln/redis). A
+   * builder that writes to a service able to refuse stale writers passes it along; others ignore it.
+   */
+  fencingToken?: number;
+  /**
+   * A builder that pushes calls this right before each push (each tag, each manifest or index put)
+   * and does not push when it rejects — with a LeaseLostError: the lease ended (this host was cut
+   * off or too slow, another host took over the build). It also renews the lease. Optional: absent
+   * when the builder is called directly.
+   */
+  beforePush?: () => Promise<void>;
 }
 
 export interface ImageBuild {
@@ -59,8 +87,17 @@ export interface ImageBuild {
   wait?: () => Promise<ImageBuild>;
 }
 
+/** A builder's answer to "can you build this image?": the reason names the layer or base it cannot do. */
+export type CanBuildAnswer = { ok: true } | { ok: false; reason: string };
+
 export interface ImageBuilder {
   buildImage(image: Image, options: BuildImageOptions): Promise<ImageBuild>;
+  /**
+   * Optional: whether this builder can build the image, decided from the spec alone (no network).
+   * With no builder configured the engine takes the first installed builder that can; a configured
+   * builder that cannot fails the build with a CannotBuildError carrying the reason. Absent: can.
+   */
+  canBuild?(image: Image): CanBuildAnswer;
   /** Checkers consulted, in order, before building. */
   getCheckers?(): readonly ImageCheckerLike[] | null | undefined;
 }

@@ -4,36 +4,57 @@
  * with no arguments. They run in order: the first URI wins; a checker that throws or returns null
  * passes to the next.
  *
+ * Progress: each checker gets `{ onEvent }` (with the signal, its 4th argument) to report what it waits
+ * for — a registry's retries and rate limits — as events of the image checked.
+ *
  * Cancellation: each checker gets `{ signal }` as its 4th argument so it can abort its own request;
  * the wait is also raced against the signal, so a checker that ignores it is abandoned at once.
  * Either way an aborted check ends as a CancelledError — never as "absent" (which would build).
  */
 import type { ImageChecker, ImageCheckerLike } from "./builder.js";
 import { CancelledError, CheckFailedError, KilnError } from "./errors.js";
-import { emit, type EventListener, type SerializedError } from "./events.js";
+import { emit, type BuildEventInput, type EventListener, type SerializedError } from "./events.js";
 import type { Architecture } from "./layers.js";
 import { serializeError } from "./redact.js";
+import { isOciLayoutTarget } from "./reference.js";
 import { cancelledError, raceAbort } from "./registry/abort.js";
 import type { RegistryClient } from "./registry/client.js";
 
 export interface NamedChecker {
   name: string;
   imageExists: ImageChecker["imageExists"];
+  /** Whether it can speak for this repository's registry (absent: every registry). */
+  answersFor?: (repository: string) => boolean;
 }
 
-/** Normalises any accepted checker shape to a named `imageExists` function. */
-export function toNamedChecker(checker: ImageCheckerLike | (new () => ImageChecker)): NamedChecker {
+/** The checker's `answersFor`, bound, when it has one. */
+function answersForOf(target: object): NamedChecker["answersFor"] {
+  const answersFor = (target as { answersFor?: unknown }).answersFor;
+  return typeof answersFor === "function" ? (repository: string) => Boolean(answersFor.call(target, repository)) : undefined;
+}
+
+function named(name: string, imageExists: ImageChecker["imageExists"], answersFor: NamedChecker["answersFor"]): NamedChecker {
+  return answersFor ? { name, imageExists, answersFor } : { name, imageExists };
+}
+
+/**
+ * Normalises any accepted checker shape to a named `imageExists` function. `registeredName` (the
+ * name a plugin registers it under) is what events and the live view show; without it, an
+ * instance's own `name`, else the class name.
+ */
+export function toNamedChecker(checker: ImageCheckerLike | (new () => ImageChecker), registeredName?: string): NamedChecker {
   if (typeof checker === "function") {
     const cls = checker as unknown as { name: string; imageExists?: ImageChecker["imageExists"]; prototype?: Partial<ImageChecker> };
-    if (typeof cls.imageExists === "function") return { name: cls.name || "checker", imageExists: cls.imageExists.bind(cls) };
+    if (typeof cls.imageExists === "function") return named(registeredName ?? (cls.name || "checker"), cls.imageExists.bind(cls), answersForOf(cls));
     if (typeof cls.prototype?.imageExists === "function") {
       const instance = new (checker as new () => ImageChecker)();
-      return { name: cls.name || "checker", imageExists: instance.imageExists.bind(instance) };
+      const own = (instance as { name?: unknown }).name;
+      return named(registeredName ?? (typeof own === "string" && own ? own : cls.name || "checker"), instance.imageExists.bind(instance), answersForOf(instance));
     }
   } else if (checker && typeof (checker as ImageChecker).imageExists === "function") {
     const instance = checker as ImageChecker & { name?: unknown };
-    const name = typeof instance.name === "string" && instance.name ? instance.name : instance.constructor?.name && instance.constructor.name !== "Object" ? instance.constructor.name : "checker";
-    return { name, imageExists: instance.imageExists.bind(instance) };
+    const name = registeredName ?? (typeof instance.name === "string" && instance.name ? instance.name : instance.constructor?.name && instance.constructor.name !== "Object" ? instance.constructor.name : "checker");
+    return named(name, instance.imageExists.bind(instance), answersForOf(instance));
   }
   throw new KilnError(`Not an image checker: ${String(checker)}`, {
     hint: "getCheckers() must return objects with imageExists(repository, tag, arch) or classes with a static imageExists.",
@@ -53,7 +74,11 @@ export interface RunCheckersOptions {
   image: string;
   onEvent?: EventListener;
   signal?: AbortSignal;
-  /** Every checker erroring becomes a CheckFailedError instead of "absent". */
+  /**
+   * Strict mode: when no checker found the image, a checker that speaks for its registry and could
+   * not tell (threw), or no checker speaking for that registry at all, is a CheckFailedError
+   * instead of "absent". Checkers whose `answersFor` declines the repository are not asked.
+   */
   strict?: boolean;
 }
 
@@ -68,12 +93,21 @@ export async function runCheckers(
   const outcome: CheckOutcome = { uri: null, results: [] };
   const { signal } = options;
   const cancelled = (checker: string) => cancelledError(`Check of ${options.image} (${checker})`, signal, { image: options.image, checker });
+  // What a checker reports (a registry's retries and rate limits) is about the image checked: the
+  // live view draws it in that image's block, whatever reference (a child's digest) the request named.
+  const listener = options.onEvent;
+  const report: EventListener | undefined = listener && ((event) => emit(listener, { ...event, image: options.image } as BuildEventInput));
+  let asked = 0;
   for (const checker of checkers) {
     if (signal?.aborted) throw cancelled(checker.name);
+    // Not its registry: its null would be no answer, not "absent" (nor, in strict mode, "could not tell").
+    if (checker.answersFor && !checker.answersFor(repository)) continue;
+    asked++;
     emit(options.onEvent, { type: "check.start", image: options.image, checker: checker.name, platforms: [...platforms] });
     try {
-      // `{ signal }` only when there is one, so a signal-less call looks exactly as it always did.
-      const pending = signal ? checker.imageExists(repository, tag, [...platforms], { signal }) : checker.imageExists(repository, tag, [...platforms]);
+      // Options only when there are some, so a call without them looks exactly as it always did.
+      const checkOptions = { ...(signal ? { signal } : {}), ...(report ? { onEvent: report } : {}) };
+      const pending = signal || report ? checker.imageExists(repository, tag, [...platforms], checkOptions) : checker.imageExists(repository, tag, [...platforms]);
       const uri = await raceAbort(Promise.resolve(pending), signal, () => cancelled(checker.name));
       // Whatever a checker answers after the abort (a null from a request it cut short) is no answer.
       if (signal?.aborted) throw cancelled(checker.name);
@@ -94,9 +128,12 @@ export async function runCheckers(
       emit(options.onEvent, { type: "check.result", image: options.image, checker: checker.name, result: "error", error: serialized });
     }
   }
-  if (options.strict && checkers.length > 0 && outcome.results.every((r) => r.result === "error")) {
-    const reasons = outcome.results.map((r) => `${r.checker}: ${r.error?.message}`).join("; ");
-    throw new CheckFailedError(`Every checker failed for ${options.image} (strict mode): ${reasons}`, {
+  const failed = outcome.results.filter((r) => r.result === "error");
+  if (options.strict && checkers.length > 0 && (failed.length > 0 || asked === 0)) {
+    const reasons = failed.length > 0
+      ? `${failed.map((r) => `${r.checker}: ${r.error?.message}`).join("; ")}`
+      : `none of the checkers (${checkers.map((c) => c.name).join(", ")}) answers for ${repository}`;
+    throw new CheckFailedError(`Could not tell whether ${options.image} exists (strict mode): ${reasons}`, {
       hint: "Fix the checkers' access to the registry (credentials, network), or run without strict mode (KILN_STRICT=0) to build anyway.",
       details: { image: options.image, results: outcome.results },
     });
@@ -106,6 +143,7 @@ export async function runCheckers(
 
 /** True when a reference's first path component names a registry host (a dot, a port, or localhost). */
 function namesRegistryHost(uri: string): boolean {
+  if (isOciLayoutTarget(uri)) return false; // a layout directory on this machine (oci:<dir>), no registry
   const slash = uri.indexOf("/");
   if (slash < 0) return false;
   const first = uri.slice(0, slash);

@@ -4,10 +4,14 @@
  *   1. `kiln.config.json` in the project directory — wins key by key;
  *   2. the `kiln` field of the project's own package.json.
  *
- * Keys: `imageBuilder` (a builder name), `imageRegistry` (registry host[:port][/namespace]) and
- * `strict` (boolean). In package.json the `kiln` field may also carry a plugin manifest
- * (`apiVersion`, `imageBuilders`, `imageCheckers`, `credentialProviders`) when the project is itself
- * a plugin; those keys are left to discovery. Anything else is a ConfigError naming file and key.
+ * Keys: `imageBuilder` (a builder name), `imageRegistry` (registry host[:port][/namespace]),
+ * `strict` (boolean), `lockProvider` (a lock provider name; "file" is the per-host default),
+ * `checkCache` (a check cache name; "none" is the default), `imageCheckers` (checker names, in
+ * order; in package.json a list, since an object there is a plugin manifest's table) and `builderOptions` (settings by
+ * builder name, each section validated by its builder). In package.json the `kiln` field may
+ * also carry a plugin manifest (`apiVersion`, `imageBuilders`, `imageCheckers`,
+ * `credentialProviders`, `lockProviders`, `checkCaches`) when the project is itself a plugin; those
+ * keys are left to discovery. Anything else is a ConfigError naming file and key.
  */
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -18,6 +22,17 @@ export interface KilnConfig {
   imageBuilder?: string;
   imageRegistry?: string;
   strict?: boolean;
+  /** Who hands out build leases: "file" (per host, the default) or a plugin's name such as "redis". */
+  lockProvider?: string;
+  /** Where existence checks are shared: "none" (the default) or a plugin's name such as "redis". */
+  checkCache?: string;
+  /** The checkers to ask, in order, by registered name (unset: the builder's own). */
+  imageCheckers?: string[];
+  /**
+   * Settings for image builders, by builder name (`{ "buildkit": { "endpoints": [...] } }`). Core
+   * checks the shape (an object of objects); each builder validates its own section.
+   */
+  builderOptions?: Record<string, Record<string, unknown>>;
 }
 
 export interface LoadedConfig extends KilnConfig {
@@ -26,8 +41,8 @@ export interface LoadedConfig extends KilnConfig {
 }
 
 export const CONFIG_FILE_NAME = "kiln.config.json";
-const CONFIG_KEYS = ["imageBuilder", "imageRegistry", "strict"] as const;
-const MANIFEST_KEYS = new Set(["apiVersion", "imageBuilders", "imageCheckers", "credentialProviders"]);
+const CONFIG_KEYS = ["imageBuilder", "imageRegistry", "strict", "lockProvider", "checkCache", "imageCheckers", "builderOptions"] as const;
+const MANIFEST_KEYS = new Set(["apiVersion", "imageBuilders", "imageCheckers", "credentialProviders", "lockProviders", "checkCaches"]);
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$/;
 
 /** The nearest directory at or above `start` holding a package.json (or `start` itself if none). */
@@ -97,10 +112,36 @@ function validateSection(raw: unknown, file: string, where: string, allowManifes
           fail(reason, error.hint ?? 'E.g. "ghcr.io/acme" or "localhost:5000".');
         }
         break;
+      case "lockProvider":
+        if (typeof value !== "string" || !NAME_PATTERN.test(value)) fail("expected a lock provider name", 'Use "file" (per host) or the name a plugin declares, e.g. "redis".');
+        out.lockProvider = value as string;
+        break;
+      case "checkCache":
+        if (typeof value !== "string" || !NAME_PATTERN.test(value)) fail("expected a check cache name", 'Use "none" or the name a plugin declares, e.g. "redis".');
+        out.checkCache = value as string;
+        break;
+      case "imageCheckers":
+        // In package.json's `kiln` field an object is a plugin manifest's table (discovery's); a list is this setting.
+        if (allowManifestKeys && isPlainObject(value)) break;
+        if (!Array.isArray(value) || value.some((name) => typeof name !== "string" || !NAME_PATTERN.test(name))) {
+          fail("expected a list of checker names, in the order to ask them", 'E.g. "imageCheckers": ["docker-local", "registry"]; `kiln plugins` lists the installed checkers.');
+        }
+        out.imageCheckers = [...(value as string[])];
+        break;
       case "strict":
         if (typeof value !== "boolean") fail("expected true or false", 'Write "strict": true to fail when every checker errors.');
         out.strict = value as boolean;
         break;
+      case "builderOptions": {
+        const hint = 'Write it as { "<builder name>": { ...settings } }, e.g. { "buildkit": { "endpoints": ["tcp://buildkitd:1234"] } }.';
+        if (!isPlainObject(value)) fail("expected an object of settings by builder name", hint);
+        for (const [name, section] of Object.entries(value as object)) {
+          if (!NAME_PATTERN.test(name)) fail(`${describeValue(name)} is not a builder name`, hint);
+          if (!isPlainObject(section)) fail(`the settings of ${describeValue(name)} must be an object, got ${describeValue(section)}`, hint);
+        }
+        out.builderOptions = value as Record<string, Record<string, unknown>>;
+        break;
+      }
       default:
         if (allowManifestKeys && MANIFEST_KEYS.has(key)) break;
         throw new ConfigError(`Unknown key ${describeValue(keyPath)} in ${file}`, {
@@ -110,6 +151,10 @@ function validateSection(raw: unknown, file: string, where: string, allowManifes
     }
   }
   return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** Reads and validates the project configuration. Missing files are fine; malformed ones throw ConfigError. */

@@ -1,7 +1,15 @@
 /**
- * The build context: a tar stream produced on the fly from walk.ts's listing (the same list the tag
- * hashes), reading each file as its turn comes — no temp copy, no whole tree in memory, and the
- * consumer's pace is respected (backpressure through tar-stream).
+ * The build context: a tar stream produced on the fly from the build's source snapshot (snapshot.ts:
+ * the listing and per-file digests the content tag was computed from), reading each file as its turn
+ * comes — no temp copy, no whole tree in memory, and the consumer's pace is respected (the tar is an
+ * async generator behind `Readable.from`: nothing is read until the consumer asks for more).
+ *
+ * The bytes sent are the bytes hashed. Each file is opened once, without following links and without
+ * blocking (listedFile.ts), must `fstat` as the listing saw it (regular file, device, inode, size),
+ * and the sha256 of what is streamed must equal the digest that went into the tag. The last chunk of
+ * every file is held back until that check passes, so a changed file never reaches the consumer as a
+ * complete entry: the stream fails with SourceChangedError instead, and a daemon reading it has an
+ * incomplete archive and builds nothing.
  *
  * Layout: a Kiln-built image gets `Dockerfile` at the root and each copying layer's files under
  * `kiln-layers/<i>/` (contextDirForLayer). A `fromDockerfile` image gets its context at the root,
@@ -12,22 +20,37 @@
  * the rendered Dockerfile is `kiln-layers/Dockerfile` (also appended to `.dockerignore`) and the
  * added layers' files are under `kiln-layers/<i>/`.
  *
- * Headers are deterministic: mtime 0, uid/gid 0, no user/group names, mode 0755 for directories and
- * executables, 0644 for other files, 0777 for symlinks. A file whose size changes while it is
- * streamed fails the stream with SourceChangedError instead of producing a corrupt tar.
+ * Headers are deterministic (tarHeader.ts): mtime 0, uid/gid 0, no user/group names, mode 0755 for
+ * directories and executables, 0644 for other files, 0777 for symlinks.
  */
-import { open, readFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Readable } from "node:stream";
-import tar, { type Header, type Pack } from "tar-stream";
-import { KilnError, SourceNotFoundError, ValidationError } from "./errors.js";
+import { closeDockerfile } from "./dockerfileSyntax.js";
+import { KilnError, SourceChangedError, ValidationError } from "./errors.js";
 import { specOf, type ImageLike } from "./hash.js";
 import type { ImageSpec } from "./layers.js";
-import { listSpecFiles, type WalkEntry } from "./walk.js";
+import { assertListed, openFailure, openPath, OPEN_LISTED_FLAGS, sizeChanged, sourceChanged } from "./listedFile.js";
+import { filesFor, pinnedDigest, snapshotOf, snapshotSpec, type SourceSnapshot } from "./snapshot.js";
+import { snapshotTestHooks } from "./snapshotHooks.js";
+import { encodeHeader, END_OF_ARCHIVE, padding, type TarHeader } from "./tarHeader.js";
+import { listSpecFiles, type SpecFiles, type WalkEntry } from "./walk.js";
+
+export { SourceChangedError };
 
 export interface BuildContextOptions {
   /** The rendered Dockerfile text (dockerfile.ts's `renderDockerfile`). Default: rendered for the
    * classic builder (no BuildKit features), loaded lazily. */
   dockerfile?: string;
+  /**
+   * The sources to send (snapshot.ts). Default: the snapshot bound to `image` for its build (the
+   * engine pins one per build), else a new one taken now. A spec derived from the snapshot's own (a
+   * stage with other layers blanked) sends only the layers it still copies.
+   */
+  snapshot?: SourceSnapshot;
 }
 
 export interface BuildContext {
@@ -39,20 +62,9 @@ export interface BuildContext {
   dockerfilePath: string;
 }
 
-/** A source file changed while the build context was being streamed. */
-export class SourceChangedError extends KilnError {
-  override readonly code: string = "KILN_SOURCE_CHANGED";
-  static override isInstance(error: unknown): error is SourceChangedError {
-    return KilnError.isInstance(error) && error.code === "KILN_SOURCE_CHANGED";
-  }
-}
-
-type HeaderArg = Partial<Header> & Pick<Header, "name">;
-
 const LAYERS_DIR = "kiln-layers";
 /** Where a `fromDockerfile` image's Dockerfile goes when it cannot be used in place (the docker CLI uses a random `.dockerfile.<id>`). */
 const HIDDEN_DOCKERFILE = ".dockerfile.kiln";
-const EPOCH = new Date(0);
 const CHUNK = 1 << 20;
 
 /** Where the Dockerfile goes in the context of this spec. */
@@ -68,7 +80,7 @@ interface DockerfilePlacement {
   ignore: boolean;
 }
 
-function dockerfilePlacement(spec: Pick<ImageSpec, "base" | "layers">, listing: ReturnType<typeof listSpecFiles>): DockerfilePlacement {
+function dockerfilePlacement(spec: Pick<ImageSpec, "base" | "layers">, listing: SpecFiles): DockerfilePlacement {
   if (spec.base.kind !== "dockerfile") return { path: "Dockerfile", add: true, ignore: false };
   if (spec.layers.length > 0) return { path: `${LAYERS_DIR}/Dockerfile`, add: true, ignore: true };
   const own = listing.dockerfile?.contextPath;
@@ -79,13 +91,14 @@ function dockerfilePlacement(spec: Pick<ImageSpec, "base" | "layers">, listing: 
 type PlanItem =
   | { kind: "dir"; path: string }
   | { kind: "dockerfile"; path: string }
-  | { kind: "dockerignore"; hostPath?: string; append: string }
+  | { kind: "dockerignore"; entry?: WalkEntry; append: string }
   | { kind: "entry"; entry: WalkEntry };
 
 /** Lists the context now (so a missing source fails here) and returns a tar stream that reads lazily. */
 export function createBuildContext(image: ImageLike, options: BuildContextOptions = {}): BuildContext {
   const spec = specOf(image);
-  const listing = listSpecFiles(spec);
+  const snapshot = options.snapshot ?? snapshotOf(image) ?? snapshotSpec(spec).snapshot;
+  const listing = filesFor(spec, snapshot);
   const placement = dockerfilePlacement(spec, listing);
   const dockerfilePath = placement.path;
   const plan: PlanItem[] = [];
@@ -100,7 +113,7 @@ export function createBuildContext(image: ImageLike, options: BuildContextOption
       }
       if (placement.ignore && entry.path === ".dockerignore" && entry.type === "file") {
         dockerignoreAt = plan.length;
-        plan.push({ kind: "dockerignore", hostPath: entry.hostPath, append: dockerfilePath });
+        plan.push({ kind: "dockerignore", entry, append: dockerfilePath });
       } else plan.push({ kind: "entry", entry });
     }
   }
@@ -116,15 +129,19 @@ export function createBuildContext(image: ImageLike, options: BuildContextOption
   const files = plan.map((item) => (item.kind === "entry" ? item.entry.contextPath : item.kind === "dockerignore" ? ".dockerignore" : item.path));
   for (const path of files) assertSafePath(path);
 
-  const pack = tar.pack();
   const dockerfileText = options.dockerfile !== undefined ? Promise.resolve(options.dockerfile) : null;
-  void produce(pack, plan, () => dockerfileText ?? renderDefaultDockerfile(image));
-  return { stream: Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false }), files, dockerfilePath };
+  const tar = produce(plan, files, {
+    spec,
+    snapshot,
+    dockerfile: () => dockerfileText ?? renderDefaultDockerfile(image),
+    // A rendered Dockerfile that embeds the user's own must embed the one that was hashed.
+    ownDockerfile: spec.base.kind === "dockerfile" ? listing.dockerfile : undefined,
+  });
+  return { stream: Readable.from(tar, { objectMode: false }), files, dockerfilePath };
 }
 
 async function renderDefaultDockerfile(image: ImageLike): Promise<string> {
   // Lazy: the renderer is only needed when the caller did not render the Dockerfile itself.
-  // @ts-ignore -- dockerfile.ts is written alongside this module (helper A)
   const mod = (await import("./dockerfile.js")) as { renderDockerfile?: (image: unknown, options: { buildkit: boolean }) => string };
   if (typeof mod.renderDockerfile !== "function") throw new KilnError("renderDockerfile is not available", { hint: "Pass `dockerfile` to createBuildContext." });
   return mod.renderDockerfile(image, { buildkit: false });
@@ -139,95 +156,136 @@ function assertSafePath(path: string): void {
   }
 }
 
-async function produce(pack: Pack, plan: PlanItem[], dockerfile: () => Promise<string>): Promise<void> {
-  try {
-    for (const item of plan) {
-      if ((pack as unknown as { destroying: boolean }).destroying || pack.destroyed) return;
-      if (item.kind === "dir") {
-        await addEntry(pack, { name: item.path, type: "directory", mode: 0o755 });
-      } else if (item.kind === "dockerignore") {
-        // The user's patterns, then the Dockerfile Kiln added (as the docker CLI does for its own).
-        const own = item.hostPath ? await readFile(item.hostPath, "utf8") : "";
-        const body = Buffer.from(`${own}${own === "" || own.endsWith("\n") ? "" : "\n"}${item.append}\n`, "utf8");
-        await addEntry(pack, { name: ".dockerignore", type: "file", mode: 0o644, size: body.length }, body);
-      } else if (item.kind === "dockerfile") {
-        const body = Buffer.from(await dockerfile(), "utf8");
-        await addEntry(pack, { name: item.path, type: "file", mode: 0o644, size: body.length }, body);
-      } else {
-        const { entry } = item;
-        if (entry.type === "dir") await addEntry(pack, { name: entry.contextPath, type: "directory", mode: 0o755 });
-        else if (entry.type === "symlink") await addEntry(pack, { name: entry.contextPath, type: "symlink", mode: 0o777, linkname: entry.linkTarget ?? "" });
-        else await streamFile(pack, entry);
-      }
+interface ProduceOptions {
+  spec: ImageSpec;
+  snapshot: SourceSnapshot;
+  dockerfile: () => Promise<string>;
+  ownDockerfile: WalkEntry | undefined;
+}
+
+/** The tar, entry by entry; each `yield` waits until the consumer wants more. */
+async function* produce(plan: PlanItem[], paths: readonly string[], options: ProduceOptions): AsyncGenerator<Buffer> {
+  await snapshotTestHooks()?.beforeStreaming?.(paths);
+  for (const item of plan) {
+    if (item.kind === "dir") {
+      yield encodeHeader({ name: item.path, type: "directory", mode: 0o755 });
+    } else if (item.kind === "dockerignore") {
+      // The user's patterns, then the Dockerfile Kiln added (as the docker CLI does for its own).
+      const own = item.entry ? (await readListedFile(item.entry, options.snapshot)).toString("utf8") : "";
+      yield* small({ name: ".dockerignore", type: "file", mode: 0o644 }, Buffer.from(`${own}${own === "" || own.endsWith("\n") ? "" : "\n"}${item.append}\n`, "utf8"));
+    } else if (item.kind === "dockerfile") {
+      const text = await options.dockerfile();
+      if (options.ownDockerfile !== undefined) await assertRendersHashedDockerfile(text, options.ownDockerfile, options.spec, options.snapshot);
+      yield* small({ name: item.path, type: "file", mode: 0o644 }, Buffer.from(text, "utf8"));
+    } else {
+      const { entry } = item;
+      if (entry.type === "dir") yield encodeHeader({ name: entry.contextPath, type: "directory", mode: 0o755 });
+      else if (entry.type === "symlink") yield encodeHeader({ name: entry.contextPath, type: "symlink", mode: 0o777, linkname: entry.linkTarget ?? "" });
+      else yield* streamFile(entry, options.snapshot);
     }
-    pack.finalize();
-  } catch (error) {
-    pack.destroy(error as Error);
   }
+  yield END_OF_ARCHIVE;
 }
 
-function header(h: HeaderArg): HeaderArg {
-  return { ...h, mtime: EPOCH, uid: 0, gid: 0, uname: "", gname: "" };
+function* small(header: Omit<TarHeader, "size">, body: Buffer): Generator<Buffer> {
+  yield encodeHeader({ ...header, size: body.length });
+  yield body;
+  yield padding(body.length);
 }
 
-function addEntry(pack: Pack, h: HeaderArg, body?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (error?: Error | null) => (error ? reject(error) : resolve());
-    const sink = body !== undefined ? pack.entry(header(h), body, done) : pack.entry(header(h), done);
-    sink.on("error", () => undefined); // reported through `done` and the pack's own error
-  });
-}
+const STREAMING = "while streaming the build context";
 
-async function streamFile(pack: Pack, entry: WalkEntry): Promise<void> {
-  let handle;
+/**
+ * One listed file: opened once (no link followed, never blocking), checked against the listing, and
+ * streamed while its sha256 is computed; the last chunk goes out only once that digest equals the
+ * one pinned for the tag (and the file has not grown).
+ */
+async function* streamFile(entry: WalkEntry, snapshot: SourceSnapshot): AsyncGenerator<Buffer> {
+  const expected = pinnedDigest(snapshot, entry);
+  const handle = await openListed(entry);
   try {
-    handle = await open(entry.hostPath, "r");
-  } catch (error) {
-    throw new SourceNotFoundError(`Cannot read ${JSON.stringify(entry.hostPath)} for the build context: ${(error as Error).message}`, {
-      hint: "A source file disappeared or became unreadable after the image was declared; retry once it is stable.",
-      details: { path: entry.hostPath },
-      cause: error,
-    });
-  }
-  try {
-    let sink!: ReturnType<Pack["entry"]>;
-    const finished = new Promise<void>((resolve, reject) => {
-      sink = pack.entry(header({ name: entry.contextPath, type: "file", mode: entry.executable ? 0o755 : 0o644, size: entry.size }), (error) =>
-        error ? reject(error) : resolve(),
-      );
-    });
-    finished.catch(() => undefined); // observed below; avoid an unhandled rejection if we throw first
-    sink.on("error", () => undefined); // the pack stream carries the error to the consumer
-    let remaining = entry.size;
-    while (remaining > 0) {
-      const buffer = Buffer.allocUnsafe(Math.min(CHUNK, remaining));
+    assertListed(entry, await handle.stat(), STREAMING);
+    yield encodeHeader({ name: entry.contextPath, type: "file", mode: entry.executable ? 0o755 : 0o644, size: entry.size });
+    const hash = createHash("sha256");
+    let held: Buffer | undefined;
+    let read = 0;
+    while (read < entry.size) {
+      const buffer = Buffer.allocUnsafe(Math.min(CHUNK, entry.size - read));
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) throw changed(entry, `it shrank below the ${entry.size} bytes it had when listed`);
-      remaining -= bytesRead;
-      if (!sink.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead))) {
-        // A consumer that stops reading destroys the entry, which then never drains: wake up on
-        // close/error too, or the file handle and this promise would hang until GC.
-        await new Promise<void>((resolve) => {
-          const wake = () => resolve();
-          sink.once("drain", wake);
-          sink.once("close", wake);
-          sink.once("error", wake);
-        });
-      }
-      if ((pack as unknown as { destroying: boolean }).destroying || pack.destroyed || (sink as unknown as { destroyed: boolean }).destroyed) return;
+      if (bytesRead === 0) throw sizeChanged(entry, read, STREAMING);
+      read += bytesRead;
+      const chunk = bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
+      hash.update(chunk);
+      if (held !== undefined) yield held;
+      held = chunk;
     }
     const probe = await handle.read(Buffer.alloc(1), 0, 1, null);
-    if (probe.bytesRead > 0) throw changed(entry, `it grew beyond the ${entry.size} bytes it had when listed`);
-    (sink as unknown as { end(): void }).end();
-    await finished;
+    if (probe.bytesRead > 0) throw sourceChanged(entry, `it grew beyond the ${entry.size} bytes it had when listed`, STREAMING);
+    const actual = hash.digest();
+    if (!actual.equals(expected)) throw contentChanged(entry, expected, actual, snapshot);
+    if (held !== undefined) yield held;
+    yield padding(entry.size);
   } finally {
     await handle.close();
   }
 }
 
-function changed(entry: WalkEntry, what: string): SourceChangedError {
-  return new SourceChangedError(`${JSON.stringify(entry.hostPath)} changed while the build context was streamed: ${what}`, {
-    hint: "Stop whatever is writing to the source tree (or exclude the file with .dockerignore), then build again.",
-    details: { path: entry.hostPath, contextPath: entry.contextPath, expectedSize: entry.size },
-  });
+/** A small listed file's bytes (a `.dockerignore`, a Dockerfile), checked like a streamed one. */
+async function readListedFile(entry: WalkEntry, snapshot: SourceSnapshot): Promise<Buffer> {
+  const handle = await openListed(entry);
+  try {
+    assertListed(entry, await handle.stat(), STREAMING);
+    const body = await handle.readFile();
+    if (body.length !== entry.size) throw sizeChanged(entry, body.length, STREAMING);
+    const actual = createHash("sha256").update(body).digest();
+    const expected = pinnedDigest(snapshot, entry);
+    if (!actual.equals(expected)) throw contentChanged(entry, expected, actual, snapshot);
+    return body;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The rendered Dockerfile (dockerfile.ts reads the user's file on its own, by path) must be exactly
+ * what the hashed Dockerfile renders to: the file itself without layers; with layers, the rendering of
+ * a private copy of the hashed bytes (with or without BuildKit, whichever the caller used).
+ */
+async function assertRendersHashedDockerfile(rendered: string, own: WalkEntry, spec: ImageSpec, snapshot: SourceSnapshot): Promise<void> {
+  const hashed = await readListedFile(own, snapshot);
+  const same = spec.layers.length === 0 ? rendered === hashed.toString("utf8") : (await renderingsOf(spec, hashed)).includes(rendered);
+  if (!same) throw sourceChanged(own, "the Dockerfile rendered for the build is not the one hashed for the content tag", STREAMING);
+}
+
+async function renderingsOf(spec: ImageSpec, dockerfile: Buffer): Promise<string[]> {
+  const { renderDockerfile } = await import("./dockerfile.js");
+  const dir = mkdtempSync(join(tmpdir(), "kiln-dockerfile-"));
+  try {
+    const path = join(dir, "Dockerfile");
+    writeFileSync(path, dockerfile);
+    const copy: ImageSpec = { ...spec, base: { ...(spec.base as Extract<ImageSpec["base"], { kind: "dockerfile" }>), dockerfileHostPath: path } };
+    return [true, false].flatMap((buildkit) => {
+      try {
+        return [renderDockerfile(copy, { buildkit })];
+      } catch {
+        return []; // e.g. secrets without BuildKit: not how it was rendered
+      }
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function openListed(entry: WalkEntry): Promise<FileHandle> {
+  try {
+    return await open(openPath(entry), OPEN_LISTED_FLAGS);
+  } catch (error) {
+    throw openFailure(entry, error, STREAMING);
+  }
+}
+
+function contentChanged(entry: WalkEntry, expected: Buffer, actual: Buffer, snapshot: SourceSnapshot): SourceChangedError {
+  // A digest from the stat cache that does not match must not be trusted again on the next run.
+  snapshot.cache?.forget(entry.hostPath);
+  return sourceChanged(entry, `its content changed (sha256 ${expected.toString("hex").slice(0, 12)}… when the tag was computed, ${actual.toString("hex").slice(0, 12)}… now)`, STREAMING);
 }

@@ -5,12 +5,15 @@
  * `optionalDependencies`) — plus the project itself — are looked at. Each is resolved FROM the
  * project directory, so pnpm's strict layout, workspaces, npm and hoisted layouts all work, and its
  * package.json `kiln` field is read as data. Nothing is imported until a provider is used
- * (`loadImageBuilder` / `loadImageChecker` / `loadCredentialProvider`).
+ * (`loadImageBuilder` / `loadImageChecker` / `loadCredentialProvider` / `loadLockProvider` /
+ * `loadCheckCache`).
  *
  *   "kiln": { "apiVersion": 1,
  *             "imageBuilders": { "my_builder": "./dist/index.js#MyImageBuilder" },
  *             "imageCheckers": { "my_checker": "./dist/index.js#MyImageChecker" },
- *             "credentialProviders": { "ecr": "./dist/index.js#ecrCredentials" } }
+ *             "credentialProviders": { "ecr": "./dist/index.js#ecrCredentials" },
+ *             "lockProviders": { "redis": "./dist/index.js#RedisLockProvider" },
+ *             "checkCaches": { "redis": "./dist/index.js#RedisCheckCache" } }
  *
  * An entry without `#Export` means the module's default export.
  */
@@ -21,18 +24,25 @@ import { pathToFileURL } from "node:url";
 import { KILN_API_VERSION, type ImageBuilder, type ImageCheckerLike } from "./builder.js";
 import { PluginLoadError, describeValue } from "./errors.js";
 import { registerCredentialProvider, type CredentialProvider } from "./registry/credentials.js";
+import type { CheckCache, LockProvider } from "./coordination/types.js";
 
-export type ProviderKind = "imageBuilder" | "imageChecker" | "credentialProvider";
+export type ProviderKind = "imageBuilder" | "imageChecker" | "credentialProvider" | "lockProvider" | "checkCache";
 
-const MANIFEST_FIELDS: Record<ProviderKind, "imageBuilders" | "imageCheckers" | "credentialProviders"> = {
+/** The manifest field of each kind, which is also the PluginDiscovery list holding it. */
+const MANIFEST_FIELDS = {
   imageBuilder: "imageBuilders",
   imageChecker: "imageCheckers",
   credentialProvider: "credentialProviders",
-};
+  lockProvider: "lockProviders",
+  checkCache: "checkCaches",
+} as const satisfies Record<ProviderKind, string>;
+type ManifestField = (typeof MANIFEST_FIELDS)[ProviderKind];
 const KIND_LABEL: Record<ProviderKind, string> = {
   imageBuilder: "image builder",
   imageChecker: "image checker",
   credentialProvider: "credential provider",
+  lockProvider: "lock provider",
+  checkCache: "check cache",
 };
 
 export interface DiscoveredProvider {
@@ -72,6 +82,8 @@ export interface PluginDiscovery {
   imageBuilders: DiscoveredProvider[];
   imageCheckers: DiscoveredProvider[];
   credentialProviders: DiscoveredProvider[];
+  lockProviders: DiscoveredProvider[];
+  checkCaches: DiscoveredProvider[];
   /** Listed in package.json but not installed (may or may not be plugins). */
   missing: string[];
   /** Broken manifests, incompatible apiVersions and duplicate names; raised when the name is used. */
@@ -139,6 +151,8 @@ export function discoverPlugins(projectDir: string = process.cwd()): PluginDisco
     imageBuilders: [],
     imageCheckers: [],
     credentialProviders: [],
+    lockProviders: [],
+    checkCaches: [],
     missing: [],
     problems: [],
   };
@@ -186,7 +200,9 @@ export function discoverPlugins(projectDir: string = process.cwd()): PluginDisco
       if (!self) manifestProblem(`The "kiln" field of ${packageName} must be an object, got ${describeValue(manifest)}`, "Ask the plugin author to fix its package.json.");
       continue;
     }
-    const declaresProviders = Object.values(MANIFEST_FIELDS).some((field) => manifest[field] !== undefined);
+    // The project's own `"imageCheckers": [...]` (a list) is configuration (config.ts), not a table of providers.
+    const isConfigList = (field: string) => self && Array.isArray(manifest[field]);
+    const declaresProviders = Object.values(MANIFEST_FIELDS).some((field) => manifest[field] !== undefined && !isConfigList(field));
     if (self && !declaresProviders) continue; // the project's own `kiln` field is just configuration
     result.packages.push({ name: packageName, version: pkg.version, dir, apiVersion: manifest.apiVersion, self });
     if (manifest.apiVersion !== KILN_API_VERSION) {
@@ -210,7 +226,7 @@ export function discoverPlugins(projectDir: string = process.cwd()): PluginDisco
     for (const kind of Object.keys(MANIFEST_FIELDS) as ProviderKind[]) {
       const field = MANIFEST_FIELDS[kind];
       const table = manifest[field];
-      if (table === undefined) continue;
+      if (table === undefined || isConfigList(field)) continue;
       if (!isPlainObject(table)) {
         manifestProblem(`kiln.${field} of ${packageName} must be an object of name → "./file.js#Export"`, "Ask the plugin author to fix its package.json.");
         continue;
@@ -247,7 +263,7 @@ export function discoverPlugins(projectDir: string = process.cwd()): PluginDisco
           continue;
         }
         seen.set(key, provider);
-        (kind === "imageBuilder" ? result.imageBuilders : kind === "imageChecker" ? result.imageCheckers : result.credentialProviders).push(provider);
+        providersOf(result, kind).push(provider);
       }
     }
   }
@@ -255,7 +271,8 @@ export function discoverPlugins(projectDir: string = process.cwd()): PluginDisco
 }
 
 function providersOf(discovery: PluginDiscovery, kind: ProviderKind): DiscoveredProvider[] {
-  return kind === "imageBuilder" ? discovery.imageBuilders : kind === "imageChecker" ? discovery.imageCheckers : discovery.credentialProviders;
+  const field: ManifestField = MANIFEST_FIELDS[kind];
+  return discovery[field];
 }
 
 /** The provider of `name`, or the precise reason it is unavailable. */
@@ -398,6 +415,29 @@ export async function loadCredentialProvider(discovery: PluginDiscovery, name: s
   if (!isShape(instance)) throw shapeError(provider, expected, value);
   const named = instance as CredentialProvider;
   return typeof named.name === "string" && named.name ? named : Object.assign(named, { name: provider.name });
+}
+
+/** An object with every one of `methods`, or a class with them (instantiated with no arguments: it reads its settings from the environment). */
+async function loadInstanceWith<T>(discovery: PluginDiscovery, kind: ProviderKind, name: string, methods: string[], expected: string): Promise<T> {
+  const provider = findProvider(discovery, kind, name);
+  const value = await importProvider(provider);
+  const hasMethods = (v: unknown) => typeof v === "object" && v !== null && methods.every((m) => typeof (v as Record<string, unknown>)[m] === "function");
+  const instance = typeof value === "function" && methods.every((m) => typeof (value as { prototype?: Record<string, unknown> }).prototype?.[m] === "function")
+    ? instantiate(provider, value as new () => unknown)
+    : value;
+  if (!hasMethods(instance)) throw shapeError(provider, expected, value);
+  return instance as T;
+}
+
+/** A lock provider (coordination/types.ts: `acquire(request)` → a Lease); a class is instantiated. */
+export function loadLockProvider(discovery: PluginDiscovery, name: string): Promise<LockProvider> {
+  return loadInstanceWith<LockProvider>(discovery, "lockProvider", name, ["acquire"], "a LockProvider (an object or a class with acquire(request))");
+}
+
+/** A check cache (coordination/types.ts: lookup, putPresent, putAbsent, invalidate, releaseClaim); a class is instantiated. */
+export function loadCheckCache(discovery: PluginDiscovery, name: string): Promise<CheckCache> {
+  return loadInstanceWith<CheckCache>(discovery, "checkCache", name, ["lookup", "putPresent", "putAbsent", "invalidate", "releaseClaim"],
+    "a CheckCache (an object or a class with lookup, putPresent, putAbsent, invalidate and releaseClaim)");
 }
 
 const activated = new Set<string>();

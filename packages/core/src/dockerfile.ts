@@ -32,6 +32,10 @@
  *
  * `fromDockerfile` images: the user's Dockerfile as is; with layers, Kiln's instructions are appended to
  * its last stage, or, with `target`, to a new stage `FROM <target> AS kiln-final` (see `dockerBuildTarget`).
+ * Appended, they must stay instructions of their own and the Dockerfile must keep its meaning alone
+ * (what @kiln/docker's incremental build runs as stage 0): `closeDockerfile` (dockerfileSyntax.ts) ends
+ * an instruction left open at end of file (a trailing line continuation) and refuses what cannot be
+ * ended (an unterminated heredoc), and Kiln's words are escaped with the file's `# escape=` character.
  *
  * Build secrets (`withCommands(..., { secrets })`) become `RUN --mount=type=secret,id=…,required=true`
  * on each command of their layer; with `buildkit: false` such an image is a BuildSecretsNeedBuildKitError.
@@ -40,12 +44,13 @@
  * it copies, so a builder can split the build into stages (incremental builds); `renderDockerfile` is
  * exactly the plan's lines joined.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { BuildSecretsNeedBuildKitError, SourceNotFoundError, ValidationError } from "./errors.js";
 import { specOf } from "./hash.js";
 import type { Image } from "./image.js";
+import { closeDockerfile } from "./dockerfileSyntax.js";
 import { contextDirForLayer, type ImageSpec, type Layer, type PipOptions, type SecretMount } from "./layers.js";
-import { doubleQuote, escapeWord, jsonArray } from "./quote.js";
+import { doubleQuote, escapeWord, jsonArray, type EscapeChar } from "./quote.js";
 
 export interface RenderOptions {
   /** Use BuildKit cache mounts (`RUN --mount=type=cache`). Default true; false renders plain RUN steps
@@ -116,6 +121,8 @@ interface Ctx {
   user: string | undefined;
   /** The path of the latest `workdir` layer, if any. */
   workdir: string | undefined;
+  /** The Dockerfile's escape character: Kiln's words are escaped with it. */
+  escape: EscapeChar;
 }
 
 export function renderDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = true }: RenderOptions = {}): string {
@@ -138,11 +145,13 @@ export function planDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = 
   if (!buildkit) assertNoSecrets(spec);
   const preamble: string[] = [];
   let baseRef: string | undefined;
+  let escape: EscapeChar = "\\";
   if (spec.base.kind === "dockerfile") {
     const own = readDockerfile(spec.base.dockerfileHostPath);
     if (spec.layers.length === 0) return { preamble: [own.replace(/\s*$/, "")], steps: [] };
-    assertDefaultEscape(own, spec.base.dockerfileHostPath);
-    preamble.push(own.replace(/\s*$/, ""));
+    const closed = closeDockerfile(own, spec.base.dockerfileHostPath);
+    preamble.push(closed.text);
+    escape = closed.escape;
     if (spec.base.target !== undefined) preamble.push(`FROM ${spec.base.target} AS ${KILN_FINAL_STAGE}`);
   } else {
     baseRef = spec.base.ref;
@@ -150,7 +159,7 @@ export function planDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = 
   }
   const steps: DockerfileStep[] = [];
   if (spec.layers.some(needsUv(spec))) steps.push({ lines: [`COPY --from=${spec.uvImage} /uv /uvx /usr/local/bin/`], consumes: [] });
-  steps.push(...planLayers(spec, buildkit));
+  steps.push(...planLayers(spec, buildkit, escape));
   for (const step of steps) assertLineLengths(step.lines);
   return baseRef === undefined ? { preamble, steps } : { preamble, steps, baseRef };
 }
@@ -214,10 +223,10 @@ function needsUv(spec: Readonly<ImageSpec>) {
     layer.kind === "uvProject" || (spec.installer === "uv" && (layer.kind === "pipPackages" || layer.kind === "requirements"));
 }
 
-function planLayers(spec: Readonly<ImageSpec>, buildkit: boolean): DockerfileStep[] {
+function planLayers(spec: Readonly<ImageSpec>, buildkit: boolean, escape: EscapeChar): DockerfileStep[] {
   const out: DockerfileStep[] = [];
   const labels: DockerfileStep[] = [];
-  const ctx: Ctx = { buildkit, spec, user: undefined, workdir: undefined };
+  const ctx: Ctx = { buildkit, spec, user: undefined, workdir: undefined, escape };
   let segment: DockerfileStep[][] = [[], [], []]; // apt, install, source
   let sourceDests: Array<string | undefined> = []; // beside segment[2]
   const flush = () => {
@@ -260,7 +269,7 @@ function isRoot(user: string | undefined): boolean {
 
 function copy(ctx: Ctx, sources: string[], dest: string): string {
   const chown = isRoot(ctx.user) ? "" : `--chown=${ctx.user} `;
-  return `COPY ${chown}${jsonArray([...sources.map(escapeWord), escapeWord(dest)])}`;
+  return `COPY ${chown}${jsonArray([...sources, dest].map((word) => escapeWord(word, ctx.escape)))}`;
 }
 
 /** Installers that write system locations (apt, pip/uv into the system site-packages) need root: after a
@@ -403,13 +412,13 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
       return [{ phase: "barrier", lines: layer.commands.map((c) => run(mounts, ["/bin/sh", "-c", c])) }];
     }
     case "env":
-      return [{ phase: "barrier", lines: [`ENV ${layer.vars.map(([k, v]) => `${k}=${doubleQuote(v)}`).join(" ")}`] }];
+      return [{ phase: "barrier", lines: [`ENV ${layer.vars.map(([k, v]) => `${k}=${doubleQuote(v, ctx.escape)}`).join(" ")}`] }];
     case "workdir":
-      return [{ phase: "barrier", lines: [`WORKDIR ${doubleQuote(layer.path)}`] }];
+      return [{ phase: "barrier", lines: [`WORKDIR ${doubleQuote(layer.path, ctx.escape)}`] }];
     case "user":
       return [{ phase: "barrier", lines: [`USER ${layer.user}`] }];
     case "labels":
-      return [{ phase: "label", lines: [`LABEL ${layer.labels.map(([k, v]) => `${k}=${doubleQuote(v)}`).join(" ")}`] }];
+      return [{ phase: "label", lines: [`LABEL ${layer.labels.map(([k, v]) => `${k}=${doubleQuote(v, ctx.escape)}`).join(" ")}`] }];
     default: {
       const never: never = layer;
       throw new ValidationError("layer", never, "unknown layer kind");
@@ -434,27 +443,32 @@ function pythonInstall(ctx: Ctx, o: PipOptions, tail: string[]): string {
   ]);
 }
 
-/** Kiln's escaping assumes Docker's default escape character; a `# escape=` directive changes it. */
-function assertDefaultEscape(dockerfile: string, path: string): void {
-  for (const line of dockerfile.split(/\r?\n/)) {
-    const directive = /^#\s*([A-Za-z][A-Za-z0-9]*)\s*=\s*(.+?)\s*$/.exec(line);
-    if (!directive) break; // directives only appear at the very top
-    if (directive[1]!.toLowerCase() === "escape" && directive[2] !== "\\") {
-      throw new ValidationError("fromDockerfile escape directive", directive[2], "Kiln cannot append layers to a Dockerfile with a custom escape character", {
-        hint: `remove the "# escape=" directive from ${path}, or add the steps to the Dockerfile itself`,
-      });
-    }
-  }
+/** At declaration of a `fromDockerfile` image's first layer: Kiln's instructions can follow the
+ * Dockerfile (checked again when rendering, the file may change in between). */
+export function assertDockerfileAcceptsLayers(path: string): void {
+  closeDockerfile(readDockerfile(path), path);
 }
 
 function readDockerfile(path: string): string {
+  let fd: number | undefined;
   try {
-    return readFileSync(path, "utf8");
+    // Non-blocking: a FIFO put in the Dockerfile's place must fail, not hang the build.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    if (!fstatSync(fd).isFile()) {
+      throw new SourceNotFoundError(`fromDockerfile: the Dockerfile ${path} is not a regular file`, {
+        hint: "point fromDockerfile at a regular file (a symlink to one is fine)",
+        details: { field: "fromDockerfile file", path },
+      });
+    }
+    return readFileSync(fd, "utf8");
   } catch (error) {
+    if (SourceNotFoundError.isInstance(error)) throw error;
     throw new SourceNotFoundError(`fromDockerfile: cannot read the Dockerfile ${path}`, {
       cause: error,
       hint: "the Dockerfile must still exist when the image is rendered and built",
       details: { field: "fromDockerfile file", path },
     });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

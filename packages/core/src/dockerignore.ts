@@ -11,8 +11,15 @@
  *  5. A malformed pattern (`[a`, trailing `\`) fails the build in moby; balena may throw at match time.
  *  6. A UTF-8 BOM on the first line is stripped by moby.
  * Walk-level rules (pruning of excluded directories) live in walk.ts, next to the walk that uses them.
+ *
+ * Names that are not valid UTF-8 (rawNames.ts: raw bytes as escapes in the string) match as in moby,
+ * which compares byte strings: exact, prefix and suffix patterns compare bytes; wildcard patterns run
+ * Go's regexp, which reads each invalid byte as one U+FFFD — so `?` matches exactly one such byte and
+ * `*` any run of them — and so does the JS regexp here on the path with each escaped byte as U+FFFD.
+ * A wildcard pattern that itself is not valid UTF-8 fails, as Go's regexp refuses to compile it.
  */
 import { ValidationError } from "./errors.js";
+import { hasRawBytes, matchForm, nameBytes } from "./rawNames.js";
 
 /** Patterns applied to a copied folder that has no ignore rules of its own: the weak spot of the
  * reference SDK, which hashed (and shipped) VCS metadata, bytecode, virtualenvs and node_modules. */
@@ -74,6 +81,8 @@ export class IgnorePattern {
   readonly cleaned: string;
   private readonly matchType: MatchType;
   private readonly regexp: RegExp | undefined;
+  /** The pattern holds bytes that are not UTF-8 (exact, prefix or suffix patterns only). */
+  private readonly raw: boolean;
 
   constructor(source: string) {
     let pattern = cleanPath(source.trim());
@@ -90,6 +99,12 @@ export class IgnorePattern {
     this.cleaned = pattern;
     const compiled = compile(pattern);
     this.matchType = compiled.type;
+    this.raw = hasRawBytes(pattern);
+    if (this.raw && compiled.type === "regexp") {
+      throw new ValidationError(".dockerignore pattern", source, "it has wildcards and bytes that are not UTF-8, which Docker cannot match either", {
+        hint: "Save the .dockerignore as UTF-8, or name the file without wildcards.",
+      });
+    }
     try {
       this.regexp = compiled.type === "regexp" ? new RegExp(compiled.source, "u") : undefined;
     } catch (error) {
@@ -103,16 +118,22 @@ export class IgnorePattern {
   matches(path: string): boolean {
     switch (this.matchType) {
       case "exact":
-        return path === this.cleaned;
-      case "prefix":
-        return path.startsWith(this.cleaned.slice(0, -2));
+        return path === this.cleaned; // the escaping is one-to-one: equal strings, equal bytes
+      case "prefix": {
+        const prefix = this.cleaned.slice(0, -2);
+        return this.raw || hasRawBytes(path) ? nameBytes(path).subarray(0, nameBytes(prefix).length).equals(nameBytes(prefix)) : path.startsWith(prefix);
+      }
       case "suffix": {
         const suffix = this.cleaned.slice(2);
-        if (path.endsWith(suffix)) return true;
+        if (this.raw || hasRawBytes(path)) {
+          const bytes = nameBytes(path);
+          const tail = nameBytes(suffix);
+          if (bytes.length >= tail.length && bytes.subarray(bytes.length - tail.length).equals(tail)) return true;
+        } else if (path.endsWith(suffix)) return true;
         return suffix.startsWith("/") && path === suffix.slice(1);
       }
       default:
-        return this.regexp!.test(path);
+        return this.regexp!.test(hasRawBytes(path) ? matchForm(path) : path);
     }
   }
 }

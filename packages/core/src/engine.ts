@@ -4,29 +4,46 @@
  *  1. The default registry (init > KILN_IMAGE_REGISTRY > config) is applied to an image declared
  *     without a registry, as `image.clone({ registry })` — the content tag does not change.
  *  2. An image that needs no build (fromBase without layers) is returned as is.
- *  3. Unless `force` or tag `latest`: the selected builder's checkers run in order; the first URI
- *     wins; a checker that throws or returns null passes to the next. Strict mode turns "every
- *     checker errored" into a CheckFailedError.
+ *  3. Unless `force` or tag `latest`: the checker chain (build({ checkers }) > init > env > config,
+ *     else the selected builder's own) runs in order; the first URI wins; a checker that throws or
+ *     returns null passes to the next, one whose `answersFor` declines the registry is not asked.
+ *     Strict mode turns "not found, and a checker speaking for the registry could not tell" into a
+ *     CheckFailedError.
  *  4. `dryRun` stops here and returns the URI the build would produce — the builder is never
  *     called, whatever kind of image it is.
  *  5. Otherwise a per-image lock file is taken (another process building the same image is waited
- *     for, then the check runs again), and the builder builds and pushes. Build secrets are resolved
+ *     for), the check runs again under the lock (unless skipped as in 3: another process may have
+ *     pushed the image meanwhile), and the builder builds and pushes. Build secrets are resolved
  *     just before (MissingSecretError if one has no value), handed to the builder, and their values
  *     redacted from every event and error the builder produces.
  *
  * Concurrent calls for the same image in one process share one build (dedupe.ts).
+ *
+ * Across hosts (coordination/): a shared check cache answers before the checkers (and remembers
+ * their answer and the pushed digest), and the lock of step 5 is a lease from the selected lock
+ * provider — renewed while building, confirmed by the builder right before it pushes
+ * (`beforePush`), its fencing token handed to the builder. A build whose lease was lost before the
+ * push starts over (its check then finds what the new holder pushed).
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { ImageBuild, ImageBuilder } from "./builder.js";
-import { digestOfFound, toNamedChecker, runCheckers, type CheckOutcome } from "./checkers.js";
+import { digestOfFound, runCheckers } from "./checkers.js";
+import type { CheckerChoice } from "./checkerChoice.js";
+import { selectCheckers } from "./checkerSelection.js";
+import { rejectUnknownKeys } from "./optionKeys.js";
+import { optionsObject } from "./validate.js";
 import { loadConfig } from "./config.js";
 import { SharedWork } from "./dedupe.js";
-import { BuildFailedError, CancelledError, KilnError } from "./errors.js";
+import { BuildFailedError, CancelledError, CannotBuildError, KilnError, LeaseLostError } from "./errors.js";
+import { BuildCoordination, type CoordinatedCheck } from "./coordination/buildCoordination.js";
+import { FILE_LOCK_PROVIDER, selectCheckCache, selectLockProvider } from "./coordination/select.js";
+import type { CheckCache, LockProvider } from "./coordination/types.js";
 import { emit, redactingListener, type EventListener } from "./events.js";
 import type { Image } from "./image.js";
 import type { Architecture } from "./layers.js";
 import { acquireImageLock, lockDirectory } from "./lock.js";
 import { redactSecrets, serializeError } from "./redact.js";
+import { pinSources } from "./snapshot.js";
 import { redactErrorSecrets, redactEventSecrets, resolveBuildSecrets, secretRedactor } from "./secrets.js";
 import { activateCredentialProviders } from "./discovery.js";
 import { getDiscovery, init as initSelection, resolveProjectDir, selectBuilder, selectRegistry, selectStrict, type InitOptions } from "./selection.js";
@@ -42,8 +59,16 @@ export interface EngineBuildOptions {
   wait?: boolean;
   signal?: AbortSignal;
   onEvent?: EventListener;
-  /** Every checker erroring fails instead of building (also KILN_STRICT=1). */
+  /**
+   * No checker found the image and one that speaks for its registry could not tell (or none speaks
+   * for it): fail instead of building (also KILN_STRICT=1).
+   */
   strict?: boolean;
+  /**
+   * The checkers to ask, in order, by registered name (`kiln plugins` lists them) or as checkers
+   * (beats init({ imageCheckers }) / KILN_IMAGE_CHECKERS / config); unset: the builder's own.
+   */
+  checkers?: readonly CheckerChoice[];
   /** Project whose config/plugins are used (default: init's, else nearest package.json). */
   projectDir?: string;
   /**
@@ -54,7 +79,16 @@ export interface EngineBuildOptions {
    * when they pass the same values (compared by a per-process salted digest).
    */
   secrets?: Readonly<Record<string, string>>;
+  /** Who hands out the build lease for this call: "file" (per host), a plugin's name ("redis") or a LockProvider (beats init / KILN_LOCK_PROVIDER / config). */
+  lockProvider?: string | LockProvider;
+  /** The shared check cache for this call: "none", a plugin's name ("redis") or a CheckCache (beats init / KILN_CHECK_CACHE / config). */
+  checkCache?: string | CheckCache;
 }
+
+/** Every key of EngineBuildOptions: any other is a typo (`{ dryrun: true }` must not build). */
+const BUILD_OPTION_KEYS: readonly (keyof EngineBuildOptions)[] = [
+  "builder", "force", "dryRun", "wait", "signal", "onEvent", "strict", "checkers", "projectDir", "secrets", "lockProvider", "checkCache",
+];
 
 export type BuildOutcome =
   /** A checker found the image; nothing was built. */
@@ -91,13 +125,15 @@ export function buildKey(
   image: Image,
   options: {
     dryRun?: boolean; force?: boolean; builder?: string | ImageBuilder; strict?: boolean; projectDir?: string;
+    checkers?: readonly CheckerChoice[];
     secrets?: Readonly<Record<string, string>>;
   } = {},
 ): string {
   const platforms = [...image.platform].sort().join(",");
   const mode = options.dryRun ? "dry" : options.force ? "force" : "build";
   const strict = options.strict === undefined ? "" : `strict=${options.strict}`;
-  return [image.uri, platforms, mode, builderIdentity(options.builder), strict, options.projectDir ?? "", secretsIdentity(options.secrets)].join("|");
+  const checkers = options.checkers === undefined ? "" : `checkers=${options.checkers.map((c) => (typeof c === "string" ? `name:${c}` : builderIdentity(c as unknown as ImageBuilder))).join(",")}`;
+  return [image.uri, platforms, mode, builderIdentity(options.builder), strict, options.projectDir ?? "", secretsIdentity(options.secrets), checkers].join("|");
 }
 
 /** Per process, so the in-memory key never holds a value nor a digest comparable across processes. */
@@ -151,29 +187,44 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     return done({ uri, outcome: "not-needed" }, false);
   }
 
-  const selected = await selectBuilder(options.builder, projectDir, config);
+  const selected = await selectBuilder(options.builder, projectDir, config, image);
+  // A builder chosen by name or instance that cannot build this image fails now, with its reason.
+  const canBuild = selected.builder.canBuild?.(image);
+  if (canBuild && !canBuild.ok) {
+    throw new CannotBuildError(`The image builder ${selected.name} cannot build ${uri}: ${canBuild.reason}`, {
+      hint: "Choose a builder that can (or leave the builder unset so Kiln picks the first installed one that can).",
+      details: { image: uri, builder: selected.name, source: selected.source, reason: canBuild.reason },
+    });
+  }
   // Plugins' credential providers (e.g. ECR) must be registered before checkers or pushes reach a registry.
   for (const problem of await activateCredentialProviders(getDiscovery(projectDir))) {
     // A broken provider would otherwise surface later as a misleading "run docker login".
     emit(onEvent, { type: "warning", image: uri, message: `credential provider not loaded: ${problem.message}` });
   }
-  const checkers = (selected.builder.getCheckers?.() ?? []).map((c) => toNamedChecker(c));
+  // The chosen checker chain, else the builder's own (checkerSelection.ts).
+  const { checkers } = await selectCheckers(options.checkers, projectDir, config, selected.builder, selected.name);
+  const skip = options.force ? "force" : image.tag === "latest" ? "latest" : checkers.length === 0 ? "no-checkers" : undefined;
   const check = async () => {
-    const skip = options.force ? "force" : image.tag === "latest" ? "latest" : checkers.length === 0 ? "no-checkers" : undefined;
     if (skip) {
       emit(onEvent, { type: "check.skipped", image: uri, reason: skip });
       return null;
     }
     return runCheckers(checkers, repositoryOf(image), image.tag, platforms, { image: uri, onEvent, signal, strict });
   };
+  // A dry run takes no lease, so it needs no lock provider (nor its settings).
+  const coordination = new BuildCoordination({
+    image: uri, repository: repositoryOf(image), tag: image.tag, platforms, strict, signal, onEvent,
+    lock: dryRun ? { name: FILE_LOCK_PROVIDER, provider: undefined, source: "default" } : await selectLockProvider(options.lockProvider, projectDir, config),
+    cache: await selectCheckCache(options.checkCache, projectDir, config),
+  });
 
   /** A found image reports its digest too (what its build reported), so every caller sees the same answer. */
-  const found = async (outcome: CheckOutcome & { uri: string }): Promise<EngineImageBuild> => {
-    const digest = dryRun ? undefined : await digestOfFound(outcome.uri, signal);
+  const found = async (outcome: CoordinatedCheck & { uri: string }): Promise<EngineImageBuild> => {
+    const digest = outcome.digest ?? (dryRun ? undefined : await digestOfFound(outcome.uri, signal));
     return done({ uri: outcome.uri, ...(digest ? { digest } : {}), outcome: "found", foundBy: outcome.foundBy, builder: selected.name }, false);
   };
 
-  const first = await check();
+  const first = await coordination.check(check, { enabled: !skip, afterLock: false });
   if (first?.uri) return found({ ...first, uri: first.uri });
   signal.throwIfAborted();
 
@@ -182,11 +233,12 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     return done({ uri, outcome: "would-build", builder: selected.name }, false);
   }
 
-  const lock = await takeLock(`${uri}|${[...platforms].sort().join(",")}`, uri, signal, onEvent);
+  const lock = await coordination.acquire(`${uri}|${[...platforms].sort().join(",")}`, (key) => takeLock(key, uri, signal, onEvent));
   try {
-    if (lock.waited && !options.force) {
-      // Another process held the lock: it has probably just pushed this very image.
-      const again = await check();
+    if (!skip) {
+      // Always, not only after waiting: another process may have pushed and released the lock while
+      // our first check was under way (its "absent" is stale by now) — building would push twice.
+      const again = await coordination.check(check, { enabled: true, afterLock: true });
       if (again?.uri) return await found({ ...again, uri: again.uri });
     }
     signal.throwIfAborted();
@@ -202,6 +254,7 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
       result = await selected.builder.buildImage(image, {
         dryRun: false, wait: true, force: options.force ?? false, signal, onEvent: builderEvents,
         ...(secrets.size > 0 ? { secrets: Object.fromEntries(secrets) } : {}),
+        fencingToken: lock.fencingToken, beforePush: lock.beforePush,
       });
     } catch (error) {
       // A RUN step that printed a secret may be quoted in the builder's error (a log tail): scrub first.
@@ -215,9 +268,11 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
       });
     }
     signal.throwIfAborted();
+    // Before the lease goes: the hosts waiting for it find the digest in the cache.
+    await coordination.remember(result.uri, result.digest);
     return done({ ...result, uri: result.uri, outcome: "built", builder: selected.name }, true);
   } finally {
-    lock.release();
+    await lock.release();
   }
 }
 
@@ -240,10 +295,28 @@ async function takeLock(key: string, uri: string, signal: AbortSignal, onEvent: 
   }
 }
 
+/** Starting over after a lost lease more often than this means something is wrong: report it. */
+const LEASE_ATTEMPTS = 3;
+
+/**
+ * A build whose lease ended before its push (this host was cut off or too slow; another host took
+ * the build over) pushed nothing: it starts over, and its check finds what the new holder pushed.
+ */
+async function runBuildKeepingLease(image: Image, options: EngineBuildOptions, signal: AbortSignal, onEvent: EventListener): Promise<EngineImageBuild> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runBuild(image, options, signal, onEvent);
+    } catch (error) {
+      if (!LeaseLostError.isInstance(error) || attempt >= LEASE_ATTEMPTS || signal.aborted) throw error;
+      emit(onEvent, { type: "warning", image: image.uri, message: `${error.message}; starting over (attempt ${attempt + 1} of ${LEASE_ATTEMPTS})` });
+    }
+  }
+}
+
 /** Runs the build inside the shared work, so its error event reaches every caller once. */
 async function runShared(image: Image, options: EngineBuildOptions, signal: AbortSignal, fanOut: EventListener): Promise<EngineImageBuild> {
   try {
-    return await runBuild(image, options, signal, fanOut);
+    return await runBuildKeepingLease(image, options, signal, fanOut);
   } catch (error) {
     const final = signal.aborted && !CancelledError.isInstance(error) ? new CancelledError(`Build of ${image.uri} cancelled`, { cause: error }) : error;
     emit(fanOut, { type: "error", image: image.uri, error: serializeError(final) });
@@ -252,13 +325,14 @@ async function runShared(image: Image, options: EngineBuildOptions, signal: Abor
 }
 
 /**
- * The image this call builds: the default registry applied, and the content tag pinned, so the
- * sources are hashed once and the check, the lock, the build and the push all use the same tag even
- * if files change meanwhile.
+ * The image this call builds: the default registry applied, and the sources pinned (snapshot.ts): the
+ * content tag is computed once, from one snapshot of the files that the builder then sends, so the
+ * check, the lock, the build and the push all use the same tag, and a file changed meanwhile fails the
+ * build (SourceChangedError) instead of being pushed under a tag computed from other bytes.
  */
 function buildTarget(image: Image, projectDir: string): Image {
   const target = withDefaultRegistry(image, selectRegistry(loadConfig(projectDir)));
-  return target.needsBuild && target.spec.tag === undefined ? target.clone({ tag: target.tag }) : target;
+  return target.needsBuild ? pinSources(target) : target;
 }
 
 export function build(image: Image, options: EngineBuildOptions & { wait: false }): Promise<EngineBuildHandle>;
@@ -269,6 +343,7 @@ export function build(image: Image, options?: EngineBuildOptions): Promise<Engin
  */
 export function build(image: Image, options: EngineBuildOptions = {}): Promise<EngineImageBuild | EngineBuildHandle> {
   try {
+    rejectUnknownKeys("build options", optionsObject("build options", options), BUILD_OPTION_KEYS);
     const projectDir = resolveProjectDir(options.projectDir);
     const target = buildTarget(image, projectDir);
     // Callers without a signal get the very same promise as the build already in flight.

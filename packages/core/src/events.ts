@@ -67,15 +67,71 @@ export type BuildEvent =
       total?: number;
     })
   | (EventBase & { type: "push.done"; digest?: string; platform?: Architecture })
+  /**
+   * A registry (or its token service) answered 429, or sent rate-limit headers (Docker Hub does on
+   * every answer). For a 429 the client retries: `waitMs` (its Retry-After, or the back-off) is the
+   * wait starting now before retry `attempt`; both are absent when the client gives up instead.
+   * `url` never holds credentials nor a query string.
+   */
   | (EventBase & {
       type: "registry.ratelimit";
       registry: string;
+      /** host[:port] the request went to (the registry's API host, its token service, a redirect target). */
+      host: string;
+      /** The request's URL: origin and path only. */
+      url: string;
+      status: number;
       limit?: number;
       remaining?: number;
       retryAfterSeconds?: number;
+      /** The retry the client waits for (1 for the first), when it retries. */
+      attempt?: number;
+      waitMs?: number;
     })
-  | (EventBase & { type: "registry.retry"; registry: string; attempt: number; delayMs: number; reason: string })
-  | (EventBase & { type: "lock.wait"; lockPath: string })
+  /**
+   * The client waits `waitMs` (= `delayMs`) before retry `attempt` (1 for the first) of a request that
+   * failed transiently: HTTP `status` (408, 429, 5xx), or a transport failure / damaged answer (no
+   * status; `reason` says which). `url` never holds credentials nor a query string.
+   */
+  | (EventBase & {
+      type: "registry.retry";
+      registry: string;
+      host: string;
+      url: string;
+      attempt: number;
+      waitMs: number;
+      /** The same as `waitMs` (the original field name). */
+      delayMs: number;
+      status?: number;
+      reason: string;
+    })
+  | (EventBase & {
+      type: "lock.wait";
+      /** The lock file, or where a shared provider keeps the lease (e.g. a Redis key). */
+      lockPath: string;
+      /** The lock provider ("file" when absent). */
+      provider?: string;
+      /** Who holds it (host/pid), when known; a new holder means another host took over. */
+      holder?: string;
+      waitedMs?: number;
+    })
+  /** The build lease is held; `fallback` when the shared provider was unreachable and the per-host lock was taken instead. */
+  | (EventBase & { type: "lock.acquired"; provider: string; fencingToken: number; waitedMs: number; fallback?: boolean })
+  /** The build lease ended before the push (expired, taken over, unconfirmable): nothing is pushed under it. */
+  | (EventBase & { type: "lock.lost"; provider: string; message: string })
+  /**
+   * The shared check cache's answer: `hit` (present, fresh), `verified` (present, older than the TTL,
+   * its digest confirmed by one HEAD), `invalid` (its digest is gone: ignored and dropped), `absent`
+   * (checked absent seconds ago), `miss`, `error` (unreachable: checked without it).
+   */
+  | (EventBase & {
+      type: "cache.result";
+      cache: string;
+      result: "hit" | "verified" | "invalid" | "absent" | "miss" | "error";
+      digest?: string;
+      ageMs?: number;
+      message?: string;
+    })
   | (EventBase & {
       type: "done";
       uri: string;

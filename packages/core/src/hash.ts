@@ -14,11 +14,14 @@
  * explicit tag, extendability, host paths, mtimes, owners, other mode bits, ignore patterns
  * themselves (only their effect: which files are copied), and credentials in index URLs.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { createHash, type Hash } from "node:crypto";
-import { SourceNotFoundError } from "./errors.js";
+import { KilnError } from "./errors.js";
 import type { ImageSpec, Layer } from "./layers.js";
-import { listSpecFiles, type FileGroup, type WalkEntry } from "./walk.js";
+import { assertListed, openFailure, openPath, OPEN_LISTED_FLAGS, sizeChanged } from "./listedFile.js";
+import { displayName, hasRawBytes, nameBytes } from "./rawNames.js";
+import { snapshotTestHooks } from "./snapshotHooks.js";
+import { listSpecFiles, type FileGroup, type SpecFiles, type WalkEntry } from "./walk.js";
 import { FileDigestCache, sharedDigestCache } from "./statcache.js";
 
 /** Bump when the Dockerfile recipe changes in a way that changes images built from the same spec. */
@@ -50,6 +53,16 @@ export interface TagExplanation {
 export interface HashOptions {
   /** The digest cache to use; `false` hashes every file again. Default: the shared persisted cache. */
   cache?: FileDigestCache | false;
+}
+
+/** Where the files of a tag come from (snapshot.ts): pinned ones (a listing and the sha256 of each
+ * file as hashed then), or a fresh listing whose digests are recorded as they are hashed. */
+export type FileSource = { pinned: PinnedFiles } | { record: Map<WalkEntry, Buffer> };
+
+export interface PinnedFiles {
+  files: SpecFiles;
+  /** sha256 (32 bytes) of every listed regular file, and of the Dockerfile. */
+  digests: ReadonlyMap<WalkEntry, Buffer>;
 }
 
 export interface ExplainOptions extends HashOptions {
@@ -127,27 +140,43 @@ class Frames {
     this.buffer[this.position++] = n;
   }
   str(s: string): void {
+    if (!this.ascii(s)) this.utf8(s);
+  }
+  /** A listed path or link target: the same bytes as `str` for valid UTF-8; a name that is not
+   * (rawNames.ts) is framed as its raw bytes, so `conf\xe9.ini` and `confé.ini` differ. */
+  path(s: string): void {
+    if (this.ascii(s)) return;
+    if (hasRawBytes(s)) this.bytes(nameBytes(s));
+    else this.utf8(s);
+  }
+  /** Short ASCII (paths, hex digests): copying char codes beats a call into the UTF-8 encoder.
+   * False (nothing written) for anything else. */
+  private ascii(s: string): boolean {
     const n = s.length;
-    this.reserve(4 + n * 3); // at most 3 UTF-8 bytes per UTF-16 unit
+    if (n > 128) return false;
+    this.reserve(4 + n);
     const buffer = this.buffer;
     const start = this.position + 4;
-    // Short ASCII (paths, hex digests): copying char codes beats a call into the UTF-8 encoder.
-    if (n <= 128) {
-      let i = 0;
-      while (i < n) {
-        const c = s.charCodeAt(i);
-        if (c >= 0x80) break;
-        buffer[start + i++] = c;
-      }
-      if (i === n) {
-        buffer.writeUInt32BE(n, this.position);
-        this.position = start + n;
-        return;
-      }
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) return false;
+      buffer[start + i] = c;
     }
-    const length = buffer.write(s, start, "utf8");
-    buffer.writeUInt32BE(length, this.position);
-    this.position = start + length;
+    buffer.writeUInt32BE(n, this.position);
+    this.position = start + n;
+    return true;
+  }
+  private utf8(s: string): void {
+    this.reserve(4 + s.length * 3); // at most 3 UTF-8 bytes per UTF-16 unit
+    const length = this.buffer.write(s, this.position + 4, "utf8");
+    this.buffer.writeUInt32BE(length, this.position);
+    this.position += 4 + length;
+  }
+  private bytes(b: Buffer): void {
+    this.reserve(4 + b.length);
+    this.buffer.writeUInt32BE(b.length, this.position);
+    b.copy(this.buffer, this.position + 4);
+    this.position += 4 + b.length;
   }
   /** The same bytes as `str(<hex digest>)`, written straight from the stat cache's table. */
   cachedDigest(cache: FileDigestCache, row: number): void {
@@ -224,14 +253,31 @@ function displayFields(fields: Array<[string, FieldValue]>): string {
 // ---------------------------------------------------------------------------------------------
 // The spec
 
-function encodeSpec(spec: ImageSpec, options: HashOptions, recorder: Recorder | undefined): { tag: string; digest: string } {
-  const cache = options.cache === false ? undefined : (options.cache ?? sharedDigestCache());
+/** The tag of `spec` from a FileSource (snapshot.ts), with the cache it used. */
+export function hashSpec(spec: ImageSpec, options: HashOptions, source: FileSource): { tag: string; digest: string; files: SpecFiles; cache: FileDigestCache | undefined } {
+  return encodeSpec(spec, options, undefined, source);
+}
+
+function encodeSpec(
+  spec: ImageSpec,
+  options: HashOptions,
+  recorder: Recorder | undefined,
+  source?: FileSource,
+): { tag: string; digest: string; files: SpecFiles; cache: FileDigestCache | undefined } {
+  const pinned = source !== undefined && "pinned" in source ? source.pinned : undefined;
+  const record = source !== undefined && "record" in source ? source.record : undefined;
+  const cache = pinned !== undefined || options.cache === false ? undefined : (options.cache ?? sharedDigestCache());
   const encoder = new TagEncoder(recorder);
   encoder.input("recipe", "recipe", [["value", TAG_RECIPE_VERSION]]);
-  const files = listSpecFiles(spec);
+  let files: SpecFiles;
+  if (pinned !== undefined) files = pinned.files;
+  else {
+    files = listSpecFiles(spec);
+    snapshotTestHooks()?.afterListing?.(files);
+  }
   const groupsByLayer = new Map<number, FileGroup>(files.groups.map((group) => [group.layerIndex, group]));
-  const fileDigest = (entry: WalkEntry) => digestEntry(entry, cache);
-  const treeOf = (group: FileGroup) => treeDigest(group, fileDigest, encoder, cache);
+  const fileDigest = pinned !== undefined ? (entry: WalkEntry) => pinnedHex(pinned, entry) : recordingDigest(cache, record);
+  const treeOf = (group: FileGroup) => treeDigest(group, fileDigest, encoder, cache, record);
 
   const base = spec.base;
   if (base.kind === "image") {
@@ -242,7 +288,7 @@ function encodeSpec(spec: ImageSpec, options: HashOptions, recorder: Recorder | 
     ]);
   } else {
     const context = groupsByLayer.get(-1)!;
-    const tree = treeDigest(context, fileDigest, encoder, cache);
+    const tree = treeOf(context);
     encoder.input("base", "base", [
       ["dockerfile", `sha256:${fileDigest(files.dockerfile!)}`],
       ["dockerfilePath", files.dockerfile!.path],
@@ -268,7 +314,27 @@ function encodeSpec(spec: ImageSpec, options: HashOptions, recorder: Recorder | 
 
   const result = encoder.finish();
   cache?.save();
-  return result;
+  return { ...result, files, cache };
+}
+
+/** A file's digest as pinned (hex). */
+function pinnedHex(pinned: PinnedFiles, entry: WalkEntry): string {
+  const digest = pinned.digests.get(entry);
+  if (digest === undefined) throw new KilnError(`No pinned digest for ${JSON.stringify(entry.hostPath)}`, { hint: "This is a bug in Kiln: a snapshot was used with files it did not list." });
+  return digest.toString("hex");
+}
+
+/** `digestEntry`, remembering each file's first digest in `record` (a file hashed twice, e.g. for
+ * an explanation, keeps the digest that went into the tag). */
+function recordingDigest(cache: FileDigestCache | undefined, record: Map<WalkEntry, Buffer> | undefined): (entry: WalkEntry) => string {
+  if (record === undefined) return (entry) => digestEntry(entry, cache);
+  return (entry) => {
+    const known = record.get(entry);
+    if (known !== undefined) return known.toString("hex");
+    const digest = digestEntry(entry, cache);
+    record.set(entry, Buffer.from(digest, "hex"));
+    return digest;
+  };
 }
 
 function layerFields(
@@ -286,7 +352,7 @@ function layerFields(
   ];
   const single = (i: number) => {
     const entry = group!.entries[i]!;
-    if (encoder.explaining) encoder.detail("file", `${labelOf(group!)} ${entry.path}`, describeEntry(entry, fileDigest));
+    if (encoder.explaining) encoder.detail("file", `${labelOf(group!)} ${displayName(entry.path)}`, describeEntry(entry, fileDigest));
     return `sha256:${fileDigest(entry)}${entry.executable ? " +x" : ""}`;
   };
   switch (layer.kind) {
@@ -348,7 +414,7 @@ function labelOf(group: FileGroup): string {
 
 function describeEntry(entry: WalkEntry, fileDigest: (entry: WalkEntry) => string): string {
   if (entry.type === "dir") return "dir";
-  if (entry.type === "symlink") return `symlink -> ${entry.linkTarget}`;
+  if (entry.type === "symlink") return `symlink -> ${displayName(entry.linkTarget ?? "")}`;
   return `sha256:${fileDigest(entry)}${entry.executable ? " +x" : ""}`;
 }
 
@@ -360,24 +426,27 @@ function treeDigest(
   fileDigest: (entry: WalkEntry) => string,
   encoder: TagEncoder,
   cache: FileDigestCache | undefined,
+  record: Map<WalkEntry, Buffer> | undefined,
 ): { digest: string; count: number } {
   const hash = createHash("sha256");
   const frames = new Frames(hash);
   frames.uint(group.entries.length);
   for (const entry of group.entries) {
-    frames.str(entry.path);
+    frames.path(entry.path);
     if (entry.type === "file") {
       frames.byte(entry.executable ? 0x46 : 0x66); // "F" / "f"
       const row = cache === undefined ? -1 : cache.lookup(entry.hostPath, entry);
-      if (row !== -1) frames.cachedDigest(cache!, row);
-      else frames.str(fileDigest(entry));
+      if (row !== -1) {
+        frames.cachedDigest(cache!, row);
+        if (record !== undefined && !record.has(entry)) record.set(entry, cache!.digestBytes(row));
+      } else frames.str(fileDigest(entry));
     } else if (entry.type === "symlink") {
       frames.byte(0x6c); // "l"
-      frames.str(entry.linkTarget ?? "");
+      frames.path(entry.linkTarget ?? "");
     } else {
       frames.byte(0x64); // "d"
     }
-    if (encoder.explaining) encoder.detail("file", `${labelOf(group)} ${entry.path}`, describeEntry(entry, fileDigest));
+    if (encoder.explaining) encoder.detail("file", `${labelOf(group)} ${displayName(entry.path)}`, describeEntry(entry, fileDigest));
   }
   frames.flush();
   return { digest: `sha256:${hash.digest("hex")}`, count: group.entries.length };
@@ -389,42 +458,61 @@ function treeDigest(
 let readBuffer: Buffer | undefined;
 const READ_BUFFER_SIZE = 1 << 20;
 
-/** sha256 hex of a listed file's contents: from the stat cache when its identity is unchanged. */
+/** sha256 hex of a listed file's contents: from the stat cache when its identity is unchanged, else
+ * read (listedFile.ts: no link followed, never blocking, the file checked against the listing). */
 export function digestEntry(entry: WalkEntry, cache: FileDigestCache | undefined): string {
   const known = cache?.get(entry.hostPath, entry);
   if (known !== undefined) return known;
-  let result: { digest: string; size: number };
-  try {
-    result = digestFileSync(entry.hostPath);
-  } catch (error) {
-    throw new SourceNotFoundError(`Cannot read ${JSON.stringify(entry.hostPath)}: ${(error as Error).message}`, {
-      hint: "A copied file disappeared or is unreadable; fix its permissions or exclude it with .dockerignore, and retry once the sources are stable.",
-      details: { path: entry.hostPath },
-      cause: error,
-    });
-  }
-  const { digest, size } = result;
-  // A file that changed while we read it is hashed as read, but not remembered.
-  if (size === entry.size) cache?.set(entry.hostPath, entry, digest);
+  const { digest, unchanged } = digestListedFileSync(entry);
+  // Remembered under the listing's identity only if the file still had it when read.
+  if (unchanged) cache?.set(entry.hostPath, entry, digest);
   return digest;
 }
 
-/** Synchronous, one reused 1 MiB buffer: no promise or allocation per file on the hot path. */
-export function digestFileSync(path: string): { digest: string; size: number } {
+/** Hashes a listed file, or throws SourceChangedError when it is not the file listed (replaced, a
+ * link or FIFO put in its place, another size, or changed size while read). */
+function digestListedFileSync(entry: WalkEntry): { digest: string; unchanged: boolean } {
+  const when = "while hashing it for the content tag";
+  let fd: number;
+  try {
+    fd = openSync(openPath(entry), OPEN_LISTED_FLAGS);
+  } catch (error) {
+    throw openFailure(entry, error, when);
+  }
+  try {
+    const st = fstatSync(fd);
+    assertListed(entry, st, when);
+    const { digest, size } = hashDescriptor(fd);
+    if (size !== entry.size) throw sizeChanged(entry, size, when);
+    return { digest, unchanged: st.mtimeMs === entry.mtimeMs && st.ctimeMs === entry.ctimeMs };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** sha256 of a regular file. Opened like a listed file: a link is not followed (ELOOP), and a FIFO,
+ * socket or device is refused without blocking. Synchronous, one reused 1 MiB buffer: no promise or
+ * allocation per file on the hot path. */
+export function digestFileSync(path: string | Buffer): { digest: string; size: number } {
+  const fd = openSync(path, OPEN_LISTED_FLAGS);
+  try {
+    if (!fstatSync(fd).isFile()) throw Object.assign(new Error(`${JSON.stringify(String(path))} is not a regular file`), { code: "EINVAL" });
+    return hashDescriptor(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function hashDescriptor(fd: number): { digest: string; size: number } {
   readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_SIZE);
   const buffer = readBuffer;
   const hash = createHash("sha256");
-  const fd = openSync(path, "r");
   let size = 0;
-  try {
-    for (;;) {
-      const n = readSync(fd, buffer, 0, buffer.length, null);
-      if (n === 0) break;
-      hash.update(n === buffer.length ? buffer : buffer.subarray(0, n));
-      size += n;
-    }
-  } finally {
-    closeSync(fd);
+  for (;;) {
+    const n = readSync(fd, buffer, 0, buffer.length, null);
+    if (n === 0) break;
+    hash.update(n === buffer.length ? buffer : buffer.subarray(0, n));
+    size += n;
   }
   return { digest: hash.digest("hex"), size };
 }

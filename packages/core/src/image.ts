@@ -18,12 +18,16 @@
 import { readFileSync, statSync } from "node:fs";
 import { basename, dirname, posix, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { refuseCredentialsInLayerFiles } from "./credentialFiles.js";
+import { assertDockerfileAcceptsLayers } from "./dockerfile.js";
 import { describeValue, SourceNotFoundError, ValidationError } from "./errors.js";
 import { IgnoreMatcher, parseDockerignore } from "./dockerignore.js";
 import { computeTag, explainTag, type TagExplanation } from "./hash.js";
+import { rejectUnknownKeys } from "./optionKeys.js";
 import type { Architecture, BaseSpec, ImageSpec, Layer, NodePackageManager, PipOptions, PythonInstaller, SecretMount } from "./layers.js";
 import {
   optionsObject,
+  refuseCredentialUrls,
   requireString,
   validateAptPackage,
   validateCommand,
@@ -56,6 +60,9 @@ export const DEFAULT_IMAGE_NAME = "kiln";
 export const DEFAULT_UV_IMAGE = "ghcr.io/astral-sh/uv:0.8.15";
 export const DEFAULT_PLATFORMS: Architecture[] = ["linux/amd64"];
 export const KILN_SPEC_VERSION = 1;
+
+/** The keys every constructor's options accept (a typo is a ValidationError naming the nearest). */
+const COMMON_OPTION_KEYS: readonly string[] = ["registry", "name", "platform"];
 
 export interface CommonImageOptions {
   registry?: string;
@@ -140,6 +147,7 @@ export class Image {
 
   static fromDebianBase(options?: DebianBaseOptions): Image {
     const o = optionsObject("fromDebianBase options", options);
+    rejectUnknownKeys("fromDebianBase options", o, [...COMMON_OPTION_KEYS, "pythonVersion", "baseImage", "installer", "uvImage"]);
     const python = validatePythonVersion("pythonVersion", o.pythonVersion ?? DEFAULT_PYTHON_VERSION);
     const ref = validateImageReference("baseImage", o.baseImage ?? `python:${python[0]}.${python[1]}-slim-bookworm`);
     return new Image({
@@ -154,6 +162,7 @@ export class Image {
 
   static fromNodeBase(options?: NodeBaseOptions): Image {
     const o = optionsObject("fromNodeBase options", options);
+    rejectUnknownKeys("fromNodeBase options", o, [...COMMON_OPTION_KEYS, "nodeVersion", "baseImage"]);
     const node = validateNodeVersion("nodeVersion", o.nodeVersion ?? DEFAULT_NODE_VERSION);
     const ref = validateImageReference("baseImage", o.baseImage ?? `node:${node}-bookworm-slim`);
     return new Image({
@@ -169,6 +178,7 @@ export class Image {
   /** An existing image. Not built unless layers are added; without layers `uri` is `ref`. */
   static fromBase(ref: string, options?: CommonImageOptions): Image {
     const o = optionsObject("fromBase options", options);
+    rejectUnknownKeys("fromBase options", o, COMMON_OPTION_KEYS);
     return new Image({
       base: { kind: "image", ref: validateImageReference("fromBase ref", ref) },
       layers: [],
@@ -182,11 +192,12 @@ export class Image {
   /** A Dockerfile with its context (default: the Dockerfile's directory) and build args. */
   static fromDockerfile(file: string | URL, options?: DockerfileOptions): Image {
     const o = optionsObject("fromDockerfile options", options);
+    rejectUnknownKeys("fromDockerfile options", o, [...COMMON_OPTION_KEYS, "context", "buildArgs", "target", "secrets"]);
     const dockerfileHostPath = resolveHostPath("fromDockerfile file", file, "file");
     const contextHostPath = resolveHostPath("fromDockerfile context", o.context ?? dirname(dockerfileHostPath), "directory");
     const buildArgs = Object.entries(o.buildArgs ?? {}).map(([k, v]): [string, string] => [
       validateEnvKey("buildArgs key", k),
-      validateEnvValue(`buildArgs.${k}`, v),
+      validateBuildArgValue(`buildArgs.${k}`, v),
     ]);
     const base: BaseSpec = { kind: "dockerfile", dockerfileHostPath, contextHostPath, buildArgs };
     if (o.target !== undefined) base.target = validateStageName("target", o.target);
@@ -215,6 +226,7 @@ export class Image {
 
   clone(options?: CloneOptions): Image {
     const o = optionsObject("clone options", options);
+    rejectUnknownKeys("clone options", o, ["registry", "name", "tag", "platform", "extendable", "installer", "uvImage"]);
     const spec = copySpec(this.spec);
     if (o.registry === null) delete spec.registry;
     else if (o.registry !== undefined) spec.registry = validateRegistry("registry", o.registry);
@@ -251,7 +263,9 @@ export class Image {
   withRequirements(file: string | URL, options?: PipOptions): Image {
     const hostPath = resolveHostPath("withRequirements", file, "file");
     const name = validateContextFileName("withRequirements file name", basename(hostPath));
-    return this.addLayer("withRequirements", { kind: "requirements", hostPath, name, ...pipOptions("withRequirements", options) });
+    const layer: Layer = { kind: "requirements", hostPath, name, ...pipOptions("withRequirements", options) };
+    refuseCredentialsInLayerFiles("withRequirements", layer, this.spec.layers);
+    return this.addLayer("withRequirements", layer);
   }
 
   /**
@@ -311,18 +325,21 @@ export class Image {
   /** Copies pyproject.toml + uv.lock and installs the locked dependencies (not the project itself). */
   withUvProject(o: UvProjectOptions): Image {
     if (typeof o !== "object" || o === null) throw new ValidationError("withUvProject", o, "expected { pyproject, uvLock }");
+    rejectUnknownKeys("withUvProject options", o, ["pyproject", "uvLock", "extraArgs"]);
     const layer: Layer = {
       kind: "uvProject",
       pyprojectHostPath: resolveHostPath("withUvProject pyproject", o.pyproject, "file"),
       lockHostPath: resolveHostPath("withUvProject uvLock", o.uvLock, "file"),
     };
     if (o.extraArgs !== undefined) layer.extraArgs = argList("withUvProject extraArgs", o.extraArgs);
+    refuseCredentialsInLayerFiles("withUvProject", layer, this.spec.layers);
     return this.addLayer("withUvProject", layer);
   }
 
   /** A node project: package.json + lockfile first, install with the lockfile's manager, then the sources. */
   withNodeProject(dir: string | URL, options?: NodeProjectOptions): Image {
     const o = optionsObject("withNodeProject options", options);
+    rejectUnknownKeys("withNodeProject options", o, ["dest", "manager"]);
     const hostPath = resolveHostPath("withNodeProject", dir, "directory");
     resolveHostPath("withNodeProject package.json", resolve(hostPath, "package.json"), "file");
     const dest = validateContainerPath("withNodeProject dest", o.dest ?? ".");
@@ -333,7 +350,9 @@ export class Image {
     for (const manager of candidates) {
       for (const lockfile of LOCKFILES[manager]) {
         if (isFile(resolve(hostPath, lockfile))) {
-          return this.addLayer("withNodeProject", { kind: "nodeProject", hostPath, dest, manager, lockfile });
+          const layer: Layer = { kind: "nodeProject", hostPath, dest, manager, lockfile };
+          refuseCredentialsInLayerFiles("withNodeProject", layer, this.spec.layers);
+          return this.addLayer("withNodeProject", layer);
         }
       }
     }
@@ -414,6 +433,8 @@ export class Image {
         hint: "use clone({ extendable: true }) if you really want to add layers",
       });
     }
+    // Kiln's first instruction after a user's Dockerfile: it must be able to follow it (dockerfile.ts).
+    if (this.spec.base.kind === "dockerfile" && this.spec.layers.length === 0) assertDockerfileAcceptsLayers(this.spec.base.dockerfileHostPath);
     const spec = copySpec(this.spec);
     spec.layers.push(layer);
     return new Image(spec);
@@ -439,6 +460,12 @@ function common(ctor: string, o: CommonImageOptions): Pick<ImageSpec, "name" | "
   if (o.registry !== undefined) out.registry = validateRegistry("registry", o.registry);
   out.name = validateRepositoryName("name", o.name ?? DEFAULT_IMAGE_NAME, out.registry);
   return out;
+}
+
+/** A build arg value: recorded in the image history, so no credentials (with a Dockerfile-specific hint). */
+function validateBuildArgValue(field: string, value: unknown): string {
+  refuseCredentialUrls(field, value, "buildArg");
+  return validateEnvValue(field, value);
 }
 
 function validateInstaller(field: string, value: unknown): PythonInstaller {
@@ -468,19 +495,14 @@ function recordEntries(field: string, record: unknown): Array<[string, unknown]>
 function commandSecrets(field: string, o: CommandOptions | undefined): SecretMount[] {
   if (o === undefined) return [];
   if (Array.isArray(o)) throw new ValidationError(`${field} options`, o, "expected { secrets }");
-  for (const key of Object.keys(o)) {
-    if (key !== "secrets") throw new ValidationError(`${field} options`, key, "unknown option", { hint: "known options: secrets" });
-  }
+  rejectUnknownKeys(`${field} options`, o, ["secrets"]);
   return o.secrets === undefined ? [] : validateSecretMounts(`${field} secrets`, o.secrets);
 }
 
 function pipOptions(field: string, o: PipOptions | undefined): PipOptions {
   if (o === undefined) return {};
   if (typeof o !== "object" || o === null || Array.isArray(o)) throw new ValidationError(`${field} options`, o, "expected PipOptions");
-  const known = new Set(["indexUrl", "extraIndexUrls", "pre", "extraArgs"]);
-  for (const key of Object.keys(o)) {
-    if (!known.has(key)) throw new ValidationError(`${field} options`, key, "unknown option", { hint: `known options: ${[...known].join(", ")}` });
-  }
+  rejectUnknownKeys(`${field} options`, o, ["indexUrl", "extraIndexUrls", "pre", "extraArgs"]);
   const out: PipOptions = {};
   if (o.indexUrl !== undefined) out.indexUrl = validateIndexUrl(`${field} indexUrl`, o.indexUrl);
   if (o.extraIndexUrls !== undefined) {
@@ -664,7 +686,7 @@ function parseBase(raw: unknown): BaseSpec {
       kind: "dockerfile",
       dockerfileHostPath: absolutePath("base.dockerfileHostPath", o.dockerfileHostPath),
       contextHostPath: absolutePath("base.contextHostPath", o.contextHostPath),
-      buildArgs: pairs("base.buildArgs", o.buildArgs, validateEnvKey, validateEnvValue),
+      buildArgs: pairs("base.buildArgs", o.buildArgs, validateEnvKey, validateBuildArgValue),
     };
     if (o.target !== undefined) base.target = validateStageName("base.target", o.target);
     const secrets = dockerfileSecrets("base.secrets", o.secrets);
@@ -695,9 +717,13 @@ function parseImageJSON(raw: unknown): ImageSpec {
       hint: "the spec was written by an incompatible version of Kiln; upgrade @kiln/core on both sides",
     });
   }
+  const base = parseBase(o.base);
+  const layers = list("layers", o.layers).map((l, i) => parseLayer(`layers[${i}]`, l));
+  // The copied manifests as the with* methods check them, where this machine can read them.
+  layers.forEach((layer, i) => refuseCredentialsInLayerFiles(`layers[${i}]`, layer, layers.slice(0, i), { missingOk: true }));
   const spec: ImageSpec = {
-    base: parseBase(o.base),
-    layers: list("layers", o.layers).map((l, i) => parseLayer(`layers[${i}]`, l)),
+    base,
+    layers,
     name: "",
     platform: validatePlatforms("platform", o.platform),
     installer: validateInstaller("installer", o.installer),

@@ -16,13 +16,18 @@ export function jsonArray(values: readonly string[]): string {
   return JSON.stringify(values).replace(JSON_LINE_BREAKS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
+/** Docker's escape character: `\` unless a `# escape=\`` parser directive makes it a backtick. */
+export type EscapeChar = "\\" | "`";
+
 /** A word Docker runs through variable substitution and quote removal, escaped to stay literal
- * (`$`, quotes and `\` get a `\` in front). Used for COPY sources and destinations. */
-export function escapeWord(value: string): string {
-  return value.replace(/[\\"'$]/g, "\\$&");
+ * (`$`, quotes and the escape character get the escape character in front; with a backtick escape a
+ * `\` is an ordinary character). Used for COPY sources and destinations. */
+export function escapeWord(value: string, escape: EscapeChar = "\\"): string {
+  return value.replace(escape === "\\" ? /[\\"'$]/g : /[`"'$]/g, `${escape}$&`);
 }
 
-/** A double-quoted word for ENV/LABEL/WORKDIR: inside double quotes Docker honours `\"`, `\$` and `\\`. */
-export function doubleQuote(value: string): string {
-  return `"${value.replace(/[\\"$]/g, "\\$&")}"`;
+/** A double-quoted word for ENV/LABEL/WORKDIR: inside double quotes Docker honours the escape
+ * character before `"`, `$` and itself. */
+export function doubleQuote(value: string, escape: EscapeChar = "\\"): string {
+  return `"${value.replace(escape === "\\" ? /[\\"$]/g : /[`"$]/g, `${escape}$&`)}"`;
 }

@@ -3,6 +3,7 @@
  * `redactSecrets`: URL userinfo (`https://user:pass@host`), `Authorization`/`X-Registry-Auth`
  * header values, bearer/basic tokens and `password`/`token`/`secret` JSON fields are replaced.
  */
+import { maskCredentialUrls } from "./credentialUrls.js";
 import { KilnError } from "./errors.js";
 import type { SerializedError } from "./events.js";
 
@@ -22,7 +23,8 @@ const PATTERNS: Array<[RegExp, string | ((...m: string[]) => string)]> = [
 
 /** Replaces every credential-looking part of a text. Idempotent. */
 export function redactSecrets(text: string): string {
-  let out = text;
+  // The whole userinfo up to the last `@` of the authority (`https://u:p@ss@host`), as declaration checks it.
+  let out = maskCredentialUrls(text);
   for (const [pattern, replacement] of PATTERNS) out = out.replace(pattern, replacement as never);
   return out;
 }

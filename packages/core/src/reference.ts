@@ -18,6 +18,18 @@ export interface ParsedReference {
 }
 
 export const DOCKER_HUB_REGISTRY = "docker.io";
+
+/**
+ * A `registry` of the form `oci:<dir>` (e.g. `oci:./images`, `oci:/abs/path`) names an OCI image
+ * layout directory on this machine, not a registry host: the oci builder writes `<dir>/<name>` as a
+ * layout, and registry code (checkers, digest lookups, shared check caches) must leave it alone.
+ */
+export const OCI_LAYOUT_PREFIX = "oci:";
+
+/** True for an `oci:<dir>` registry, or a repository / reference under one. */
+export function isOciLayoutTarget(registryOrReference: string): boolean {
+  return registryOrReference.startsWith(OCI_LAYOUT_PREFIX);
+}
 const LEGACY_DOCKER_HUB = "index.docker.io";
 const OFFICIAL_REPO_PREFIX = "library/";
 const NAME_TOTAL_LENGTH_MAX = 255;

@@ -2,17 +2,32 @@
  * Which builder and which default registry an engine call uses.
  *
  * Builder:  build({ builder }) > init({ imageBuilder }) > KILN_IMAGE_BUILDER > config file
- *           (kiln.config.json, then package.json "kiln") > the only installed builder > "docker".
+ *           (kiln.config.json, then package.json "kiln") > the only installed builder > with an
+ *           image to build: the first installed builder, in BUILDER_PREFERENCE order (`oci` before
+ *           `docker`, then the others by name), whose `canBuild` accepts it > "docker".
  * Registry: init({ imageRegistry }) > KILN_IMAGE_REGISTRY > config file.
  * Strict:   build({ strict }) > init({ strict }) > KILN_STRICT (1/true/0/false) > config file.
+ * Checkers: build({ checkers }) > init({ imageCheckers }) > KILN_IMAGE_CHECKERS > config file >
+ *           the builder's own getCheckers() (checkerSelection.ts).
+ * Lock provider / check cache: build({ lockProvider / checkCache }) > init(…) > KILN_LOCK_PROVIDER /
+ *           KILN_CHECK_CACHE > config file > "file" (per-host lock) / "none" (coordination/select.ts).
  *
  * Builder names are looked up first among builders registered in this process
  * (`registerImageBuilder`), then among the plugins discovered from the project's package.json.
  */
 import type { ImageBuilder } from "./builder.js";
+import type { CheckCache, LockProvider } from "./coordination/types.js";
 import { loadConfig, findProjectDir, type LoadedConfig } from "./config.js";
 import { discoverPlugins, loadImageBuilder, type PluginDiscovery } from "./discovery.js";
-import { ConfigError, UnknownBuilderError, describeValue } from "./errors.js";
+import { CannotBuildError, ConfigError, UnknownBuilderError, describeValue } from "./errors.js";
+import { validateCheckerChoices, type CheckerChoice } from "./checkerChoice.js";
+import { addDevCommand } from "./packageManager.js";
+import { rejectUnknownKeys } from "./optionKeys.js";
+import { optionsObject } from "./validate.js";
+import type { Image } from "./image.js";
+
+/** With no builder chosen, installed builders are asked in this order (others after, by name). */
+export const BUILDER_PREFERENCE: readonly string[] = ["oci", "docker"];
 
 export interface InitOptions {
   /** A builder name (registered or discovered) or an ImageBuilder instance. */
@@ -21,6 +36,12 @@ export interface InitOptions {
   imageRegistry?: string;
   /** Every checker erroring fails the build instead of building. */
   strict?: boolean;
+  /** The checkers to ask, in order, by registered name (or checkers): beats KILN_IMAGE_CHECKERS and the config; unset: the builder's own. */
+  imageCheckers?: readonly CheckerChoice[];
+  /** Who hands out build leases: "file" (per host, the default), a plugin's name ("redis") or a LockProvider. */
+  lockProvider?: string | LockProvider;
+  /** Where existence checks are shared: "none" (the default), a plugin's name ("redis") or a CheckCache. */
+  checkCache?: string | CheckCache;
   /** Where package.json and kiln.config.json are read; default: nearest package.json above cwd. */
   projectDir?: string;
 }
@@ -38,9 +59,20 @@ export function init(options: InitOptions = {}): void {
       hint: 'Pass a name such as "docker" or an object with buildImage(image, options).',
     });
   }
+  validateChoice("lockProvider", options.lockProvider, ["acquire"], 'Pass "file", a plugin name such as "redis", or an object with acquire(request).');
+  validateChoice("checkCache", options.checkCache, ["lookup", "putPresent", "putAbsent", "invalidate", "releaseClaim"], 'Pass "none", a plugin name such as "redis", or a CheckCache object.');
+  rejectUnknownKeys("init options", optionsObject("init options", options), ["imageBuilder", "imageRegistry", "strict", "imageCheckers", "lockProvider", "checkCache", "projectDir"]);
+  validateCheckerChoices("init({ imageCheckers })", options.imageCheckers);
   initState = { ...options };
   discoveryCache.clear();
   builderCache.clear();
+}
+
+/** A name, or an object with the methods of its kind. */
+function validateChoice(option: string, value: unknown, methods: string[], hint: string): void {
+  if (value === undefined || typeof value === "string") return;
+  if (typeof value === "object" && value !== null && methods.every((m) => typeof (value as Record<string, unknown>)[m] === "function")) return;
+  throw new ConfigError(`Invalid init({ ${option} }) ${describeValue(String(value))}: expected a name or an object with ${methods.join(", ")}`, { hint });
 }
 
 /** The options given to `init()` (a copy). */
@@ -82,7 +114,7 @@ export interface SelectedBuilder {
   name: string;
   builder: ImageBuilder;
   /** Which rule picked it, for `kiln plugins` and debugging. */
-  source: "option" | "init" | "env" | "config" | "only-installed" | "default";
+  source: "option" | "init" | "env" | "config" | "only-installed" | "can-build" | "default";
 }
 
 function availableBuilderNames(projectDir: string): string[] {
@@ -112,7 +144,7 @@ export async function loadBuilderByName(name: string, projectDir: string): Promi
             {
               hint: available.length
                 ? `Use one of: ${available.join(", ")} — or add the plugin that provides ${describeValue(name)} to ${projectDir}/package.json.`
-                : "Install a builder plugin, e.g. `pnpm add -D @kiln/docker`.",
+                : `Install a builder plugin, e.g. \`${addDevCommand(projectDir)} @kiln/docker\`.`,
               details: { name, available, projectDir },
             },
           );
@@ -126,8 +158,13 @@ export async function loadBuilderByName(name: string, projectDir: string): Promi
   return loading;
 }
 
-/** Picks the builder for one build call. */
-export async function selectBuilder(builder: string | ImageBuilder | undefined, projectDir: string, config: LoadedConfig = loadConfig(projectDir)): Promise<SelectedBuilder> {
+/** Picks the builder for one build call (`image`: pick, among several installed, one that can build it). */
+export async function selectBuilder(
+  builder: string | ImageBuilder | undefined,
+  projectDir: string,
+  config: LoadedConfig = loadConfig(projectDir),
+  image?: Image,
+): Promise<SelectedBuilder> {
   const pick = async (choice: string | ImageBuilder, source: SelectedBuilder["source"]): Promise<SelectedBuilder> =>
     typeof choice === "string"
       ? { name: choice, builder: await loadBuilderByName(choice, projectDir), source }
@@ -139,6 +176,7 @@ export async function selectBuilder(builder: string | ImageBuilder | undefined, 
   if (config.imageBuilder) return pick(config.imageBuilder, "config");
   const available = availableBuilderNames(projectDir);
   if (available.length === 1) return pick(available[0]!, "only-installed");
+  if (image !== undefined && available.length > 1) return firstThatCanBuild(image, available, projectDir);
   if (available.includes("docker")) return pick("docker", "default");
   throw new UnknownBuilderError(
     available.length === 0
@@ -146,11 +184,41 @@ export async function selectBuilder(builder: string | ImageBuilder | undefined, 
       : `Several image builders are installed (${available.join(", ")}) and none is selected`,
     {
       hint: available.length === 0
-        ? "Install one, e.g. `pnpm add -D @kiln/docker`, or pass an ImageBuilder to init({ imageBuilder })."
+        ? `Install one, e.g. \`${addDevCommand(projectDir)} @kiln/docker\`, or pass an ImageBuilder to init({ imageBuilder }).`
         : 'Choose one with init({ imageBuilder }), KILN_IMAGE_BUILDER, --builder, or "imageBuilder" in kiln.config.json.',
       details: { available, projectDir },
     },
   );
+}
+
+/** Installed builders in preference order. */
+export function orderByPreference(names: readonly string[]): string[] {
+  const rank = (name: string) => {
+    const at = BUILDER_PREFERENCE.indexOf(name);
+    return at < 0 ? BUILDER_PREFERENCE.length : at;
+  };
+  return [...names].sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The first builder (preference order) whose canBuild accepts the image; a builder without canBuild accepts all. */
+async function firstThatCanBuild(image: Image, available: readonly string[], projectDir: string): Promise<SelectedBuilder> {
+  const refusals: string[] = [];
+  for (const name of orderByPreference(available)) {
+    let candidate: ImageBuilder;
+    try {
+      candidate = await loadBuilderByName(name, projectDir);
+    } catch (error) {
+      refusals.push(`${name}: could not be loaded (${(error as Error).message})`);
+      continue;
+    }
+    const answer = candidate.canBuild?.(image) ?? { ok: true as const };
+    if (answer.ok) return { name, builder: candidate, source: "can-build" };
+    refusals.push(`${name}: ${answer.reason}`);
+  }
+  throw new CannotBuildError(`None of the installed image builders can build ${image.uri}: ${refusals.join("; ")}`, {
+    hint: `Install a builder that runs build steps (e.g. \`${addDevCommand(projectDir)} @kiln/docker\`), or change the image.`,
+    details: { image: image.uri, refusals },
+  });
 }
 
 /** The registry applied to images declared without one, or undefined. */

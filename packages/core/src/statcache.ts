@@ -11,6 +11,7 @@
 import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
+import { hasRawBytes } from "./rawNames.js";
 
 /** Stat fields as plain numbers: bigint stats cost twice as much on the hot path, and sub-microsecond
  * precision of the double mtime/ctime in milliseconds is enough next to the racy-window rule. */
@@ -157,8 +158,26 @@ export class FileDigestCache {
     }
   }
 
+  /** A copy of the 32 digest bytes of row `i` (from `lookup`). */
+  digestBytes(i: number): Buffer {
+    const out = Buffer.allocUnsafe(DIGEST_BYTES);
+    this.table.digests.copy(out, 0, i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
+    return out;
+  }
+
+  /** Drops what is known of `path` (a digest found not to match the file), and saves. */
+  forget(path: string): void {
+    if (!this.loaded) this.load();
+    const i = this.table.find(path);
+    if (i === -1) return;
+    this.table.stats.fill(Number.NaN, i * FIELDS, (i + 1) * FIELDS); // NaN never equals a stat
+    this.dirty = true;
+    this.save();
+  }
+
   set(path: string, id: StatIdentity, digest: string): void {
-    if (id.mtimeMs > Date.now() - RACY_WINDOW_MS || !/^[0-9a-f]{64}$/.test(digest) || path.includes("\0")) return;
+    // A name that is not UTF-8 (rawNames.ts) would not survive the file's UTF-8 path list: not kept.
+    if (id.mtimeMs > Date.now() - RACY_WINDOW_MS || !/^[0-9a-f]{64}$/.test(digest) || path.includes("\0") || hasRawBytes(path)) return;
     if (!this.loaded) this.load();
     const i = this.table.put(path, [id.size, id.mtimeMs, id.ctimeMs, id.ino, id.dev], 0, Buffer.from(digest, "hex"), 0);
     this.table.used[i] = 1;

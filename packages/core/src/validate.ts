@@ -6,10 +6,10 @@
  * Validation is the first line of defence and is about clear errors; the Dockerfile renderer quotes
  * every value anyway (quote.ts), so a value that passes here still cannot add an instruction.
  */
+import { findCredentialUrls, maskCredentialUrls, type CredentialUrlOptions } from "./credentialUrls.js";
 import { InvalidReferenceError, ValidationError } from "./errors.js";
 import { ARCHITECTURES, type Architecture, type SecretMount } from "./layers.js";
-import { redactSecrets } from "./redact.js";
-import { parseReference } from "./reference.js";
+import { OCI_LAYOUT_PREFIX, isOciLayoutTarget, parseReference } from "./reference.js";
 
 /** Longest single user string Kiln accepts; keeps every rendered instruction well under the 64 KiB
  * line limit of Docker's Dockerfile scanner. */
@@ -28,7 +28,78 @@ export function requireString(field: string, value: unknown, { allowEmpty = fals
   if (value.includes("\0")) fail(field, value, "contains a NUL character", "remove the \\0 character");
   if (LONE_SURROGATE.test(value)) fail(field, value, "contains a lone UTF-16 surrogate", "pass valid Unicode text");
   if (value.length > MAX_VALUE_LENGTH) fail(field, value, `is longer than ${MAX_VALUE_LENGTH} characters`);
+  // A backstop for every other string field; the fields users put URLs in ask earlier, with their own hint.
+  refuseCredentialUrls(field, value, "value");
   return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials in URLs: refused wherever a value reaches the Dockerfile, the image history, the image
+// config or a file copied into the image (credentialUrls.ts finds them; ValidationError masks them).
+
+/** Where a refused credential would have gone, which decides what the hint suggests instead. */
+export type CredentialContext = "python" | "command" | "config" | "buildArg" | "node" | "value";
+
+const SECRETS_README = 'see "Build secrets" in the README';
+/** The same advice for index URLs, requirements, VCS URLs, find-links and installer arguments. */
+const PYTHON_CREDENTIALS_HINT =
+  "remove the user:password@ part and give pip/uv/git the credential as a build secret, mounted only while the install runs: " +
+  "a netrc file (`machine <host> login <user> password <password>`) or a pip.conf, e.g. " +
+  `withCommands("pip install 'pkg @ https://<host>/pkg.whl'", { secrets: [{ id: "netrc", target: "/root/.netrc" }] }) ` +
+  "built with `kiln build --secret id=netrc,src=$HOME/.netrc`; for git+ssh:// use git+https:// with the same netrc secret; " +
+  SECRETS_README;
+const CREDENTIAL_HINTS: Record<CredentialContext, string> = {
+  python: PYTHON_CREDENTIALS_HINT,
+  command:
+    "remove the user:password@ part and let the command read the credential from a build secret, which exists only while " +
+    `that RUN step runs: withCommands("curl -fsS --netrc-file /run/secrets/netrc https://<host>/x", { secrets: ["netrc"] }), ` +
+    `or 'API_KEY="$(cat /run/secrets/api_key)" …' with { secrets: ["api_key"] }; values come from build(image, { secrets }) ` +
+    `or \`kiln build --secret id=api_key\`; ${SECRETS_README}`,
+  config:
+    "environment variables and labels are stored in the image config pushed to the registry; pass the credential to the " +
+    `step that needs it as a build secret (withCommands("…", { secrets: ["api_key"] }) mounts /run/secrets/api_key for ` +
+    `that step only), or give it to the container when it runs; ${SECRETS_README}`,
+  buildArg:
+    "build args are recorded in the image history; mount the credential as a build secret in your Dockerfile " +
+    `(RUN --mount=type=secret,id=api_key …) and declare it: Image.fromDockerfile(file, { secrets: ["api_key"] }); ` +
+    SECRETS_README,
+  node:
+    "remove the credential from the project: Kiln copies the project into the image. Keep .npmrc out of the image " +
+    `(add ".npmrc" to the project's .dockerignore) or write \${NPM_AUTH}-style references, and give npm the registry ` +
+    `credential as a build secret: withCommands("npm ci", { secrets: [{ id: "npmrc", target: "/root/.npmrc" }] }); ` +
+    SECRETS_README,
+  value:
+    "remove the user:password@ part; give credentials to the step that needs them as build secrets " +
+    `(withCommands("…", { secrets: ["api_key"] })); ${SECRETS_README}`,
+};
+
+const CREDENTIAL_REASON: Record<CredentialContext, string> = {
+  python: "contains a URL with credentials (user:password@ or token@), which would be stored in the Dockerfile and the image history",
+  command: "contains a URL with credentials (user:password@ or token@), which would be stored in the Dockerfile and the image history",
+  config: "contains a URL with credentials (user:password@ or token@), which would be stored in the image config",
+  buildArg: "contains a URL with credentials (user:password@ or token@), which would be stored in the image history",
+  node: "contains a credential, which would be copied into the image",
+  value: "contains a URL with credentials (user:password@ or token@), which Kiln would store in the image or its Dockerfile",
+};
+
+/** The hint for a credential refused in `context`. */
+export function credentialHint(context: CredentialContext): string {
+  return CREDENTIAL_HINTS[context];
+}
+
+/** The reason for a credential refused in `context`. */
+export function credentialReason(context: CredentialContext): string {
+  return CREDENTIAL_REASON[context];
+}
+
+/**
+ * Throws a ValidationError naming `field` when `value` holds a URL with credentials (see
+ * credentialUrls.ts); the error shows the value with the userinfo masked as `***`. Non-strings pass
+ * (the field's own validator reports them).
+ */
+export function refuseCredentialUrls(field: string, value: unknown, context: CredentialContext, options: CredentialUrlOptions = {}): void {
+  if (typeof value !== "string" || findCredentialUrls(value, options).length === 0) return;
+  fail(field, maskCredentialUrls(value), credentialReason(context), credentialHint(context));
 }
 
 /** An options argument: absent, or a plain object (null, arrays and primitives are rejected). */
@@ -94,6 +165,8 @@ function checkMarker(field: string, spec: string, marker: string): void {
 
 /** A pip requirement: `name[extra1,extra2] (specifiers) ; marker` or `name @ url ; marker`. */
 export function validatePipRequirement(field: string, value: unknown): string {
+  // Direct references (`name @ url`), VCS URLs (`git+https://…`) and bare URLs alike.
+  refuseCredentialUrls(field, value, "python");
   const spec = requireSingleLine(field, value, "give one requirement per argument, e.g. \"numpy<2\"");
   const hint = 'use a PEP 508 requirement such as "pandas", "numpy<2", "uvicorn[standard]>=0.30" or "pkg @ https://host/pkg.whl"';
   if (spec.trim() !== spec) fail(field, spec, "has leading or trailing whitespace", hint);
@@ -172,6 +245,7 @@ export function validateEnvKey(field: string, value: unknown): string {
 }
 
 export function validateEnvValue(field: string, value: unknown): string {
+  refuseCredentialUrls(field, value, "config");
   return requireSingleLine(field, value,
     "a Dockerfile ENV value is one line; encode newlines yourself (e.g. base64) or ship the text with withSourceFile");
 }
@@ -186,6 +260,7 @@ export function validateLabelKey(field: string, value: unknown): string {
 }
 
 export function validateLabelValue(field: string, value: unknown): string {
+  refuseCredentialUrls(field, value, "config");
   return requireSingleLine(field, value, "a label value is one line of text without control characters");
 }
 
@@ -210,23 +285,17 @@ export function validateUser(field: string, value: unknown): string {
 
 /** Arguments passed to an installer as separate argv elements. */
 export function validateExtraArg(field: string, value: unknown): string {
+  // `--extra-index-url https://user:TOKEN@host/...` or `--find-links=https://…` would put the token in
+  // the RUN line, the image history and `kiln dockerfile`/`kiln explain`, as an index URL would.
+  refuseCredentialUrls(field, value, "python");
   const arg = requireSingleLine(field, value, "each extra argument is one argv element on one line");
   if (arg.length === 0) fail(field, arg, "must not be empty");
-  // `--extra-index-url https://user:TOKEN@host/...` would put the token in the RUN line, the image
-  // history and `kiln dockerfile`/`kiln explain`, exactly what validateIndexUrl refuses.
-  if (URL_WITH_USERINFO.test(arg)) {
-    fail(field, redactSecrets(arg), "contains a URL with credentials, which would be stored in the Dockerfile and the image history",
-      CREDENTIALS_HINT);
-  }
   return arg;
 }
 
-const URL_WITH_USERINFO = /[a-z][a-z0-9+.-]*:\/\/[^\s/@]+@/i;
-const CREDENTIALS_HINT =
-  "remove the user:password part; give index credentials to pip/uv outside the image spec (a pip.conf or .netrc mounted as a build secret, or PIP_*/UV_* environment variables at build time)";
-
 /** A shell command the user wants run (multi-line scripts are allowed; NUL is not). */
 export function validateCommand(field: string, value: unknown): string {
+  refuseCredentialUrls(field, value, "command");
   const command = requireString(field, value);
   if (command.trim().length === 0) fail(field, command, "is blank", "pass the shell command to run");
   return command;
@@ -300,19 +369,20 @@ export function validateSecretMounts(field: string, value: unknown): SecretMount
 
 /** pip/uv index URLs: http or https, no credentials (they would be baked into the Dockerfile and the tag). */
 export function validateIndexUrl(field: string, value: unknown): string {
+  refuseCredentialUrls(field, value, "python");
   const text = requireSingleLine(field, value);
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    fail(field, redactSecrets(text), "is not a URL", 'use an http(s) URL such as "https://pypi.org/simple"');
+    fail(field, text, "is not a URL", 'use an http(s) URL such as "https://pypi.org/simple"');
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    fail(field, redactSecrets(text), "only http and https index URLs are supported", 'use an http(s) URL such as "https://pypi.org/simple"');
+    fail(field, text, "only http and https index URLs are supported", 'use an http(s) URL such as "https://pypi.org/simple"');
   }
+  // What the URL parser reads as userinfo, should the text scan have read it otherwise.
   if (url.username || url.password) {
-    fail(field, redactSecrets(text), "contains credentials, which would be stored in the Dockerfile and the image history",
-      CREDENTIALS_HINT);
+    fail(field, `${url.protocol}//${"***"}@${url.host}${url.pathname}${url.search}${url.hash}`, credentialReason("python"), credentialHint("python"));
   }
   if (/\s/.test(text)) fail(field, text, "contains whitespace");
   return text;
@@ -331,6 +401,7 @@ const TAG_RE = new RegExp(`^${TAG}$`);
 
 export function validateRegistry(field: string, value: unknown): string {
   const registry = requireString(field, value);
+  if (isOciLayoutTarget(registry)) return validateOciLayoutRegistry(field, registry);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(registry)) {
     fail(field, registry, "must not include a URL scheme", `drop the scheme: ${JSON.stringify(registry.replace(/^[a-z][a-z0-9+.-]*:\/\//i, ""))}`);
   }
@@ -345,6 +416,15 @@ export function validateRegistry(field: string, value: unknown): string {
   const first = registry.split("/")[0]!;
   if (!/[.:]/.test(first) && first !== "localhost" && first.toLowerCase() === first) return `docker.io/${registry}`;
   return registry;
+}
+
+/** `oci:<dir>`: an OCI image layout directory (relative paths are taken from the working directory). */
+function validateOciLayoutRegistry(field: string, registry: string): string {
+  const dir = registry.slice(OCI_LAYOUT_PREFIX.length);
+  if (dir === "" || /[\u0000-\u001f]/.test(dir)) {
+    fail(field, registry, "an OCI layout target is oci:<directory>", 'e.g. "oci:./images" or "oci:/var/lib/images"');
+  }
+  return `${OCI_LAYOUT_PREFIX}${dir.replace(/(.)\/+$/, "$1")}`;
 }
 
 export function validateRepositoryName(field: string, value: unknown, registry?: string): string {

@@ -3,6 +3,9 @@
  * context (context.ts) read this list, so what is hashed is exactly what is sent.
  *
  * - Paths are POSIX, relative, sorted bytewise (UTF-8 order); they never contain `..` nor start with `/`.
+ * - Names are kept byte-exact, as the docker CLI keeps them: a name that is not valid UTF-8 (a Latin-1
+ *   `conf\xe9.ini`) is carried with its raw bytes as escapes in the string (rawNames.ts) — listed,
+ *   matched against ignore rules, hashed and sent like any other, never dropped.
  * - Entries are files, directories and symlinks; a symlink is kept as a link (its target is recorded,
  *   never followed), so nothing outside the source tree is read through it. Sockets, FIFOs and devices
  *   are skipped. A path the user named (a source folder, a file) is followed if it is itself a link.
@@ -21,13 +24,17 @@
  * the context is what Docker would send). Single files (sourceFile, requirements, uv project files)
  * are named explicitly and never filtered.
  */
-import { lstatSync, readFileSync, readdirSync, readlinkSync, statSync, type Stats } from "node:fs";
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync, type Stats } from "node:fs";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { SourceNotFoundError, ValidationError } from "./errors.js";
+import { decodeName, hasRawBytes, hostPathForFs, nameBytes, quoteName } from "./rawNames.js";
 import { DEFAULT_IGNORE_PATTERNS, IgnoreMatcher, parseDockerignore, type IgnorePattern, type ParentMatchInfo } from "./dockerignore.js";
 import { contextDirForLayer, type ImageSpec, type Layer, type LayerKind } from "./layers.js";
 
 export type EntryType = "file" | "dir" | "symlink";
+
+/** The layer kinds whose files listSpecFiles lists (one group per such layer). */
+export const COPYING_LAYER_KINDS: ReadonlySet<LayerKind> = new Set<LayerKind>(["sourceFolder", "nodeProject", "sourceFile", "requirements", "uvProject"]);
 
 export interface WalkEntry {
   /** POSIX path relative to the walked root (for a single-file layer: the file's name in the context). */
@@ -98,10 +105,18 @@ export function walkDirectory(root: string, patterns: readonly string[], options
    * whose contents are then matched from scratch, ancestors included, as moby does). */
   const visit = (dirAbs: string, dirRel: string, parentInfo: ParentMatchInfo, underExcluded: boolean): void => {
     let names: string[];
+    // Whether a path below may hold raw bytes (then fs calls take its bytes); the common case checks nothing per entry.
+    const rawDir = hasRawBytes(dirAbs);
+    let rawNames = false;
     try {
-      names = readdirSync(dirAbs);
+      names = readdirSync(rawDir ? nameBytes(dirAbs) : dirAbs);
+      // Node decodes a name that is not UTF-8 with U+FFFD (and lstat would then miss it): read the raw bytes.
+      if (names.some((name) => name.includes("\uFFFD"))) {
+        names = readdirSync(rawDir ? nameBytes(dirAbs) : dirAbs, { encoding: "buffer" }).map(decodeName);
+        rawNames = true;
+      }
     } catch (error) {
-      throw new SourceNotFoundError(`Cannot read directory ${JSON.stringify(dirAbs)}: ${(error as Error).message}`, {
+      throw new SourceNotFoundError(`Cannot read directory ${quoteName(dirAbs)}: ${(error as Error).message}`, {
         hint: "Check the folder's permissions, or exclude it with a .dockerignore pattern.",
         details: { path: dirAbs },
         cause: error,
@@ -117,7 +132,7 @@ export function walkDirectory(root: string, patterns: readonly string[], options
       const abs = absPrefix + name;
       let st: Stats;
       try {
-        st = lstatSync(abs);
+        st = lstatSync(rawDir || (rawNames && hasRawBytes(name)) ? nameBytes(abs) : abs);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === "ENOENT") continue; // removed since the listing: not part of the tree
         throw unreadable(abs, error);
@@ -210,7 +225,8 @@ function toEntry(path: string, contextPath: string, hostPath: string, st: Stats)
   };
   if (type === "symlink") {
     try {
-      entry.linkTarget = readlinkSync(hostPath);
+      const target = readlinkSync(hostPathForFs(hostPath));
+      entry.linkTarget = target.includes("\uFFFD") ? decodeName(readlinkSync(hostPathForFs(hostPath), { encoding: "buffer" })) : target;
     } catch (error) {
       throw unreadable(hostPath, error);
     }
@@ -219,7 +235,7 @@ function toEntry(path: string, contextPath: string, hostPath: string, st: Stats)
 }
 
 function unreadable(path: string, error: unknown): SourceNotFoundError {
-  return new SourceNotFoundError(`Cannot read ${JSON.stringify(path)}: ${(error as Error).message}`, {
+  return new SourceNotFoundError(`Cannot read ${quoteName(path)}: ${(error as Error).message}`, {
     hint: "Check its permissions, or exclude it with a .dockerignore pattern.",
     details: { path },
     cause: error,
@@ -242,18 +258,37 @@ function statOrThrow(path: string, what: string): Stats {
   }
 }
 
-/** One explicitly named file (followed if it is a symlink), placed at `<contextDir>/<name>`. */
+/** One explicitly named file (followed if it is a symlink), placed at `<contextDir>/<name>`. Its
+ * `hostPath` is the file the name leads to (links resolved), which is read later without following
+ * any link (listedFile.ts). */
 export function fileEntry(hostPath: string, name: string, contextDir: string, what = "source file"): WalkEntry {
   const abs = resolve(hostPath);
-  const st = statOrThrow(abs, what);
+  statOrThrow(abs, what);
+  const real = resolvedOrThrow(abs, what);
+  let st: Stats;
+  try {
+    st = lstatSync(hostPathForFs(real));
+  } catch (error) {
+    throw unreadable(real, error);
+  }
   if (!st.isFile()) {
     throw new SourceNotFoundError(`The ${what} ${JSON.stringify(abs)} is not a regular file`, {
       hint: "Use withSourceFolder for a directory.",
       details: { path: abs, field: what },
     });
   }
-  const entry = toEntry(safeName(name, what), contextDir === "" ? name : `${contextDir}/${name}`, abs, st)!;
+  const entry = toEntry(safeName(name, what), contextDir === "" ? name : `${contextDir}/${name}`, real, st)!;
   return entry;
+}
+
+function resolvedOrThrow(path: string, what: string): string {
+  try {
+    // As bytes: the file a link leads to may have a name that is not UTF-8.
+    return decodeName(realpathSync(path, { encoding: "buffer" }));
+  } catch (error) {
+    statOrThrow(path, what); // gone meanwhile: the usual message
+    throw unreadable(path, error);
+  }
 }
 
 function safeName(name: string, what: string): string {
@@ -287,14 +322,29 @@ export function ignoreRulesForFolder(spec: Pick<ImageSpec, "layers">, index: num
 }
 
 function readIgnoreFile(path: string): string[] | undefined {
-  let text: string;
+  let fd: number;
   try {
-    text = readFileSync(path, "utf8");
+    // Without blocking: a FIFO put in its place must not hang the listing (a link is followed, as by Docker).
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT" || (error as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
     throw error;
   }
-  return parseDockerignore(text);
+  let bytes: Buffer;
+  try {
+    if (!fstatSync(fd).isFile()) {
+      throw new SourceNotFoundError(`${quoteName(path)} is not a regular file`, {
+        hint: "A .dockerignore must be a regular file (or a link to one); remove or replace it.",
+        details: { path },
+      });
+    }
+    bytes = readFileSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  // Bytes that are not UTF-8 stay byte-exact (a pattern may name such a file, as in Docker).
+  const text = bytes.toString("utf8");
+  return parseDockerignore(text.includes("\uFFFD") ? decodeName(bytes) : text);
 }
 
 /** Lists every file a spec copies, per layer, in layer order (and the Dockerfile context first). */
@@ -359,7 +409,7 @@ export function listSpecFiles(spec: ImageSpec): SpecFiles {
 }
 
 /** Bytewise (UTF-8) order of two JS strings, without encoding them: UTF-16 order differs only where
- * surrogates meet U+E000..U+FFFF. */
+ * surrogates meet U+E000..U+FFFF. A name holding raw bytes (rawNames.ts) is compared by its bytes. */
 export function compareUtf8(a: string, b: string): number {
   if (a === b) return 0;
   const n = Math.min(a.length, b.length);
@@ -367,6 +417,9 @@ export function compareUtf8(a: string, b: string): number {
     let x = a.charCodeAt(i);
     let y = b.charCodeAt(i);
     if (x !== y) {
+      // An escaped raw byte on either side (a lone U+DC80..U+DCFF): the bytes decide (rare).
+      const afterHigh = i > 0 && a.charCodeAt(i - 1) >= 0xd800 && a.charCodeAt(i - 1) <= 0xdbff;
+      if (!afterHigh && ((x >= 0xdc80 && x <= 0xdcff) || (y >= 0xdc80 && y <= 0xdcff))) return Buffer.compare(nameBytes(a), nameBytes(b));
       if (x >= 0xd800 && y >= 0xd800) {
         x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
         y = y >= 0xe000 ? y - 0x800 : y + 0x2000;

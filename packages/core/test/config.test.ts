@@ -43,3 +43,35 @@ describe("imageRegistry", () => {
     expect(error.details).toMatchObject({ key: "imageRegistry" });
   });
 });
+
+describe("builderOptions", () => {
+  const withBuilderOptions = (builderOptions: unknown) => {
+    writeFileSync(join(project, "kiln.config.json"), JSON.stringify({ builderOptions }));
+    return loadConfig(project);
+  };
+
+  it("keeps each builder's section as written, for that builder to validate; names the file it came from", () => {
+    const section = { endpoints: ["tcp://buildkitd:1234"], cacheFrom: true, tls: { ca: "certs/ca.pem" } };
+    const loaded = withBuilderOptions({ buildkit: section, docker: {} });
+    expect(loaded.builderOptions).toEqual({ buildkit: section, docker: {} });
+    expect(loaded.sources.builderOptions).toBe(join(project, "kiln.config.json"));
+  });
+
+  it("package.json's kiln field may carry it too; kiln.config.json wins", () => {
+    writeFileSync(join(project, "package.json"), JSON.stringify({ name: "p", kiln: { builderOptions: { buildkit: { noCache: true } } } }));
+    expect(loadConfig(project).builderOptions).toEqual({ buildkit: { noCache: true } });
+    expect(withBuilderOptions({ buildkit: { pull: true } }).builderOptions).toEqual({ buildkit: { pull: true } });
+  });
+
+  it.each([[["buildkit"]], ["buildkit"], [{ buildkit: "tcp://x:1" }], [{ buildkit: null }], [{ "bad name!": {} }]])("rejects %j with a ConfigError naming file and key", (value) => {
+    let caught: unknown;
+    try {
+      withBuilderOptions(value);
+    } catch (error) {
+      caught = error;
+    }
+    expect(ConfigError.isInstance(caught)).toBe(true);
+    expect((caught as ConfigError).message).toContain(join(project, "kiln.config.json"));
+    expect((caught as ConfigError).details).toMatchObject({ key: "builderOptions" });
+  });
+});

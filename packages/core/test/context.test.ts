@@ -7,6 +7,7 @@ import tar from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SourceNotFoundError } from "../src/errors.js";
 import { SourceChangedError, createBuildContext } from "../src/context.js";
+import { renderDockerfile } from "../src/dockerfile.js";
 import type { ImageSpec, Layer } from "../src/layers.js";
 import { compareUtf8, listSpecFiles, walkDirectory } from "../src/walk.js";
 
@@ -208,7 +209,8 @@ describe("createBuildContext", () => {
     const s = spec([{ kind: "sourceFile", hostPath: extra, dest: "/e.txt" }], {
       base: { kind: "dockerfile", dockerfileHostPath: dockerfile, contextHostPath: ctxDir, buildArgs: [] },
     });
-    const ctx = createBuildContext(s, { dockerfile: "FROM busybox\nCOPY kiln-layers/0/x /e.txt\n" });
+    // The rendering of exactly the Dockerfile that was hashed (any other text is refused).
+    const ctx = createBuildContext(s, { dockerfile: renderDockerfile(s) });
     expect(ctx.dockerfilePath).toBe("kiln-layers/Dockerfile");
     const entries = await readTar(ctx.stream);
     expect(entries.map((e) => e.name)).toEqual([".dockerignore", "src", "src/a.txt", "kiln-layers", "kiln-layers/Dockerfile", "kiln-layers/0", `kiln-layers/0/${extraName}`]);

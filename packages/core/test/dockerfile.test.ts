@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dockerBuildTarget, KILN_FINAL_STAGE, planDockerfile, renderDockerfile } from "../src/dockerfile.js";
-import { BuildSecretsNeedBuildKitError, KilnError, SourceNotFoundError, ValidationError } from "../src/errors.js";
+import { BuildSecretsNeedBuildKitError, KilnError, SourceNotFoundError } from "../src/errors.js";
 import { Image } from "../src/image.js";
 
 const GOLDEN_DIR = new URL("./fixtures/golden/", import.meta.url);
@@ -213,10 +213,10 @@ describe("renderDockerfile rules", () => {
     expect(dockerBuildTarget(Image.fromDockerfile(p("Dockerfile")).withEnvVars({ A: "1" }))).toBeUndefined();
   });
 
-  it("refuses to append to a Dockerfile with a custom escape directive", () => {
+  it("appends to a Dockerfile with a custom escape directive, escaping Kiln's words with its character", () => {
     writeFileSync(p("Escaped.Dockerfile"), "# escape=`\nFROM busybox:1.36\n");
-    const image = Image.fromDockerfile(p("Escaped.Dockerfile")).withEnvVars({ A: "1" });
-    expect(() => renderDockerfile(image)).toThrow(ValidationError);
+    const image = Image.fromDockerfile(p("Escaped.Dockerfile")).withEnvVars({ A: "$x `y` \\z" });
+    expect(renderDockerfile(image)).toBe('# escape=`\nFROM busybox:1.36\nENV A="`$x ``y`` \\z"\n');
     // Untouched it is fine.
     expect(renderDockerfile(Image.fromDockerfile(p("Escaped.Dockerfile")))).toContain("escape=`");
   });

@@ -3,6 +3,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { build } from "../src/engine.js";
+import type { BuildEvent } from "../src/events.js";
+import { Image } from "../src/image.js";
 import { acquireImageLock, lockPathFor } from "../src/lock.js";
 
 const scratch = mkdtempSync(join(tmpdir(), "kiln-lock-"));
@@ -91,5 +94,38 @@ describe("cross-process build lock", () => {
     const taken = await acquireImageLock("key-b", { dir });
     expect(taken.waited).toBe(false);
     taken.release();
+  });
+
+  it("under the lock the engine checks again even when it did not wait: an image pushed meanwhile is found, not built twice; force skips both checks", async () => {
+    // Another process pushed and released the lock while our first check was out: that check said
+    // absent, the second (under the lock) says present.
+    let asked = 0;
+    const built: string[] = [];
+    const builder = {
+      getCheckers: () => [{ async imageExists(repository: string, tag: string) { return ++asked >= 2 ? `${repository}:${tag}` : null; } }],
+      async buildImage(image: Image) { built.push(image.uri); return { uri: image.uri }; },
+    };
+    const projectDir = join(scratch, "recheck");
+    mkdirSync(projectDir, { recursive: true });
+    const saved = process.env.KILN_LOCK_DIR;
+    process.env.KILN_LOCK_DIR = join(scratch, "recheck-locks");
+    try {
+      const image = Image.fromBase("kiln-test/busybox:1.35", { registry: "localhost:5000", name: "lock-test" }).withEnvVars({ RUN: `recheck-${Date.now()}` });
+      const events: BuildEvent[] = [];
+      const result = await build(image, { builder, projectDir, onEvent: (e) => events.push(e) });
+      expect(result).toMatchObject({ outcome: "found", uri: image.uri });
+      expect(asked).toBe(2);
+      expect(built).toEqual([]);
+      expect(events.some((e) => e.type === "lock.wait")).toBe(false);
+      expect(events.filter((e) => e.type === "check.result").map((e) => (e as { result: string }).result)).toEqual(["absent", "present"]);
+
+      const forced = await build(image, { builder, projectDir, force: true });
+      expect(forced.outcome).toBe("built");
+      expect(asked).toBe(2);
+      expect(built).toEqual([image.uri]);
+    } finally {
+      if (saved === undefined) delete process.env.KILN_LOCK_DIR;
+      else process.env.KILN_LOCK_DIR = saved;
+    }
   });
 });

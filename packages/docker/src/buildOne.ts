@@ -3,6 +3,11 @@
  * request body (never copied to disk), and the whole answer followed to the end by `followBuild`.
  * `buildOne` is the one-shot build of a whole image (the rendered Dockerfile and the full context);
  * incremental.ts sends one stage at a time through `sendBuild`.
+ *
+ * Every context is streamed from the build's source snapshot (`sourcesOf`): the files and digests the
+ * content tag was computed from. A file that changed since fails the context stream with core's
+ * SourceChangedError; the daemon then has an incomplete archive (nothing is built or tagged), and that
+ * error — not the broken request it causes — is what the build fails with.
  */
 import { Readable } from "node:stream";
 import {
@@ -13,14 +18,19 @@ import {
   KilnError,
   MissingSecretError,
   renderDockerfile,
+  snapshotOf,
+  snapshotSpec,
+  SourceChangedError,
   type Architecture,
   type BuildContext,
   type EventListener,
   type Image,
+  type SourceSnapshot,
 } from "@kiln/core";
 import { followBuild, type BuildOutcome } from "./buildProgress.js";
 import { openBuildSession, type BuildSession } from "./buildSession.js";
 import type { DockerDaemon } from "./daemon.js";
+import { explainImagePullFailure } from "./imagePullFailure.js";
 import { recordLostStepContainer, StepContainers } from "./orphanContainers.js";
 import { OrphanLedger } from "./orphanLedger.js";
 
@@ -43,6 +53,8 @@ export interface BuildOneOptions {
   orphans?: OrphanLedger;
   /** Resolved build secret values by id (core's resolveBuildSecrets), served to BuildKit through a session. */
   secrets?: ReadonlyMap<string, string>;
+  /** The sources to send (default: `sourcesOf(image, uri)`). */
+  snapshot?: SourceSnapshot;
 }
 
 export interface SendBuildOptions extends BuildOneOptions {
@@ -56,11 +68,30 @@ export interface SentBuild extends BuildOutcome {
   contextBytes: number;
 }
 
+/**
+ * The sources a build of `image` sends: the snapshot the engine pinned for it (core's pinSources), else
+ * — a builder called directly — one taken now, which must give the content tag the build is tagging
+ * (`uri`'s tag, computed from the files a moment ago) unless the image has an explicit tag.
+ */
+export function sourcesOf(image: Image, uri: string): SourceSnapshot {
+  const pinned = snapshotOf(image);
+  if (pinned !== undefined) return pinned;
+  const { tag, snapshot } = snapshotSpec(image);
+  if (image.spec.tag === undefined && !uri.endsWith(`:${tag}`)) {
+    throw new SourceChangedError(`The sources of ${uri} changed between computing its content tag and building it (the files now give tag ${tag})`, {
+      hint: "Nothing was built. Stop whatever is writing to the source tree, then run the build again: it lists and hashes the sources anew.",
+      details: { image: uri, tagNow: tag },
+    });
+  }
+  return snapshot;
+}
+
 /** The whole image in one build (the rendered Dockerfile, the full context). */
 export async function buildOne(daemon: DockerDaemon, options: BuildOneOptions): Promise<SentBuild> {
   const { image } = options;
+  const snapshot = options.snapshot ?? sourcesOf(image, options.uri ?? image.uri);
   const dockerfile = renderDockerfile(image, { buildkit: options.buildkit });
-  const context = createBuildContext(image, { dockerfile });
+  const context = createBuildContext(image, { dockerfile, snapshot });
   const base = image.spec.base;
   const buildArgs = base.kind === "dockerfile" ? Object.fromEntries(base.buildArgs) : {};
   return sendBuild(daemon, { ...options, context, target: dockerBuildTarget(image), buildArgs });
@@ -71,6 +102,11 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
   const uri = options.uri ?? options.image.uri;
   const buildArgs = options.buildArgs ?? {};
   let contextBytes = 0;
+  // The context's own failure (a source changed: SourceChangedError) is the build's error, whatever the
+  // broken request makes the daemon answer.
+  let contextFailure: unknown;
+  context.stream.on("error", (error) => (contextFailure ??= error));
+  const failedContext = () => (KilnError.isInstance(contextFailure) ? contextFailure : undefined);
   const counted = Readable.from(countBytes(context.stream, (n) => (contextBytes += n)), { objectMode: false });
   const abortContext = () => {
     counted.destroy();
@@ -111,7 +147,7 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
         statusCodes: { 200: true, 400: "bad parameter", 500: "server error" },
       });
     } catch (error) {
-      throw requestFailure(daemon, error, options);
+      throw failedContext() ?? requestFailure(daemon, error, options);
     }
     const stepContainers = new StepContainers();
     try {
@@ -122,9 +158,13 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
         redact: options.redact,
         stepContainers,
       });
+      const failed = failedContext();
+      if (failed) throw failed;
       return { ...outcome, contextBytes };
     } catch (error) {
       response.destroy();
+      const failed = failedContext();
+      if (failed) throw failed;
       // Cancelled: the daemon is there, sees the request go and removes the container itself.
       if (options.signal?.aborted) throw new CancelledError(`Build of ${uri} (${platform}) cancelled`, { cause: error });
       // The build ended between a step container's start and its removal: the daemon went away
@@ -146,6 +186,9 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
           cause: error,
         });
       }
+      // The base or uv image could not be pulled: name it and say how to point Kiln elsewhere.
+      const unpulled = explainImagePullFailure(error, options.image, uri);
+      if (unpulled) throw unpulled;
       if (KilnError.isInstance(error)) throw error;
       throw requestFailure(daemon, error, options);
     }

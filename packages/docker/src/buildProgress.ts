@@ -3,10 +3,17 @@
  * `build.log` events, remembers a log tail per step, and returns the built image ID — or throws
  * `BuildFailedError` with the failing step and the last lines of its log when the stream carries an
  * error (which the Engine reports inside an HTTP 200 response).
+ *
+ * Log text is redacted a whole line at a time, never a chunk at a time (logLines.ts): BuildKit cuts a
+ * step's output anywhere, even inside a multi-byte character or a secret, so each step and stream is
+ * decoded with its own streaming UTF-8 decoder and a partial line waits for the rest. The classic
+ * builder's messages are already text (the daemon itself turns a character cut between two messages
+ * into U+FFFD, which no client can undo); they are joined into whole lines the same way.
  */
 import { BuildFailedError, emit, type Architecture, type EventListener } from "@kiln/core";
 import { decodeTraceAux, type TraceVertex } from "./buildkitTrace.js";
 import { readJsonMessages, type EngineMessage } from "./jsonStream.js";
+import { LogLineAssembler } from "./logLines.js";
 
 const LOG_TAIL_LINES = 20;
 
@@ -56,11 +63,15 @@ class BuildState {
   private readonly stepLogs = new Map<string, Tail>();
   private error: string | undefined;
   private failedStep: string | undefined;
-  /** BuildKit: vertex digest → vertex, and the partial last line of each vertex's log. */
+  /** BuildKit: vertex digest → vertex, and the log of each vertex and stream being reassembled. */
   private readonly vertexes = new Map<string, TraceVertex & { announced: boolean }>();
-  private readonly partial = new Map<string, string>();
+  private readonly vertexLogs = new Map<string, { vertex: string; lines: LogLineAssembler }>();
+  /** Classic builder: the output line being reassembled across messages. */
+  private readonly classicLines: LogLineAssembler;
 
-  constructor(private readonly options: BuildProgressOptions, private readonly redact: (t: string) => string) {}
+  constructor(private readonly options: BuildProgressOptions, private readonly redact: (t: string) => string) {
+    this.classicLines = new LogLineAssembler({ redact });
+  }
 
   handle(message: EngineMessage): void {
     if (message.errorDetail || message.error) {
@@ -85,33 +96,38 @@ class BuildState {
    * " ---> Running in <id>" / "Removing intermediate container <id>" bracket its container.
    */
   private handleClassicText(text: string): void {
-    for (const raw of text.split("\n")) {
-      const line = raw.replace(/\r$/, "");
-      if (!line.trim()) continue;
-      const step = /^Step (\d+)\/(\d+) : (.*)$/.exec(line);
-      if (step) {
-        this.options.stepContainers?.step();
-        this.startStep(step[3]!, Number(step[1]), Number(step[2]), false);
-        continue;
-      }
-      if (/^ ---> Using cache$/.test(line)) {
-        this.cachedSteps++;
-        continue;
-      }
-      const running = /^ ---> Running in ([0-9a-f]{12})$/.exec(line);
-      if (running) {
-        this.options.stepContainers?.started(running[1]!);
-        continue;
-      }
-      // Printed after the daemon removed it (forcerm prints it for a failed step too).
-      const removed = /^Removing intermediate container ([0-9a-f]{12})$/.exec(line);
-      if (removed) {
-        this.options.stepContainers?.removed(removed[1]!);
-        continue;
-      }
-      if (/^ ---> [0-9a-f]{12}$/.test(line) || /^Removing intermediate container/.test(line)) continue;
-      this.log(this.currentStep, line);
+    // The daemon writes its own lines as messages of their own: one never continues a step's
+    // unfinished output line (`printf abc` then " ---> 1a2b3c4d5e6f").
+    const lines = !this.classicLines.empty && CLASSIC_CONTROL.test(text) ? this.classicLines.end() : [];
+    lines.push(...this.classicLines.push(text));
+    for (const line of lines) this.handleClassicLine(line);
+  }
+
+  private handleClassicLine(line: string): void {
+    if (!line.trim()) return;
+    const step = /^Step (\d+)\/(\d+) : (.*)$/.exec(line);
+    if (step) {
+      this.options.stepContainers?.step();
+      this.startStep(step[3]!, Number(step[1]), Number(step[2]), false);
+      return;
     }
+    if (/^ ---> Using cache$/.test(line)) {
+      this.cachedSteps++;
+      return;
+    }
+    const running = /^ ---> Running in ([0-9a-f]{12})$/.exec(line);
+    if (running) {
+      this.options.stepContainers?.started(running[1]!);
+      return;
+    }
+    // Printed after the daemon removed it (forcerm prints it for a failed step too).
+    const removed = /^Removing intermediate container ([0-9a-f]{12})$/.exec(line);
+    if (removed) {
+      this.options.stepContainers?.removed(removed[1]!);
+      return;
+    }
+    if (/^ ---> [0-9a-f]{12}$/.test(line) || /^Removing intermediate container/.test(line)) return;
+    this.log(this.currentStep, line);
   }
 
   private handleTrace(aux: string): void {
@@ -137,11 +153,22 @@ class BuildState {
       }
     }
     for (const log of status.logs) {
+      const key = `${log.vertex}\0${log.stream}`;
+      let entry = this.vertexLogs.get(key);
+      if (!entry) this.vertexLogs.set(key, (entry = { vertex: log.vertex, lines: new LogLineAssembler({ redact: this.redact }) }));
       const name = this.vertexes.get(log.vertex)?.name;
-      const text = (this.partial.get(log.vertex) ?? "") + log.data.toString("utf8");
-      const lines = text.split("\n");
-      this.partial.set(log.vertex, lines.pop() ?? "");
-      for (const line of lines) if (line.trim()) this.log(name, line.replace(/\r$/, ""));
+      for (const line of entry.lines.push(log.data)) if (line.trim()) this.log(name, line);
+    }
+    // A finished step's unfinished last line is complete now.
+    for (const v of status.vertexes) if (v.completed !== undefined || v.error) this.endVertexLogs(v.digest);
+  }
+
+  /** Releases what is left of the logs of one vertex (all of them when `digest` is undefined). */
+  private endVertexLogs(digest: string | undefined): void {
+    for (const [key, { vertex, lines }] of this.vertexLogs) {
+      if (digest !== undefined && vertex !== digest) continue;
+      this.vertexLogs.delete(key);
+      for (const line of lines.end()) if (line.trim()) this.log(this.vertexes.get(vertex)?.name, line);
     }
   }
 
@@ -179,8 +206,8 @@ class BuildState {
   }
 
   finish(): BuildOutcome {
-    for (const [vertex, rest] of this.partial) if (rest.trim()) this.log(this.vertexes.get(vertex)?.name, rest);
-    this.partial.clear();
+    this.endVertexLogs(undefined);
+    for (const line of this.classicLines.end()) this.handleClassicLine(line);
     if (this.error !== undefined || !this.imageId) {
       const step = this.failedStep ? this.redact(this.failedStep) : undefined;
       const tail = (step && this.stepLogs.get(step)?.lines.length ? this.stepLogs.get(step)!.lines : this.allLogs.lines).slice();
@@ -192,7 +219,7 @@ class BuildState {
           (tail.length ? `\n--- last ${tail.length} log lines ---\n${tail.join("\n")}` : ""),
         {
           hint: step
-            ? "Fix the failing step (its log tail is above) and build again; `kiln dockerfile <spec>` shows the Dockerfile Kiln rendered."
+            ? `Fix the failing step${tail.length ? " (its log tail is above)" : " (it printed no log; the reason is above)"} and build again; \`kiln dockerfile <spec>\` shows the Dockerfile Kiln rendered.`
             : "Check the daemon's log and the rendered Dockerfile (`kiln dockerfile <spec>`).",
           details: { step, logTail: tail, platform: this.options.platform, reason },
         },
@@ -201,6 +228,9 @@ class BuildState {
     return { imageId: this.imageId, steps: this.steps, cachedSteps: this.cachedSteps };
   }
 }
+
+/** Lines the classic builder itself writes, each as a message of its own. */
+const CLASSIC_CONTROL = /^(?:Step \d+\/\d+ : | ---> |Removing intermediate container |Successfully (?:built|tagged) )/;
 
 /** BuildKit's bookkeeping vertexes (context transfer, metadata loads, exporting) are not user steps. */
 function isInternalVertex(name: string): boolean {

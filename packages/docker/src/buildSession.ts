@@ -72,24 +72,7 @@ export async function openBuildSession(connection: DockerConnection, options: Bu
   }
   if (options.signal?.aborted) throw new CancelledError("Opening the build session was cancelled", { cause: options.signal.reason });
   const id = randomBytes(32).toString("hex");
-  const served = new Map<string, number>();
-  const missing = new Set<string>();
-  const handlers = new Map<string, UnaryHandler>([
-    [HEALTH_CHECK_METHOD, () => encodeHealthCheckResponse(ServingStatus.SERVING)],
-    [
-      GET_SECRET_METHOD,
-      (request) => {
-        const { id: secretId } = decodeGetSecretRequest(request);
-        const value = secrets.get(secretId);
-        if (value === undefined) {
-          missing.add(secretId);
-          throw new GrpcStatusError(GrpcStatus.NOT_FOUND, `secret ${secretId} not found`);
-        }
-        served.set(secretId, (served.get(secretId) ?? 0) + 1);
-        return encodeGetSecretResponse(value);
-      },
-    ],
-  ]);
+  const { handlers, served, missing } = secretSessionHandlers(secrets);
 
   // One header line per served method: the daemon routes only calls it was told about.
   const sessionHeaders = {
@@ -117,15 +100,49 @@ export async function openBuildSession(connection: DockerConnection, options: Bu
   void grpc.closed.then(() => options.signal?.removeEventListener("abort", onAbort));
   return {
     id,
-    served: () => new Map(served),
-    missing: () => new Set(missing),
+    served,
+    missing,
     closed: grpc.closed,
     close: () => grpc.close(),
   };
 }
 
+export interface SecretSessionHandlers {
+  /** Health/Check and Secrets/GetSecret, keyed by gRPC method path. */
+  handlers: Map<string, UnaryHandler>;
+  served(): ReadonlyMap<string, number>;
+  missing(): ReadonlySet<string>;
+}
+
+/**
+ * The unary methods every BuildKit session serves here: the daemon's health probe and its secret
+ * reads (NOT_FOUND for an id the session lacks, recorded so a failure can name it). Shared by the
+ * Engine's `/session` and @kiln/buildkit's Control.Session.
+ */
+export function secretSessionHandlers(secrets: ReadonlyMap<string, Buffer>): SecretSessionHandlers {
+  const served = new Map<string, number>();
+  const missing = new Set<string>();
+  const handlers = new Map<string, UnaryHandler>([
+    [HEALTH_CHECK_METHOD, () => encodeHealthCheckResponse(ServingStatus.SERVING)],
+    [
+      GET_SECRET_METHOD,
+      (request) => {
+        const { id: secretId } = decodeGetSecretRequest(request);
+        const value = secrets.get(secretId);
+        if (value === undefined) {
+          missing.add(secretId);
+          throw new GrpcStatusError(GrpcStatus.NOT_FOUND, `secret ${secretId} not found`);
+        }
+        served.set(secretId, (served.get(secretId) ?? 0) + 1);
+        return encodeGetSecretResponse(value);
+      },
+    ],
+  ]);
+  return { handlers, served: () => new Map(served), missing: () => new Set(missing) };
+}
+
 /** Values as bytes; an empty ID or an oversized value is refused here rather than by the daemon mid-build. */
-function checkedSecrets(secrets: ReadonlyMap<string, string>): Map<string, Buffer> {
+export function checkedSecrets(secrets: ReadonlyMap<string, string>): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   for (const [id, value] of secrets) {
     if (typeof id !== "string" || id === "") {
@@ -213,7 +230,8 @@ function upgrade(connection: DockerConnection, sessionHeaders: Record<string, st
   });
 }
 
-function sessionRequest(connection: DockerConnection, base: http.RequestOptions): http.ClientRequest {
+/** A request on a connection of its own to the engine at `connection` (unix, tcp, tls), for an HTTP upgrade. */
+export function sessionRequest(connection: DockerConnection, base: http.RequestOptions): http.ClientRequest {
   const o = connection.options as Record<string, unknown>;
   // `agent: false`: a connection of its own, never returned to (or taken from) a pool.
   if (connection.kind === "unix" || connection.kind === "npipe") return http.request({ ...base, socketPath: String(o.socketPath), agent: false });

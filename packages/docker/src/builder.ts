@@ -7,6 +7,8 @@
 import {
   CancelledError,
   computeTag,
+  pinSources,
+  snapshotOf,
   emit,
   KilnError,
   redactSecrets,
@@ -110,11 +112,14 @@ export class DockerImageBuilder implements ImageBuilder {
     return this.run(image, options);
   }
 
-  private async run(image: Image, options: BuildImageOptions): Promise<ImageBuild> {
-    const uri = image.uri;
+  private async run(requested: Image, options: BuildImageOptions): Promise<ImageBuild> {
+    const uri = requested.uri;
     // A dry run touches nothing: no daemon call at all, the URI it would produce.
     if (options.dryRun) return { uri };
-    if (!image.needsBuild) return { uri };
+    if (!requested.needsBuild) return { uri };
+    // One source snapshot for every stage and platform of this build (the engine's pinned image
+    // already has one; a direct call gets it here).
+    const image = pinSources(requested);
     const { signal, onEvent } = options;
     const abortError = () => new CancelledError(`Build of ${uri} cancelled`);
     if (signal?.aborted) throw abortError();
@@ -168,12 +173,12 @@ export class DockerImageBuilder implements ImageBuilder {
         await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${tag}` });
         if (!auth) result = { uri };
         else {
-          const pushed = await pushTag(daemon, { repository, tag, registry: auth.registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs });
+          const pushed = await pushTag(daemon, { repository, tag, registry: auth.registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs, beforePush: options.beforePush });
           emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
           result = { uri, digest: pushed.digest };
         }
       } else {
-        result = await this.buildMultiPlatform(daemon, info, image, platforms, { ...common, repository, tag, auth, idleTimeoutMs, force: options.force ?? false });
+        result = await this.buildMultiPlatform(daemon, info, image, platforms, { ...common, repository, tag, auth, idleTimeoutMs, force: options.force ?? false, beforePush: options.beforePush });
       }
       if (incremental && buildsInStages(image.spec) && built.length > 0) {
         await pruneStages(daemon, {
@@ -217,9 +222,11 @@ export class DockerImageBuilder implements ImageBuilder {
     info: DaemonInfo,
     image: Image,
     platforms: Architecture[],
-    common: Omit<PlatformBuildOptions, "platform" | "tagRef"> & { repository: string; tag: string; auth: RegistryAuth | undefined; idleTimeoutMs: number; force: boolean },
+    common: Omit<PlatformBuildOptions, "platform" | "tagRef"> & {
+      repository: string; tag: string; auth: RegistryAuth | undefined; idleTimeoutMs: number; force: boolean; beforePush: BuildImageOptions["beforePush"];
+    },
   ): Promise<ImageBuild> {
-    const { repository, tag, auth, onEvent, signal, redact, idleTimeoutMs, force } = common;
+    const { repository, tag, auth, onEvent, signal, redact, idleTimeoutMs, force, beforePush } = common;
     const uri = image.uri;
 
     if (!auth) {
@@ -239,7 +246,7 @@ export class DockerImageBuilder implements ImageBuilder {
     // Reusing per-platform images is only safe under the content tag (an explicit tag may hide new
     // content) and when nothing asks for a fresh build. The engine pins the content tag explicitly,
     // so "is the content tag" is decided by computing it, not by the tag being unset.
-    const reusable = !force && !this.options.noCache && !this.options.pull && (image.spec.tag === undefined || image.spec.tag === computeTag(image));
+    const reusable = !force && !this.options.noCache && !this.options.pull && (image.spec.tag === undefined || image.spec.tag === (snapshotOf(image)?.tag ?? computeTag(image)));
     const present = reusable ? await presentPlatformManifests(this.registryClient, repository, tag, platforms) : new Map<Architecture, PlatformManifest>();
     const missing = platforms.filter((p) => !present.has(p));
     if (present.size > 0) emit(onEvent, { type: "build.platforms-present", image: uri, present: [...present.keys()], missing });
@@ -248,12 +255,13 @@ export class DockerImageBuilder implements ImageBuilder {
     for (const platform of missing) {
       const archTag = platformTag(tag, platform);
       await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${archTag}` });
-      const pushed = await pushTag(daemon, { repository, tag: archTag, registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs });
+      const pushed = await pushTag(daemon, { repository, tag: archTag, registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs, beforePush });
       emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
       manifests.set(platform, await pushedManifest(this.registryClient, { repository, registry, ...pushed }, signal));
     }
     signal?.throwIfAborted();
     const index = assembleIndex(platforms.map((p) => [p, manifests.get(p)!] as const));
+    await beforePush?.(); // the index is a push too: not under a lost lease
     const digest = await this.registryClient.putManifest(`${repository}:${tag}`, index.body, index.mediaType);
     emit(onEvent, { type: "push.done", image: uri, digest });
     return { uri, digest };

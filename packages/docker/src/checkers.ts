@@ -3,7 +3,10 @@
  * - LocalDockerImageChecker: the daemon's own images, for registry-less images (a local copy of a
  *   registry image proves nothing about the registry, so those are left to the next checker);
  *   arch-aware through the image's `Os`/`Architecture` (per-platform tags `<tag>-linux-arm64` count).
- * - RegistryImageChecker: core's registry client (HEAD, then platforms from the index or config).
+ *   Each platform is answered by inspecting that platform's own image, so no manifest list is
+ *   trusted for a platform it merely lists (the classic image store holds none anyway).
+ * - RegistryImageChecker: core's `checkImage` (HEAD, then platforms from the index or config; for an
+ *   index each requested platform's child manifest must still be held — a deleted child is absent).
  */
 import { CancelledError, checkImage, type Architecture, type ImageChecker, type ImageCheckOptions, type RegistryClient } from "@kiln/core";
 import { DockerDaemon } from "./daemon.js";
@@ -31,8 +34,13 @@ export class LocalDockerImageChecker implements ImageChecker {
     this.daemon = DockerDaemon.fromEnv(options.env ?? process.env);
   }
 
+  /** The daemon speaks for registry-less names only (unless `anyRepository`): a local copy proves nothing about a registry. */
+  answersFor(repository: string): boolean {
+    return this.options.anyRepository === true || !hasRegistryHost(repository);
+  }
+
   async imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
-    if (!this.options.anyRepository && hasRegistryHost(repository)) return null;
+    if (!this.answersFor(repository)) return null;
     const ref = `${repository}:${tag}`;
     // dockerode's inspect takes no signal; each inspect is a quick local read, so check between them.
     const inspect = async (candidate: string) => {
@@ -75,13 +83,19 @@ export class RegistryImageChecker implements ImageChecker {
   readonly name = "docker-registry";
   constructor(private readonly options: RegistryImageCheckerOptions = {}) {}
 
+  /** Registries only: a registry-less name is the daemon's (LocalDockerImageChecker). */
+  answersFor(repository: string): boolean {
+    return hasRegistryHost(repository);
+  }
+
   async imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
-    if (!hasRegistryHost(repository)) return null;
+    if (!this.answersFor(repository)) return null;
     const ref = `${repository}:${tag}`;
     const result = await checkImage(ref, {
       platforms: arch ?? [],
       ...(this.options.client ? { client: this.options.client } : {}),
       ...(options?.signal ? { signal: options.signal } : {}),
+      ...(options?.onEvent ? { onEvent: options.onEvent } : {}),
     });
     return result.present ? ref : null;
   }

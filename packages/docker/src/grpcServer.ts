@@ -36,16 +36,43 @@ export class GrpcStatusError extends Error {
 /** Decodes one request message and returns the encoded response message. */
 export type UnaryHandler = (request: Buffer) => Buffer | Promise<Buffer>;
 
+/** One streaming call (client, server or bidirectional streaming) as the handler sees it. */
+export interface StreamingCall {
+  /** The request metadata (gRPC headers, lower-case names; repeated keys as arrays). */
+  readonly headers: http2.IncomingHttpHeaders;
+  /** Every value of a metadata key, in order (`headers` joins repeated keys with ", "). */
+  values(key: string): string[];
+  /** The caller's messages, as they arrive; ends when the caller half-closes. */
+  readonly messages: AsyncIterable<Buffer>;
+  /** Sends one response message (or one message given as parts, sent back to back uncopied), resolving once the transport has taken it (backpressure). */
+  send(message: Buffer | readonly Buffer[]): Promise<void>;
+  /** Aborted when the caller cancels the call or the connection goes away. */
+  readonly signal: AbortSignal;
+}
+
+/** Serves a streaming method: resolve to end the call with OK, throw GrpcStatusError for another status. */
+export type StreamingHandler = (call: StreamingCall) => Promise<void>;
+
 const PREFIX_BYTES = 5;
 /** A request bigger than this is refused (the calls served here carry an ID and a few annotations). */
 const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024;
 
 /** Frames one protobuf message for the wire (uncompressed). */
 export function encodeGrpcFrame(message: Buffer): Buffer {
+  return Buffer.concat([grpcMessagePrefix(message.length), message]);
+}
+
+/** The 5-byte prefix of an uncompressed gRPC message of `length` bytes (to write before its parts, uncopied). */
+export function grpcMessagePrefix(length: number): Buffer {
   const prefix = Buffer.alloc(PREFIX_BYTES);
-  prefix.writeUInt8(0, 0);
-  prefix.writeUInt32BE(message.length, 1);
-  return Buffer.concat([prefix, message]);
+  prefix.writeUInt32BE(length, 1);
+  return prefix;
+}
+
+/** One message given as parts (a header and a large payload), framed without copying the parts. */
+export function grpcFrameParts(message: Buffer | readonly Buffer[]): Buffer[] {
+  const parts = Buffer.isBuffer(message) ? [message] : message.filter((p) => p.length > 0);
+  return [grpcMessagePrefix(parts.reduce((n, p) => n + p.length, 0)), ...parts];
 }
 
 /** Splits a request body into its messages. Throws GrpcStatusError on a compressed or truncated frame. */
@@ -77,6 +104,8 @@ export function encodeGrpcMessageHeader(text: string): string {
 
 export interface GrpcConnectionOptions {
   maxRequestBytes?: number;
+  /** Streaming methods (keyed like the unary handlers), e.g. BuildKit's filesync DiffCopy. */
+  streams?: ReadonlyMap<string, StreamingHandler>;
   /**
    * How the HTTP/2 server side is started on the socket: `http2.performServerHandshake` (Node ≥ 20.12),
    * else a listener-less `http2.createServer()` handed the socket as a connection (Node 20.11).
@@ -102,7 +131,11 @@ export function serveGrpc(socket: Duplex, handlers: ReadonlyMap<string, UnaryHan
   // daemon fails the build that needed the session with its own message.
   session.on("error", () => undefined);
   socket.on("error", () => undefined);
-  session.on("stream", (stream, headers) => handleStream(stream, headers, handlers, maxRequestBytes));
+  session.on("stream", (stream, headers, _flags, rawHeaders: string[] = []) => {
+    const streaming = headers[":method"] === "POST" ? options.streams?.get(String(headers[":path"] ?? "")) : undefined;
+    if (streaming) void handleStreamingCall(stream, headers, rawHeaders, streaming);
+    else handleStream(stream, headers, handlers, maxRequestBytes);
+  });
 
   let closing: Promise<void> | undefined;
   return {
@@ -187,4 +220,104 @@ function respondWithStatus(stream: http2.ServerHttp2Stream, status: number, mess
     { ":status": 200, "content-type": "application/grpc", "grpc-status": String(status), "grpc-message": encodeGrpcMessageHeader(message) },
     { endStream: true },
   );
+}
+
+/**
+ * Splits a byte stream into gRPC messages as they arrive (a message may span chunks, a chunk may hold
+ * several). Throws GrpcStatusError on a compressed frame or a message beyond `maxMessageBytes`.
+ */
+export async function* readGrpcMessages(chunks: AsyncIterable<Buffer | string>, maxMessageBytes = 64 * 1024 * 1024): AsyncGenerator<Buffer> {
+  let pending: Buffer = Buffer.alloc(0);
+  for await (const chunk of chunks) {
+    pending = pending.length === 0 ? Buffer.from(chunk) : Buffer.concat([pending, Buffer.from(chunk)]);
+    while (pending.length >= PREFIX_BYTES) {
+      if (pending.readUInt8(0) !== 0) throw new GrpcStatusError(GrpcStatus.UNIMPLEMENTED, "compressed gRPC messages are not supported");
+      const length = pending.readUInt32BE(1);
+      if (length > maxMessageBytes) throw new GrpcStatusError(GrpcStatus.RESOURCE_EXHAUSTED, `gRPC message of ${length} bytes is too large`);
+      if (pending.length < PREFIX_BYTES + length) break;
+      yield pending.subarray(PREFIX_BYTES, PREFIX_BYTES + length);
+      pending = pending.subarray(PREFIX_BYTES + length);
+    }
+  }
+  if (pending.length > 0) throw new GrpcStatusError(GrpcStatus.INTERNAL, "truncated gRPC message");
+}
+
+/**
+ * Writes `data` to an HTTP/2 stream, waiting for drain when its buffer is full. Parts go out in one
+ * writev (corked), so a large payload is never copied to be joined to its small header.
+ */
+export function writeWithBackpressure(stream: http2.Http2Stream, data: Buffer | readonly Buffer[], signal?: AbortSignal): Promise<void> {
+  if (stream.destroyed || stream.closed) return Promise.reject(new GrpcStatusError(GrpcStatus.CANCELLED, "stream closed"));
+  let room: boolean;
+  if (Buffer.isBuffer(data)) room = stream.write(data);
+  else {
+    room = true;
+    stream.cork();
+    for (const part of data) room = stream.write(part);
+    stream.uncork();
+  }
+  if (room) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("close", closed);
+      signal?.removeEventListener("abort", closed);
+      resolve();
+    };
+    const closed = () => {
+      stream.off("drain", done);
+      stream.off("close", closed);
+      signal?.removeEventListener("abort", closed);
+      reject(new GrpcStatusError(GrpcStatus.CANCELLED, "stream closed"));
+    };
+    stream.on("drain", done);
+    stream.on("close", closed);
+    signal?.addEventListener("abort", closed, { once: true });
+  });
+}
+
+async function handleStreamingCall(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[], handler: StreamingHandler): Promise<void> {
+  stream.on("error", () => undefined);
+  const controller = new AbortController();
+  // A stream closed before our trailers went out was cancelled (RST_STREAM) or lost with its connection.
+  let finished = false;
+  stream.once("close", () => {
+    if (!finished) controller.abort(new GrpcStatusError(GrpcStatus.CANCELLED, "call cancelled"));
+  });
+  let responded = false;
+  const respond = () => {
+    if (responded || stream.destroyed || stream.closed) return;
+    responded = true;
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+  };
+  let status: number = GrpcStatus.OK;
+  let message = "";
+  try {
+    await handler({
+      headers,
+      values: (key) => {
+        const wanted = key.toLowerCase();
+        const out: string[] = [];
+        for (let i = 0; i + 1 < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === wanted) out.push(rawHeaders[i + 1]!);
+        return out;
+      },
+      // A handler that stops reading (its protocol is done) must not reset the stream on the way out.
+      messages: readGrpcMessages((stream as unknown as { iterator(o: { destroyOnReturn: boolean }): AsyncIterable<Buffer> }).iterator({ destroyOnReturn: false })),
+      send: (payload) => {
+        respond();
+        return writeWithBackpressure(stream, grpcFrameParts(payload), controller.signal);
+      },
+      signal: controller.signal,
+    });
+  } catch (error) {
+    status = error instanceof GrpcStatusError ? error.status : GrpcStatus.INTERNAL;
+    message = error instanceof GrpcStatusError ? error.message : "internal error";
+  }
+  finished = true;
+  if (stream.destroyed || stream.closed) return;
+  if (!responded) return respondWithStatus(stream, status, message);
+  stream.once("wantTrailers", () =>
+    stream.sendTrailers(status === GrpcStatus.OK ? { "grpc-status": "0" } : { "grpc-status": String(status), "grpc-message": encodeGrpcMessageHeader(message) }),
+  );
+  stream.end();
 }

@@ -12,9 +12,13 @@
  *
  * `noCache` or `pull` reuse no stage (a fresh base must not sit under old stages); only the first
  * stage pulls (the others are `FROM` local stage images).
+ *
+ * Every stage is keyed and sent from one source snapshot, the build's (taken with the content tag):
+ * a file saved while an earlier stage runs is not picked up by a later one — the later stage's
+ * context fails with SourceChangedError, and the image is neither tagged nor pushed.
  */
-import { createBuildContext, emit, renderDockerfile, type Architecture, type ImageSpec } from "@kiln/core";
-import { buildOne, sendBuild, type BuildOneOptions, type SendBuildOptions, type SentBuild } from "./buildOne.js";
+import { createBuildContext, emit, renderDockerfile, type Architecture, type ImageSpec, type SourceSnapshot } from "@kiln/core";
+import { buildOne, sendBuild, sourcesOf, type BuildOneOptions, type SendBuildOptions, type SentBuild } from "./buildOne.js";
 import type { DockerDaemon } from "./daemon.js";
 import { stageInUse } from "./prune.js";
 import { createStageContext } from "./stageContext.js";
@@ -39,9 +43,10 @@ export function buildsInStages(spec: Readonly<ImageSpec>): boolean {
 export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOptions): Promise<IncrementalOutcome> {
   const { image, platform, onEvent } = options;
   const uri = options.uri ?? image.uri;
-  const units = stageUnits(image.spec, options);
+  const snapshot = options.snapshot ?? sourcesOf(image, uri);
+  const units = stageUnits(image.spec, options, snapshot);
   // One stage (or a Dockerfile image without layers): the one-shot build is the same build.
-  if (units === undefined) return { ...(await buildOne(daemon, { ...options, uri })), stageRefs: [] };
+  if (units === undefined) return { ...(await buildOne(daemon, { ...options, uri, snapshot })), stageRefs: [] };
 
   const stageRefs = units.slice(0, -1).map((unit) => unit.ref);
   const release = stageInUse(stageRefs);
@@ -84,33 +89,33 @@ export async function buildIncremental(daemon: DockerDaemon, options: BuildOneOp
 }
 
 /** The stages to build in order, or undefined when the image builds in one go. */
-function stageUnits(spec: Readonly<ImageSpec>, { buildkit, platform }: BuildOneOptions): StageUnit[] | undefined {
+function stageUnits(spec: Readonly<ImageSpec>, { buildkit, platform }: BuildOneOptions, snapshot: SourceSnapshot): StageUnit[] | undefined {
   if (spec.base.kind === "dockerfile") {
-    const base = planDockerfileStage(spec, { platform });
+    const base = planDockerfileStage(spec, { platform, snapshot });
     if (base === undefined) return undefined;
     const dockerfileBase = spec.base;
     const first: StageUnit = {
       ref: base.ref,
       // Exactly a plain fromDockerfile build: its own context (Dockerfile in place or hidden), build args, target.
       request: () => ({
-        context: createBuildContext(base.spec, { dockerfile: renderDockerfile(base.spec, { buildkit }) }),
+        context: createBuildContext(base.spec, { dockerfile: renderDockerfile(base.spec, { buildkit }), snapshot }),
         target: dockerfileBase.target,
         buildArgs: Object.fromEntries(dockerfileBase.buildArgs),
       }),
     };
-    const plan = planStages(spec, { buildkit, platform, baseRef: base.ref })!;
-    return [first, ...kilnUnits(layersOnStage(spec, base.ref), plan)];
+    const plan = planStages(spec, { buildkit, platform, baseRef: base.ref, snapshot })!;
+    return [first, ...kilnUnits(layersOnStage(spec, base.ref), plan, snapshot)];
   }
-  const plan = planStages(spec, { buildkit, platform });
+  const plan = planStages(spec, { buildkit, platform, snapshot });
   if (plan === undefined || plan.stages.length <= 1) return undefined;
-  return kilnUnits(spec, plan);
+  return kilnUnits(spec, plan, snapshot);
 }
 
 /** Kiln-rendered stages: `FROM` the previous stage (the plan's base for the first), only their own files. */
-function kilnUnits(spec: Readonly<ImageSpec>, plan: StagePlan): StageUnit[] {
+function kilnUnits(spec: Readonly<ImageSpec>, plan: StagePlan, snapshot: SourceSnapshot): StageUnit[] {
   return plan.stages.map((stage, k) => ({
     ref: stage.ref,
-    request: () => ({ context: createStageContext(spec, stage.consumes, stageDockerfile(k === 0 ? plan.baseRef : plan.stages[k - 1]!.ref, stage)) }),
+    request: () => ({ context: createStageContext(spec, stage.consumes, stageDockerfile(k === 0 ? plan.baseRef : plan.stages[k - 1]!.ref, stage), snapshot) }),
   }));
 }
 

@@ -17,11 +17,12 @@
  * directories (no symlink) owned by this user and writable by nobody else — else the ledger is not
  * used at all — and each record file must be a regular file (opened with O_NOFOLLOW) owned by this
  * user and writable by nobody else — else it is ignored, never followed, trusted or deleted.
+ * These checks are @kiln/core's (`directoryProblem`, `readOwnRegularFile`), shared with its build locks.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, type Stats } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { lockDirectory } from "@kiln/core";
+import { directoryProblem as unsafeDirectory, lockDirectory, readOwnRegularFile } from "@kiln/core";
 
 export interface OrphanRecord {
   /** The container ID as the classic builder printed it (12 hex) or in full (64 hex). */
@@ -131,35 +132,6 @@ export class UnsafeOrphanDirectoryError extends Error {
   override name = "UnsafeOrphanDirectoryError";
 }
 
-const ownUid = (): number | undefined => process.getuid?.();
-
-/**
- * Why `path` is not a directory only this user controls (lstat: a symlink is never followed),
- * `undefined` when it is one, `null` when it does not exist. Windows has no owner/mode bits here:
- * only the "real directory" part applies there.
- */
-function unsafeDirectory(path: string): string | null | undefined {
-  let stats: Stats;
-  try {
-    stats = lstatSync(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code === "ENOENT" ? null : `${path} cannot be checked (${code ?? "error"})`;
-  }
-  if (stats.isSymbolicLink()) return `${path} is a symbolic link, not a directory`;
-  if (!stats.isDirectory()) return `${path} is not a directory`;
-  return foreignOrShared(path, stats);
-}
-
-/** Owned by someone else, or writable by group/others: someone else can plant or swap files in it. */
-function foreignOrShared(path: string, stats: Stats): string | undefined {
-  const uid = ownUid();
-  if (uid === undefined) return undefined;
-  if (stats.uid !== uid) return `${path} is owned by uid ${stats.uid}, not by this user (uid ${uid})`;
-  if ((stats.mode & 0o022) !== 0) return `${path} is writable by group or others (mode ${(stats.mode & 0o777).toString(8).padStart(4, "0")})`;
-  return undefined;
-}
-
 /** A short, file-name-safe key per endpoint; the full endpoint inside the record guards against collisions. */
 function endpointKey(endpoint: string): string {
   return createHash("sha256").update(endpoint).digest("hex").slice(0, 16);
@@ -187,29 +159,6 @@ function parseRecord(path: string, endpoint: string, idFromName: string): Orphan
     buildStartedAt: value.buildStartedAt,
     ...(typeof value.image === "string" ? { image: value.image } : {}),
   };
-}
-
-/**
- * The file's text when it is a regular file of ours nobody else can write, else `undefined`.
- * O_NOFOLLOW: a symlink fails to open (never followed); O_NONBLOCK: a FIFO planted in its place
- * cannot stall the build; the checks run on the opened file (fstat), so it cannot be swapped between.
- */
-function readOwnRegularFile(path: string): string | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0));
-  } catch {
-    return undefined;
-  }
-  try {
-    const stats = fstatSync(fd);
-    if (!stats.isFile() || foreignOrShared(path, stats)) return undefined;
-    return readFileSync(fd, "utf8");
-  } catch {
-    return undefined;
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function ageMs(path: string): number {

@@ -32,6 +32,11 @@ export interface PushOptions {
    * aborts. Resolved by the builder (`pushIdleTimeoutMs`).
    */
   idleTimeoutMs: number;
+  /**
+   * The engine's lease check (BuildImageOptions.beforePush), awaited before every attempt: when it
+   * rejects (LeaseLostError — another host took the build over) nothing is pushed.
+   */
+  beforePush?: () => Promise<void>;
 }
 
 export const DEFAULT_PUSH_IDLE_TIMEOUT_MS = 120_000;
@@ -59,6 +64,7 @@ const RETRY_DELAYS_MS = [1_000, 3_000];
 export async function pushTag(daemon: DockerDaemon, options: PushOptions, delaysMs: readonly number[] = RETRY_DELAYS_MS): Promise<PushResult> {
   for (let attempt = 0; ; attempt++) {
     try {
+      await options.beforePush?.();
       return await pushOnce(daemon, options);
     } catch (error) {
       const transient = (PushFailedError.isInstance(error) || RateLimitError.isInstance(error)) && TRANSIENT.test(error.message);

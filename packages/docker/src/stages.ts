@@ -9,9 +9,11 @@
  * Key of stage k: sha256 chained over stages 0..k of (the stage recipe version and the tag recipe
  * version, the base, the installer, the platform, the Dockerfile preamble) then, per stage, the
  * rendered lines of its steps and the content of the files it copies (path, type, executable bit,
- * sha256 or link target — the same per-file digests the content tag uses, from the stat cache). So a
- * stage image is reused exactly when every instruction and every copied byte before and in it is the
- * same. The key is 32 hex characters; stage images are tagged `kiln-stage/<name>:<key>` locally.
+ * sha256 or link target — the very digests the content tag was computed from: the build's source
+ * snapshot, core's snapshot.ts, so every stage is keyed and sent from the files as they were when the
+ * tag was computed, however long the stages before it ran). So a stage image is reused exactly when
+ * every instruction and every copied byte before and in it is the same. The key is 32 hex characters;
+ * stage images are tagged `kiln-stage/<name>:<key>` locally.
  *
  * A `fromDockerfile` image with layers is staged too: its stage 0 is the user's Dockerfile built alone
  * (`planDockerfileStage`: keyed on the content tag the image would have without its layers, for this one
@@ -21,11 +23,13 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import {
-  computeTag,
-  digestEntry,
-  listSpecFiles,
+  filesFor,
+  nameBytes,
+  pinnedDigest,
   planDockerfile,
   sharedDigestCache,
+  snapshotSpec,
+  snapshotTag,
   TAG_RECIPE_VERSION,
   type Architecture,
   type ContextFiles,
@@ -33,6 +37,7 @@ import {
   type FileDigestCache,
   type FileGroup,
   type ImageSpec,
+  type SourceSnapshot,
   type WalkEntry,
 } from "@kiln/core";
 
@@ -73,7 +78,8 @@ export function stageRepository(name: string): string {
  * The stages of a Kiln-rendered image. A `fromDockerfile` image's layers are planned only with
  * `baseRef` (its stage 0 image, from `planDockerfileStage`), as if they were rendered on that image;
  * without it the answer is undefined (built in one go).
- * Reads the copied files' digests (cached by stat identity, so a warm plan costs one walk).
+ * Files and digests come from `snapshot` (the build's, taken with the content tag); without one, a
+ * snapshot is taken now (digests cached by stat identity, so a warm plan costs one walk).
  */
 export function planStages(
   imageSpec: Readonly<ImageSpec>,
@@ -82,14 +88,15 @@ export function planStages(
     platform,
     cache = sharedDigestCache(),
     baseRef,
-  }: { buildkit: boolean; platform: Architecture; cache?: FileDigestCache | false; baseRef?: string },
+    snapshot: given,
+  }: { buildkit: boolean; platform: Architecture; cache?: FileDigestCache | false; baseRef?: string; snapshot?: SourceSnapshot },
 ): StagePlan | undefined {
   if (imageSpec.base.kind === "dockerfile" && baseRef === undefined) return undefined;
   const spec = baseRef === undefined ? imageSpec : layersOnStage(imageSpec, baseRef);
   if (spec.base.kind !== "image") return undefined;
   const plan = planDockerfile(spec, { buildkit });
-  const groups = new Map<number, FileGroup>(listSpecFiles(spec as ImageSpec).groups.map((g) => [g.layerIndex, g]));
-  const digestCache = cache === false ? undefined : cache;
+  const snapshot = given ?? snapshotSpec(imageSpec, { cache }).snapshot;
+  const groups = new Map<number, FileGroup>(filesFor(spec, snapshot).groups.map((g) => [g.layerIndex, g]));
   const repository = stageRepository(spec.name);
 
   // Cut before every step that copies context files.
@@ -120,7 +127,7 @@ export function planStages(
       chain.uint(entries.length);
       for (const entry of entries) {
         chain.str(entry.contextPath);
-        if (entry.type === "file") chain.str(`${entry.executable ? "F" : "f"} ${digestEntry(entry, digestCache)}`);
+        if (entry.type === "file") chain.str(`${entry.executable ? "F" : "f"} ${pinnedDigest(snapshot, entry).toString("hex")}`);
         else if (entry.type === "symlink") chain.str(`l ${entry.linkTarget ?? ""}`);
         else chain.str("d");
       }
@@ -129,7 +136,6 @@ export function planStages(
     const key = chain.snapshot().slice(0, 32);
     return { index, steps, consumes, key, ref: `${repository}:${key}` };
   });
-  digestCache?.save();
   return { baseRef: plan.baseRef!, preamble: plan.preamble, stages, repository };
 }
 
@@ -146,18 +152,19 @@ export interface DockerfileStage {
 /**
  * Stage 0 of a `fromDockerfile` image with layers (undefined for any other image). Its key reuses the
  * content tag hash.ts computes for the image without layers on this one platform (Dockerfile bytes
- * and path, context tree, build args, target), framed with the stage recipe version.
+ * and path, context tree, build args, target) — from the build's source snapshot, or one taken now —
+ * framed with the stage recipe version.
  */
 export function planDockerfileStage(
   spec: Readonly<ImageSpec>,
-  { platform, cache = sharedDigestCache() }: { platform: Architecture; cache?: FileDigestCache | false },
+  { platform, cache = sharedDigestCache(), snapshot }: { platform: Architecture; cache?: FileDigestCache | false; snapshot?: SourceSnapshot },
 ): DockerfileStage | undefined {
   if (spec.base.kind !== "dockerfile" || spec.layers.length === 0) return undefined;
   const alone: ImageSpec = { ...(spec as ImageSpec), layers: [], platform: [platform] };
   const framer = new Framer(createHash("sha256"));
   framer.str(STAGE_RECIPE_VERSION);
   framer.str("dockerfile");
-  framer.str(computeTag(alone, { cache }));
+  framer.str(snapshotTag(alone, snapshot ?? snapshotSpec(alone, { cache }).snapshot));
   const key = framer.snapshot().slice(0, 32);
   const ref = `${stageRepository(spec.name)}:${key}`;
   return { key, ref, spec: alone };
@@ -181,7 +188,8 @@ export function stageDockerfile(from: string, stage: Stage): string {
   return `${[`FROM ${from}`, ...stage.steps.flatMap((step) => step.lines)].join("\n")}\n`;
 }
 
-/** Length-prefixed strings into a hash, so no two different inputs frame alike. */
+/** Length-prefixed strings into a hash, so no two different inputs frame alike. A path holding bytes
+ * that are not UTF-8 (core's rawNames) is framed as those bytes, so two such names never key alike. */
 class Framer {
   constructor(private readonly hash: Hash) {}
   uint(n: number): void {
@@ -190,7 +198,7 @@ class Framer {
     this.hash.update(b);
   }
   str(s: string): void {
-    const bytes = Buffer.from(s, "utf8");
+    const bytes = nameBytes(s);
     this.uint(bytes.length);
     this.hash.update(bytes);
   }

@@ -92,7 +92,7 @@ export class DockerHubImageChecker implements ImageChecker {
         details: { field: "repository", value: repository, registry: ref.registry },
       });
     }
-    const result = await checkImage({ ...ref, registry: "docker.io" }, { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client, signal: options.signal });
+    const result = await checkImage({ ...ref, registry: "docker.io" }, { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client, signal: options.signal, onEvent: options.onEvent });
     return result.present ? `${repository}:${tag}` : null;
   }
 }

@@ -3,8 +3,9 @@
  * (BatchGetImage), so it needs no `docker login` — only the AWS credentials the user already has.
  *
  * Answers: the image URI (present for all platforms), null (absent: no such tag, no such
- * repository, or a platform missing), or a thrown KilnError when it could not tell (throttled after
- * the SDK's retries, access denied, network) — never a guess.
+ * repository, a platform missing, or a platform the index lists whose manifest the repository no
+ * longer holds), or a thrown KilnError when it could not tell (throttled after the SDK's retries,
+ * access denied, network) — never a guess.
  */
 import { BatchGetImageCommand, type ECRClient } from "@aws-sdk/client-ecr";
 import {
@@ -22,6 +23,8 @@ import {
 import { awsErrorName, toKilnError } from "./aws-errors.js";
 import { EcrClientPool, type EcrClientOptions } from "./client.js";
 import { fetchConfigPlatform, type FetchLike } from "./config-blob.js";
+import { platformsWithMissingChildren } from "./index-children.js";
+import { ecrTimeoutError, requestDeadline, resolveDeadline, type EcrDeadlineSetting } from "./deadline.js";
 import { assertRegistryId, assertTag, ecrRegistryHost, parseEcrHost, splitRepository, type EcrRegistry } from "./host.js";
 import { configDigestOf, indexPlatforms, isIndexManifest } from "./platforms.js";
 import { deliverWarning, type EcrWarningListener } from "./warnings.js";
@@ -36,6 +39,12 @@ export interface EcrImageCheckerOptions extends EcrClientOptions {
   onWarning?: EcrWarningListener;
   /** HTTP client for config blob downloads (default: global fetch). */
   fetch?: FetchLike;
+  /**
+   * Deadline of each ECR request (BatchGetImage, GetDownloadUrlForLayer, the config blob download),
+   * the SDK's retries included: default KILN_REGISTRY_TIMEOUT_MS, else 30 s. Past it the check
+   * throws a RegistryTimeoutError ("could not tell").
+   */
+  timeoutMs?: number;
 }
 
 const DEFAULT_PLATFORMS: readonly Architecture[] = ["linux/amd64"];
@@ -52,6 +61,7 @@ export class EcrImageChecker implements ImageChecker {
   /** Shown in check events. */
   readonly name = "ecr";
   private readonly pool: EcrClientPool;
+  private deadlineSetting: EcrDeadlineSetting | undefined;
 
   constructor(private readonly options: EcrImageCheckerOptions = {}) {
     if (options.registryId !== undefined) assertRegistryId(options.registryId);
@@ -105,6 +115,8 @@ export class EcrImageChecker implements ImageChecker {
     };
 
     let response;
+    const deadline = this.deadline();
+    const request = requestDeadline(signal, deadline);
     try {
       response = await client.send(
         new BatchGetImageCommand({
@@ -113,9 +125,10 @@ export class EcrImageChecker implements ImageChecker {
           imageIds: [{ imageTag: tag }],
           acceptedMediaTypes: [...MANIFEST_MEDIA_TYPES],
         }),
-        signal ? { abortSignal: signal } : {},
+        { abortSignal: request.signal },
       );
     } catch (error) {
+      if (request.expired()) throw ecrTimeoutError(`ECR BatchGetImage for ${target.repositoryName}:${tag}`, deadline, details, error);
       const name = awsErrorName(error);
       if (name === "ImageNotFoundException") return null;
       if (name === "RepositoryNotFoundException") {
@@ -151,8 +164,21 @@ export class EcrImageChecker implements ImageChecker {
 
     const uri = await this.uriOf(client, target, image.registryId, tag);
     if (arch.length === 0) return uri;
-    const present = await this.platformsOf(client, target, image.imageManifest, image.imageManifestMediaType, details, signal);
-    return missingPlatforms(arch, present).length === 0 ? uri : null;
+    const { platforms: present, index } = await this.platformsOf(client, target, image.imageManifest, image.imageManifestMediaType, details, signal);
+    if (missingPlatforms(arch, present).length > 0) return null;
+    if (!index) return uri;
+    // An index is present only if the platforms in it are: each requested child must still be held.
+    const broken = await platformsWithMissingChildren({
+      client,
+      ...(target.registryId ? { registryId: target.registryId } : {}),
+      repositoryName: target.repositoryName,
+      index,
+      platforms: arch,
+      details,
+      deadline,
+      ...(signal ? { signal } : {}),
+    });
+    return broken.length === 0 ? uri : null;
   }
 
   /**
@@ -179,6 +205,12 @@ export class EcrImageChecker implements ImageChecker {
     } catch {
       return false;
     }
+  }
+
+  /** The request deadline, read once (an unreadable KILN_REGISTRY_TIMEOUT_MS fails the check, not the constructor). */
+  private deadline(): EcrDeadlineSetting {
+    this.deadlineSetting ??= resolveDeadline(this.options.timeoutMs);
+    return this.deadlineSetting;
   }
 
   /** Releases the SDK clients' sockets. */
@@ -221,7 +253,7 @@ export class EcrImageChecker implements ImageChecker {
     mediaType: string | undefined,
     details: Record<string, unknown>,
     signal: AbortSignal | undefined,
-  ): Promise<string[]> {
+  ): Promise<{ platforms: string[]; index?: Record<string, unknown> }> {
     let manifest: Record<string, unknown>;
     try {
       manifest = JSON.parse(manifestText) as Record<string, unknown>;
@@ -232,7 +264,7 @@ export class EcrImageChecker implements ImageChecker {
         details,
       });
     }
-    if (isIndexManifest(manifest, mediaType)) return indexPlatforms(manifest);
+    if (isIndexManifest(manifest, mediaType)) return { platforms: indexPlatforms(manifest), index: manifest };
     const digest = configDigestOf(manifest);
     if (!digest) {
       throw new CheckFailedError(`The manifest of ${target.repositoryName} has no config blob, so its platform is unknown`, {
@@ -247,9 +279,10 @@ export class EcrImageChecker implements ImageChecker {
       digest,
       ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
       ...(signal ? { signal } : {}),
+      deadline: this.deadline(),
       details,
     });
-    return [platformOfConfig(platform)];
+    return { platforms: [platformOfConfig(platform)] };
   }
 
   private warnRepositoryNotFound(target: Target, details: Record<string, unknown>): void {

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { GetDownloadUrlForLayerCommand, type ECRClient } from "@aws-sdk/client-ecr";
 import { CheckFailedError } from "@kiln/core";
 import { toKilnError } from "./aws-errors.js";
+import { ecrTimeoutError, requestDeadline, resolveDeadline, type EcrDeadlineSetting } from "./deadline.js";
 
 export interface PlatformFields {
   os?: string;
@@ -24,7 +25,8 @@ export interface ConfigBlobRequest {
   fetch?: FetchLike;
   /** Config blobs are a few KB; anything past this is refused rather than buffered. */
   maxBytes?: number;
-  timeoutMs?: number;
+  /** Deadline of the API call and of the download, each (default: KILN_REGISTRY_TIMEOUT_MS, else 30 s). */
+  deadline?: EcrDeadlineSetting;
   /** Cancels both the API call and the download (the caller's signal, combined with the timeout). */
   signal?: AbortSignal;
   details: Record<string, unknown>;
@@ -34,6 +36,9 @@ const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
 
 export async function fetchConfigPlatform(request: ConfigBlobRequest): Promise<PlatformFields> {
   const { client, repositoryName, digest, details } = request;
+  const deadline = request.deadline ?? resolveDeadline(undefined);
+  const what = `GetDownloadUrlForLayer for the config blob ${digest} of ${repositoryName}`;
+  const call = requestDeadline(request.signal, deadline);
   let url: string | undefined;
   try {
     const response = await client.send(
@@ -42,11 +47,12 @@ export async function fetchConfigPlatform(request: ConfigBlobRequest): Promise<P
         repositoryName,
         layerDigest: digest,
       }),
-      request.signal ? { abortSignal: request.signal } : {},
+      { abortSignal: call.signal },
     );
     url = response.downloadUrl;
   } catch (error) {
-    throw toKilnError(error, `GetDownloadUrlForLayer for the config blob ${digest} of ${repositoryName}`, details);
+    if (call.expired()) throw ecrTimeoutError(`ECR ${what}`, deadline, details, error);
+    throw toKilnError(error, what, details);
   }
   if (!url) {
     throw new CheckFailedError(`ECR returned no download URL for the config blob ${digest} of ${repositoryName}`, {
@@ -54,7 +60,7 @@ export async function fetchConfigPlatform(request: ConfigBlobRequest): Promise<P
       details: { ...details, digest },
     });
   }
-  const body = await download(url, request);
+  const body = await download(url, request, deadline);
   const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
   if (digest.startsWith("sha256:") && actual !== digest) {
     throw new CheckFailedError(`The config blob of ${repositoryName} does not match its digest ${digest}`, {
@@ -74,17 +80,19 @@ export async function fetchConfigPlatform(request: ConfigBlobRequest): Promise<P
   }
 }
 
-async function download(url: string, request: ConfigBlobRequest): Promise<Buffer> {
+async function download(url: string, request: ConfigBlobRequest, deadline: EcrDeadlineSetting): Promise<Buffer> {
   const fetchImpl = request.fetch ?? (globalThis.fetch as FetchLike);
   const maxBytes = request.maxBytes ?? DEFAULT_MAX_BYTES;
   // The URL is presigned: its query string is a credential, so only the host is ever reported.
   const where = safeHost(url);
+  // Either the deadline or the caller's cancellation ends the download — headers and body alike.
+  const call = requestDeadline(request.signal, deadline);
+  const timedOut = (error: unknown) => ecrTimeoutError(`The download of the config blob ${request.digest} from ${where}`, deadline, { ...request.details, digest: request.digest }, error);
   let response: Response;
   try {
-    const timeout = AbortSignal.timeout(request.timeoutMs ?? 30_000);
-    // Node 20.3+: either the deadline or the caller's cancellation ends the download.
-    response = await fetchImpl(url, { signal: request.signal ? AbortSignal.any([timeout, request.signal]) : timeout });
+    response = await fetchImpl(url, { signal: call.signal });
   } catch (error) {
+    if (call.expired()) throw timedOut(error);
     throw new CheckFailedError(`Could not download the config blob ${request.digest} from ${where}`, {
       hint: "Check network access to the ECR layer storage (S3) endpoint.",
       cause: error,
@@ -99,15 +107,20 @@ async function download(url: string, request: ConfigBlobRequest): Promise<Buffer
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.byteLength;
-    if (size > maxBytes) {
-      throw new CheckFailedError(`The config blob ${request.digest} is larger than ${maxBytes} bytes`, {
-        hint: "An image config is a few kilobytes; this digest does not point to one.",
-        details: { ...request.details, digest: request.digest },
-      });
+  try {
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        throw new CheckFailedError(`The config blob ${request.digest} is larger than ${maxBytes} bytes`, {
+          hint: "An image config is a few kilobytes; this digest does not point to one.",
+          details: { ...request.details, digest: request.digest },
+        });
+      }
+      chunks.push(Buffer.from(chunk));
     }
-    chunks.push(Buffer.from(chunk));
+  } catch (error) {
+    if (call.expired()) throw timedOut(error);
+    throw error;
   }
   return Buffer.concat(chunks);
 }

@@ -3,7 +3,7 @@
  * registry checkers), so `init({ imageBuilder: withEcrChecker(new DockerImageBuilder()) })` checks
  * ECR through the AWS API first and builds/pushes with the wrapped builder.
  */
-import type { Architecture, BuildImageOptions, Image, ImageBuild, ImageBuilder, ImageCheckerLike } from "@kiln/core";
+import type { Architecture, BuildImageOptions, Image, ImageBuild, ImageBuilder, ImageCheckerLike, ImageCheckOptions } from "@kiln/core";
 import { EcrImageChecker, type EcrImageCheckerOptions } from "./checker.js";
 
 export function withEcrChecker(builder: ImageBuilder, checker: EcrImageChecker | EcrImageCheckerOptions = {}): ImageBuilder & { name?: string } {
@@ -13,8 +13,9 @@ export function withEcrChecker(builder: ImageBuilder, checker: EcrImageChecker |
   // image: sending it to ECR's default account/region could report another image as "found".
   const ecrOnly = {
     name: ecr.name,
-    imageExists(repository: string, tag: string, arch?: readonly Architecture[]): Promise<string | null> {
-      return ecr.hasEcrHost(repository) ? ecr.imageExists(repository, tag, arch) : Promise.resolve(null);
+    // The engine's `{ signal }` goes on to the ECR requests, so a cancelled check closes them at once.
+    imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
+      return ecr.hasEcrHost(repository) ? ecr.imageExists(repository, tag, arch, options) : Promise.resolve(null);
     },
   };
   const name = (builder as { name?: unknown }).name;

@@ -11,6 +11,7 @@ import { mockClient } from "aws-sdk-client-mock";
 import { KilnError } from "@kiln/core";
 import { EcrImageChecker } from "../src/checker.js";
 import type { EcrWarning } from "../src/warnings.js";
+import { batchGetImage } from "./batch-get-image.js";
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, indexManifest, singleArch } from "./manifests.js";
 
 const HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -52,7 +53,7 @@ afterEach(() => vi.restoreAllMocks());
 
 describe("EcrImageChecker.imageExists — request", () => {
   it("asks BatchGetImage for the tag in the registry and region named by the host, with all four media types", async () => {
-    ecr.on(BatchGetImageCommand).resolves(image(indexManifest([{ os: "linux", architecture: "amd64" }]), OCI_INDEX));
+    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX }));
     const checker = new EcrImageChecker({ credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "s" } });
     const uri = await checker.imageExists(REPO, TAG, ["linux/amd64"]);
     expect(uri).toBe(`${REPO}:${TAG}`);
@@ -71,7 +72,7 @@ describe("EcrImageChecker.imageExists — request", () => {
   });
 
   it("uses FIPS and dual-stack endpoints for FIPS and dual-stack hosts", async () => {
-    ecr.on(BatchGetImageCommand).resolves(image(indexManifest([{ os: "linux", architecture: "amd64" }]), OCI_INDEX));
+    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX }));
     const checker = new EcrImageChecker({ credentials: { accessKeyId: "a", secretAccessKey: "s" } });
     await checker.imageExists("123456789012.dkr-ecr-fips.us-east-2.on.aws/app", TAG);
     const client = ecr.commandCalls(BatchGetImageCommand)[0]!.thisValue as ECRClient;
@@ -81,14 +82,14 @@ describe("EcrImageChecker.imageExists — request", () => {
   });
 
   it("sends the configured registryId for a cross-account repository given without a host, and builds the URI from it", async () => {
-    ecr.on(BatchGetImageCommand).resolves(image(indexManifest([{ os: "linux", architecture: "amd64" }]), OCI_INDEX, "999988887777"));
+    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX, registryId: "999988887777" }));
     const checker = new EcrImageChecker({ registryId: "999988887777", region: "ap-south-1", credentials: { accessKeyId: "a", secretAccessKey: "s" } });
     expect(await checker.imageExists("shared/base", TAG)).toBe(`999988887777.dkr.ecr.ap-south-1.amazonaws.com/shared/base:${TAG}`);
     expect(ecr.commandCalls(BatchGetImageCommand)[0]!.args[0].input.registryId).toBe("999988887777");
   });
 
   it("sends the host's account as registryId even when the caller's credentials belong to another account", async () => {
-    ecr.on(BatchGetImageCommand).resolves(image(indexManifest([{ os: "linux", architecture: "amd64" }]), OCI_INDEX, "555566667777"));
+    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX, registryId: "555566667777" }));
     const checker = new EcrImageChecker({ credentials: { accessKeyId: "a", secretAccessKey: "s" } });
     await checker.imageExists("555566667777.dkr.ecr.us-west-2.amazonaws.com/other-team/app", TAG);
     expect(ecr.commandCalls(BatchGetImageCommand)[0]!.args[0].input.registryId).toBe("555566667777");
@@ -127,7 +128,7 @@ describe("EcrImageChecker.imageExists — platforms", () => {
       ],
       { mediaType, attestations: true },
     );
-    ecr.on(BatchGetImageCommand).resolves(image(manifest, mediaType));
+    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest, mediaType }));
     expect(await checker().imageExists(REPO, TAG, ["linux/amd64", "linux/arm64"])).toBe(`${REPO}:${TAG}`);
     expect(await checker().imageExists(REPO, TAG, ["linux/arm64"])).toBe(`${REPO}:${TAG}`);
   });
@@ -264,7 +265,7 @@ describe("EcrImageChecker.imageExists — absent and could-not-tell", () => {
 
 describe("EcrImageChecker as a class (static imageExists, default construction)", () => {
   it("answers through a default instance", async () => {
-    ecr.on(BatchGetImageCommand).resolves(image(indexManifest([{ os: "linux", architecture: "arm64" }]), OCI_INDEX));
+    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "arm64" }]), mediaType: OCI_INDEX }));
     vi.stubEnv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
     vi.stubEnv("AWS_SECRET_ACCESS_KEY", "secret");
     try {

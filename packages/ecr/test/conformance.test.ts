@@ -6,7 +6,7 @@
 import { describeCheckerConformance } from "@kiln/core/testing";
 import { EcrImageChecker } from "../src/checker.js";
 import { FakeEcr } from "./fake-ecr.js";
-import { DOCKER_MANIFEST, DOCKER_LIST, indexManifest, singleArch } from "./manifests.js";
+import { DOCKER_MANIFEST, DOCKER_LIST, indexWithChildren, singleArch } from "./manifests.js";
 
 const ACCOUNT = "123456789012";
 const HOST = `${ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com`;
@@ -14,10 +14,7 @@ const credentials = { accessKeyId: "AKIDCONFORMANCE", secretAccessKey: "conforma
 
 describeCheckerConformance("EcrImageChecker (instance, multi-arch index)", async () => {
   const ecr = await new FakeEcr().start();
-  ecr.addImage(ACCOUNT, "team/multi", "v1", {
-    manifest: indexManifest([{ os: "linux", architecture: "amd64" }], { mediaType: DOCKER_LIST, attestations: true }),
-    mediaType: DOCKER_LIST,
-  });
+  ecr.addImage(ACCOUNT, "team/multi", "v1", indexWithChildren([{ os: "linux", architecture: "amd64" }], { mediaType: DOCKER_LIST, attestations: true }));
   const checker = new EcrImageChecker({ endpoint: ecr.url, credentials });
   return {
     checker,

@@ -14,6 +14,8 @@ const TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921.";
 export interface FakeImage {
   manifest: string;
   mediaType: string;
+  /** An index's child manifests, held by digest (untagged, as ECR stores them). */
+  children?: Array<{ manifest: string; mediaType: string }>;
 }
 
 export interface RecordedRequest {
@@ -29,11 +31,17 @@ export class FakeEcr {
   readonly repositories = new Set<string>();
   /** `${registryId}/${repository}:${tag}` → image. */
   readonly images = new Map<string, FakeImage>();
+  /** `${registryId}/${repository}@${digest}` → manifest (every tagged image and every child). */
+  readonly manifests = new Map<string, FakeImage>();
+  /** Child digest → a BatchGetImage failure code other than ImageNotFound (e.g. `KmsError`). */
+  readonly failingDigests = new Map<string, string>();
   readonly blobs = new Map<string, Buffer>();
   /** Operation → how many of its next calls answer ThrottlingException. */
   readonly throttle = new Map<string, number>();
   /** Operations (or "blob" for config blob downloads) accepted and never answered. */
   readonly hang = new Set<string>();
+  /** Requests matching this are accepted and never answered (finer than `hang`, e.g. BatchGetImage by digest only). */
+  hangIf: ((operation: string, body: Record<string, any>) => boolean) | undefined;
   /** Client connections currently open; `closed` counts those that have closed. */
   readonly connections = { open: 0, closed: 0 };
   /** Registry id used when a request names none (the caller's own account). */
@@ -68,6 +76,14 @@ export class FakeEcr {
   addImage(registryId: string, repository: string, tag: string, image: FakeImage): void {
     this.repositories.add(`${registryId}/${repository}`);
     this.images.set(`${registryId}/${repository}:${tag}`, image);
+    for (const held of [image, ...(image.children ?? [])]) {
+      this.manifests.set(`${registryId}/${repository}@${sha256(held.manifest)}`, { manifest: held.manifest, mediaType: held.mediaType });
+    }
+  }
+
+  /** Deletes a manifest by digest (as `aws ecr batch-delete-image` or a lifecycle policy would). */
+  deleteManifest(registryId: string, repository: string, digest: string): void {
+    this.manifests.delete(`${registryId}/${repository}@${digest}`);
   }
 
   addBlob(data: string | Buffer): string {
@@ -99,7 +115,7 @@ export class FakeEcr {
     const operation = target.slice(TARGET_PREFIX.length);
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as Record<string, any>;
     this.requests.push({ operation, body, headers: req.headers });
-    if (this.hang.has(operation)) return;
+    if (this.hang.has(operation) || this.hangIf?.(operation, body)) return;
 
     const throttled = this.throttle.get(operation) ?? 0;
     if (throttled > 0) {
@@ -132,19 +148,26 @@ export class FakeEcr {
     const accepted = new Set<string>(body.acceptedMediaTypes ?? ["application/vnd.docker.distribution.manifest.v2+json"]);
     const images: unknown[] = [];
     const failures: unknown[] = [];
-    for (const imageId of body.imageIds as Array<{ imageTag?: string }>) {
-      const image = this.images.get(`${registryId}/${repository}:${imageId.imageTag}`);
+    for (const imageId of body.imageIds as Array<{ imageTag?: string; imageDigest?: string }>) {
+      const failing = imageId.imageDigest ? this.failingDigests.get(imageId.imageDigest) : undefined;
+      if (failing) {
+        failures.push({ imageId, failureCode: failing, failureReason: "injected failure" });
+        continue;
+      }
+      const image = imageId.imageDigest
+        ? this.manifests.get(`${registryId}/${repository}@${imageId.imageDigest}`)
+        : this.images.get(`${registryId}/${repository}:${imageId.imageTag}`);
       if (!image) {
         failures.push({ imageId, failureCode: "ImageNotFound", failureReason: "Requested image not found" });
       } else if (!accepted.has(image.mediaType)) {
         // What ECR does when the stored type is not accepted and cannot be converted.
         failures.push({ imageId, failureCode: "ImageNotFound", failureReason: "Requested image not found" });
       } else {
-        const digest = `sha256:${createHash("sha256").update(image.manifest).digest("hex")}`;
+        const digest = sha256(image.manifest);
         images.push({
           registryId,
           repositoryName: repository,
-          imageId: { imageTag: imageId.imageTag, imageDigest: digest },
+          imageId: { ...(imageId.imageTag ? { imageTag: imageId.imageTag } : {}), imageDigest: digest },
           imageManifest: image.manifest,
           imageManifestMediaType: image.mediaType,
         });
@@ -197,4 +220,8 @@ export class FakeEcr {
   private error(res: http.ServerResponse, status: number, type: string, message: string): void {
     this.json(res, status, { __type: type, message });
   }
+}
+
+function sha256(text: string | Buffer): string {
+  return `sha256:${createHash("sha256").update(text).digest("hex")}`;
 }

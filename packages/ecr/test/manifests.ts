@@ -12,12 +12,31 @@ export function indexManifest(
   platforms: Array<{ os: string; architecture: string; variant?: string }>,
   options: { mediaType?: string; attestations?: boolean } = {},
 ): string {
+  return indexWithChildren(platforms, options).manifest;
+}
+
+export interface ChildManifest {
+  digest: string;
+  manifest: string;
+  mediaType: string;
+  platform: { os: string; architecture: string; variant?: string };
+}
+
+/** An index and the real single-arch child manifests it points at (what ECR holds by digest). */
+export function indexWithChildren(
+  platforms: Array<{ os: string; architecture: string; variant?: string }>,
+  options: { mediaType?: string; attestations?: boolean } = {},
+): { manifest: string; mediaType: string; children: ChildManifest[] } {
   const mediaType = options.mediaType ?? OCI_INDEX;
-  const manifests: unknown[] = platforms.map((platform, i) => ({
-    mediaType: mediaType === OCI_INDEX ? OCI_MANIFEST : DOCKER_MANIFEST,
-    digest: digestOf(`image-${i}`),
-    size: 500 + i,
-    platform,
+  const children: ChildManifest[] = platforms.map((platform) => {
+    const child = singleArch(platform, mediaType === OCI_INDEX ? OCI_MANIFEST : DOCKER_MANIFEST);
+    return { digest: digestOf(child.manifest), manifest: child.manifest, mediaType: child.mediaType, platform };
+  });
+  const manifests: unknown[] = children.map((child, i) => ({
+    mediaType: child.mediaType,
+    digest: child.digest,
+    size: child.manifest.length,
+    platform: platforms[i],
   }));
   if (options.attestations) {
     platforms.forEach((_, i) =>
@@ -26,11 +45,11 @@ export function indexManifest(
         digest: digestOf(`attestation-${i}`),
         size: 800,
         platform: { os: "unknown", architecture: "unknown" },
-        annotations: { "vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": digestOf(`image-${i}`) },
+        annotations: { "vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": children[i]!.digest },
       }),
     );
   }
-  return JSON.stringify({ schemaVersion: 2, mediaType, manifests });
+  return { manifest: JSON.stringify({ schemaVersion: 2, mediaType, manifests }), mediaType, children };
 }
 
 /** A config blob and the single-arch manifest that points at it. */

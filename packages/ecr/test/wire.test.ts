@@ -11,7 +11,7 @@ import { EcrImageChecker } from "../src/checker.js";
 import { createEcrCredentialProvider } from "../src/credentials.js";
 import type { EcrWarning } from "../src/warnings.js";
 import { FakeEcr } from "./fake-ecr.js";
-import { DOCKER_MANIFEST, OCI_INDEX, indexManifest, singleArch } from "./manifests.js";
+import { DOCKER_MANIFEST, OCI_INDEX, indexManifest, indexWithChildren, singleArch } from "./manifests.js";
 
 const ACCOUNT = "123456789012";
 const HOST = `${ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com`;
@@ -49,10 +49,7 @@ const checker = (options: ConstructorParameters<typeof EcrImageChecker>[0] = {})
 
 describe("EcrImageChecker over the wire", () => {
   it("sends a signed JSON 1.1 BatchGetImage and reads platforms from the returned index", async () => {
-    ecr.addImage(ACCOUNT, "team/multi", TAG, {
-      manifest: indexManifest([{ os: "linux", architecture: "amd64" }, { os: "linux", architecture: "arm64", variant: "v8" }], { attestations: true }),
-      mediaType: OCI_INDEX,
-    });
+    ecr.addImage(ACCOUNT, "team/multi", TAG, indexWithChildren([{ os: "linux", architecture: "amd64" }, { os: "linux", architecture: "arm64", variant: "v8" }], { attestations: true }));
     const c = checker();
     expect(await c.imageExists(`${HOST}/team/multi`, TAG, ["linux/amd64", "linux/arm64"])).toBe(`${HOST}/team/multi:${TAG}`);
     c.destroy();
@@ -103,15 +100,16 @@ describe("EcrImageChecker over the wire", () => {
   });
 
   it("retries ThrottlingException with the SDK's retry strategy and then answers", async () => {
-    ecr.addImage(ACCOUNT, "throttled", TAG, { manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX });
+    ecr.addImage(ACCOUNT, "throttled", TAG, indexWithChildren([{ os: "linux", architecture: "amd64" }]));
     ecr.throttle.set("BatchGetImage", 2);
     const c = checker({ maxAttempts: 3, retryMode: "standard" });
     expect(await c.imageExists(`${HOST}/throttled`, TAG)).toBe(`${HOST}/throttled:${TAG}`);
     c.destroy();
+    // Three attempts for the tag, then one for its linux/amd64 child by digest.
     const calls = ecr.calls("BatchGetImage");
-    expect(calls).toHaveLength(3);
+    expect(calls).toHaveLength(4);
     // The SDK marks its retries: attempt=N in amz-sdk-request.
-    expect(calls.map((r) => /attempt=(\d+)/.exec(String(r.headers["amz-sdk-request"]))?.[1])).toEqual(["1", "2", "3"]);
+    expect(calls.slice(0, 3).map((r) => /attempt=(\d+)/.exec(String(r.headers["amz-sdk-request"]))?.[1])).toEqual(["1", "2", "3"]);
   });
 
   it.each(["standard", "adaptive"] as const)("reports throttling past maxAttempts as could-not-tell (%s retry mode)", async (retryMode) => {

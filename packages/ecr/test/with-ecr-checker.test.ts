@@ -4,6 +4,7 @@ import { mockClient } from "aws-sdk-client-mock";
 import { toNamedChecker, type ImageBuilder } from "@kiln/core";
 import { EcrImageChecker } from "../src/checker.js";
 import { withEcrChecker } from "../src/with-ecr-checker.js";
+import { batchGetImage } from "./batch-get-image.js";
 import { OCI_INDEX, indexManifest } from "./manifests.js";
 
 const ecr = mockClient(ECRClient);
@@ -22,9 +23,7 @@ describe("withEcrChecker", () => {
   };
 
   it("puts the ECR checker first, keeps the builder's checkers and delegates builds", async () => {
-    ecr.on(BatchGetImageCommand).resolves({
-      images: [{ imageManifest: indexManifest([{ os: "linux", architecture: "amd64" }]), imageManifestMediaType: OCI_INDEX }],
-    });
+    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX }));
     const builder = withEcrChecker(inner as unknown as ImageBuilder, { credentials: { accessKeyId: "a", secretAccessKey: "s" } });
     const checkers = (builder.getCheckers!() ?? []).map((c) => toNamedChecker(c));
     expect(checkers.map((c) => c.name)).toEqual(["ecr", "registry"]);
@@ -43,9 +42,7 @@ describe("withEcrChecker", () => {
 
   it("never sends a bare name (local-only or Docker Hub image) to ECR, even when ECR has that name and tag", async () => {
     // ECR's default account holds myapp:<tag>; the local image of the same name must not be reported found.
-    ecr.on(BatchGetImageCommand).resolves({
-      images: [{ imageManifest: indexManifest([{ os: "linux", architecture: "amd64" }]), imageManifestMediaType: OCI_INDEX }],
-    });
+    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX }));
     const options = { credentials: { accessKeyId: "a", secretAccessKey: "s" } };
     for (const checker of [options, { ...options, region: "eu-west-1" }, { ...options, registryId: "123456789012" }]) {
       const builder = withEcrChecker(inner as unknown as ImageBuilder, checker);
@@ -58,14 +55,13 @@ describe("withEcrChecker", () => {
     const builder = withEcrChecker(inner as unknown as ImageBuilder, options);
     const [first] = (builder.getCheckers!() ?? []).map((c) => toNamedChecker(c));
     expect(await first!.imageExists(`${HOST}/myapp`, "v1", ["linux/amd64"])).toBe(`${HOST}/myapp:v1`);
-    expect(ecr.commandCalls(BatchGetImageCommand)).toHaveLength(1);
+    // The tag, then its linux/amd64 child manifest by digest.
+    expect(ecr.commandCalls(BatchGetImageCommand)).toHaveLength(2);
     expect(ecr.commandCalls(BatchGetImageCommand)[0]!.args[0].input).toMatchObject({ registryId: "123456789012", repositoryName: "myapp" });
   });
 
   it("sends a configured alias host to ECR", async () => {
-    ecr.on(BatchGetImageCommand).resolves({
-      images: [{ imageManifest: indexManifest([{ os: "linux", architecture: "amd64" }]), imageManifestMediaType: OCI_INDEX }],
-    });
+    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX }));
     const builder = withEcrChecker(inner as unknown as ImageBuilder, {
       credentials: { accessKeyId: "a", secretAccessKey: "s" },
       registryAliases: { "ecr.internal:5000": { registryId: "210987654321", region: "eu-west-1" } },

@@ -16,6 +16,7 @@ import {
   CancelledError,
   createBuildContext,
   emit,
+  pinSources,
   renderDockerfile,
   repositoryOf,
   type BuildImageOptions,
@@ -37,8 +38,12 @@ export class MyImageBuilder implements ImageBuilder {
     return [MyImageChecker];
   }
 
-  async buildImage(image: Image, options: BuildImageOptions = {}): Promise<ImageBuild> {
+  async buildImage(declared: Image, options: BuildImageOptions = {}): Promise<ImageBuild> {
     const { dryRun = false, wait = true, force = false, signal, onEvent } = options;
+    // One snapshot of the sources for the whole build: the tag below and the context streamed later
+    // come from the same files (a file changed in between fails the build with SourceChangedError).
+    // The engine has pinned it already; this covers a builder called directly.
+    const image = pinSources(declared);
     const uri = image.uri;
     const repository = repositoryOf(image); // what the engine passes checkers: `<registry>/<name>`
     const tag = image.tag;

@@ -5,12 +5,14 @@
  *   mirror, imported with `docker import`. Slow to make (a minute or more), so it is built once per
  *   machine (under a cross-process lock) and reused; it stands in for `python:3.11-slim-bookworm`.
  */
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { docker, dockerWithStdin, localImageExists, withMachineLock } from "./docker.js";
+import { digestOf, putTestManifest, uploadBlob } from "./registry.js";
 
 export const BUSYBOX_IMAGE = "kiln-test/busybox:1.35";
 export const DEBIAN_PYTHON_IMAGE = "kiln-test/python:3.11-slim-bookworm";
@@ -98,9 +100,9 @@ async function ensureDebootstrap(): Promise<void> {
   await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "debootstrap"], { DEBIAN_FRONTEND: "noninteractive" });
 }
 
-function run(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
+function run(command: string, args: string[], env?: NodeJS.ProcessEnv, cwd?: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"], ...(cwd ? { cwd } : {}) });
     let err = "";
     child.stderr.on("data", (d: Buffer) => {
       err = (err + d.toString()).slice(-4000);
@@ -108,4 +110,119 @@ function run(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<
     child.on("error", reject);
     child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${command} exited ${code}: ${err}`))));
   });
+}
+
+// ---- linux/arm64 under emulation ------------------------------------------------------------------
+
+const execFileAsync = promisify(execFile);
+const BINFMT_DIR = "/proc/sys/fs/binfmt_misc";
+const ARM64_BUSYBOX = join(tmpdir(), "kiln-test-cache", "busybox-arm64");
+
+/** Whether arm64 binaries run here: qemu-aarch64 registered with binfmt_misc and enabled. */
+export async function arm64EmulationEnabled(): Promise<boolean> {
+  const entry = await readFile(join(BINFMT_DIR, "qemu-aarch64"), "utf8").catch(() => "");
+  return entry.split("\n")[0]?.trim() === "enabled";
+}
+
+/**
+ * Makes arm64 binaries run on this (amd64) machine, as scripts/start-services.sh does: Debian's
+ * qemu-user-static + binfmt-support, binfmt_misc mounted, the qemu-aarch64 handler enabled (its `F`
+ * flag lets containers use it). Needs root; throws, saying what failed, where it cannot be done.
+ */
+export async function ensureArm64Emulation(): Promise<void> {
+  if (await arm64EmulationEnabled()) return;
+  await withMachineLock("arm64-emulation", async () => {
+    if (await arm64EmulationEnabled()) return;
+    if (!existsSync("/usr/bin/qemu-aarch64-static") || !existsSync("/usr/sbin/update-binfmts")) {
+      await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "qemu-user-static", "binfmt-support"], { DEBIAN_FRONTEND: "noninteractive" });
+    }
+    if (!existsSync(join(BINFMT_DIR, "register"))) await run("mount", ["binfmt_misc", "-t", "binfmt_misc", BINFMT_DIR]);
+    await run("update-binfmts", ["--enable", "qemu-aarch64"]);
+    if (!(await arm64EmulationEnabled())) throw new Error(`qemu-aarch64 is not enabled in ${BINFMT_DIR} after update-binfmts --enable qemu-aarch64`);
+  });
+}
+
+/** Debian's static arm64 busybox (`busybox-static:arm64`), fetched from the Debian mirror once per machine. */
+export async function arm64BusyboxBinary(): Promise<string> {
+  if (existsSync(ARM64_BUSYBOX)) return ARM64_BUSYBOX;
+  return withMachineLock("busybox-arm64", async () => {
+    if (existsSync(ARM64_BUSYBOX)) return ARM64_BUSYBOX;
+    const foreign = (await execFileAsync("dpkg", ["--print-foreign-architectures"])).stdout.split("\n");
+    if (!foreign.includes("arm64")) {
+      await run("dpkg", ["--add-architecture", "arm64"]);
+      await run("apt-get", ["update", "-qq"]);
+    }
+    const dir = await mkdtemp(join(tmpdir(), "kiln-busybox-arm64-"));
+    try {
+      // As root, apt's download sandbox user could not write the temp dir: download as root.
+      await run("apt-get", ["download", "-qq", "-o", "APT::Sandbox::User=root", "busybox-static:arm64"], {}, dir).catch(async () => {
+        await run("apt-get", ["update", "-qq"]);
+        await run("apt-get", ["download", "-qq", "-o", "APT::Sandbox::User=root", "busybox-static:arm64"], {}, dir);
+      });
+      const deb = (await readdir(dir)).find((f) => f.endsWith("_arm64.deb"));
+      if (!deb) throw new Error("apt-get download busybox-static:arm64 left no .deb");
+      await run("dpkg-deb", ["-x", join(dir, deb), join(dir, "root")]);
+      await mkdir(join(tmpdir(), "kiln-test-cache"), { recursive: true });
+      await copyFile(join(dir, "root", "bin", "busybox"), `${ARM64_BUSYBOX}.partial`);
+      await chmod(`${ARM64_BUSYBOX}.partial`, 0o755);
+      await rename(`${ARM64_BUSYBOX}.partial`, ARM64_BUSYBOX);
+      return ARM64_BUSYBOX;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+/**
+ * Pushes a two-platform busybox (an OCI index of linux/amd64 and linux/arm64, each `FROM scratch` +
+ * Debian's static busybox with its applets linked in /bin) to the open registry at `host`, over the
+ * registry API — no emulation needed to make it. Returns `<host>/<repository>:<tag>`.
+ */
+export async function pushMultiArchBusybox(host: string, repository = "kiln-base/busybox-multiarch", tag = "1.35"): Promise<string> {
+  const target = { url: `http://${host}`, authorizationFor: () => undefined };
+  // Both builds are the same Debian version: the host's applet list holds for the arm64 one too.
+  const applets = (await execFileAsync("/bin/busybox", ["--list"])).stdout.split("\n").filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== "busybox");
+  const manifests: unknown[] = [];
+  for (const [architecture, binary] of [
+    ["amd64", "/bin/busybox"],
+    ["arm64", await arm64BusyboxBinary()],
+  ] as const) {
+    const root = await mkdtemp(join(tmpdir(), `kiln-busybox-${architecture}-`));
+    try {
+      await mkdir(join(root, "bin"));
+      await copyFile(binary, join(root, "bin", "busybox"));
+      await chmod(join(root, "bin", "busybox"), 0o755);
+      for (const applet of applets) await symlink("busybox", join(root, "bin", applet)).catch(() => undefined);
+      await mkdir(join(root, "tmp"), { mode: 0o1777 });
+      await run("tar", ["-C", root, "--numeric-owner", "--owner=0", "--group=0", "--sort=name", "-cf", join(root, "layer.tar"), "bin", "tmp"]);
+      const layer = await readFile(join(root, "layer.tar"));
+      const config = Buffer.from(
+        JSON.stringify({
+          architecture,
+          os: "linux",
+          ...(architecture === "arm64" ? { variant: "v8" } : {}),
+          config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"] },
+          rootfs: { type: "layers", diff_ids: [digestOf(layer)] },
+        }),
+      );
+      const manifest = {
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...(await uploadBlob(target, repository, config)) },
+        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...(await uploadBlob(target, repository, layer)) }],
+      };
+      const pushed = await putTestManifest(target, repository, digestOf(JSON.stringify(manifest)), manifest, manifest.mediaType);
+      manifests.push({
+        mediaType: pushed.mediaType,
+        digest: pushed.digest,
+        size: pushed.size,
+        platform: { architecture, os: "linux", ...(architecture === "arm64" ? { variant: "v8" } : {}) },
+      });
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  }
+  const indexType = "application/vnd.oci.image.index.v1+json";
+  await putTestManifest(target, repository, tag, { schemaVersion: 2, mediaType: indexType, manifests }, indexType);
+  return `${host}/${repository}:${tag}`;
 }

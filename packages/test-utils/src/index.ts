@@ -8,3 +8,5 @@ export * from "./tlsDaemon.js";
 export * from "./faultsPushProxy.js";
 export * from "./faultsDaemon.js";
 export * from "./examples.js";
+export * from "./redis.js";
+export * from "./buildkitd.js";

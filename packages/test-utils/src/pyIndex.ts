@@ -20,6 +20,8 @@ export interface WheelSpec {
   source?: string;
   /** Requirements (`Requires-Dist`). */
   requires?: string[];
+  /** Console scripts (`entry_points.txt` `[console_scripts]`), e.g. `{ "kiln-demo": "kiln_demo:main" }`. */
+  consoleScripts?: Record<string, string>;
 }
 
 export interface PyIndex {
@@ -122,6 +124,10 @@ export function makeWheel(spec: WheelSpec): { file: string; data: Buffer } {
     ],
     [`${distInfo}/WHEEL`, Buffer.from("Wheel-Version: 1.0\nGenerator: kiln-test-utils\nRoot-Is-Purelib: true\nTag: py3-none-any\n")],
   ];
+  if (spec.consoleScripts && Object.keys(spec.consoleScripts).length > 0) {
+    const lines = Object.entries(spec.consoleScripts).map(([name, target]) => `${name} = ${target}`);
+    entries.push([`${distInfo}/entry_points.txt`, Buffer.from(`[console_scripts]\n${lines.join("\n")}\n`)]);
+  }
   const record = entries
     .map(([path, data]) => `${path},sha256=${createHash("sha256").update(data).digest("base64url")},${data.length}`)
     .concat(`${distInfo}/RECORD,,`, "")

@@ -177,6 +177,8 @@ export interface PushedTestImage {
   mediaType: string;
   /** Platforms a correct reader must report (normalised). */
   platforms: string[];
+  /** Index shapes: each platform's child manifest (normalised platform, digest) and its attestation manifest's digest (OCI shapes). */
+  children?: Array<{ platform: string; digest: string; attestation?: string }>;
 }
 
 const MT = {
@@ -300,8 +302,10 @@ export async function pushTestImage(
   if (shape === "oci-index-missing-platform") platforms = platforms.slice(0, -1);
   const format = shape === "docker-manifest-list" ? "docker" : "oci";
   const entries: unknown[] = [];
+  const children: NonNullable<PushedTestImage["children"]> = [];
   for (const platform of platforms) {
     const child = await pushSingle(target, repository, platform, format, spelling);
+    children.push({ platform: normal(platform), digest: child.digest });
     const { os, architecture, variant } = splitPlatform(platform);
     const withVariant = variant ?? (architecture === "arm64" && options.arm64Variant !== false ? "v8" : undefined);
     entries.push({
@@ -319,10 +323,30 @@ export async function pushTestImage(
         platform: { architecture: "unknown", os: "unknown" },
         annotations: { "vnd.docker.reference.digest": child.digest, "vnd.docker.reference.type": "attestation-manifest" },
       });
+      children.at(-1)!.attestation = attestation.digest;
     }
   }
   const mediaType = format === "oci" ? MT.ociIndex : MT.dockerList;
   const index = { schemaVersion: 2, mediaType, manifests: entries };
   const pushed = await putTestManifest(target, repository, tag, index, mediaType);
-  return { digest: pushed.digest, mediaType, platforms: platforms.map(normal) };
+  return { digest: pushed.digest, mediaType, platforms: platforms.map(normal), children };
+}
+
+/**
+ * Deletes a manifest by digest through the registry API (`DELETE /v2/<name>/manifests/<digest>`;
+ * the test registry runs with storage deletion enabled). Distribution also drops the tags that
+ * pointed at it. Used to make an index whose child manifest is gone, as after a registry clean-up.
+ * On a Bearer registry the token asks for the `delete` action, which a push token lacks.
+ */
+export async function deleteTestManifest(
+  target: PushTarget & Partial<Pick<TestRegistry, "tokenServer" | "credentials">>,
+  repository: string,
+  digest: string,
+): Promise<void> {
+  const { tokenServer, credentials } = target;
+  const deleter: PushTarget =
+    tokenServer && credentials
+      ? { url: target.url, authorizationFor: (name) => `Bearer ${tokenServer.issue(credentials.username, [`repository:${name}:delete`])}` }
+      : target;
+  await api(deleter, repository, "DELETE", `/v2/${repository}/manifests/${digest}`);
 }

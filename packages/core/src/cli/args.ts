@@ -27,6 +27,14 @@ export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   return parsed;
 }
 
+/** `--checker a,b` → ["a", "b"] (the checker chain, in order); undefined when not given. */
+export function parseCheckerFlag(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const names = value.split(",").map((n) => n.trim()).filter(Boolean);
+  if (names.length === 0) throw new UsageError("--checker needs at least one checker name", { hint: "Use e.g. --checker docker-local,registry; `kiln plugins` lists the installed checkers." });
+  return names;
+}
+
 /** `linux/amd64,linux/arm64` → validated Architecture[]. */
 export function parsePlatforms(value: string | undefined): Architecture[] | undefined {
   if (value === undefined) return undefined;

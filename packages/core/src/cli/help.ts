@@ -12,13 +12,14 @@ Commands:
   explain <spec>          the hash inputs behind each image's tag
   dockerfile <spec>       the rendered Dockerfile of each image
   check <image-ref>       is this image in its registry? (exit 0 present, 1 absent, 2 unknown)
-  plugins                 the builders, checkers and credential providers discovered
+  plugins                 the builders, checkers, credential providers, lock providers and check caches discovered
 
 Options:
   -h, --help              help for kiln or a command (kiln build --help)
   -v, --version           print the version
 
-A spec is a .ts, .js or .mjs module exporting Image values (default or named exports);
+A spec is a module exporting Image values (default or named exports): .ts/.mts/.cts (no
+TypeScript compiler needed) or .js/.mjs/.cjs, an ES module or CommonJS by Node's rules.
 spec.ts#name picks one export.
 
 Exit codes: 0 success, 1 operation failed (build failed, image absent), 2 bad usage or could not
@@ -38,11 +39,16 @@ Progress goes to stderr; the final image URIs go to stdout, one per line.
 
 Options:
   --builder <name>        builder to use (beats KILN_IMAGE_BUILDER and kiln.config.json)
-  --registry <registry>   registry for the images (host[:port][/namespace])
+  --checker <list>        checkers to ask, in order, by the names \`kiln plugins\` lists
+                          (beats KILN_IMAGE_CHECKERS and "imageCheckers"; default: the builder's own)
+  --registry <registry>   registry for images declared without one (host[:port][/namespace]);
+                          an image whose spec names a registry keeps it
   --platform <list>       comma-separated platforms, e.g. linux/amd64,linux/arm64
   --force                 skip the existence check and build
   --dry-run               check only; print the URIs that would be built, build nothing
-  --strict                fail when every checker errors (also KILN_STRICT=1)
+  --strict                fail instead of building when no checker found the image and a checker
+                          that answers for its registry could not tell (auth, network), or when
+                          a shared lock provider (KILN_LOCK_PROVIDER) is unreachable (also KILN_STRICT=1)
   --json                  NDJSON events on stderr instead of progress
   --project <dir>         project whose package.json/kiln.config.json is used (default: cwd)
   --secret <spec>         a build secret's value (repeatable), docker's syntax:
@@ -67,6 +73,7 @@ concurrently over one registry connection pool. Builds nothing. Exit 2 when some
 
 Options:
   --builder <name>        builder whose checkers answer (default: as for kiln build)
+  --checker <list>        checkers to ask, in order (default: as for kiln build)
   --registry <registry>   registry for images declared without one
   --platform <list>       override the platforms to check
   --concurrency <n>       parallel checks (default 8)
@@ -109,8 +116,11 @@ Examples:
 `,
   plugins: `Usage: kiln plugins [--json] [--project <dir>]
 
-Lists the image builders, checkers and credential providers that the project's dependencies
-declare in their package.json "kiln" field, with their packages, and any problem found.
+Lists the image builders, checkers, credential providers, lock providers and check caches that
+the project's dependencies declare in their package.json "kiln" field, with their packages, and any
+problem found: each entry is imported and its export checked (exit 1 when one is broken).
+Lock providers and check caches are selected with KILN_LOCK_PROVIDER /
+KILN_CHECK_CACHE or "lockProvider" / "checkCache" in kiln.config.json (built in: file / none).
 
 Examples:
   kiln plugins

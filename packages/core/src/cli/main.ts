@@ -2,7 +2,7 @@
 /**
  * The `kiln` command. Start-up is kept lean: this file only parses the command name; each command
  * lives in its own module, imported on demand (so `kiln --help` loads no engine, registry client,
- * tar or tsx code).
+ * tar or TypeScript-loader code).
  */
 import { readFileSync } from "node:fs";
 import { COMMANDS, COMMAND_HELP, MAIN_HELP, type CommandName } from "./help.js";

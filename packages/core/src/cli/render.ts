@@ -1,7 +1,8 @@
 /**
  * Progress renderers for engine events, all writing to stderr (stdout carries only results):
  *  - "json":  one event per line (NDJSON), exactly the typed BuildEvent;
- *  - "plain": one line per meaningful step, for logs and pipes (push progress only on status change);
+ *  - "plain": one line per meaningful step, for logs and pipes (push progress only on status change),
+ *             under a line naming the image (repeated only when another image's lines came between);
  *  - "tty":   a live block per image redrawn in place — checks, current step, recent log lines and a
  *             bar per pushed layer — then a permanent summary line.
  * Events never carry credentials; log lines are redacted again here as a last line of defence.
@@ -26,9 +27,22 @@ function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)}s`;
 }
 
+/** BuildKit's own step names carry their counter (`[stage-0 1/2] RUN …`, `[2/3] COPY …`). */
+const OWN_COUNTER = /^\[(?:[^\]\s]+\s)?\d+\/\d+\]\s/;
+
 function describeStep(e: Extract<BuildEvent, { type: "build.step" }>): string {
-  const counter = e.index !== undefined ? `[${e.index}${e.total ? `/${e.total}` : ""}] ` : "";
+  // One counter per line: the step's own when its name has one (else `[1/2] [stage-0 1/2] RUN …`).
+  const counter = e.index !== undefined && !OWN_COUNTER.test(e.step) ? `[${e.index}${e.total ? `/${e.total}` : ""}] ` : "";
   return `${e.platform ? `${e.platform} ` : ""}${counter}${e.step}${e.cached ? " (cached)" : ""}`;
+}
+
+/** A registry wait as people say it: "2 s", "0.3 s". */
+function waitText(ms: number): string {
+  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function quota(e: Extract<BuildEvent, { type: "registry.ratelimit" }>): string {
+  return e.limit !== undefined || e.remaining !== undefined ? ` (${e.remaining ?? "?"}/${e.limit ?? "?"} left)` : "";
 }
 
 /** The one-line text of an event, or undefined for events not worth a line. */
@@ -58,11 +72,22 @@ export function describeEvent(e: BuildEvent, pushStatus?: Map<string, string>): 
     case "push.done":
       return `pushed${e.platform ? ` ${e.platform}` : ""}${e.digest ? ` ${e.digest}` : ""}`;
     case "registry.ratelimit":
-      return `rate limit on ${e.registry}: ${e.remaining ?? "?"}/${e.limit ?? "?"} left${e.retryAfterSeconds ? `, retry in ${e.retryAfterSeconds}s` : ""}`;
+      // A retried 429 says how long it waits; the retry event that follows it adds nothing.
+      if (e.waitMs !== undefined) return `registry ${e.host} rate-limited, retrying in ${waitText(e.waitMs)}${quota(e)}`;
+      return e.status === 429 ? `registry ${e.host} rate-limited${quota(e)}` : `rate limit on ${e.host}${quota(e)}`;
     case "registry.retry":
-      return `retry ${e.attempt} on ${e.registry} in ${e.delayMs} ms (${e.reason})`;
+      if (e.status === 429) return undefined;
+      return `registry ${e.host} ${e.status !== undefined ? `answered HTTP ${e.status}` : `failed (${e.reason})`}, retrying in ${waitText(e.waitMs)} (retry ${e.attempt})`;
     case "lock.wait":
-      return "waiting for another kiln process building the same image…";
+      return e.provider && e.provider !== "file"
+        ? `waiting for ${e.holder ?? "another host"} building the same image (${e.provider} lease${e.waitedMs ? `, ${seconds(e.waitedMs)} so far` : ""})…`
+        : "waiting for another kiln process building the same image…";
+    case "lock.acquired":
+      return e.waitedMs >= 1000 || e.fallback ? `build lease taken from ${e.provider}${e.fallback ? " (fallback)" : ""} after ${seconds(e.waitedMs)}` : undefined;
+    case "lock.lost":
+      return `build lease lost (${e.provider}): ${e.message}`;
+    case "cache.result":
+      return `cache ${e.cache}: ${e.result}${e.digest ? ` ${e.digest}` : ""}${e.message ? ` — ${e.message}` : ""}`;
     case "done":
       return e.dryRun && !e.built
         ? `done ${e.uri} (dry run, ${seconds(e.durationMs)})`
@@ -76,10 +101,14 @@ export function describeEvent(e: BuildEvent, pushStatus?: Map<string, string>): 
 
 function createPlainRenderer(out: NodeJS.WritableStream): Renderer {
   const pushStatus = new Map<string, string>();
+  let current: string | undefined;
   return {
     onEvent(e) {
       const text = describeEvent(e, pushStatus);
-      if (text !== undefined) out.write(`${e.image}: ${text}\n`);
+      if (text === undefined) return;
+      // The URI once, not on every line; again only when lines of several images interleave.
+      if (e.image !== current) out.write(`${(current = e.image)}:\n`);
+      out.write(`  ${text}\n`);
     },
     close() {},
   };

@@ -21,7 +21,7 @@ export type CommandModule = { run(args: string[], context: CommandContext): Prom
 
 const USAGE_CODES = new Set([
   "KILN_USAGE", "KILN_VALIDATION", "KILN_INVALID_REFERENCE", "KILN_SPEC_LOAD", "KILN_CONFIG",
-  "KILN_UNKNOWN_BUILDER", "KILN_PLUGIN_LOAD", "KILN_CHECK_FAILED", "KILN_SOURCE_NOT_FOUND",
+  "KILN_UNKNOWN_BUILDER", "KILN_UNKNOWN_CHECKER", "KILN_PLUGIN_LOAD", "KILN_CHECK_FAILED", "KILN_SOURCE_NOT_FOUND",
   "KILN_MISSING_SECRET", "KILN_SECRETS_NEED_BUILDKIT",
 ]);
 
@@ -83,4 +83,7 @@ export function printError(error: unknown, context: CommandContext, code: number
   context.stderr.write(`kiln: ${serialized.message}\n`);
   if (serialized.hint) context.stderr.write(`hint: ${serialized.hint}\n`);
   if (process.env.KILN_DEBUG && error instanceof Error && error.stack) context.stderr.write(`${redactSecrets(error.stack)}\n`);
+  // The cause's stack too: for a spec that failed to load, it is where in the spec it failed.
+  const cause = error instanceof Error ? error.cause : undefined;
+  if (process.env.KILN_DEBUG && cause instanceof Error && cause.stack) context.stderr.write(`caused by: ${redactSecrets(cause.stack)}\n`);
 }

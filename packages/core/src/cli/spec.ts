@@ -1,20 +1,24 @@
 /**
- * Loads a spec file — a .ts/.mts/.cts (through tsx's ESM API, imported only then), .js, .mjs or
- * .cjs module — and collects the Images it exports (default or named). `spec.ts#name` picks one.
- * Images made by another copy of @kiln/core are recognised by shape and re-created from their JSON.
+ * Loads a spec file — a .ts/.mts/.cts/.tsx (compiled by the TypeScript loader, imported only then),
+ * .js, .mjs or .cjs module — and collects the Images it exports (default or named). `spec.ts#name`
+ * picks one. Images made by another copy of @kiln/core are recognised by shape and re-created from
+ * their JSON. A spec is CommonJS or an ES module by Node's rules (extension, then the nearest
+ * package.json's "type"); a CommonJS spec reaches the ES module @kiln/core through require(esm).
  */
 import { existsSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { extname, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { SpecLoadError, describeValue } from "../errors.js";
 import { Image } from "../image.js";
+import { isTypeScriptFile, moduleFormatOf } from "./moduleFormat.js";
+import { specLoadFailure } from "./specLoadFailure.js";
 
 export interface SpecImage {
   exportName: string;
   image: Image;
 }
 
-const TS_EXTENSIONS = new Set([".ts", ".mts", ".cts", ".tsx"]);
 const JS_EXTENSIONS = new Set([".js", ".mjs", ".cjs"]);
 
 function splitSpecArg(arg: string): { file: string; exportName?: string } {
@@ -30,13 +34,26 @@ function asImage(value: unknown): Image | undefined {
   return undefined;
 }
 
+/** What `import()` of a CommonJS module gives: its named exports, and module.exports as the default
+ * (compiled `export default` already sets `exports.default`, marked by `__esModule`). */
+function commonJsNamespace(exports: unknown): Record<string, unknown> {
+  if (exports === null || typeof exports !== "object") return { default: exports };
+  const named = exports as Record<string, unknown>;
+  if (named.__esModule) return { ...named };
+  const proto = Object.getPrototypeOf(exports) as unknown;
+  return proto === Object.prototype || proto === null ? { ...named, default: exports } : { default: exports };
+}
+
 export async function importSpecModule(file: string): Promise<Record<string, unknown>> {
-  const url = pathToFileURL(file).href;
-  if (TS_EXTENSIONS.has(extname(file))) {
-    const { tsImport } = await import("tsx/esm/api");
-    return (await tsImport(url, import.meta.url)) as Record<string, unknown>;
+  if (isTypeScriptFile(file)) {
+    const { enableTypeScriptImport, enableTypeScriptRequire } = await import("./typescriptLoader.js");
+    if (moduleFormatOf(file) === "commonjs") {
+      enableTypeScriptRequire();
+      return commonJsNamespace(createRequire(file)(file));
+    }
+    enableTypeScriptImport();
   }
-  return (await import(url)) as Record<string, unknown>;
+  return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
 }
 
 export async function loadSpec(arg: string, cwd: string = process.cwd()): Promise<SpecImage[]> {
@@ -49,8 +66,8 @@ export async function loadSpec(arg: string, cwd: string = process.cwd()): Promis
     });
   }
   const ext = extname(file);
-  if (!TS_EXTENSIONS.has(ext) && !JS_EXTENSIONS.has(ext)) {
-    throw new SpecLoadError(`Spec file ${describeValue(rawFile)} has extension ${describeValue(ext)}; expected .ts, .mts, .js, .mjs or .cjs`, {
+  if (!isTypeScriptFile(file) && !JS_EXTENSIONS.has(ext)) {
+    throw new SpecLoadError(`Spec file ${describeValue(rawFile)} has extension ${describeValue(ext)}; expected .ts, .mts, .cts, .js, .mjs or .cjs`, {
       hint: "Write the spec as a TypeScript or JavaScript module.",
       details: { file },
     });
@@ -59,8 +76,9 @@ export async function loadSpec(arg: string, cwd: string = process.cwd()): Promis
   try {
     mod = await importSpecModule(file);
   } catch (error) {
-    throw new SpecLoadError(`Loading spec ${describeValue(rawFile)} failed: ${(error as Error)?.message ?? String(error)}`, {
-      hint: "Fix the error in the spec file (run it with node/tsx to see the full stack).",
+    const failure = specLoadFailure(error, file);
+    throw new SpecLoadError(`Loading spec ${describeValue(rawFile)} failed: ${failure.message}`, {
+      hint: failure.hint,
       cause: error,
       details: { file },
     });

@@ -3,15 +3,25 @@
  * never "absent" (that would trigger a build) and never "present".
  */
 import { CancelledError } from "../errors.js";
+import type { EventListener } from "../events.js";
 
 /** Per-call options of the registry client's requests. */
 export interface RegistryRequestOptions {
   /**
    * Cancels the request: the in-flight HTTP exchange is destroyed (its socket closed), a retry
    * back-off or `Retry-After` wait ends at once, no further attempt is made, and the call rejects
-   * with a CancelledError.
+   * with a CancelledError. It composes with the client's own deadline (`timeouts.totalMs`,
+   * KILN_REGISTRY_TIMEOUT_MS): whichever comes first ends the request — the caller's abort as a
+   * CancelledError, the deadline as a RegistryTimeoutError; neither is ever "absent".
    */
   signal?: AbortSignal;
+  /**
+   * Hears this request's waits: a `registry.retry` event before each retry and `registry.ratelimit`
+   * for a 429 or rate-limit headers (with the wait, the host and the URL without credentials or
+   * query string) — so a caller sharing a client (e.g. the default one) can show them. The
+   * client's own `onEvent` hears them as well.
+   */
+  onEvent?: EventListener;
 }
 
 /** The typed error for a registry operation given up because its signal was aborted. */

@@ -1,14 +1,16 @@
 /**
  * One HTTP exchange on node:http/https with keep-alive agents. Built on the raw modules rather than
  * fetch so each failure is told apart precisely: refused/unreachable, connect timeout, idle timeout
- * (a stalled or dripping server), total deadline, reset mid-body and truncated body all surface as
- * a `TransportError` with a `reason` the retry policy can act on. Bodies are capped: a registry
+ * (a stalled server), total deadline (a dripping one: connect, headers and the whole body must fit
+ * in it), reset mid-body and truncated body all surface as a `TransportError` with a `reason` the
+ * retry policy can act on. Bodies are capped: a registry
  * answer bigger than `maxBodyBytes` is refused, never buffered.
  */
 import http from "node:http";
 import https from "node:https";
 
-export type TransportFailure = "connect" | "reset" | "timeout" | "truncated" | "too-large" | "aborted";
+/** `timeout`: no connection or no data for a while (retryable); `deadline`: the whole exchange ran out of time (not retried). */
+export type TransportFailure = "connect" | "reset" | "timeout" | "deadline" | "truncated" | "too-large" | "aborted";
 
 export class TransportError extends Error {
   constructor(
@@ -20,12 +22,12 @@ export class TransportError extends Error {
     this.name = "TransportError";
   }
   get retryable(): boolean {
-    return this.reason !== "too-large" && this.reason !== "aborted";
+    return this.reason !== "too-large" && this.reason !== "aborted" && this.reason !== "deadline";
   }
 }
 
 export interface HttpRequest {
-  method: "GET" | "HEAD" | "PUT" | "POST";
+  method: "GET" | "HEAD" | "PUT" | "POST" | "PATCH";
   url: URL;
   headers?: Record<string, string>;
   body?: Buffer | string;
@@ -33,7 +35,7 @@ export interface HttpRequest {
   connectTimeoutMs: number;
   /** Longest silence allowed while waiting for or reading the answer. */
   idleTimeoutMs: number;
-  /** Deadline for the whole exchange (guards against a slow drip that never goes idle). */
+  /** Deadline for the whole exchange — connect, headers and body (guards against a slow drip that never goes idle). */
   totalTimeoutMs: number;
   maxBodyBytes: number;
   signal?: AbortSignal;
@@ -81,7 +83,7 @@ export function httpRequest(request: HttpRequest): Promise<HttpResponse> {
     const req = transport.request(url, { method: request.method, headers, agent });
     timers.push(
       setTimeout(
-        () => finish(new TransportError("timeout", `no complete answer within ${request.totalTimeoutMs} ms`)),
+        () => finish(new TransportError("deadline", `no complete answer within ${request.totalTimeoutMs} ms`)),
         request.totalTimeoutMs,
       ),
     );

@@ -35,7 +35,10 @@ export {
   platformOfConfig,
   missingPlatforms,
   isAttestationDescriptor,
+  childDigestsByPlatform,
 } from "./platforms.js";
+export { platformsWithMissingChildren } from "./indexChildren.js";
+export { REGISTRY_TIMEOUT_ENV, DEFAULT_REGISTRY_TIMEOUT_MS, registryTimeoutFromEnv } from "./deadline.js";
 export {
   OCI_INDEX,
   OCI_MANIFEST,
@@ -48,3 +51,7 @@ export {
   isIndexMediaType,
   isImageManifestMediaType,
 } from "./mediaTypes.js";
+export { uploadBlob, mountBlobFrom, openBlobStream, blobExists } from "./blobs.js";
+export type { BlobSource, UploadBlobOptions, UploadedBlob, UploadForm } from "./blobs.js";
+export { putImageManifests } from "./manifestsWrite.js";
+export type { ManifestToPut, PutImageOptions } from "./manifestsWrite.js";

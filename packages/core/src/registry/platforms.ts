@@ -73,6 +73,22 @@ export function platformsOfIndex(index: { manifests?: DescriptorLike[] }): strin
   return [...found];
 }
 
+/**
+ * The child manifests an index lists for each of `platforms` (normalised; attestation entries left
+ * out). A platform listed twice maps to both digests; one the index does not list is left out.
+ */
+export function childDigestsByPlatform(index: { manifests?: DescriptorLike[] }, platforms: readonly string[]): Map<string, string[]> {
+  const wanted = new Set(platforms.map((p) => normalizePlatform(p)));
+  const children = new Map<string, string[]>();
+  for (const descriptor of index.manifests ?? []) {
+    if (isAttestationDescriptor(descriptor) || typeof descriptor.digest !== "string") continue;
+    const platform = normalizePlatform(descriptor.platform!);
+    if (!wanted.has(platform)) continue;
+    children.set(platform, [...(children.get(platform) ?? []), descriptor.digest]);
+  }
+  return children;
+}
+
 /** The platform recorded in a single-arch image's config blob. */
 export function platformOfConfig(config: PlatformFields): string {
   if (!config.architecture) return "unknown/unknown";

@@ -3,6 +3,8 @@
  * transport failures (reset, timeout, truncated body) are retried a bounded number of times with
  * full-jitter exponential backoff; a `Retry-After` header replaces the computed delay, but a wait
  * longer than `maxRetryAfterMs` is not slept through: the caller gets a RateLimitError at once.
+ * No retry starts once the call has spent its request deadline, and an attempt that ran out of
+ * deadline is not retried at all (see deadline.ts).
  */
 export interface RetryOptions {
   /** Retries after the first attempt (default 3, so at most 4 requests). */

@@ -1,7 +1,7 @@
 /** `kiln build <spec>[#export]` — check, then build and push what is missing; URIs on stdout. */
 import { resolve } from "node:path";
 import { build } from "../../engine.js";
-import { parse, parsePlatforms } from "../args.js";
+import { parse, parseCheckerFlag, parsePlatforms } from "../args.js";
 import { createRenderer } from "../render.js";
 import { readSecretFlags } from "../secrets.js";
 import type { CommandContext } from "../run.js";
@@ -11,6 +11,7 @@ import { loadSpec } from "../spec.js";
 export async function run(args: string[], context: CommandContext): Promise<number> {
   const { values, positionals } = parse("build", args, {
     builder: { type: "string" },
+    checker: { type: "string" },
     registry: { type: "string" },
     platform: { type: "string" },
     force: { type: "boolean" },
@@ -21,6 +22,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     secret: { type: "string", multiple: true },
   }, { min: 1, max: 1, names: "one spec file" });
   const platforms = parsePlatforms(values.platform);
+  const checkers = parseCheckerFlag(values.checker);
   // Read before loading the spec: a typo'd flag or unreadable file fails fast, and values are read once.
   const secrets = readSecretFlags(values.secret);
   const projectDir = values.project ? resolve(values.project) : undefined;
@@ -30,12 +32,15 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   try {
     for (const { image: declared } of specs) {
       let image = declared;
-      if (image.needsBuild && (values.registry || platforms)) {
-        image = image.clone({ ...(values.registry ? { registry: values.registry } : {}), ...(platforms ? { platform: platforms } : {}) });
+      // --registry is the default registry: for images declared without one, never replacing a spec's own.
+      const registry = values.registry && !image.registry ? values.registry : undefined;
+      if (image.needsBuild && (registry || platforms)) {
+        image = image.clone({ ...(registry ? { registry } : {}), ...(platforms ? { platform: platforms } : {}) });
       }
       try {
         const result = await build(image, {
           builder: values.builder,
+          ...(checkers ? { checkers } : {}),
           force: values.force,
           dryRun: values["dry-run"],
           strict: values.strict,

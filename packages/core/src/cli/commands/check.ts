@@ -1,4 +1,7 @@
-/** `kiln check <image-ref>` — exit 0 present, 1 absent, 2 could not tell. */
+/**
+ * `kiln check <image-ref>` — exit 0 present, 1 absent, 2 could not tell. The answer goes to stdout;
+ * the registry's retries and rate limits to stderr as they happen (NDJSON events with --json).
+ */
 import { findProjectDir } from "../../config.js";
 import { activateCredentialProviders } from "../../discovery.js";
 import { InvalidReferenceError } from "../../errors.js";
@@ -6,6 +9,7 @@ import { getDiscovery } from "../../selection.js";
 import { serializeError } from "../../redact.js";
 import { checkImage } from "../../registry/check.js";
 import { parse, parsePlatforms } from "../args.js";
+import { createRenderer } from "../render.js";
 import type { CommandContext } from "../run.js";
 
 export async function run(args: string[], context: CommandContext): Promise<number> {
@@ -17,13 +21,16 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     context.stderr.write(`kiln: warning: ${problem.message}\n`);
   }
   try {
-    const answer = await checkImage(ref, { platforms });
+    // Waits (a 429, a retried 503) are shown on stderr while they last: NDJSON events with --json.
+    const waits = createRenderer(values.json ? "json" : "plain", context.stderr);
+    const answer = await checkImage(ref, { platforms, onEvent: waits.onEvent });
     if (values.json) {
       context.stdout.write(`${JSON.stringify({ ref, status: answer.present ? "present" : "absent", ...answer })}\n`);
     } else if (answer.present) {
       context.stdout.write(`present ${answer.uri}${answer.digest ? `@${answer.digest}` : ""}\n`);
     } else if (answer.exists) {
-      context.stdout.write(`absent ${answer.uri}: missing platform(s) ${answer.missing.join(", ")} (has ${answer.platforms.join(", ") || "none"})\n`);
+      const broken = answer.brokenPlatforms.length ? `; its index lists ${answer.brokenPlatforms.join(", ")} but the registry no longer holds that manifest` : "";
+      context.stdout.write(`absent ${answer.uri}: missing platform(s) ${answer.missing.join(", ")} (has ${answer.platforms.join(", ") || "none"})${broken}\n`);
     } else {
       context.stdout.write(`absent ${answer.uri}\n`);
     }

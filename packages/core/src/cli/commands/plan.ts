@@ -16,7 +16,7 @@ import { KilnError, UnknownBuilderError } from "../../errors.js";
 import { checkImage } from "../../registry/check.js";
 import { activateCredentialProviders } from "../../discovery.js";
 import { getDiscovery, selectBuilder, selectRegistry } from "../../selection.js";
-import { parse, parsePlatforms, UsageError } from "../args.js";
+import { parse, parseCheckerFlag, parsePlatforms, UsageError } from "../args.js";
 import type { CommandContext } from "../run.js";
 import { loadSpec } from "../spec.js";
 
@@ -33,6 +33,8 @@ export interface PlanRow {
   reason?: string;
   /** Who answered: the builder's name, or "registry" when no builder is installed. */
   checkedBy: string;
+  /** The builder that would build it (chosen per image when none is configured: the first that can). */
+  builder?: string;
 }
 
 async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>, signal: AbortSignal): Promise<R[]> {
@@ -57,8 +59,10 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     json: { type: "boolean" },
     project: { type: "string" },
     builder: { type: "string" },
+    checker: { type: "string" },
   }, { min: 1, max: 1, names: "one spec file" });
   const platforms = parsePlatforms(values.platform);
+  const checkers = parseCheckerFlag(values.checker);
   const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
     throw new UsageError(`Invalid --concurrency ${JSON.stringify(values.concurrency)}: expected an integer from 1 to 64`, { hint: "E.g. --concurrency 8." });
@@ -77,8 +81,10 @@ export async function run(args: string[], context: CommandContext): Promise<numb
 
   const planOne = async ({ exportName, image: declared }: { exportName: string; image: Image }): Promise<PlanRow> => {
     let image = declared;
-    if (image.needsBuild && ((defaultRegistry && (values.registry || !image.registry)) || platforms)) {
-      image = image.clone({ ...(defaultRegistry && (values.registry || !image.registry) ? { registry: defaultRegistry } : {}), ...(platforms ? { platform: platforms } : {}) });
+    // The default registry (--registry first) is for images declared without one, as in `kiln build`.
+    const registry = defaultRegistry && !image.registry ? defaultRegistry : undefined;
+    if (image.needsBuild && (registry || platforms)) {
+      image = image.clone({ ...(registry ? { registry } : {}), ...(platforms ? { platform: platforms } : {}) });
     }
     const row: PlanRow = {
       export: exportName, uri: image.uri, tag: image.tag, platforms: [...image.platform],
@@ -100,13 +106,17 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     } else {
       const events: BuildEvent[] = [];
       try {
-        const result = await build(image, { builder: builderName, dryRun: true, projectDir, signal: context.signal, onEvent: (e) => events.push(e) });
+        // With no --builder the engine picks per image (the first installed builder that can build it).
+        const result = await build(image, { builder: values.builder, ...(checkers ? { checkers } : {}), dryRun: true, projectDir, signal: context.signal, onEvent: (e) => events.push(e) });
+        if (result.builder !== undefined) row.builder = row.checkedBy = result.builder;
         const checks = events.filter((e): e is Extract<BuildEvent, { type: "check.result" }> => e.type === "check.result");
         if (result.outcome === "found") row.exists = true;
         // One checker erroring means "could not tell" even if another said absent (e.g. the local
         // daemon's checker answers absent for every registry image): never a false "exists: false".
         else if (checks.some((c) => c.result === "error")) row.reason = checks.filter((c) => c.result === "error").map((c) => `${c.checker}: ${c.error?.message}`).join("; ");
         else if (checks.length > 0) row.exists = false;
+        // The shared check cache answered "absent" (checked by another host seconds ago).
+        else if (events.some((e) => e.type === "cache.result" && e.result === "absent")) row.exists = false;
         else if (image.tag !== "latest") row.reason = "the builder has no checkers";
       } catch (error) {
         if (context.signal.aborted) throw error;
@@ -123,9 +133,9 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     for (const row of rows) context.stdout.write(`${JSON.stringify(row)}\n`);
   } else {
     const uriWidth = Math.max(3, ...rows.map((r) => r.uri.length));
-    context.stdout.write(`${"IMAGE".padEnd(uriWidth)}  EXISTS   ACTION\n`);
+    context.stdout.write(`${"IMAGE".padEnd(uriWidth)}  EXISTS   ACTION  BUILDER\n`);
     for (const row of rows) {
-      context.stdout.write(`${row.uri.padEnd(uriWidth)}  ${String(row.exists).padEnd(7)}  ${row.action}${row.missing ? ` (missing ${row.missing.join(", ")})` : ""}${row.reason ? ` (${row.reason})` : ""}\n`);
+      context.stdout.write(`${row.uri.padEnd(uriWidth)}  ${String(row.exists).padEnd(7)}  ${row.action.padEnd(6)}  ${row.builder ?? "-"}${row.missing ? ` (missing ${row.missing.join(", ")})` : ""}${row.reason ? ` (${row.reason})` : ""}\n`);
     }
   }
   return rows.some((r) => r.reason !== undefined) ? 2 : 0;

@@ -1,0 +1,33 @@
+/**
+ * `@kiln/docker/internal` — the BuildKit session, gRPC, protobuf and push pieces that
+ * @kiln/buildkit shares with this package (one implementation, two builders). Not a stable public
+ * API: it follows @kiln/docker's own version, and only Kiln's packages should import it.
+ */
+export { readFields, asString, asBytes, asNumber, asBool, encodeVarint, varintField, lengthDelimitedField } from "./protobuf.js";
+export type { WireField, WireValue } from "./protobuf.js";
+export {
+  serveGrpc,
+  GrpcStatus,
+  GrpcStatusError,
+  encodeGrpcFrame,
+  grpcMessagePrefix,
+  grpcFrameParts,
+  decodeGrpcFrames,
+  encodeGrpcMessageHeader,
+  readGrpcMessages,
+  writeWithBackpressure,
+} from "./grpcServer.js";
+export type { UnaryHandler, StreamingHandler, StreamingCall, GrpcConnection, GrpcConnectionOptions } from "./grpcServer.js";
+export { GET_SECRET_METHOD, HEALTH_CHECK_METHOD, ServingStatus, decodeGetSecretRequest, encodeGetSecretRequest, decodeGetSecretResponse } from "./sessionMessages.js";
+export { secretSessionHandlers, checkedSecrets, sessionRequest, MAX_BUILD_SECRET_BYTES } from "./buildSession.js";
+export type { SecretSessionHandlers } from "./buildSession.js";
+export { HijackedStream } from "./hijackedStream.js";
+export { followBuild } from "./buildProgress.js";
+export type { BuildOutcome, BuildProgressOptions } from "./buildProgress.js";
+export { pushTag, pushIdleTimeoutMs, AUTH_FAILURE } from "./push.js";
+export type { PushOptions, PushResult } from "./push.js";
+export { encodeRegistryAuth, registryHost } from "./registryAuth.js";
+export type { RegistryAuth } from "./registryAuth.js";
+export { pushedManifest, presentPlatformManifests } from "./multiPlatform.js";
+export type { PlatformManifest } from "./multiPlatform.js";
+export { provenanceLabels } from "./provenance.js";

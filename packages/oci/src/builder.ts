@@ -1,0 +1,244 @@
+/**
+ * OciImageBuilder: builds copy-only images with no daemon. The base is read from its registry (one
+ * child per requested platform), the file layers are written here (sourceLayers.ts: deterministic
+ * tar, fixed gzip), the config composed (imageConfig.ts), and everything stored by a sink: pushed
+ * straight to the target registry with core's registry writes (registrySink.ts: blobs the registry
+ * holds are skipped, base layers in the same registry are mounted from the base's repository, else
+ * streamed across), or written into an OCI image layout for `registry: "oci:<dir>"` (layoutSink.ts);
+ * then each platform's manifest by digest and the tag last (on the index when there are several).
+ * Platform-independent layers are written and uploaded once.
+ *
+ * Reproducible: the same spec and sources give the same manifest digest in any clone, on any run
+ * (sorted entries, mtime and `created` = SOURCE_DATE_EPOCH or 0, uid/gid 0 unless chowned, no user
+ * names, gzip level 6, canonical JSON) — per Node/zlib version (gzip bytes depend on it).
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  CannotBuildError,
+  RegistryClient,
+  emit,
+  normalizePlatform,
+  openBlobStream,
+  parseReference,
+  pinSources,
+  snapshotOf,
+  type Architecture,
+  type BuildImageOptions,
+  type CanBuildAnswer,
+  type Image,
+  type ImageBuild,
+  type ImageBuilder,
+  type ImageCheckerLike,
+  type RegistryClientOptions,
+  type RegistryReference,
+  type SourceSnapshot,
+} from "@kiln/core";
+import { join as joinPath } from "node:path";
+import { OciLayoutImageChecker } from "./layoutChecker.js";
+import { LayoutSink } from "./layoutSink.js";
+import { layoutDirOf } from "./layoutTarget.js";
+import { OciLayoutWriter } from "./layoutWriter.js";
+import { RegistrySink } from "./registrySink.js";
+import type { BlobSource, ImageSink } from "./sink.js";
+import { readBase, type BasePlatformImage, type Descriptor } from "./base.js";
+import { canonicalJson } from "./canonicalJson.js";
+import { OciRegistryImageChecker } from "./checker.js";
+import { buildEpochSeconds, epochIso } from "./epoch.js";
+import { composeConfig } from "./imageConfig.js";
+import { writeLayer, type WrittenLayer } from "./layerFile.js";
+import { layerTarChunks, planSourceLayers } from "./sourceLayers.js";
+import { ociCanBuild } from "./support.js";
+
+export interface OciImageBuilderOptions {
+  /** The registry client (credentials, retries, timeouts); default one from `registry`. */
+  client?: RegistryClient;
+  /** Options for the default client. */
+  registry?: RegistryClientOptions;
+  /** Environment (SOURCE_DATE_EPOCH, TMPDIR); default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Bytes per PATCH when uploading a layer (default 16 MiB). */
+  chunkBytes?: number;
+}
+
+interface OwnLayer extends WrittenLayer {
+  createdBy: string;
+}
+
+export class OciImageBuilder implements ImageBuilder {
+  readonly name = "oci";
+  private readonly client: RegistryClient;
+  private readonly env: NodeJS.ProcessEnv;
+
+  constructor(private readonly options: OciImageBuilderOptions = {}) {
+    this.env = options.env ?? process.env;
+    this.client = options.client ?? new RegistryClient({ env: this.env, ...options.registry });
+  }
+
+  canBuild(image: Image): CanBuildAnswer {
+    return ociCanBuild(image);
+  }
+
+  getCheckers(): ImageCheckerLike[] {
+    return [new OciLayoutImageChecker(), new OciRegistryImageChecker(this.client)];
+  }
+
+  async buildImage(image: Image, options: BuildImageOptions = {}): Promise<ImageBuild> {
+    const answer = ociCanBuild(image);
+    if (!answer.ok) {
+      throw new CannotBuildError(`The oci builder cannot build ${image.uri}: ${answer.reason}`, {
+        hint: 'Build it with a builder that runs build steps (e.g. builder: "docker"), or leave the builder unset so Kiln picks one that can.',
+        details: { image: image.uri, builder: "oci", reason: answer.reason },
+      });
+    }
+    if (options.dryRun) return { uri: image.uri };
+    const pinned = snapshotOf(image) ? image : pinSources(image);
+    const snapshot = snapshotOf(pinned)!;
+    const uri = pinned.uri;
+    const signal = options.signal;
+    const platforms = pinned.spec.platform.length > 0 ? [...pinned.spec.platform] : (["linux/amd64"] as Architecture[]);
+    emit(options.onEvent, { type: "build.start", image: uri, builder: "oci", platforms, dryRun: false });
+    const sink = this.sinkFor(pinned);
+    const baseRef = (pinned.spec.base as { ref: string }).ref;
+    const bases = await readBase(this.client, baseRef, platforms, signal);
+    const epoch = buildEpochSeconds(this.env);
+    const created = epochIso(epoch);
+    const scratch = await mkdtemp(join(this.env.TMPDIR ?? tmpdir(), "kiln-oci-"));
+    try {
+      // Source layers depend on the platform only through the base's working directory (relative dests).
+      const written = new Map<string, OwnLayer[]>();
+      const children: Array<{ platform: Architecture; body: Buffer; mediaType: string; config: Record<string, unknown> }> = [];
+      for (const platform of platforms) {
+        const base = bases.get(platform)!;
+        const workdir = ((base.config.config as { WorkingDir?: string } | undefined)?.WorkingDir ?? "").trim();
+        let own = written.get(workdir);
+        if (!own) {
+          own = await this.writeSourceLayers(pinned, snapshot, workdir, epoch, scratch, written.size, uri, platform, options);
+          written.set(workdir, own);
+        }
+        children.push({ platform, ...(await this.pushPlatform(sink, base, own, pinned, created, uri, options)) });
+      }
+      await options.beforePush?.();
+      const types = sink.outputTypes(bases.get(platforms[0]!)!.manifestMediaType);
+      let digest: string;
+      if (children.length === 1) {
+        digest = await sink.putManifests([], children[0]!, { signal, beforeTag: options.beforePush });
+      } else {
+        const index = canonicalJson({
+          schemaVersion: 2,
+          mediaType: types.index,
+          manifests: children.map((c) => ({
+            mediaType: c.mediaType,
+            digest: sha256(c.body),
+            size: c.body.length,
+            platform: platformFields(c.config, c.platform),
+          })),
+        });
+        digest = await sink.putManifests(children, { body: index, mediaType: types.index }, { signal, beforeTag: options.beforePush });
+      }
+      emit(options.onEvent, { type: "push.done", image: uri, digest });
+      return { uri, digest };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+
+  /** A registry, or the OCI layout `<dir>/<name>` for `registry: "oci:<dir>"`. */
+  private sinkFor(image: Image): ImageSink {
+    const layoutRoot = layoutDirOf(image.spec.registry ?? "");
+    if (layoutRoot !== undefined) return new LayoutSink(new OciLayoutWriter(joinPath(layoutRoot, image.spec.name)), image.tag);
+    return new RegistrySink(this.client, parseReference(image.uri) as RegistryReference, this.options.chunkBytes);
+  }
+
+  private async writeSourceLayers(
+    image: Image,
+    snapshot: SourceSnapshot,
+    workdir: string,
+    epoch: number,
+    scratch: string,
+    round: number,
+    uri: string,
+    platform: Architecture,
+    options: BuildImageOptions,
+  ): Promise<OwnLayer[]> {
+    const planned = planSourceLayers(image, snapshot, workdir, epoch);
+    const out: OwnLayer[] = [];
+    for (const [i, layer] of planned.entries()) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      emit(options.onEvent, { type: "build.step", image: uri, platform, step: layer.createdBy, index: i + 1, total: planned.length });
+      const file = await writeLayer(scratch, `w${round}-l${i}`, layerTarChunks(layer, snapshot));
+      out.push({ ...file, createdBy: layer.createdBy });
+    }
+    return out;
+  }
+
+  /** Pushes one platform's blobs (base layers, own layers, config); returns its manifest (not yet put). */
+  private async pushPlatform(
+    sink: ImageSink,
+    base: BasePlatformImage,
+    own: OwnLayer[],
+    image: Image,
+    created: string,
+    uri: string,
+    options: BuildImageOptions,
+  ): Promise<{ body: Buffer; mediaType: string; config: Record<string, unknown> }> {
+    const signal = options.signal;
+    const types = sink.outputTypes(base.manifestMediaType);
+    const config = composeConfig(base.config, image.spec, own, created);
+    const configBody = canonicalJson(config);
+    await options.beforePush?.();
+    const mountFrom = sink.canMountFrom(base.ref.registry) ? [base.ref.repository] : [];
+    for (const layer of base.layers) {
+      await this.pushBlob(sink, uri, {
+        digest: layer.digest,
+        size: layer.size,
+        open: () => openBlobStream(this.client, base.ref, layer.digest, { signal }),
+      }, mountFrom, options);
+    }
+    for (const layer of own) {
+      await this.pushBlob(sink, uri, { digest: layer.digest, size: layer.size, open: () => createReadStream(layer.path), file: layer.path }, [], options);
+    }
+    await this.pushBlob(sink, uri, { digest: sha256(configBody), size: configBody.length, open: () => bufferStream(configBody) }, [], options);
+    const layers: Descriptor[] = [
+      ...base.layers.map((l) => ({ ...l, mediaType: sink.layerMediaType(l.mediaType) })),
+      ...own.map((l) => ({ mediaType: types.layer, digest: l.digest, size: l.size })),
+    ];
+    const manifest = canonicalJson({
+      schemaVersion: 2,
+      mediaType: types.manifest,
+      config: { mediaType: types.config, digest: sha256(configBody), size: configBody.length },
+      layers,
+    });
+    return { body: manifest, mediaType: types.manifest, config };
+  }
+
+  private async pushBlob(sink: ImageSink, uri: string, source: BlobSource, mountFrom: string[], options: BuildImageOptions): Promise<void> {
+    const short = source.digest.slice(7, 19);
+    const outcome = await sink.putBlob(source, {
+      signal: options.signal,
+      mountFrom,
+      onProgress: (current) => emit(options.onEvent, { type: "push.progress", image: uri, layer: short, status: "uploading", current, total: source.size }),
+    });
+    emit(options.onEvent, { type: "push.progress", image: uri, layer: short, status: outcome === "existing" ? "exists" : outcome, total: source.size });
+  }
+}
+
+function platformFields(config: Record<string, unknown>, platform: string): Record<string, string> {
+  const [os, architecture, variant] = normalizePlatform(platform).split("/");
+  const out: Record<string, string> = { architecture: (config.architecture as string) ?? architecture!, os: (config.os as string) ?? os! };
+  const v = (config.variant as string | undefined) ?? variant;
+  if (v) out.variant = v;
+  return out;
+}
+
+function sha256(data: Buffer): string {
+  return `sha256:${createHash("sha256").update(data).digest("hex")}`;
+}
+
+function bufferStream(data: Buffer): Readable {
+  return Readable.from([data]);
+}

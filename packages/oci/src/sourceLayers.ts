@@ -1,0 +1,144 @@
+/**
+ * The file layers of a copy-only image, one per COPY the Dockerfile builder would run, in the same
+ * order (core's `planDockerfile`: sources after installs, config-location copies in place, labels
+ * last) and with the same meaning:
+ * - a source folder's listed contents land in `dest` (the folder's `.dockerignore` and earlier
+ *   `withDockerignore` rules applied by the one listing, walk.ts); `dest` itself is a directory entry;
+ * - a source file lands at `dest`, or in it when `dest` ends with `/`;
+ * - a relative `dest` is taken from the working directory in effect (declared, else the base's);
+ * - after a `withUser`, entries belong to that user (numeric `uid[:gid]`; `root`/`0` is 0:0), as
+ *   `COPY --chown` gives them; otherwise to 0:0;
+ * - modes as the build context carries them: 0755 for directories and executables, 0644 for other
+ *   files, 0777 for links (kept as links, never followed).
+ * Parent directories of `dest` are not written: the base's stay as they are (a runtime creates a
+ * missing one 0755 root, as Docker's COPY does).
+ *
+ * The bytes are the hashed bytes: every file is read from the image's pinned source snapshot (the
+ * listing and sha256 the content tag was computed from), opened without following links and checked
+ * against its pinned digest; any difference is a SourceChangedError before anything is pushed.
+ */
+import { open } from "node:fs/promises";
+import { posix } from "node:path";
+import {
+  OPEN_LISTED_FLAGS,
+  assertListed,
+  compareUtf8,
+  filesFor,
+  openFailure,
+  openPath,
+  pinnedDigest,
+  planDockerfile,
+  sizeChanged,
+  sourceChanged,
+  type FileGroup,
+  type Image,
+  type SourceSnapshot,
+  type WalkEntry,
+} from "@kiln/core";
+import { createHash } from "node:crypto";
+import { encodeEntryHeader, padding, type LayerEntryHeader } from "./tarHeader.js";
+import { ownerOf, type Owner } from "./users.js";
+
+export interface PlannedEntry {
+  header: LayerEntryHeader;
+  /** The listed file whose bytes follow the header (files only). */
+  source?: WalkEntry;
+}
+
+export interface PlannedLayer {
+  /** Index of the spec layer it comes from. */
+  layerIndex: number;
+  /** What it does, for history and events (`COPY <kind> -> <dest>`). */
+  createdBy: string;
+  entries: PlannedEntry[];
+}
+
+const READING = "while writing an oci layer";
+const CHUNK = 1024 * 1024;
+
+/** The planned file layers, in build order. `baseWorkdir`: the base config's WorkingDir (may be empty). */
+export function planSourceLayers(image: Image, snapshot: SourceSnapshot, baseWorkdir: string, mtime: number): PlannedLayer[] {
+  const spec = image.spec;
+  const groups = new Map<number, FileGroup>(filesFor(image, snapshot).groups.map((g) => [g.layerIndex, g]));
+  const plan = planDockerfile(spec);
+  const layers: PlannedLayer[] = [];
+  for (const step of plan.steps) {
+    for (const consumed of step.consumes) {
+      const layer = spec.layers[consumed.layerIndex]!;
+      const group = groups.get(consumed.layerIndex);
+      if (group === undefined) continue;
+      const owner = ownerOf(step.user);
+      const cwd = step.workdir !== undefined ? posix.resolve(baseWorkdir || "/", step.workdir) : baseWorkdir || "/";
+      if (layer.kind === "sourceFolder") {
+        const dest = posix.resolve(cwd, layer.dest);
+        layers.push({ layerIndex: consumed.layerIndex, createdBy: `COPY sourceFolder -> ${dest}`, entries: folderEntries(group, dest, owner, mtime) });
+      } else if (layer.kind === "sourceFile") {
+        const entry = group.entries[0]!;
+        const dest = layer.dest.endsWith("/") ? posix.join(posix.resolve(cwd, layer.dest), entry.path) : posix.resolve(cwd, layer.dest);
+        layers.push({ layerIndex: consumed.layerIndex, createdBy: `COPY sourceFile -> ${dest}`, entries: [toPlanned(entry, relative(dest), owner, mtime)] });
+      }
+    }
+  }
+  return layers;
+}
+
+function folderEntries(group: FileGroup, dest: string, owner: Owner, mtime: number): PlannedEntry[] {
+  const base = relative(dest);
+  const entries: PlannedEntry[] = [];
+  if (base !== "") entries.push({ header: { name: base, type: "directory", mode: 0o755, uid: owner.uid, gid: owner.gid, mtime } });
+  for (const entry of group.entries) entries.push(toPlanned(entry, base === "" ? entry.path : `${base}/${entry.path}`, owner, mtime));
+  return entries.sort((a, b) => compareUtf8(a.header.name, b.header.name));
+}
+
+function toPlanned(entry: WalkEntry, name: string, owner: Owner, mtime: number): PlannedEntry {
+  const common = { name, uid: owner.uid, gid: owner.gid, mtime };
+  if (entry.type === "dir") return { header: { ...common, type: "directory", mode: 0o755 } };
+  if (entry.type === "symlink") return { header: { ...common, type: "symlink", mode: 0o777, linkname: entry.linkTarget ?? "" } };
+  return { header: { ...common, type: "file", mode: entry.executable ? 0o755 : 0o644, size: entry.size }, source: entry };
+}
+
+function relative(path: string): string {
+  return posix.normalize(path).replace(/^\/+/, "").replace(/\/+$/, "");
+}
+
+/** The tar bytes of a planned layer (without the end blocks), files read and verified as they go. */
+export async function* layerTarChunks(layer: PlannedLayer, snapshot: SourceSnapshot): AsyncGenerator<Buffer> {
+  for (const planned of layer.entries) {
+    if (!planned.source) {
+      yield encodeEntryHeader(planned.header);
+      continue;
+    }
+    yield* fileChunks(planned, planned.source, snapshot);
+  }
+}
+
+async function* fileChunks(planned: PlannedEntry, entry: WalkEntry, snapshot: SourceSnapshot): AsyncGenerator<Buffer> {
+  const expected = pinnedDigest(snapshot, entry);
+  let handle;
+  try {
+    handle = await open(openPath(entry), OPEN_LISTED_FLAGS);
+  } catch (error) {
+    throw openFailure(entry, error, READING);
+  }
+  try {
+    assertListed(entry, await handle.stat(), READING);
+    yield encodeEntryHeader(planned.header);
+    const hash = createHash("sha256");
+    let read = 0;
+    while (read < entry.size) {
+      const buffer = Buffer.allocUnsafe(Math.min(CHUNK, entry.size - read));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) throw sizeChanged(entry, read, READING);
+      read += bytesRead;
+      const chunk = bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
+      hash.update(chunk);
+      yield chunk;
+    }
+    const probe = await handle.read(Buffer.alloc(1), 0, 1, null);
+    if (probe.bytesRead > 0) throw sourceChanged(entry, `it grew beyond the ${entry.size} bytes it had when listed`, READING);
+    if (!hash.digest().equals(expected)) throw sourceChanged(entry, "its content is not the content hashed for the tag", READING);
+    yield padding(entry.size);
+  } finally {
+    await handle.close();
+  }
+}
