@@ -3,12 +3,13 @@
 # a Docker Engine (Debian's docker.io), the distribution registry binary (docker-registry, started by
 # the test suites themselves on loopback ports), busybox-static (to make base images with no internet),
 # skopeo (benchmark baseline), htpasswd and redis-server (started by @kiln/redis's tests on loopback ports;
-# the system service is not used), qemu-user-static + binfmt-support (arm64 RUN steps under emulation).
+# the system service is not used), qemu-user-static + binfmt-support (arm64 RUN steps under emulation),
+# python3-pip (the oci builder resolves withPipPackages wheels on the build host).
 # Idempotent: safe to run on a machine that has it all.
 set -euo pipefail
 
 need=()
-for pkg in docker.io docker-registry busybox-static skopeo apache2-utils debootstrap openssl iptables git ca-certificates redis-server qemu-user-static binfmt-support; do
+for pkg in docker.io docker-registry busybox-static skopeo apache2-utils debootstrap openssl iptables git ca-certificates redis-server qemu-user-static binfmt-support python3-pip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -4,6 +4,9 @@
  * Engine's `/session` (buildkit session/grpchijack). The session's id, name, shared key and the
  * methods it serves travel as the call's metadata (`X-Docker-Expose-Session-*`, lower-cased); a Solve
  * names the session id, and the daemon then calls back for files, secrets and registry credentials.
+ * Used for standalone buildkitd; the Docker Engine takes the session on its own `/session`
+ * (engineSession.ts), without this tunnel. Tunnel messages are a header plus slices of what the HTTP/2
+ * server wrote, sent in one writev: the context's bytes are never copied to be framed.
  */
 import { Duplex } from "node:stream";
 import { serveGrpc, type GrpcConnection, type StreamingHandler, type UnaryHandler } from "@kiln/docker/internal";

@@ -21,7 +21,7 @@ import {
 import { checkedSecrets, followBuild, secretSessionHandlers, type BuildOutcome } from "@kiln/docker/internal";
 import type { BuildKitClient } from "./client.js";
 import type { CacheEntry } from "./controlMessages.js";
-import { diffCopyHandler, DIFF_COPY_METHOD, type SourceTree } from "./filesync.js";
+import { diffCopyHandler, DIFF_COPY_METHOD, type SourceTree } from "@kiln/docker/internal";
 import { GrpcCallError, GrpcCode } from "./grpcClient.js";
 import { openEngineSession } from "./engineSession.js";
 import { openSession } from "./session.js";

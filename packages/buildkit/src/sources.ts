@@ -5,7 +5,7 @@
  *   content tag hashed, with each file's sha256, pinned by the engine for this build): a
  *   `fromDockerfile` context at the root, each copying layer's files under `kiln-layers/<i>/`. No
  *   Dockerfile is added to it — a `COPY .` sees only the user's own files. Each file is sent from that
- *   listing and checked against its pinned digest before its last bytes go (filesync.ts): the bytes
+ *   listing and checked against its pinned digest before its last bytes go (@kiln/docker session/filesync.ts): the bytes
  *   sent are the bytes hashed, or the build fails with SourceChangedError.
  * - `dockerfile`: one file, `Dockerfile` — core's `renderDockerfile` (a `fromDockerfile` image
  *   without layers: the user's Dockerfile as written, checked against its pinned digest).
@@ -30,7 +30,7 @@ import {
   type SourceSnapshot,
   type WalkEntry,
 } from "@kiln/core";
-import { SourceTree, type SourceEntry } from "./filesync.js";
+import { SourceTree, type SourceEntry } from "@kiln/docker/internal";
 
 export const CONTEXT_SOURCE = "context";
 export const DOCKERFILE_SOURCE = "dockerfile";

@@ -11,7 +11,7 @@ import { defaultCacheRef, parseCacheEntry, resolveCache } from "../src/cache.js"
 import { decodeSolveResponse, encodeBytesMessage, encodeBytesMessageHeader, encodeSolveRequest, mapField } from "../src/controlMessages.js";
 import { parseEndpoint, resolveEndpoints } from "../src/endpoints.js";
 import { contentExactModTime } from "../src/sources.js";
-import { comparePath, decodePacket, diffCopyHandler, encodeDataPacketParts, encodePacket, encodeStat, SourceTree, type SourceEntry } from "../src/filesync.js";
+import { comparePath, decodePacket, diffCopyHandler, encodeDataPacketParts, encodePacket, encodeStat, SourceTree, type SourceEntry } from "@kiln/docker/internal";
 
 const file = (path: string, size = 1): SourceEntry => ({ path, type: "file", mode: 0o644, size, modTimeNs: 5n, content: Buffer.alloc(size) });
 

@@ -247,6 +247,16 @@ async function readListedFile(entry: WalkEntry, snapshot: SourceSnapshot): Promi
 }
 
 /**
+ * For a builder that sends the Dockerfile apart from the context (a BuildKit session): `rendered` must
+ * be what `image`'s Dockerfile, as hashed for the content tag, renders to — the check the tar makes.
+ */
+export async function assertDockerfileAsHashed(image: ImageLike, rendered: string, snapshot: SourceSnapshot): Promise<void> {
+  const spec = specOf(image);
+  const own = spec.base.kind === "dockerfile" ? filesFor(spec, snapshot).dockerfile : undefined;
+  if (own !== undefined) await assertRendersHashedDockerfile(rendered, own, spec, snapshot);
+}
+
+/**
  * The rendered Dockerfile (dockerfile.ts reads the user's file on its own, by path) must be exactly
  * what the hashed Dockerfile renders to: the file itself without layers; with layers, the rendering of
  * a private copy of the hashed bytes (with or without BuildKit, whichever the caller used).

@@ -119,7 +119,8 @@ const shared = new SharedWork<EngineImageBuild>();
  * The key two builds of "the same image" share: uri + platforms + mode (a dry run never stands in for
  * a build), and whatever else changes what the call does — the builder asked for, strict checking (an
  * explicit `false` overrides KILN_STRICT, so it differs from "not given"), the project whose config
- * applies and the build secrets passed — so a joiner never silently gets another caller's options.
+ * applies, the build secrets passed and the lock provider and check cache chosen — so a joiner never
+ * silently gets another caller's options.
  */
 export function buildKey(
   image: Image,
@@ -127,13 +128,16 @@ export function buildKey(
     dryRun?: boolean; force?: boolean; builder?: string | ImageBuilder; strict?: boolean; projectDir?: string;
     checkers?: readonly CheckerChoice[];
     secrets?: Readonly<Record<string, string>>;
+    lockProvider?: string | LockProvider; checkCache?: string | CheckCache;
   } = {},
 ): string {
   const platforms = [...image.platform].sort().join(",");
   const mode = options.dryRun ? "dry" : options.force ? "force" : "build";
   const strict = options.strict === undefined ? "" : `strict=${options.strict}`;
   const checkers = options.checkers === undefined ? "" : `checkers=${options.checkers.map((c) => (typeof c === "string" ? `name:${c}` : builderIdentity(c as unknown as ImageBuilder))).join(",")}`;
-  return [image.uri, platforms, mode, builderIdentity(options.builder), strict, options.projectDir ?? "", secretsIdentity(options.secrets), checkers].join("|");
+  // Another lock provider or cache is another coordination: a joiner must not get a build that used other ones.
+  const coordination = options.lockProvider === undefined && options.checkCache === undefined ? "" : `lock=${builderIdentity(options.lockProvider)};cache=${builderIdentity(options.checkCache)}`;
+  return [image.uri, platforms, mode, builderIdentity(options.builder), strict, options.projectDir ?? "", secretsIdentity(options.secrets), checkers, coordination].join("|");
 }
 
 /** Per process, so the in-memory key never holds a value nor a digest comparable across processes. */
@@ -145,10 +149,10 @@ function secretsIdentity(secrets: Readonly<Record<string, string>> | undefined):
   return `secrets:${hash.digest("hex").slice(0, 32)}`;
 }
 
-const builderIds = new WeakMap<ImageBuilder, number>();
+const builderIds = new WeakMap<object, number>();
 let nextBuilderId = 1;
-/** A builder name as given, or a per-instance number (two instances are two builders). */
-function builderIdentity(builder: string | ImageBuilder | undefined): string {
+/** A builder (checker, lock provider, cache) name as given, or a per-instance number (two instances are two builders). */
+function builderIdentity(builder: string | object | undefined): string {
   if (builder === undefined) return "";
   if (typeof builder === "string") return `name:${builder}`;
   let id = builderIds.get(builder);

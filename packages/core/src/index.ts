@@ -64,7 +64,7 @@ export { computeTag, explainTag, diffTagExplanations, digestEntry, digestFileSyn
 export type { ImageLike, TagInput, TagExplanation, TagInputChange, HashOptions, ExplainOptions } from "./hash.js";
 export { FileDigestCache, hashCacheFile, sharedDigestCache } from "./statcache.js";
 export type { StatIdentity } from "./statcache.js";
-export { createBuildContext, contextDockerfilePath, SourceChangedError } from "./context.js";
+export { createBuildContext, contextDockerfilePath, SourceChangedError, assertDockerfileAsHashed } from "./context.js";
 export type { BuildContext, BuildContextOptions } from "./context.js";
 export { snapshotSpec, snapshotOf, pinSources, filesFor, snapshotTag, pinnedDigest } from "./snapshot.js";
 export type { SourceSnapshot } from "./snapshot.js";

@@ -17,7 +17,7 @@ import { LeaseKeeper } from "../src/coordination/leaseKeeper.js";
 import { selectCheckCache, selectLockProvider } from "../src/coordination/select.js";
 import type { CachedCheck, CheckCache, CheckCacheKey, Lease, LeaseRequest, LockProvider } from "../src/coordination/types.js";
 import { discoverPlugins, loadCheckCache, loadLockProvider } from "../src/discovery.js";
-import { build, init } from "../src/engine.js";
+import { build, buildKey, init } from "../src/engine.js";
 import { ConfigError, CoordinationUnavailableError, LeaseLostError, PluginLoadError } from "../src/errors.js";
 import type { BuildEvent } from "../src/events.js";
 import { Image } from "../src/image.js";
@@ -306,6 +306,34 @@ describe("the engine with a shared lock provider", () => {
     const failure = await build(imageNamed("coord/strict"), { builder: strictBuilder, lockProvider: down, strict: true }).catch((e: unknown) => e);
     expect(CoordinationUnavailableError.isInstance(failure)).toBe(true);
     expect(strictBuilder.builds).toBe(0);
+  });
+});
+
+describe("in-process sharing of builds with coordination", () => {
+  it("concurrent build() calls with different check caches or lock providers never share one build", async () => {
+    const image = imageNamed("coord/separate");
+    const builder = new RegistryBackedBuilder();
+    // One cache knows the image, the other does not: each call must get its own cache's answer.
+    const knows = new MemoryCache();
+    const empty = new MemoryCache();
+    knows.stored.set(keyText({ repository: `${registry.host}/coord/separate`, tag: image.tag, platforms: ["linux/amd64"] }), { state: "present", uri: image.uri, digest: BOGUS, ageMs: 0, stale: false });
+    const [fromKnown, fromEmpty] = await Promise.all([
+      build(image, { builder, checkCache: knows, dryRun: true }),
+      build(image, { builder, checkCache: empty, dryRun: true }),
+    ]);
+    expect(fromKnown).toMatchObject({ outcome: "found", foundBy: "cache:memory", digest: BOGUS });
+    expect(fromEmpty).toMatchObject({ outcome: "would-build" });
+    expect(empty.calls[0]).toBe("lookup");
+    expect(buildKey(image, { checkCache: knows })).toBe(buildKey(image, { checkCache: knows })); // the same choices still share
+    expect(buildKey(image, { lockProvider: "redis" })).not.toBe(buildKey(image, { lockProvider: "file" }));
+
+    // Two lock providers: each build takes its lease from its own.
+    const other = imageNamed("coord/separate-lock");
+    const first = new ScriptedLockProvider();
+    const second = new ScriptedLockProvider();
+    const results = await Promise.all([build(other, { builder, lockProvider: first }), build(other, { builder, lockProvider: second })]);
+    expect(results.map((r) => r.outcome).sort()).toEqual(expect.arrayContaining(["built"]));
+    expect([first.acquired, second.acquired]).toEqual([1, 1]);
   });
 });
 

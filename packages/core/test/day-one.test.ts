@@ -236,3 +236,51 @@ describe("smaller things (issue 15 item 13)", () => {
     expect(addDevCommand(join(nested, "app"))).toBe("pnpm add -D");
   });
 });
+
+describe("kiln plan's registry client (issue 15 item 7)", () => {
+  it("a manifest read by digest and a found child HEAD are asked once per run; tags, misses and errors every time", async () => {
+    const { planRegistryClient } = await import("../src/cli/planClient.js");
+    const calls: string[] = [];
+    const digest = `sha256:${"a".repeat(64)}`;
+    let failNext = false;
+    const fake = {
+      retries: 3,
+      async getManifest(ref: { digest?: string; tag?: string }) {
+        calls.push(`get ${ref.digest ?? ref.tag}`);
+        if (failNext) {
+          failNext = false;
+          throw new Error("boom");
+        }
+        return ref.digest === digest ? { digest, manifest: {}, mediaType: "x" } : null;
+      },
+      async headManifest(ref: { digest?: string; tag?: string }) {
+        calls.push(`head ${ref.digest ?? ref.tag}`);
+        return ref.tag === "gone" || ref.digest === `sha256:${"b".repeat(64)}` ? null : { digest };
+      },
+      whoAmI() {
+        return this === fake;
+      },
+    };
+    const client = planRegistryClient(fake as never) as unknown as typeof fake;
+    const byDigest = { registry: "r.example", repository: "app", digest };
+    const missing = { registry: "r.example", repository: "app", digest: `sha256:${"b".repeat(64)}` };
+    await client.getManifest(byDigest);
+    await client.getManifest(byDigest);
+    await client.headManifest(byDigest);
+    await client.headManifest(byDigest);
+    await client.headManifest({ registry: "r.example", repository: "app", tag: "t1" } as never);
+    await client.headManifest({ registry: "r.example", repository: "app", tag: "t1" } as never);
+    await client.headManifest(missing);
+    await client.headManifest(missing);
+    expect(calls).toEqual([`get ${digest}`, `head ${digest}`, "head t1", "head t1", `head ${missing.digest}`, `head ${missing.digest}`]);
+    // A failure is not remembered; other members reach the real client.
+    calls.length = 0;
+    failNext = true;
+    const other = { registry: "r.example", repository: "other", digest };
+    await expect(client.getManifest(other)).rejects.toThrow("boom");
+    expect(await client.getManifest(other)).toMatchObject({ digest });
+    expect(calls).toEqual([`get ${digest}`, `get ${digest}`]);
+    expect(client.retries).toBe(3);
+    expect(client.whoAmI()).toBe(true);
+  });
+});

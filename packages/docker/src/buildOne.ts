@@ -4,6 +4,15 @@
  * `buildOne` is the one-shot build of a whole image (the rendered Dockerfile and the full context);
  * incremental.ts sends one stage at a time through `sendBuild`.
  *
+ * With BuildKit, a context whose Dockerfile Kiln would have to add as a hidden file (a `fromDockerfile`
+ * image whose Dockerfile lies outside its context or is excluded by its .dockerignore) is not sent as
+ * the body: BuildKit through the Engine API does not re-apply .dockerignore to an uploaded tar, so the
+ * hidden file would reach a `COPY .`. It is served through the build's session instead, as the docker
+ * CLI does (`remote=client-session`, session/contextSources.ts): the context exactly as listed, the
+ * Dockerfile as a source of its own, and the daemon applies .dockerignore itself. Other contexts keep
+ * the tar body: nothing is hidden in them, and it is the path bench/docker-build.mjs measured (the same
+ * filesync server in @kiln/buildkit, through its tunnel, ran ~3× slower on a cold 500 MB context).
+ *
  * Every context is streamed from the build's source snapshot (`sourcesOf`): the files and digests the
  * content tag was computed from. A file that changed since fails the context stream with core's
  * SourceChangedError; the daemon then has an incomplete archive (nothing is built or tagged), and that
@@ -33,6 +42,7 @@ import type { DockerDaemon } from "./daemon.js";
 import { explainImagePullFailure } from "./imagePullFailure.js";
 import { recordLostStepContainer, StepContainers } from "./orphanContainers.js";
 import { OrphanLedger } from "./orphanLedger.js";
+import { sessionContext, SESSION_DOCKERFILE_NAME, type ContextSource } from "./session/contextSources.js";
 
 export interface BuildOneOptions {
   image: Image;
@@ -59,6 +69,11 @@ export interface BuildOneOptions {
 
 export interface SendBuildOptions extends BuildOneOptions {
   context: BuildContext;
+  /**
+   * What `context` was made from. With BuildKit, a context that carries a hidden Dockerfile is then
+   * served from it through the session (`remote=client-session`) instead of being sent.
+   */
+  contextSource?: ContextSource;
   target?: string;
   buildArgs?: Record<string, string>;
 }
@@ -94,13 +109,26 @@ export async function buildOne(daemon: DockerDaemon, options: BuildOneOptions): 
   const context = createBuildContext(image, { dockerfile, snapshot });
   const base = image.spec.base;
   const buildArgs = base.kind === "dockerfile" ? Object.fromEntries(base.buildArgs) : {};
-  return sendBuild(daemon, { ...options, context, target: dockerBuildTarget(image), buildArgs });
+  return sendBuild(daemon, { ...options, context, contextSource: { spec: image.spec, dockerfile, snapshot }, target: dockerBuildTarget(image), buildArgs });
+}
+
+/** core's context.ts places a Dockerfile it cannot use in place here, and names it in `.dockerignore`. */
+const HIDDEN_DOCKERFILES = new Set([".dockerfile.kiln", "kiln-layers/Dockerfile"]);
+
+/**
+ * Whether this build sends its context through the session: BuildKit, a context whose Dockerfile
+ * would be hidden (the only case where the tar body differs from what `COPY .` must see), and a
+ * daemon Kiln can open a session with (not ssh://, where the tar is still sent).
+ */
+function contextThroughSession(daemon: DockerDaemon, options: SendBuildOptions): options is SendBuildOptions & { contextSource: ContextSource } {
+  return options.buildkit && options.contextSource !== undefined && HIDDEN_DOCKERFILES.has(options.context.dockerfilePath) && daemon.connection.kind !== "ssh";
 }
 
 export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions): Promise<SentBuild> {
   const { platform, context } = options;
   const uri = options.uri ?? options.image.uri;
   const buildArgs = options.buildArgs ?? {};
+  const viaSession = contextThroughSession(daemon, options);
   let contextBytes = 0;
   // The context's own failure (a source changed: SourceChangedError) is the build's error, whatever the
   // broken request makes the daemon answer.
@@ -117,8 +145,22 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
   try {
     options.signal?.throwIfAborted();
     // Opened before the build request (the daemon waits for a session id it does not know yet), one
-    // per request: the daemon asks it for each secret a `RUN --mount=type=secret` step needs.
-    if (options.secrets && options.secrets.size > 0) {
+    // per request: the daemon asks it for each secret a `RUN --mount=type=secret` step needs, and
+    // for the context and Dockerfile of a build sent with `remote=client-session`.
+    if (viaSession) {
+      const served = await sessionContext(options.contextSource);
+      session = await openBuildSession(daemon.connection, {
+        secrets: options.secrets,
+        sources: {
+          ...served,
+          onProgress: (progress) => {
+            if (progress.done) contextBytes += progress.bytes;
+          },
+          onFailure: (error) => (contextFailure ??= error),
+        },
+        signal: options.signal,
+      });
+    } else if (options.secrets && options.secrets.size > 0) {
       session = await openBuildSession(daemon.connection, { secrets: options.secrets, signal: options.signal });
     }
     let response;
@@ -128,7 +170,7 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
         path: "/build",
         query: {
           t: options.tagRef,
-          dockerfile: context.dockerfilePath,
+          dockerfile: viaSession ? SESSION_DOCKERFILE_NAME : context.dockerfilePath,
           platform,
           version: options.buildkit ? "2" : "1",
           labels: options.labels,
@@ -140,9 +182,13 @@ export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions)
           rm: "1",
           forcerm: "1",
           session: session?.id,
+          remote: viaSession ? "client-session" : undefined,
         },
-        body: counted,
-        headers: { "Content-Type": "application/x-tar" },
+        // A session-served context: an empty body, and said to be empty — the daemon holds back its
+        // output until it has read the body to the end, which it never does here (moby
+        // wrapOutputBufferedUntilRequestRead). The tar stream is never read: no file is opened for it.
+        body: viaSession ? Readable.from([]) : counted,
+        headers: viaSession ? { "Content-Type": "application/x-tar", "Content-Length": "0" } : { "Content-Type": "application/x-tar" },
         signal: options.signal,
         statusCodes: { 200: true, 400: "bad parameter", 500: "server error" },
       });

@@ -1,6 +1,7 @@
 /**
  * A BuildKit session with the Docker Engine that serves build secrets, as `docker build --secret`
- * does: `POST /session` upgraded to h2c (the daemon answers 101 and hijacks the connection), after
+ * does, and — for a build sent with `remote=client-session` — its context and Dockerfile as filesync
+ * local sources (session/contextSources.ts), as `docker build` with BuildKit does: `POST /session` upgraded to h2c (the daemon answers 101 and hijacks the connection), after
  * which the *daemon* is the gRPC client and Kiln the gRPC server on that connection. A build that
  * passes `session=<id>` in its `POST /build?version=2` query can then read each
  * `RUN --mount=type=secret,id=…` value from here; nothing of it reaches the build context, the
@@ -19,7 +20,8 @@ import { CancelledError, ConfigError, DaemonUnavailableError, KilnError, Validat
 import type { DockerConnection } from "./connection.js";
 import { DockerDaemon } from "./daemon.js";
 import { HijackedStream } from "./hijackedStream.js";
-import { GrpcStatus, GrpcStatusError, serveGrpc, type GrpcConnection, type UnaryHandler } from "./grpcServer.js";
+import { GrpcStatus, GrpcStatusError, serveGrpc, type GrpcConnection, type StreamingHandler, type UnaryHandler } from "./grpcServer.js";
+import { diffCopyHandler, DIFF_COPY_METHOD, type SourceTree, type TransferProgress } from "./session/filesync.js";
 import {
   decodeGetSecretRequest,
   encodeGetSecretResponse,
@@ -39,13 +41,25 @@ const HEADER_SESSION_METHOD = "X-Docker-Expose-Session-Grpc-Method";
 
 export interface BuildSessionOptions {
   /** Secret ID → value. Values are served only to the daemon, on request, and never logged. */
-  secrets: ReadonlyMap<string, string>;
+  secrets?: ReadonlyMap<string, string>;
+  /** Local sources served with filesync DiffCopy (a `remote=client-session` build's `context` and `dockerfile`). */
+  sources?: SessionSources;
   /** Aborting cancels the opening, or closes an open session. */
   signal?: AbortSignal;
   /** The session's name at the daemon (docker uses the context directory's name). */
   name?: string;
   /** How long the daemon may take to accept the session (default 30 s). */
   timeoutMs?: number;
+}
+
+export interface SessionSources {
+  /** By local source name (the `dir-name` the daemon asks for). */
+  trees: ReadonlyMap<string, SourceTree>;
+  /** The session's shared key: the daemon keeps received sources under it and sends only changes next time. */
+  sharedKey: string;
+  onProgress?: (progress: TransferProgress) => void;
+  /** Kiln's own error for a file that could not be sent as listed (the daemon only sees a message). */
+  onFailure?: (error: unknown) => void;
 }
 
 export interface BuildSession {
@@ -63,7 +77,7 @@ export interface BuildSession {
 
 /** Opens a session at the daemon `connection` points to; resolves once the daemon has accepted it. */
 export async function openBuildSession(connection: DockerConnection, options: BuildSessionOptions): Promise<BuildSession> {
-  const secrets = checkedSecrets(options.secrets);
+  const secrets = checkedSecrets(options.secrets ?? new Map());
   if (connection.kind === "ssh") {
     throw new ConfigError(`Build secrets cannot be served to the Docker Engine at ${connection.endpoint}: an ssh:// DOCKER_HOST does not support build sessions in Kiln`, {
       hint: "Use a unix:// or tcp:// DOCKER_HOST for builds with secrets, e.g. forward the remote socket with `ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock user@host` and set DOCKER_HOST=unix:///tmp/docker.sock.",
@@ -73,18 +87,21 @@ export async function openBuildSession(connection: DockerConnection, options: Bu
   if (options.signal?.aborted) throw new CancelledError("Opening the build session was cancelled", { cause: options.signal.reason });
   const id = randomBytes(32).toString("hex");
   const { handlers, served, missing } = secretSessionHandlers(secrets);
+  const streams = new Map<string, StreamingHandler>();
+  const { sources } = options;
+  if (sources) streams.set(DIFF_COPY_METHOD, diffCopyHandler(sources.trees, sources.onProgress, sources.onFailure));
 
   // One header line per served method: the daemon routes only calls it was told about.
   const sessionHeaders = {
     [HEADER_SESSION_ID]: id,
     [HEADER_SESSION_NAME]: options.name ?? "kiln",
-    [HEADER_SESSION_SHARED_KEY]: id,
-    [HEADER_SESSION_METHOD]: [...handlers.keys()],
+    [HEADER_SESSION_SHARED_KEY]: sources?.sharedKey ?? id,
+    [HEADER_SESSION_METHOD]: [...handlers.keys(), ...streams.keys()],
   };
   const socket = await upgrade(connection, sessionHeaders, options);
   let grpc: GrpcConnection;
   try {
-    grpc = serveGrpc(socket, handlers);
+    grpc = serveGrpc(socket, handlers, { streams });
   } catch (error) {
     socket.destroy();
     throw new DaemonUnavailableError(`Cannot start the build session with the Docker daemon at ${connection.endpoint}: ${(error as Error).message}`, {

@@ -32,7 +32,7 @@ export interface IncrementalOutcome extends SentBuild {
 /** One stage to build: where it is tagged, and what its own request sends. */
 interface StageUnit {
   ref: string;
-  request: () => Pick<SendBuildOptions, "context" | "target" | "buildArgs">;
+  request: () => Pick<SendBuildOptions, "context" | "contextSource" | "target" | "buildArgs">;
 }
 
 /** Whether this spec builds in stages when incremental builds are on (and so has stages to prune). */
@@ -97,11 +97,15 @@ function stageUnits(spec: Readonly<ImageSpec>, { buildkit, platform }: BuildOneO
     const first: StageUnit = {
       ref: base.ref,
       // Exactly a plain fromDockerfile build: its own context (Dockerfile in place or hidden), build args, target.
-      request: () => ({
-        context: createBuildContext(base.spec, { dockerfile: renderDockerfile(base.spec, { buildkit }), snapshot }),
-        target: dockerfileBase.target,
-        buildArgs: Object.fromEntries(dockerfileBase.buildArgs),
-      }),
+      request: () => {
+        const dockerfile = renderDockerfile(base.spec, { buildkit });
+        return {
+          context: createBuildContext(base.spec, { dockerfile, snapshot }),
+          contextSource: { spec: base.spec, dockerfile, snapshot },
+          target: dockerfileBase.target,
+          buildArgs: Object.fromEntries(dockerfileBase.buildArgs),
+        };
+      },
     };
     const plan = planStages(spec, { buildkit, platform, baseRef: base.ref, snapshot })!;
     return [first, ...kilnUnits(layersOnStage(spec, base.ref), plan, snapshot)];

@@ -22,6 +22,19 @@ export { GET_SECRET_METHOD, HEALTH_CHECK_METHOD, ServingStatus, decodeGetSecretR
 export { secretSessionHandlers, checkedSecrets, sessionRequest, MAX_BUILD_SECRET_BYTES } from "./buildSession.js";
 export type { SecretSessionHandlers } from "./buildSession.js";
 export { HijackedStream } from "./hijackedStream.js";
+export {
+  DIFF_COPY_METHOD,
+  SourceTree,
+  comparePath,
+  encodeStat,
+  encodePacket,
+  encodeDataPacketParts,
+  decodePacket,
+  diffCopyHandler,
+} from "./session/filesync.js";
+export type { SourceEntry, TransferProgress } from "./session/filesync.js";
+export { followLinks } from "./session/followPaths.js";
+export type { LinkLookup, DirLookup } from "./session/followPaths.js";
 export { followBuild } from "./buildProgress.js";
 export type { BuildOutcome, BuildProgressOptions } from "./buildProgress.js";
 export { pushTag, pushIdleTimeoutMs, AUTH_FAILURE } from "./push.js";

@@ -27,15 +27,15 @@ export class OciLayoutImageChecker implements ImageChecker {
     if (!(await hasBlob(dir, entry))) return null;
     const document = await readJson(dir, entry.digest);
     if (Array.isArray(document.manifests)) {
+      // An index: every requested platform listed, and each listed child asked about complete.
       const children = document.manifests as LayoutDescriptor[];
-      const wanted = platforms.length > 0 ? platforms : undefined;
-      for (const child of children) {
-        const platform = child.platform ? normalizePlatform(`${child.platform.os}/${child.platform.architecture}${child.platform.variant ? `/${child.platform.variant}` : ""}`) : undefined;
-        if (wanted && (platform === undefined || !wanted.includes(platform))) continue;
+      const listed = children.map((c) => platformOfDescriptor(c));
+      if (!platforms.every((p) => listed.includes(p))) return null;
+      for (const [i, child] of children.entries()) {
+        if (platforms.length > 0 && !platforms.includes(listed[i]!)) continue;
         if (!(await imageComplete(dir, child))) return null;
       }
-      const listed = children.map((c) => (c.platform ? normalizePlatform(`${c.platform.os}/${c.platform.architecture}${c.platform.variant ? `/${c.platform.variant}` : ""}`) : ""));
-      return platforms.every((p) => listed.includes(p)) ? `${repository}:${tag}` : null;
+      return `${repository}:${tag}`;
     }
     if (!(await imageComplete(dir, entry))) return null;
     if (platforms.length > 0) {
@@ -45,6 +45,11 @@ export class OciLayoutImageChecker implements ImageChecker {
     }
     return `${repository}:${tag}`;
   }
+}
+
+function platformOfDescriptor(d: LayoutDescriptor): string {
+  if (!d.platform) return "";
+  return normalizePlatform(`${d.platform.os}/${d.platform.architecture}${d.platform.variant ? `/${d.platform.variant}` : ""}`);
 }
 
 /** A manifest, its config and every layer blob are in the layout. */

@@ -28,6 +28,7 @@ import {
   openPath,
   pinnedDigest,
   planDockerfile,
+  requirementsPathInImage,
   sizeChanged,
   sourceChanged,
   type FileGroup,
@@ -43,6 +44,10 @@ export interface PlannedEntry {
   header: LayerEntryHeader;
   /** The listed file whose bytes follow the header (files only). */
   source?: WalkEntry;
+  /** Bytes made here (a rewritten script or RECORD). */
+  data?: Buffer;
+  /** A file this build wrote (pip's output), read as it is. */
+  hostPath?: string;
 }
 
 export interface PlannedLayer {
@@ -51,6 +56,8 @@ export interface PlannedLayer {
   /** What it does, for history and events (`COPY <kind> -> <dest>`). */
   createdBy: string;
   entries: PlannedEntry[];
+  /** A Python install (pythonPackages.ts fills the entries); `requirements`: the file, also copied in. */
+  python?: { requirements?: WalkEntry };
 }
 
 const READING = "while writing an oci layer";
@@ -62,14 +69,34 @@ export function planSourceLayers(image: Image, snapshot: SourceSnapshot, baseWor
   const groups = new Map<number, FileGroup>(filesFor(image, snapshot).groups.map((g) => [g.layerIndex, g]));
   const plan = planDockerfile(spec);
   const layers: PlannedLayer[] = [];
+  // Install steps keep declaration order among themselves, and a pip step copies nothing from the
+  // context: the n-th such step is the n-th withPipPackages layer.
+  const pipLayers = spec.layers.flatMap((l, i) => (l.kind === "pipPackages" ? [i] : []));
   for (const step of plan.steps) {
+    if (step.consumes.length === 0 && step.lines.some((line) => /\bpip\b.*\binstall\b/.test(line))) {
+      const layerIndex = pipLayers.shift();
+      if (layerIndex === undefined) throw new Error("planSourceLayers: a pip step with no withPipPackages layer left (core's plan changed?)");
+      const layer = spec.layers[layerIndex] as Extract<typeof spec.layers[number], { kind: "pipPackages" }>;
+      layers.push({ layerIndex, createdBy: `pip install ${layer.packages.join(" ")}`, entries: [], python: {} });
+      continue;
+    }
     for (const consumed of step.consumes) {
       const layer = spec.layers[consumed.layerIndex]!;
       const group = groups.get(consumed.layerIndex);
       if (group === undefined) continue;
       const owner = ownerOf(step.user);
       const cwd = step.workdir !== undefined ? posix.resolve(baseWorkdir || "/", step.workdir) : baseWorkdir || "/";
-      if (layer.kind === "sourceFolder") {
+      if (layer.kind === "requirements") {
+        const entry = group.entries[0]!;
+        // Where the Docker builder copies it before `pip install -r` (core's requirementsPathInImage).
+        const dest = relative(requirementsPathInImage(consumed.layerIndex, layer.name));
+        layers.push({
+          layerIndex: consumed.layerIndex,
+          createdBy: `pip install -r ${layer.name}`,
+          entries: [toPlanned(entry, dest, owner, mtime)],
+          python: { requirements: entry },
+        });
+      } else if (layer.kind === "sourceFolder") {
         const dest = posix.resolve(cwd, layer.dest);
         layers.push({ layerIndex: consumed.layerIndex, createdBy: `COPY sourceFolder -> ${dest}`, entries: folderEntries(group, dest, owner, mtime) });
       } else if (layer.kind === "sourceFile") {
@@ -104,11 +131,41 @@ function relative(path: string): string {
 /** The tar bytes of a planned layer (without the end blocks), files read and verified as they go. */
 export async function* layerTarChunks(layer: PlannedLayer, snapshot: SourceSnapshot): AsyncGenerator<Buffer> {
   for (const planned of layer.entries) {
+    if (planned.data) {
+      yield encodeEntryHeader(planned.header);
+      yield planned.data;
+      yield padding(planned.data.length);
+      continue;
+    }
+    if (planned.hostPath) {
+      yield* hostFileChunks(planned, planned.hostPath);
+      continue;
+    }
     if (!planned.source) {
       yield encodeEntryHeader(planned.header);
       continue;
     }
     yield* fileChunks(planned, planned.source, snapshot);
+  }
+}
+
+/** A file this build wrote itself (pip's output): its size must not have changed since it was listed. */
+async function* hostFileChunks(planned: PlannedEntry, path: string): AsyncGenerator<Buffer> {
+  const size = planned.header.size ?? 0;
+  const handle = await open(path, "r");
+  try {
+    yield encodeEntryHeader(planned.header);
+    let read = 0;
+    while (read < size) {
+      const buffer = Buffer.allocUnsafe(Math.min(CHUNK, size - read));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) throw new Error(`${path} shrank while being written into a layer`);
+      read += bytesRead;
+      yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
+    }
+    yield padding(size);
+  } finally {
+    await handle.close();
   }
 }
 
@@ -141,4 +198,13 @@ async function* fileChunks(planned: PlannedEntry, entry: WalkEntry, snapshot: So
   } finally {
     await handle.close();
   }
+}
+
+/** A listed file's whole content (small files: a requirements file), checked against its pinned digest. */
+export async function readPinnedFile(entry: WalkEntry, snapshot: SourceSnapshot): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const planned: PlannedEntry = { header: { name: "x", type: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, size: entry.size }, source: entry };
+  for await (const chunk of fileChunks(planned, entry, snapshot)) chunks.push(chunk);
+  // fileChunks yields the header first and the padding last: keep the body only.
+  return Buffer.concat(chunks).subarray(512, 512 + entry.size);
 }

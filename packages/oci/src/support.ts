@@ -1,14 +1,17 @@
 /**
  * What the oci builder can build, decided from the spec alone: an image from a registry base
- * (`fromBase`, `fromDebianBase`, `fromNodeBase`) whose layers only copy files and set config —
- * source folders and files, `.dockerignore` rules, env, workdir, user, labels. Anything that needs a
- * step run inside the image (apt and Python installs, commands, node project installs, a Dockerfile)
- * is refused with a reason naming the layer, so the engine can pick another builder.
+ * (`fromBase`, `fromDebianBase`, `fromNodeBase`) whose layers copy files, set config — source
+ * folders and files, `.dockerignore` rules, env, workdir, user, labels — or install Python packages
+ * from binary wheels resolved on this machine (`withPipPackages`, `withRequirements`:
+ * pythonPackages.ts). Anything that needs a step run inside the image (apt installs, commands, uv
+ * projects, node project installs, a Dockerfile) is refused with a reason naming the layer, so the
+ * engine can pick another builder. (Whether every Python package has a wheel is known only when
+ * resolving: a package without one fails the build, naming it.)
  */
 import type { CanBuildAnswer, Image, Layer } from "@kiln/core";
 import { isNumericUser, isRootUser } from "./users.js";
 
-const COPY_OR_CONFIG: ReadonlySet<Layer["kind"]> = new Set(["sourceFolder", "sourceFile", "dockerIgnore", "env", "workdir", "user", "labels"]);
+const COPY_OR_CONFIG: ReadonlySet<Layer["kind"]> = new Set(["sourceFolder", "sourceFile", "dockerIgnore", "env", "workdir", "user", "labels", "pipPackages", "requirements"]);
 
 export function ociCanBuild(image: Image): CanBuildAnswer {
   const spec = image.spec;
@@ -19,6 +22,9 @@ export function ociCanBuild(image: Image): CanBuildAnswer {
   for (const [index, layer] of spec.layers.entries()) {
     if (!COPY_OR_CONFIG.has(layer.kind)) {
       return { ok: false, reason: `layers[${index}] (${describeLayer(layer)}) needs a step run inside the image, which the oci builder cannot do` };
+    }
+    if ((layer.kind === "pipPackages" || layer.kind === "requirements") && spec.installer === "uv" && (layer.extraArgs?.length ?? 0) > 0) {
+      return { ok: false, reason: `layers[${index}] (${describeLayer(layer)}) passes extra arguments meant for uv, and the oci builder resolves with pip` };
     }
     if (layer.kind === "user") user = layer.user;
     if ((layer.kind === "sourceFolder" || layer.kind === "sourceFile") && !isRootUser(user) && !isNumericUser(user!)) {

@@ -66,7 +66,7 @@ export class MyImageBuilder implements ImageBuilder {
     }
 
     const buildId = randomUUID();
-    const running = this.runBuild(image, repository, tag, buildId, signal, onEvent);
+    const running = this.runBuild(image, repository, tag, buildId, signal, onEvent, options.beforePush);
     if (wait) return running;
 
     // wait: false — return at once with a handle; `wait()` follows the build to its end.
@@ -83,10 +83,11 @@ export class MyImageBuilder implements ImageBuilder {
     buildId: string,
     signal: AbortSignal | undefined,
     onEvent: BuildImageOptions["onEvent"],
+    beforePush: BuildImageOptions["beforePush"],
   ): Promise<ImageBuild> {
     const artifactDir = await newArtifactDir(buildId);
     try {
-      return await this.buildInto(artifactDir, image, repository, tag, signal, onEvent);
+      return await this.buildInto(artifactDir, image, repository, tag, signal, onEvent, beforePush);
     } catch (error) {
       // A failed or cancelled build leaves nothing behind: no half-written Dockerfile or context.tar.
       await rm(artifactDir, { recursive: true, force: true }).catch(() => undefined);
@@ -102,6 +103,7 @@ export class MyImageBuilder implements ImageBuilder {
     tag: string,
     signal: AbortSignal | undefined,
     onEvent: BuildImageOptions["onEvent"],
+    beforePush: BuildImageOptions["beforePush"],
   ): Promise<ImageBuild> {
     const uri = image.uri;
     const total = 3;
@@ -132,6 +134,11 @@ export class MyImageBuilder implements ImageBuilder {
     emit(onEvent, { type: "build.log", image: uri, line: `context: ${context.files.length} files, ${bytes} bytes` });
 
     emit(onEvent, { type: "build.step", image: uri, step: "record in catalogue", index: 3, total });
+    // Recording is this builder's push: with a shared lock provider the engine confirms the build
+    // lease here, and a lost lease rejects (LeaseLostError) — nothing is recorded, another host builds.
+    // Call it right before every push of yours (each retry too), never earlier.
+    await beforePush?.();
+    checkAborted(signal, uri);
     const record: CatalogueRecord = {
       repository,
       tag,

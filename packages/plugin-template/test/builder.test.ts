@@ -4,7 +4,7 @@ import { mkdir, readFile, readdir, rm, mkdtemp, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { build, CancelledError, Image, repositoryOf, type BuildEvent } from "@kiln/core";
+import { build, CancelledError, Image, LeaseLostError, repositoryOf, type BuildEvent } from "@kiln/core";
 import { MyImageBuilder, MyImageChecker, readRecord } from "../src/index.js";
 import { useTempStore } from "./helpers.js";
 
@@ -109,6 +109,28 @@ describe("MyImageBuilder", () => {
     await expect(builder.buildImage(image, { force: true })).rejects.toMatchObject({ code: expect.stringMatching(/^E/) });
     expect(await readdir(join(store.dir, "images"))).toEqual([recordFile]);
     expect(await readdir(join(store.dir, "builds"))).toEqual([firstBuild]);
+  });
+
+  it("calls beforePush right before recording (its push); when it rejects nothing is recorded and no builds/* left", async () => {
+    const steps: string[] = [];
+    const calls: string[][] = [];
+    const lost = new LeaseLostError("The build lease was lost before the push");
+    const refused = new MyImageBuilder().buildImage(image, {
+      onEvent: (e) => void (e.type === "build.step" && steps.push(e.step)),
+      beforePush: async () => {
+        calls.push([...steps]);
+        throw lost;
+      },
+    });
+    await expect(refused).rejects.toBe(lost);
+    expect(calls).toEqual([["render Dockerfile", "stream build context", "record in catalogue"]]);
+    expect(await readRecord(repositoryOf(image), image.tag)).toBeNull();
+    expect(await readdir(join(store.dir, "builds"))).toEqual([]);
+
+    let confirmed = 0;
+    const result = await new MyImageBuilder().buildImage(image, { beforePush: async () => void confirmed++ });
+    expect(confirmed).toBe(1);
+    expect(await readRecord(repositoryOf(image), image.tag)).toMatchObject({ digest: result.digest });
   });
 
   it("records the image's platforms; the checker answers per platform", async () => {

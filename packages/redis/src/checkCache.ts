@@ -118,7 +118,7 @@ export class RedisCheckCache implements CheckCache {
 
   async invalidate(key: CheckCacheKey): Promise<void> {
     const { entry } = this.keysOf(key);
-    await this.connection.run("dropping a check cache entry", (c) => c.del(entry));
+    await this.connection.run("dropping a check cache entry", (c) => c.call("DEL", entry));
   }
 
   async releaseClaim(key: CheckCacheKey): Promise<void> {

@@ -10,5 +10,5 @@ export type { RedisCheckCacheOptions } from "./checkCache.js";
 
 // connection settings (KILN_REDIS_* or options) and the shared connection
 export { resolveSettings, DEFAULT_KEY_PREFIX } from "./settings.js";
-export type { RedisConnectionOptions, RedisTlsOptions, RedisSettings } from "./settings.js";
+export type { RedisClientLike, RedisConnectionOptions, RedisTlsOptions, RedisSettings } from "./settings.js";
 export { closeSharedConnections } from "./connection.js";

@@ -15,7 +15,6 @@
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { ConfigError, describeValue, redactUrl } from "@kiln/core";
-import type { Cluster, Redis } from "ioredis";
 
 export interface RedisTlsOptions {
   /** PEM CA bundle (contents), or use `caFile`. */
@@ -28,6 +27,14 @@ export interface RedisTlsOptions {
   servername?: string;
   /** Default true. */
   rejectUnauthorized?: boolean;
+}
+
+/**
+ * A Redis client of your own (an ioredis `Redis` or `Cluster` fits): Kiln sends every command
+ * through `call(command, ...args)` (EVALSHA/EVAL of its scripts, DEL).
+ */
+export interface RedisClientLike {
+  call(command: string, ...args: Array<string | number>): Promise<unknown>;
 }
 
 export interface RedisConnectionOptions {
@@ -46,7 +53,7 @@ export interface RedisConnectionOptions {
    * A client of your own — `new Redis({ sentinels, name })` for Sentinel, `new Cluster([...])` for
    * Redis Cluster. Its lifecycle is yours (Kiln never closes it); url/credentials/TLS options are then unused.
    */
-  client?: Redis | Cluster;
+  client?: RedisClientLike;
   /** Environment read for the KILN_REDIS_* settings (default process.env). */
   env?: NodeJS.ProcessEnv;
 }

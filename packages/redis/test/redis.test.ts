@@ -195,6 +195,36 @@ describe("connection: credentials, TLS, failures", () => {
     }
   });
 
+  it("a process using the cache loads no Redis client library: a lookup costs node:net and this package only", async () => {
+    const dist = fileURLToPath(new URL("../dist/index.js", import.meta.url));
+    const script = `import { createRequire } from "node:module";
+      import { RedisCheckCache } from ${JSON.stringify(dist)};
+      const cache = new RedisCheckCache();
+      await cache.putPresent({ repository: "r/light", tag: "t", platforms: [] }, { uri: "r/light:t", digest: "sha256:${"1".repeat(64)}" });
+      const found = await cache.lookup({ repository: "r/light", tag: "t", platforms: [] });
+      const loaded = Object.keys(createRequire(import.meta.url)("node:module")._cache).filter((p) => p.includes("node_modules") && !p.includes("/@kiln/core/") && !p.includes("/core/dist/"));
+      console.log(JSON.stringify({ state: found.entry?.state, loaded }));`;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, ...env() }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    const code = await new Promise((r) => child.on("close", r));
+    clearTimeout(timer);
+    expect(code, out).toBe(0);
+    expect(JSON.parse(out.trim().split("\n").pop()!)).toEqual({ state: "present", loaded: [] });
+  });
+
+  it("a reply that arrived while the process was starved of CPU past the command deadline still counts", async () => {
+    const cache = new RedisCheckCache({ env: { ...env(), KILN_REDIS_COMMAND_TIMEOUT_MS: "200" } });
+    await cache.putPresent(key("starved"), { uri: "127.0.0.1:5000/app:starved", digest: DIGEST });
+    const lookup = cache.lookup(key("starved"), { singleFlight: true });
+    await new Promise((r) => setImmediate(r)); // the command is written
+    const busyUntil = Date.now() + 600;
+    while (Date.now() < busyUntil); // 100 processes on 2 cores: this one gets no CPU for a while
+    expect((await lookup).entry).toMatchObject({ state: "present", digest: DIGEST });
+  });
+
   it("an idle connection does not keep a process alive: a script that took and released a lease exits at once", async () => {
     const dist = fileURLToPath(new URL("../dist/index.js", import.meta.url));
     const script = `import { RedisLockProvider } from ${JSON.stringify(dist)};

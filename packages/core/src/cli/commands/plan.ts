@@ -1,9 +1,11 @@
 /**
  * `kiln plan <spec>` — per image: uri, tag, exists (true/false/unknown), action (skip/build).
  * The answer must be the one `kiln build` would act on, so every image is asked of the selected
- * builder's checkers, in order, through an engine dry run (nothing is built). Only when no builder is
- * installed at all does plan ask the registry directly. Checks run concurrently (bounded); the
- * registry checkers share core's default RegistryClient, so tokens and keep-alive connections are reused.
+ * builder's checkers (or the chosen checker chain), in order, through an engine dry run (nothing is
+ * built). Only when no builder is installed at all does plan ask the registry directly, over one
+ * client whose by-digest reads are asked once per run (planClient.ts). Checks run concurrently
+ * (bounded); the registry checkers share core's default RegistryClient, so tokens and keep-alive
+ * connections are reused.
  * Exit 0 when every answer is known, 2 when some could not be determined.
  */
 import { resolve } from "node:path";
@@ -13,7 +15,8 @@ import type { BuildEvent } from "../../events.js";
 import type { Image } from "../../image.js";
 import { serializeError } from "../../redact.js";
 import { KilnError, UnknownBuilderError } from "../../errors.js";
-import { checkImage } from "../../registry/check.js";
+import { checkImage, defaultRegistryClient } from "../../registry/check.js";
+import { planRegistryClient } from "../planClient.js";
 import { activateCredentialProviders } from "../../discovery.js";
 import { getDiscovery, selectBuilder, selectRegistry } from "../../selection.js";
 import { parse, parseCheckerFlag, parsePlatforms, UsageError } from "../args.js";
@@ -79,6 +82,8 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     }
   }
 
+  // Builder-less: one client for the run, asking each immutable (by-digest) manifest once.
+  const client = builderName === undefined ? planRegistryClient(defaultRegistryClient()) : undefined;
   const planOne = async ({ exportName, image: declared }: { exportName: string; image: Image }): Promise<PlanRow> => {
     let image = declared;
     // The default registry (--registry first) is for images declared without one, as in `kiln build`.
@@ -96,7 +101,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
         row.reason = "no image builder is installed to check a local image";
       } else {
         try {
-          const answer = await checkImage(image.uri, { platforms: image.platform });
+          const answer = await checkImage(image.uri, { platforms: image.platform, ...(client ? { client } : {}) });
           row.exists = answer.present;
           if (answer.exists && !answer.present) row.missing = answer.missing;
         } catch (error) {

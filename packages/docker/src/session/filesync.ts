@@ -17,11 +17,15 @@
  * The daemon's include/exclude patterns (from the dockerfile frontend: `.dockerignore` rules,
  * `include-patterns` for the Dockerfile) are applied to the tree Kiln lists — which is already
  * filtered by Kiln's own rules; nothing outside it is ever read.
+ *
+ * One server for both builders: @kiln/docker serves a build's context and Dockerfile through the
+ * Engine's `/session` (buildOne.ts, `remote=client-session`), @kiln/buildkit through Control.Session.
  */
 import { createHash, type Hash } from "node:crypto";
 import { open, type FileHandle } from "node:fs/promises";
 import { assertListed, IgnoreMatcher, openFailure, openPath, OPEN_LISTED_FLAGS, sizeChanged, sourceChanged, type WalkEntry } from "@kiln/core";
-import { asBytes, asNumber, encodeVarint, GrpcStatus, GrpcStatusError, lengthDelimitedField, readFields, varintField, type StreamingCall, type StreamingHandler } from "@kiln/docker/internal";
+import { GrpcStatus, GrpcStatusError, type StreamingCall, type StreamingHandler } from "../grpcServer.js";
+import { asBytes, asNumber, encodeVarint, lengthDelimitedField, readFields, varintField } from "../protobuf.js";
 import { followLinks } from "./followPaths.js";
 
 export const DIFF_COPY_METHOD = "/moby.filesync.v1.FileSync/DiffCopy";

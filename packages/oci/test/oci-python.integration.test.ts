@@ -1,0 +1,140 @@
+/**
+ * withPipPackages / withRequirements with the oci builder: wheels resolved on this machine by pip for
+ * the image's platform and Python, from a package index the test serves (test-utils' pyIndex), laid
+ * into a Debian python 3.11 base (made locally with debootstrap, pushed to a loopback registry).
+ * Nothing runs in the image while building; `docker run` then imports the packages, runs the console
+ * script, and pip in the image sees (and can uninstall) what was installed.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BuildFailedError, Image, RegistryClient, type BuildEvent } from "@kiln/core";
+import { docker, ensureDebianPythonImage, startPyIndex, startRegistry, type PyIndex, type TestRegistry } from "@kiln/test-utils";
+import { OciImageBuilder } from "../src/index.js";
+import { rewriteShebang } from "../src/pythonPackages.js";
+import { pythonTargetOf } from "../src/pythonTarget.js";
+
+let registry: TestRegistry;
+let index: PyIndex;
+let baseRef: string;
+const tempDirs: string[] = [];
+
+const client = () => new RegistryClient({ useDockerConfig: false });
+// No Docker Engine reachable from the builder: it never needs one.
+const builder = () => new OciImageBuilder({ client: client(), env: { ...process.env, SOURCE_DATE_EPOCH: "", DOCKER_HOST: "unix:///nonexistent/docker.sock" } });
+
+function appDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "kiln-oci-py-"));
+  tempDirs.push(dir);
+  writeFileSync(join(dir, "hello.py"), "import kiln_demo\nprint('app sees', kiln_demo.VERSION)\n");
+  writeFileSync(join(dir, "requirements.txt"), "kiln-extra==0.3\n");
+  return dir;
+}
+
+function declare(dir: string, name: string): Image {
+  const pip = { indexUrl: index.url, extraArgs: ["--trusted-host", index.host] };
+  return Image.fromDebianBase({ pythonVersion: [3, 11], baseImage: baseRef, installer: "pip", name })
+    .withPipPackages("kiln-demo==1.0", pip)
+    .withRequirements(join(dir, "requirements.txt"), pip)
+    .withSourceFile(join(dir, "hello.py"), "/app/hello.py")
+    .clone({ registry: registry.host, platform: ["linux/amd64"] });
+}
+
+beforeAll(async () => {
+  const python = await ensureDebianPythonImage();
+  registry = await startRegistry({ auth: "none" });
+  baseRef = `${registry.host}/kiln/python:3.11-debian`;
+  await docker(["tag", python, baseRef]);
+  await docker(["push", baseRef], { timeoutMs: 300_000 });
+  await docker(["image", "rm", baseRef]).catch(() => undefined);
+  index = await startPyIndex([
+    { name: "kiln-demo", version: "1.0", source: "VERSION = '1.0'\ndef main():\n    print('demo script ran')\n", consoleScripts: { "kiln-demo": "kiln_demo:main" }, requires: ["kiln-dep"] },
+    { name: "kiln-dep", version: "2.0" },
+    { name: "kiln-extra", version: "0.3" },
+  ]);
+}, 600_000);
+
+afterAll(async () => {
+  await index?.close();
+  await registry?.stop();
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("oci builder installs Python packages from wheels, running nothing in the image", () => {
+  it("withPipPackages + withRequirements: the image imports them, runs the console script, pip in the image knows them; same digest twice", async () => {
+    const dir = appDir();
+    const image = declare(dir, "kiln/py-oci");
+    expect(builder().canBuild(image)).toEqual({ ok: true });
+    const events: BuildEvent[] = [];
+    const built = await builder().buildImage(image, { onEvent: (e) => events.push(e) });
+    expect(events.filter((e) => e.type === "build.step").map((e) => (e as { step: string }).step)).toEqual([
+      "pip install kiln-demo==1.0",
+      "pip install -r requirements.txt",
+      "COPY sourceFile -> /app/hello.py",
+    ]);
+    // pip on this machine fetched the wheels (dependency included) from the index.
+    expect(index.requests).toEqual(expect.arrayContaining(["/files/kiln_demo-1.0-py3-none-any.whl", "/files/kiln_dep-2.0-py3-none-any.whl", "/files/kiln_extra-0.3-py3-none-any.whl"]));
+
+    const again = await builder().buildImage(declare(dir, "kiln/py-oci-again"), {});
+    expect(again.digest).toBe(built.digest);
+
+    await docker(["pull", image.uri], { timeoutMs: 120_000 });
+    try {
+      const out = await docker(
+        ["run", "--rm", "--network", "none", image.uri, "sh", "-c", [
+          'echo "pyc=$(find /usr/local/lib/python3.11 -name "*.pyc" | wc -l)"',
+          "head -1 /usr/local/bin/kiln-demo",
+          "kiln-demo",
+          "python3 -c 'import kiln_demo, kiln_dep, kiln_extra; print(kiln_demo.__file__, kiln_dep.VERSION, kiln_extra.VERSION)'",
+          "python3 /app/hello.py",
+          "cat /opt/kiln/requirements/1/requirements.txt",
+          "python3 -m pip show kiln-demo | grep -E '^(Name|Location)'",
+          "python3 -m pip uninstall -y -q kiln-demo && test ! -e /usr/local/bin/kiln-demo && echo script-removed",
+        ].join("; ")],
+        { timeoutMs: 120_000 },
+      );
+      expect(out).toContain("pyc=0");
+      expect(out).toContain("#!/usr/bin/python3.11");
+      expect(out).toContain("demo script ran");
+      expect(out).toContain("/usr/local/lib/python3.11/dist-packages/kiln_demo/__init__.py 2.0 0.3");
+      expect(out).toContain("app sees 1.0");
+      expect(out).toContain("kiln-extra==0.3");
+      expect(out).toContain("Location: /usr/local/lib/python3.11/dist-packages");
+      expect(out).toContain("script-removed");
+    } finally {
+      await docker(["image", "rm", "-f", image.uri]).catch(() => undefined);
+    }
+  }, 600_000);
+
+  it("a package with no wheel for the platform: an error naming it and the platform, hinting at a builder that runs steps; nothing pushed", async () => {
+    const image = Image.fromDebianBase({ pythonVersion: [3, 11], baseImage: baseRef, installer: "pip", name: "kiln/py-nowheel" })
+      .withPipPackages("kiln-sdist-only", { indexUrl: index.url, extraArgs: ["--trusted-host", index.host] })
+      .clone({ registry: registry.host, platform: ["linux/amd64"] });
+    const error = await builder().buildImage(image, {}).catch((e: unknown) => e);
+    expect(BuildFailedError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toContain("kiln-sdist-only");
+    expect((error as Error).message).toContain("linux/amd64");
+    expect((error as Error).message).toContain("manylinux2014_x86_64");
+    expect((error as { hint?: string }).hint).toContain('builder: "docker"');
+    expect(await client().headManifest(image.uri)).toBeNull();
+  }, 300_000);
+});
+
+describe("where Python packages go", () => {
+  it("an official python image (PYTHON_VERSION in its env): /usr/local site-packages and interpreter", () => {
+    const target = pythonTargetOf(Image.fromBase("python:3.12-slim", { name: "x" }).spec, { config: { Env: ["PATH=/usr/local/bin:/usr/bin", "PYTHON_VERSION=3.12.4"] } }, "python:3.12-slim");
+    expect(target).toEqual({ version: [3, 12], interpreter: "/usr/local/bin/python3.12", siteDir: "/usr/local/lib/python3.12/site-packages", scriptsDir: "/usr/local/bin", flavour: "official" });
+  });
+  it("Debian's python3 (no PYTHON_VERSION, version declared): dist-packages, /usr/bin interpreter; neither known → error; disagreement → error", () => {
+    const debian = Image.fromDebianBase({ pythonVersion: [3, 11], baseImage: "debian-python:12", name: "x" }).spec;
+    expect(pythonTargetOf(debian, { config: { Env: ["PATH=/usr/bin"] } }, "debian-python:12")).toMatchObject({ interpreter: "/usr/bin/python3.11", siteDir: "/usr/local/lib/python3.11/dist-packages", flavour: "debian" });
+    expect(() => pythonTargetOf(Image.fromBase("debian:12", { name: "x" }).spec, { config: {} }, "debian:12")).toThrow(/cannot tell which Python/);
+    expect(() => pythonTargetOf(debian, { config: { Env: ["PYTHON_VERSION=3.12.1"] } }, "b")).toThrow(/has Python 3.12/);
+  });
+  it("console-script shebangs: the host interpreter (or pip's /bin/sh trampoline) becomes the image's", () => {
+    expect(rewriteShebang(Buffer.from("#!/root/.pyenv/versions/3.11.7/bin/python3\nimport sys\n"), "/usr/local/bin/python3.11").toString()).toBe("#!/usr/local/bin/python3.11\nimport sys\n");
+    expect(rewriteShebang(Buffer.from("#!/bin/sh\n'''exec' \"/very/long/python3\" \"$0\" \"$@\"\n' '''\nimport sys\n"), "/usr/bin/python3.11").toString()).toBe("#!/usr/bin/python3.11\nimport sys\n");
+    expect(rewriteShebang(Buffer.from("#!/bin/sh\necho hi\n"), "/usr/bin/python3.11").toString()).toBe("#!/bin/sh\necho hi\n");
+  });
+});
