@@ -1,5 +1,6 @@
 // `pnpm start`: build the image unless a registry already has it, and print its URI.
-// The builder is the only one installed (@kiln/docker); the registry comes from KILN_IMAGE_REGISTRY
+// The builder: the first installed one that can build it — @kiln/oci (no Docker Engine needed), else
+// @kiln/docker (KILN_IMAGE_BUILDER=docker chooses it); the registry comes from KILN_IMAGE_REGISTRY
 // (or kiln.config.json), so the same code pushes to localhost:5000 or to ghcr.io/acme.
 import { build } from "@kiln/core";
 import { image } from "./image.js";

@@ -110,6 +110,13 @@ describe("oci builder: registry oci:<dir> writes an OCI image layout", () => {
     expect(second.stdout.trim()).toBe(`oci:./images/hello:${tag}`);
     expect((await readLayoutIndex(layout))!.manifests).toHaveLength(1);
 
+    // The default registry (KILN_IMAGE_REGISTRY) may be a layout too.
+    writeFileSync(join(project, "plain.mjs"), `import { Image } from "@kiln/core";\nexport default Image.fromBase(${JSON.stringify(baseRef)}, { name: "plain" }).withSourceFolder("src", "/app").clone({ platform: ["linux/amd64"] });\n`);
+    const plain = await run(process.execPath, [join(CORE_PKG, "dist/cli/main.js"), "build", "plain.mjs", "--json"], project, { ...env, KILN_IMAGE_REGISTRY: "oci:./defaults" }, 180_000);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stdout.trim()).toMatch(/^oci:\.\/defaults\/plain:[0-9a-f]{32}$/);
+    expect((await readLayoutIndex(join(project, "defaults", "plain")))!.manifests).toHaveLength(1);
+
     const name = `kiln-oci-layout-test-${process.pid}`;
     const copied = await run("skopeo", ["copy", "--insecure-policy", `oci:${layout}:${tag}`, `docker-daemon:${name}:${tag}`], project, process.env, 120_000);
     expect(copied.code, copied.stderr).toBe(0);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BuildFailedError, Image, RegistryClient, type BuildEvent } from "@kiln/core";
 import { docker, ensureDebianPythonImage, startPyIndex, startRegistry, type PyIndex, type TestRegistry } from "@kiln/test-utils";
 import { OciImageBuilder } from "../src/index.js";
-import { rewriteShebang } from "../src/pythonPackages.js";
+import { pipArguments, rewriteShebang } from "../src/pythonPackages.js";
 import { pythonTargetOf } from "../src/pythonTarget.js";
 
 let registry: TestRegistry;
@@ -131,6 +131,16 @@ describe("where Python packages go", () => {
     expect(pythonTargetOf(debian, { config: { Env: ["PATH=/usr/bin"] } }, "debian-python:12")).toMatchObject({ interpreter: "/usr/bin/python3.11", siteDir: "/usr/local/lib/python3.11/dist-packages", flavour: "debian" });
     expect(() => pythonTargetOf(Image.fromBase("debian:12", { name: "x" }).spec, { config: {} }, "debian:12")).toThrow(/cannot tell which Python/);
     expect(() => pythonTargetOf(debian, { config: { Env: ["PYTHON_VERSION=3.12.1"] } }, "b")).toThrow(/has Python 3.12/);
+  });
+  it("pip's command line: the platform's manylinux2014 tag, the image's Python and ABI, wheels only, no .pyc, the spec's index options", () => {
+    const target = { version: [3, 11] as [number, number], interpreter: "/usr/bin/python3.11", siteDir: "/usr/local/lib/python3.11/dist-packages", scriptsDir: "/usr/local/bin", flavour: "debian" as const };
+    const layer = { kind: "pipPackages" as const, packages: ["numpy==2.0.0"], indexUrl: "https://pypi.example/simple", extraIndexUrls: ["https://extra.example/simple"], pre: true, extraArgs: ["--trusted-host", "pypi.example"] };
+    const args = pipArguments({ layer, target, platform: "linux/arm64", dir: "/scratch/pip" });
+    expect(args.join(" ")).toBe(
+      "-m pip install --isolated --disable-pip-version-check --no-input --no-compile --target /scratch/pip --platform manylinux2014_aarch64 --python-version 3.11 " +
+        "--implementation cp --abi cp311 --only-binary=:all: --index-url https://pypi.example/simple --extra-index-url https://extra.example/simple --pre --trusted-host pypi.example -- numpy==2.0.0",
+    );
+    expect(pipArguments({ layer: { kind: "requirements", hostPath: "/r.txt", name: "r.txt" }, requirementsFile: "/scratch/r.txt", target, platform: "linux/amd64", dir: "/d" }).slice(-3)).toEqual(["--only-binary=:all:", "-r", "/scratch/r.txt"]);
   });
   it("console-script shebangs: the host interpreter (or pip's /bin/sh trampoline) becomes the image's", () => {
     expect(rewriteShebang(Buffer.from("#!/root/.pyenv/versions/3.11.7/bin/python3\nimport sys\n"), "/usr/local/bin/python3.11").toString()).toBe("#!/usr/local/bin/python3.11\nimport sys\n");
