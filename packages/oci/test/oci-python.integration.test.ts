@@ -22,7 +22,9 @@ const tempDirs: string[] = [];
 
 const client = () => new RegistryClient({ useDockerConfig: false });
 // No Docker Engine reachable from the builder: it never needs one.
-const builder = () => new OciImageBuilder({ client: client(), env: { ...process.env, SOURCE_DATE_EPOCH: "", DOCKER_HOST: "unix:///nonexistent/docker.sock" } });
+// A layer-digest cache of this run only: the machine's shared one may know these layers from an earlier run.
+const layerCache = mkdtempSync(join(tmpdir(), "kiln-oci-python-layers-"));
+const builder = () => new OciImageBuilder({ client: client(), layerCache, env: { ...process.env, SOURCE_DATE_EPOCH: "", DOCKER_HOST: "unix:///nonexistent/docker.sock" } });
 
 function appDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "kiln-oci-py-"));
@@ -59,6 +61,7 @@ afterAll(async () => {
   await index?.close();
   await registry?.stop();
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  rmSync(layerCache, { recursive: true, force: true });
 });
 
 describe("oci builder installs Python packages from wheels, running nothing in the image", () => {
