@@ -15,7 +15,7 @@
  * Needs: `pnpm --filter @kiln/core build && pnpm --filter @kiln/docker build`; dockerd running;
  * /bin/busybox (busybox-static). Usage: node bench/docker-build.mjs [--runs N] [--json]
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile, } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, ftruncateSync, copyFileSync } from "node:fs";
 import path from "node:path";

@@ -1,14 +1,12 @@
-import { defineConfig } from "tsup";
+import { packageConfig } from "../../tsup.config.base.ts";
 
-export default defineConfig({
+// Declarations for the public entries only; cli/* is internal.
+const publicEntries = { index: "src/index.ts", plugin: "src/plugin.ts", "testing/index": "src/testing/index.ts" };
+
+export default packageConfig({
   // cli/ts-hooks is registered with module.register by the spec loader, so it needs a file of its own.
-  entry: { index: "src/index.ts", "testing/index": "src/testing/index.ts", "cli/main": "src/cli/main.ts", "cli/ts-hooks": "src/cli/tsHooks.ts" },
-  format: ["esm"],
-  dts: { entry: { index: "src/index.ts", "testing/index": "src/testing/index.ts" } },
-  target: "node20",
-  platform: "node",
-  sourcemap: true,
-  clean: true,
+  entry: { ...publicEntries, "cli/main": "src/cli/main.ts", "cli/ts-hooks": "src/cli/tsHooks.ts" },
+  dts: { entry: publicEntries },
   splitting: true,
   // The CLI must start fast: keep dependencies external and loaded lazily.
   external: ["vitest", "sucrase"],

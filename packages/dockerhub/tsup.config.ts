@@ -1,11 +1,3 @@
-import { defineConfig } from "tsup";
+import { packageConfig } from "../../tsup.config.base.ts";
 
-export default defineConfig({
-  entry: ["src/index.ts"],
-  format: ["esm"],
-  dts: true,
-  target: "node20",
-  platform: "node",
-  sourcemap: true,
-  clean: true,
-});
+export default packageConfig();

@@ -12,6 +12,7 @@ export default mergeConfig(
       alias: [
         { find: /^@kiln\/core$/, replacement: coreSrc("index.ts") },
         { find: /^@kiln\/core\/testing$/, replacement: coreSrc("testing/index.ts") },
+        { find: /^@kiln\/core\/plugin$/, replacement: coreSrc("plugin.ts") },
       ],
     },
     test: {},

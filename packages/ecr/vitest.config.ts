@@ -13,6 +13,7 @@ export default mergeConfig(
       alias: [
         { find: /^@kiln\/core$/, replacement: src("core/src/index.ts") },
         { find: /^@kiln\/core\/testing$/, replacement: src("core/src/testing/index.ts") },
+        { find: /^@kiln\/core\/plugin$/, replacement: src("core/src/plugin.ts") },
         { find: /^@kiln\/docker$/, replacement: src("docker/src/index.ts") },
       ],
     },

@@ -9,7 +9,8 @@
  *
  * A `fromDockerfile` image is not checked (its stages name their own bases).
  */
-import { BuildFailedError, CancelledError, emit, normalizePlatform, parseReference, planDockerfile, type Architecture, type EventListener, type Image, type RegistryClient } from "@kiln/core";
+import { BuildFailedError, CancelledError, parseReference, type Architecture, type EventListener, type Image } from "@kiln/core";
+import { emit, normalizePlatform, planDockerfile, type RegistryClient } from "@kiln/core/plugin";
 import { DockerDaemon, hasRegistryHost } from "@kiln/docker";
 
 export interface BasePlatformCheckOptions {

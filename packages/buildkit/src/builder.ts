@@ -14,25 +14,32 @@
 import {
   CancelledError,
   ConfigError,
-  emit,
   KilnError,
   PushFailedError,
+  type Architecture,
+  type BuildImageOptions,
+  type CanBuildAnswer,
+  type EventListener,
+  type Image,
+  type ImageBuild,
+  type ImageBuilder,
+  type ImageCheckerLike,
+} from "@kiln/core";
+import {
+  DOCKER_MANIFEST,
+  emit,
+  normalizePlatform,
   redactSecrets,
   RegistryClient,
   resolveBuildSecrets,
   resolveRegistryCredentials,
   scrubSecrets,
   secretRedactor,
-  type Architecture,
-  type BuildImageOptions,
   type CredentialSource,
-  type Image,
-  type ImageBuild,
-  type ImageBuilder,
-  type ImageCheckerLike,
-} from "@kiln/core";
-import { assembleIndex, DockerDaemon, LocalDockerImageChecker, platformTag, RegistryImageChecker } from "@kiln/docker";
-import { encodeRegistryAuth, provenanceLabels, pushedManifest, pushIdleTimeoutMs, pushTag, registryHost, type PlatformManifest, type RegistryAuth } from "@kiln/docker/internal";
+} from "@kiln/core/plugin";
+import { localOnlyKilnBase } from "./kilnBase.js";
+import { assembleIndex, DockerDaemon, LocalDockerImageChecker, platformTag, DockerRegistryImageChecker } from "@kiln/docker";
+import { encodeRegistryAuth, provenanceLabels, pushedManifest, pushIdleTimeoutMs, pushTag, registryHost, type PlatformManifest, type PushResult, type RegistryAuth } from "@kiln/docker/internal";
 import { checkBasePlatforms } from "./basePlatforms.js";
 import { resolveCache, type CacheOptions } from "./cache.js";
 import type { BuildKitClient } from "./client.js";
@@ -69,6 +76,28 @@ export interface BuildKitImageBuilderOptions extends CacheOptions {
    * reads none. Those settings come last: these options, then KILN_BUILDKIT_*, then the file's.
    */
   projectDir?: string | false;
+}
+
+/** One build's own pieces, shared by every Solve it makes. */
+interface RunContext {
+  uri: string;
+  repository: string;
+  secrets: ReadonlyMap<string, string>;
+  /** Registry secrets handed out, scrubbed from every message. */
+  scrub: string[];
+  redact: (text: string) => string;
+  signal?: AbortSignal;
+  onEvent?: EventListener;
+}
+
+type EngineSolveOptions = Omit<SolveImageOptions, "exporter"> & { repository: string; scrub: string[] };
+
+interface EngineSession {
+  daemon: DockerDaemon;
+  /** Undefined for an image without a registry (kept in the engine). */
+  auth: RegistryAuth | undefined;
+  push(tag: string, platform?: Architecture): Promise<PushResult>;
+  solveInto(ref: string, platform: Architecture): Promise<void>;
 }
 
 /** What the options, the environment and the project's settings resolve to (on first use, so a bad setting is a ConfigError of the build). */
@@ -109,9 +138,22 @@ export class BuildKitImageBuilder implements ImageBuilder {
     return this.registryClientInstance;
   }
 
+  /** A Kiln base kept only in a local daemon is readable by the engine's BuildKit alone (kilnBase.ts). */
+  canBuild(image: Image): CanBuildAnswer {
+    const problem = localOnlyKilnBase(image);
+    if (problem === undefined) return { ok: true };
+    let engine = false;
+    try {
+      engine = this.endpoints.some((e) => e.kind === "docker-engine");
+    } catch {
+      return { ok: true }; // a configuration error is reported by the build itself, with its hint
+    }
+    return engine ? { ok: true } : { ok: false, reason: problem };
+  }
+
   /** The registry; with the engine in the pool, its local images first (registry-less images). */
   getCheckers(): ImageCheckerLike[] {
-    const registry = new RegistryImageChecker({ client: this.registryClient });
+    const registry = new DockerRegistryImageChecker({ client: this.registryClient });
     return this.endpoints.some((e) => e.kind === "docker-engine") ? [new LocalDockerImageChecker({ env: this.env }), registry] : [registry];
   }
 
@@ -141,38 +183,114 @@ export class BuildKitImageBuilder implements ImageBuilder {
     const scrub: string[] = [];
     const redactValues = secretRedactor(secrets.values());
     const redact = (text: string) => redactSecrets(scrubSecrets(redactValues(text), scrub));
+    const run: RunContext = { uri, repository, secrets, scrub, redact, signal, onEvent };
     try {
-      const { pool, configured } = this.setup;
+      const { pool } = this.setup;
+      // Platforms pinned to different endpoints are built there and joined by one index (buildx nodes).
+      const groups = image.registry ? pool.split(platforms) : [platforms];
+      if (groups.length > 1) return await this.buildSplit(image, platforms, groups, run);
       return await pool.use(image, platforms, { signal, onEvent }, async (client) => {
-        const engine = client.endpoint.kind === "docker-engine";
-        if ((this.options.checkBasePlatforms ?? configured.checkBasePlatforms) !== false) await checkBasePlatforms(image, platforms, { client: this.registryClient, env: this.env, engine, signal, onEvent });
-        const cache = resolveCache(image, this.options, client.endpoint, this.env, configured);
-        if (cache.skipped) emit(onEvent, { type: "warning", image: uri, message: cache.skipped });
-        const common = {
-          image,
-          uri,
-          platforms,
-          repository,
-          labels: await provenanceLabels(image),
-          secrets,
-          credentials: this.options.credentials,
-          env: this.env,
-          noCache: this.options.noCache ?? configured.noCache,
-          pull: this.options.pull ?? configured.pull,
-          networkMode: this.options.networkMode ?? (this.env.KILN_BUILDKIT_NETWORK || undefined) ?? configured.networkMode,
-          cacheImports: cache.cacheImports,
-          cacheExports: cache.cacheExports,
-          signal,
-          onEvent,
-          redact,
-          onSecret: (s: string) => scrub.push(s),
-        };
-        return engine ? await this.buildOnEngine(client, image, { ...common, scrub }) : await this.buildStandalone(client, image, common);
+        const common = await this.solveOptions(client, image, platforms, run);
+        return client.endpoint.kind === "docker-engine" ? await this.buildOnEngine(client, image, { ...common, scrub }) : await this.buildStandalone(client, image, common);
       });
     } catch (error) {
       if (signal?.aborted && !CancelledError.isInstance(error)) throw new CancelledError(`Build of ${uri} cancelled`, { cause: error });
       throw error;
     }
+  }
+
+  /** What a Solve of `platforms` of `image` on `client` needs (base platforms checked first). */
+  private async solveOptions(client: BuildKitClient, image: Image, platforms: Architecture[], run: RunContext): Promise<Omit<SolveImageOptions, "exporter"> & { repository: string }> {
+    const { configured } = this.setup;
+    const { uri, signal, onEvent } = run;
+    const engine = client.endpoint.kind === "docker-engine";
+    if ((this.options.checkBasePlatforms ?? configured.checkBasePlatforms) !== false) await checkBasePlatforms(image, platforms, { client: this.registryClient, env: this.env, engine, signal, onEvent });
+    const cache = resolveCache(image, this.options, client.endpoint, this.env, configured);
+    if (cache.skipped) emit(onEvent, { type: "warning", image: uri, message: cache.skipped });
+    return {
+      image,
+      uri,
+      platforms,
+      repository: run.repository,
+      labels: await provenanceLabels(image),
+      secrets: run.secrets,
+      credentials: this.options.credentials,
+      env: this.env,
+      noCache: this.options.noCache ?? configured.noCache,
+      pull: this.options.pull ?? configured.pull,
+      networkMode: this.options.networkMode ?? (this.env.KILN_BUILDKIT_NETWORK || undefined) ?? configured.networkMode,
+      cacheImports: cache.cacheImports,
+      cacheExports: cache.cacheExports,
+      signal,
+      onEvent,
+      redact: run.redact,
+      onSecret: (s: string) => run.scrub.push(s),
+    };
+  }
+
+  /**
+   * One image whose platforms are split across endpoints (pool.split): each group is built and pushed
+   * by digest on its own endpoint, at the same time; then one index naming every child goes under
+   * the image's tag. The first group to fail cancels the others.
+   */
+  private async buildSplit(image: Image, platforms: Architecture[], groups: Architecture[][], run: RunContext): Promise<ImageBuild> {
+    const { uri, signal, onEvent } = run;
+    const siblings = new AbortController();
+    const forward = () => siblings.abort(signal?.reason);
+    signal?.addEventListener("abort", forward, { once: true });
+    let parts: Array<Array<[Architecture, PlatformManifest]>>;
+    try {
+      const groupRun = { ...run, signal: siblings.signal };
+      parts = await Promise.all(
+        groups.map((group) =>
+          this.setup.pool
+            .use(image, group, { signal: siblings.signal, onEvent }, async (client) => {
+              const options = await this.solveOptions(client, image, group, groupRun);
+              return client.endpoint.kind === "docker-engine" ? await this.engineManifests(client, image, { ...options, scrub: run.scrub }) : await this.pushedByDigest(client, options);
+            })
+            .catch((error: unknown) => {
+              siblings.abort(error);
+              throw error;
+            }),
+        ),
+      );
+    } finally {
+      signal?.removeEventListener("abort", forward);
+    }
+    signal?.throwIfAborted();
+    const byPlatform = new Map(parts.flat());
+    const missing = platforms.filter((p) => !byPlatform.has(p));
+    if (missing.length > 0) {
+      throw new PushFailedError(`BuildKit pushed no manifest for ${missing.join(", ")} of ${uri}`, { details: { uri, missing } });
+    }
+    const index = assembleIndex(platforms.map((p) => [p, byPlatform.get(p)!] as const));
+    const digest = await this.registryClient.putManifest(uri, index.body, index.mediaType, { signal });
+    await this.verifyPushed(uri, digest, signal);
+    emit(onEvent, { type: "push.done", image: uri, digest });
+    return { uri, digest };
+  }
+
+  /** A standalone buildkitd builds `platforms` and pushes them by digest (no tag); their manifests, by platform. */
+  private async pushedByDigest(client: BuildKitClient, options: Omit<SolveImageOptions, "exporter"> & { repository: string }): Promise<Array<[Architecture, PlatformManifest]>> {
+    const { repository, platforms, signal, onEvent, uri } = options;
+    const solved = await solveImage(client, { ...options, exporter: { type: "image", attrs: { name: repository, push: "true", "push-by-digest": "true" } } });
+    const digest = solved.exporterResponse["containerimage.digest"];
+    if (!digest) throw new PushFailedError(`BuildKit at ${client.endpoint.address} pushed ${platforms.join(", ")} of ${uri} without reporting a digest`, { details: { endpoint: client.endpoint.address } });
+    const fetched = await this.registryClient.getManifest(`${repository}@${digest}`, { signal });
+    if (!fetched) {
+      throw new PushFailedError(`The registry does not hold ${repository}@${digest}, which BuildKit at ${client.endpoint.address} reported pushed`, {
+        hint: "Check the registry's storage and health, and run the build again.",
+        details: { endpoint: client.endpoint.address, repository, digest },
+      });
+    }
+    const children = fetched.manifest.manifests as Array<{ digest: string; size: number; mediaType: string; platform?: { os: string; architecture: string; variant?: string } }> | undefined;
+    const found: Array<[Architecture, PlatformManifest]> = children
+      ? children
+          .filter((c) => c.platform && c.platform.os !== "unknown") // attestation manifests name no platform
+          .map((c) => [normalizePlatform(`${c.platform!.os}/${c.platform!.architecture}${c.platform!.variant ? `/${c.platform!.variant}` : ""}`) as Architecture, { digest: c.digest, size: c.size, mediaType: c.mediaType }])
+      : [[platforms[0]!, { digest, size: fetched.size ?? fetched.body.length, mediaType: fetched.mediaType ?? DOCKER_MANIFEST }]];
+    for (const [platform, manifest] of found) emit(onEvent, { type: "push.done", image: uri, digest: manifest.digest, platform });
+    return found;
   }
 
   /** A standalone buildkitd: every platform in one Solve; the `image` exporter pushes one manifest or index. */
@@ -193,13 +311,62 @@ export class BuildKitImageBuilder implements ImageBuilder {
   }
 
   /** The engine's BuildKit: one Solve per platform into the engine (`moby` exporter), pushed by the engine. */
-  private async buildOnEngine(
-    client: BuildKitClient,
-    image: Image,
-    options: Omit<SolveImageOptions, "exporter"> & { repository: string; scrub: string[] },
-  ): Promise<ImageBuild> {
-    const { uri, onEvent, signal, platforms, repository, redact } = options;
+  private async buildOnEngine(client: BuildKitClient, image: Image, options: EngineSolveOptions): Promise<ImageBuild> {
+    const { uri, onEvent, signal, platforms, repository } = options;
     const tag = image.tag;
+    const engine = await this.engineSession(client, image, options);
+    try {
+      if (platforms.length === 1) {
+        await engine.solveInto(`${repository}:${tag}`, platforms[0]!);
+        if (!engine.auth) return { uri };
+        const pushed = await engine.push(tag, platforms[0]);
+        await this.verifyPushed(uri, pushed.digest, signal);
+        return { uri, digest: pushed.digest };
+      }
+      if (!engine.auth) {
+        for (const platform of platforms) await engine.solveInto(`${repository}:${platformTag(tag, platform)}`, platform);
+        // Kept in the engine: each platform under its own tag, the image's tag on the first.
+        const docker = await engine.daemon.docker();
+        await docker.getImage(`${repository}:${platformTag(tag, platforms[0]!)}`).tag({ repo: repository, tag });
+        return { uri };
+      }
+      const manifests = await this.engineManifestsOf(engine, image, options);
+      signal?.throwIfAborted();
+      const index = assembleIndex(manifests);
+      const digest = await this.registryClient.putManifest(`${repository}:${tag}`, index.body, index.mediaType);
+      emit(onEvent, { type: "push.done", image: uri, digest });
+      return { uri, digest };
+    } catch (error) {
+      if (KilnError.isInstance(error)) throw error;
+      throw engine.daemon.translate(error, signal);
+    }
+  }
+
+  /** The engine builds `platforms` and pushes each under its per-platform tag; their manifests, by platform (for a split image's index). */
+  private async engineManifests(client: BuildKitClient, image: Image, options: EngineSolveOptions): Promise<Array<[Architecture, PlatformManifest]>> {
+    const engine = await this.engineSession(client, image, options);
+    try {
+      return await this.engineManifestsOf(engine, image, options);
+    } catch (error) {
+      if (KilnError.isInstance(error)) throw error;
+      throw engine.daemon.translate(error, options.signal);
+    }
+  }
+
+  private async engineManifestsOf(engine: EngineSession, image: Image, options: EngineSolveOptions): Promise<Array<[Architecture, PlatformManifest]>> {
+    const manifests: Array<[Architecture, PlatformManifest]> = [];
+    for (const platform of options.platforms) {
+      const archTag = platformTag(image.tag, platform);
+      await engine.solveInto(`${options.repository}:${archTag}`, platform);
+      const pushed = await engine.push(archTag, platform);
+      manifests.push([platform, await pushedManifest(this.registryClient, { repository: options.repository, registry: engine.auth!.registry, ...pushed }, options.signal)]);
+    }
+    return manifests;
+  }
+
+  /** The engine's daemon, the push credentials (scrubbed from output), and Solve-into / push by tag. */
+  private async engineSession(client: BuildKitClient, image: Image, options: EngineSolveOptions): Promise<EngineSession> {
+    const { uri, onEvent, signal, repository, redact } = options;
     const daemon = DockerDaemon.fromEnv(this.env);
     let auth: RegistryAuth | undefined;
     if (image.registry) {
@@ -208,46 +375,16 @@ export class BuildKitImageBuilder implements ImageBuilder {
       options.scrub.push(...auth.secrets);
     }
     const idleTimeoutMs = pushIdleTimeoutMs(undefined, this.env);
-    const push = async (pushTagName: string, platform?: Architecture) => {
-      const pushed = await pushTag(daemon, { repository, tag: pushTagName, registry: auth!.registry, registryAuth: auth!.header, image: uri, onEvent, signal, redact, idleTimeoutMs });
-      emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, ...(platform ? { platform } : {}) });
-      return pushed;
+    return {
+      daemon,
+      auth,
+      push: async (pushTagName, platform) => {
+        const pushed = await pushTag(daemon, { repository, tag: pushTagName, registry: auth!.registry, registryAuth: auth!.header, image: uri, onEvent, signal, redact, idleTimeoutMs });
+        emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, ...(platform ? { platform } : {}) });
+        return pushed;
+      },
+      solveInto: (ref, platform) => solveImage(client, { ...options, platforms: [platform], exporter: { type: "moby", attrs: { name: ref } } }).then(() => undefined),
     };
-    const solveInto = (ref: string, platform: Architecture) =>
-      solveImage(client, { ...options, platforms: [platform], exporter: { type: "moby", attrs: { name: ref } } });
-
-    try {
-      if (platforms.length === 1) {
-        await solveInto(`${repository}:${tag}`, platforms[0]!);
-        if (!auth) return { uri };
-        const pushed = await push(tag, platforms[0]);
-        await this.verifyPushed(uri, pushed.digest, signal);
-        return { uri, digest: pushed.digest };
-      }
-      const manifests: Array<[Architecture, PlatformManifest]> = [];
-      for (const platform of platforms) {
-        const archTag = platformTag(tag, platform);
-        await solveInto(`${repository}:${archTag}`, platform);
-        if (auth) {
-          const pushed = await push(archTag, platform);
-          manifests.push([platform, await pushedManifest(this.registryClient, { repository, registry: auth.registry, ...pushed }, signal)]);
-        }
-      }
-      if (!auth) {
-        // Kept in the engine: each platform under its own tag, the image's tag on the first.
-        const docker = await daemon.docker();
-        await docker.getImage(`${repository}:${platformTag(tag, platforms[0]!)}`).tag({ repo: repository, tag });
-        return { uri };
-      }
-      signal?.throwIfAborted();
-      const index = assembleIndex(manifests);
-      const digest = await this.registryClient.putManifest(`${repository}:${tag}`, index.body, index.mediaType);
-      emit(onEvent, { type: "push.done", image: uri, digest });
-      return { uri, digest };
-    } catch (error) {
-      if (KilnError.isInstance(error)) throw error;
-      throw daemon.translate(error, signal);
-    }
   }
 
   /** The registry must serve the digest the daemon reported under the image's tag. */

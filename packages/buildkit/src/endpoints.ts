@@ -12,7 +12,8 @@
  * `KILN_BUILDKIT_TLS_SERVER_NAME` — buildctl's `--tlscacert/--tlscert/--tlskey/--tlsservername`.
  */
 import { readFileSync } from "node:fs";
-import { ConfigError, validatePlatforms, type Architecture } from "@kiln/core";
+import { ConfigError, type Architecture } from "@kiln/core";
+import { validatePlatforms } from "@kiln/core/plugin";
 
 export interface BuildKitTlsOptions {
   /** PEM CA bundle the daemon's certificate must chain to (path, or the PEM itself as a Buffer). */

@@ -3,12 +3,16 @@
  * - an image goes to an endpoint pinned to all of its platforms when there is one (a native arm64
  *   box for arm64 images, as buildx nodes are chosen), else to any endpoint not pinned elsewhere;
  * - among those, to the one with the fewest builds in flight (images of one run are spread);
+ * - a multi-platform image that no endpoint is pinned to in full, but whose platforms are pinned to
+ *   different endpoints, is split (`split`): each endpoint builds the platforms it runs natively, as
+ *   buildx splits a build across nodes; platforms pinned nowhere go together to an unpinned endpoint;
  * - an endpoint that cannot be reached is skipped with a `warning` event and not tried again for a
  *   while; when none can be reached, DaemonUnavailableError names every one tried.
  * A connection is opened when its endpoint gets a build and closed when it has none left, so an idle
  * pool holds no sockets (and never keeps the process alive).
  */
-import { DaemonUnavailableError, emit, KilnError, type Architecture, type EventListener, type Image } from "@kiln/core";
+import { DaemonUnavailableError, KilnError, type Architecture, type EventListener, type Image } from "@kiln/core";
+import { emit } from "@kiln/core/plugin";
 import { BuildKitClient } from "./client.js";
 import type { BuildKitEndpoint } from "./endpoints.js";
 
@@ -54,6 +58,27 @@ export class EndpointPool {
     // Stable sort: fewest builds in flight first, declaration order among equals.
     const byLoad = (list: Member[]) => [...list].sort((a, b) => a.active - b.active);
     return [...byLoad(pinnedToAll), ...byLoad(unpinned), ...byLoad(rest)];
+  }
+
+  /**
+   * The groups an image's platforms are built in: one group (every platform on one endpoint) unless
+   * no endpoint that is up is pinned to all of them and they are pinned to several — then one group
+   * per pinned endpoint (an endpoint already holding one of them takes the next it is pinned to; else
+   * the least busy), plus one group of the platforms pinned nowhere. Each group then goes through
+   * `use` with its own platforms, which picks (and, if it is down, replaces) its endpoint.
+   */
+  split(platforms: readonly Architecture[]): Architecture[][] {
+    if (platforms.length < 2) return [[...platforms]];
+    const now = Date.now();
+    const pinned = this.members.filter((m) => m.endpoint.platforms.length > 0 && m.downUntil <= now);
+    if (pinned.some((m) => platforms.every((p) => m.endpoint.platforms.includes(p)))) return [[...platforms]];
+    const groups = new Map<Member | undefined, Architecture[]>();
+    for (const platform of platforms) {
+      const native = pinned.filter((m) => m.endpoint.platforms.includes(platform));
+      const member = native.find((m) => groups.has(m)) ?? [...native].sort((a, b) => a.active - b.active)[0];
+      groups.set(member, [...(groups.get(member) ?? []), platform]);
+    }
+    return groups.size > 1 ? [...groups.values()] : [[...platforms]];
   }
 
   /** Runs `work` on a reachable endpoint for `image`; the connection is released when it settles. */

@@ -16,7 +16,8 @@
  * last: the builder's constructor options win, then the environment (KILN_BUILDKIT_*), then these.
  */
 import { dirname, isAbsolute, resolve } from "node:path";
-import { ConfigError, describeValue, findProjectDir, loadConfig, type Architecture } from "@kiln/core";
+import { ConfigError, findProjectDir, loadConfig, type Architecture } from "@kiln/core";
+import { describeValue } from "@kiln/core/plugin";
 import type { CacheOptions } from "./cache.js";
 import type { BuildKitEndpointOptions, BuildKitTlsOptions } from "./endpoints.js";
 

@@ -13,7 +13,7 @@
  * providers (e.g. @kiln/ecr), then the Docker config (auths, credHelpers, credsStore) — the same
  * order the registry client and @kiln/docker's pushes use. They are never logged.
  */
-import { resolveRegistryCredentials, secretsOf, type CredentialSource } from "@kiln/core";
+import { resolveRegistryCredentials, secretsOf, type CredentialSource } from "@kiln/core/plugin";
 import { asString, lengthDelimitedField, readFields, type UnaryHandler } from "@kiln/docker/internal";
 
 export const AUTH_CREDENTIALS_METHOD = "/moby.filesync.v1.Auth/Credentials";

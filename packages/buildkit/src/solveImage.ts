@@ -10,14 +10,13 @@ import { basename } from "node:path";
 import {
   BuildFailedError,
   CancelledError,
-  dockerBuildTarget,
   KilnError,
   MissingSecretError,
   type Architecture,
-  type CredentialSource,
   type EventListener,
   type Image,
 } from "@kiln/core";
+import { dockerBuildTarget, type CredentialSource } from "@kiln/core/plugin";
 import { checkedSecrets, followBuild, secretSessionHandlers, type BuildOutcome } from "@kiln/docker/internal";
 import type { BuildKitClient } from "./client.js";
 import type { CacheEntry } from "./controlMessages.js";

@@ -17,24 +17,13 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import {
-  filesFor,
-  openPath,
-  pinnedDigest,
-  renderDockerfile,
-  snapshotOf,
-  snapshotSpec,
-  SourceChangedError,
-  sourceChanged,
-  type Image,
-  type SourceSnapshot,
-  type WalkEntry,
-} from "@kiln/core";
-import { SourceTree, type SourceEntry } from "@kiln/docker/internal";
+import type { Image } from "@kiln/core";
+import { filesFor, openPath, pinnedDigest, renderDockerfile, sourceChanged, type SourceSnapshot, type WalkEntry } from "@kiln/core/plugin";
+import { SESSION_DOCKERFILE_NAME, contextTree, dockerfileTree, rootOf, sourcesOf, type SourceTree } from "@kiln/docker/internal";
 
-export const CONTEXT_SOURCE = "context";
-export const DOCKERFILE_SOURCE = "dockerfile";
-export const DOCKERFILE_NAME = "Dockerfile";
+// The layout, the entries and the snapshot rule are @kiln/docker's (session/contextSources.ts, buildOne.ts): one implementation for both builders.
+export { CONTEXT_SOURCE, DOCKERFILE_SOURCE, contentExactModTime, contentModTime } from "@kiln/docker/internal";
+export const DOCKERFILE_NAME = SESSION_DOCKERFILE_NAME;
 
 export interface BuildSources {
   context: SourceTree;
@@ -45,64 +34,22 @@ export interface BuildSources {
   sharedKey: string;
 }
 
-function mtimeNs(entry: WalkEntry): bigint {
-  // Microsecond precision is what a double of milliseconds holds exactly.
-  return BigInt(Math.trunc(entry.mtimeMs * 1000)) * 1000n;
-}
-
-/** The file's real second, with nanoseconds taken from its content digest (see the module comment). */
-export function contentExactModTime(entry: Pick<WalkEntry, "mtimeMs">, digest: Buffer): bigint {
-  return BigInt(Math.floor(entry.mtimeMs / 1000)) * 1_000_000_000n + BigInt(digest.readUInt32BE(0) % 1_000_000_000);
-}
-
-function toSourceEntry(entry: WalkEntry, snapshot: SourceSnapshot): SourceEntry {
-  if (entry.type === "dir") return { path: entry.contextPath, type: "dir", mode: 0o755, size: 0, modTimeNs: 0n };
-  if (entry.type === "symlink") return { path: entry.contextPath, type: "symlink", mode: 0o777, size: 0, modTimeNs: mtimeNs(entry), linkTarget: entry.linkTarget ?? "" };
-  const digest = pinnedDigest(snapshot, entry);
-  return {
-    path: entry.contextPath,
-    type: "file",
-    mode: entry.executable ? 0o755 : 0o644,
-    size: entry.size,
-    modTimeNs: contentExactModTime(entry, digest),
-    hostPath: entry.hostPath,
-    listed: { entry, digest },
-  };
-}
-
-/** A modTime that changes whenever `content` does (rendered files have no mtime of their own). */
-export function contentModTime(content: Buffer): bigint {
-  return createHash("sha256").update(content).digest().readBigUInt64BE(0) >> 2n;
-}
-
 /**
  * The snapshot a build of `image` sends: the one the engine pinned for it, else — a builder called
  * directly — one taken now, which must give the content tag being built (`uri`'s) unless the tag is explicit.
  */
 export function sourcesSnapshot(image: Image, uri: string = image.uri): SourceSnapshot {
-  const pinned = snapshotOf(image);
-  if (pinned !== undefined) return pinned;
-  const { tag, snapshot } = snapshotSpec(image);
-  if (image.spec.tag === undefined && !uri.endsWith(`:${tag}`)) {
-    throw new SourceChangedError(`The sources of ${uri} changed between computing its content tag and building it (the files now give tag ${tag})`, {
-      hint: "Nothing was built. Stop whatever is writing to the source tree, then run the build again: it lists and hashes the sources anew.",
-      details: { image: uri, tagNow: tag },
-    });
-  }
-  return snapshot;
+  return sourcesOf(image, uri);
 }
 
 export function buildSources(image: Image, uri: string = image.uri): BuildSources {
   const snapshot = sourcesSnapshot(image, uri);
   const listing = filesFor(image, snapshot);
-  const context = new SourceTree(listing.groups.flatMap((group) => group.entries.map((entry) => toSourceEntry(entry, snapshot))));
   if (listing.dockerfile) assertDockerfileUnchanged(listing.dockerfile, snapshot);
   const dockerfileText = renderDockerfile(image, { buildkit: true });
-  const body = Buffer.from(dockerfileText, "utf8");
-  const dockerfile = new SourceTree([{ path: DOCKERFILE_NAME, type: "file", mode: 0o644, size: body.length, modTimeNs: contentModTime(body), content: body }]);
-  const roots = listing.groups.map((g) => g.entries[0]?.hostPath.slice(0, g.entries[0].hostPath.length - g.entries[0].path.length) ?? "");
+  const roots = listing.groups.map((g) => rootOf(g.entries[0]));
   const sharedKey = createHash("sha256").update(JSON.stringify(["kiln-buildkit-sources-v1", image.name, roots])).digest("hex").slice(0, 32);
-  return { context, dockerfile, dockerfileText, sharedKey };
+  return { context: contextTree(listing, snapshot), dockerfile: dockerfileTree(dockerfileText), dockerfileText, sharedKey };
 }
 
 /** A `fromDockerfile` image's Dockerfile is rendered from the file: it must still be the one hashed. */

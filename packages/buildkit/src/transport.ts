@@ -1,7 +1,8 @@
 /**
  * Opens the HTTP/2 connection that carries `moby.buildkit.v1.Control` to one endpoint:
  * - docker-engine: `POST /grpc` with `Upgrade: h2c` on the Engine API connection DOCKER_HOST names
- *   (unix, tcp, tls — as @kiln/docker reaches the engine); after the 101 the client speaks HTTP/2 on it;
+ *   (unix, tcp, tls, ssh through `docker system dial-stdio` — as @kiln/docker reaches the engine);
+ *   after the 101 the client speaks HTTP/2 on it;
  * - unix://: HTTP/2 cleartext on the socket;
  * - tcp://: HTTP/2 cleartext, or over TLS (ALPN h2) with the CA / client certificate / server name.
  */
@@ -11,7 +12,7 @@ import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
 import { CancelledError, ConfigError, DaemonUnavailableError } from "@kiln/core";
 import { resolveDockerConnection, type DockerConnection } from "@kiln/docker";
-import { HijackedStream, sessionRequest } from "@kiln/docker/internal";
+import { upgradeToH2c } from "@kiln/docker/internal";
 import type { BuildKitEndpoint } from "./endpoints.js";
 import { GrpcChannel } from "./grpcClient.js";
 
@@ -114,52 +115,25 @@ export function upgradeEngine(
   signal: AbortSignal | undefined,
   timeoutMs: number,
 ): Promise<Duplex> {
-  if (connection.kind === "ssh" || connection.kind === "npipe") {
-    throw new ConfigError(`The Docker Engine at ${connection.endpoint} cannot be reached for BuildKit from Kiln (${connection.kind} is not supported for /grpc)`, {
-      hint: "Forward the remote engine's socket (`ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock user@host`, then DOCKER_HOST=unix:///tmp/docker.sock), or run buildkitd there and set KILN_BUILDKIT_HOST.",
+  if (connection.kind === "npipe") {
+    throw new ConfigError(`The Docker Engine at ${connection.endpoint} cannot be reached for BuildKit from Kiln (npipe is not supported for /grpc)`, {
+      hint: "Reach the engine over tcp:// (DOCKER_HOST), or run buildkitd and set KILN_BUILDKIT_HOST.",
       details: { field: "DOCKER_HOST", value: connection.endpoint },
     });
   }
   const where: BuildKitEndpoint = { ...endpoint, address: `${endpoint.address} (${connection.endpoint})` };
-  return new Promise<Duplex>((resolve, reject) => {
-    let settled = false;
-    const fail = (error: unknown) => {
-      if (settled) return;
-      settled = true;
-      request.destroy();
-      reject(error);
-    };
-    const request = sessionRequest(connection, {
-      method: "POST",
-      path: target.path,
-      headers: { ...target.headers, Connection: "Upgrade", Upgrade: "h2c", "Content-Length": "0" },
-      signal,
-      timeout: timeoutMs,
-    });
-    request.on("upgrade", (response, socket: net.Socket, head: Buffer) => {
-      if (settled) return socket.destroy();
-      settled = true;
-      socket.setTimeout(0);
-      if (typeof socket.setKeepAlive === "function") socket.setKeepAlive(true, 30_000);
-      resolve(new HijackedStream(socket, head));
-    });
-    request.on("response", (response) => {
-      const chunks: Buffer[] = [];
-      response.on("data", (c: Buffer) => chunks.push(c));
-      response.on("end", () =>
-        fail(
-          new DaemonUnavailableError(`The Docker Engine at ${connection.endpoint} refused BuildKit's ${target.path} (HTTP ${response.statusCode}): ${Buffer.concat(chunks).toString("utf8").slice(0, 300).trim()}`, {
-            hint: "The engine needs BuildKit support (Docker 18.09+ on Linux, API 1.39+); a proxy in front of it must pass `Upgrade: h2c`. Or set KILN_BUILDKIT_HOST to a buildkitd.",
-            details: { endpoint: where.address, status: response.statusCode },
-          }),
-        ),
-      );
-    });
-    request.on("timeout", () => fail(unreachable(where, Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" }))));
-    request.on("error", (error) => {
-      if (signal?.aborted) return fail(new CancelledError(`Connecting to BuildKit at ${endpoint.address} was cancelled`, { cause: error }));
-      fail(unreachable(where, error));
-    });
-    request.end();
-  });
+  return upgradeToH2c(
+    connection,
+    { path: target.path, headers: target.headers, signal, timeoutMs },
+    {
+      refused: (status, reason) =>
+        new DaemonUnavailableError(`The Docker Engine at ${connection.endpoint} refused BuildKit's ${target.path} (HTTP ${status}): ${reason}`, {
+          hint: "The engine needs BuildKit support (Docker 18.09+ on Linux, API 1.39+); a proxy in front of it must pass `Upgrade: h2c`. Or set KILN_BUILDKIT_HOST to a buildkitd.",
+          details: { endpoint: where.address, status },
+        }),
+      timedOut: () => unreachable(where, Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" })),
+      cancelled: (error) => new CancelledError(`Connecting to BuildKit at ${endpoint.address} was cancelled`, { cause: error }),
+      failed: (error) => unreachable(where, error),
+    },
+  );
 }

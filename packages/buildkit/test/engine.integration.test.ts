@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { BuildFailedError, CancelledError, DaemonUnavailableError, Image, pinSources, RegistryClient, SourceChangedError, type BuildEvent } from "@kiln/core";
 import { describeBuilderConformance } from "@kiln/core/testing";
-import { DockerCleanup, ensureBusyboxImage, localImageExists, runInImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
+import { DockerCleanup, ensureBusyboxImage, localImageExists, runInImage, startRegistry, startSshDockerHost, uniqueName, type TestRegistry } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BuildKitImageBuilder } from "../src/builder.js";
 import { BuildKitClient } from "../src/client.js";
@@ -76,6 +76,22 @@ describe("BuildKit through the Docker Engine's /grpc", () => {
     await new BuildKitImageBuilder().buildImage(image, {});
     const listing = (await runInImage(image.uri, ["cat", "/ctx-listing.txt"])).split("\n").filter(Boolean).sort();
     expect(listing).toEqual([".", "..", ".dockerignore", "app.txt"]);
+  });
+
+  it("an ssh:// DOCKER_HOST: /grpc and /session go through `docker system dial-stdio`; `COPY .` gets no hidden Dockerfile", async () => {
+    const ssh = await startSshDockerHost();
+    try {
+      const context = await tree({ "app.txt": "app\n", ".dockerignore": "Dockerfile\n", Dockerfile: "FROM scratch\n" });
+      const elsewhere = await tree({ "build.Dockerfile": `FROM ${busybox}\nCOPY . /ctx\nRUN ls -a /ctx > /ctx-listing.txt\n` });
+      const image = Image.fromDockerfile(join(elsewhere, "build.Dockerfile"), { context, name: uniqueName("kiln-bk-ssh") });
+      cleanup.image(image.uri);
+      await new BuildKitImageBuilder({ env: { ...process.env, DOCKER_HOST: ssh.dockerHost }, endpoints: ["docker-engine"] }).buildImage(image, {});
+      const listing = (await runInImage(image.uri, ["cat", "/ctx-listing.txt"])).split("\n").filter(Boolean).sort();
+      expect(listing).toEqual([".", "..", ".dockerignore", "app.txt"]);
+      expect(ssh.requests.filter((line) => /^POST \/(grpc|session) /.test(line)).map((line) => line.split(" ")[1]).sort()).toEqual(["/grpc", "/session"]);
+    } finally {
+      await ssh.stop();
+    }
   });
 
   it("serves build secrets through the session (the step reads it; no event holds it)", async () => {

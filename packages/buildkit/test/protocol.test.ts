@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { defaultCacheRef, parseCacheEntry, resolveCache } from "../src/cache.js";
 import { decodeSolveResponse, encodeBytesMessage, encodeBytesMessageHeader, encodeSolveRequest, mapField } from "../src/controlMessages.js";
 import { parseEndpoint, resolveEndpoints } from "../src/endpoints.js";
+import { EndpointPool } from "../src/pool.js";
 import { contentExactModTime } from "../src/sources.js";
 import { comparePath, decodePacket, diffCopyHandler, encodeDataPacketParts, encodePacket, encodeStat, SourceTree, type SourceEntry } from "@kiln/docker/internal";
 
@@ -179,6 +180,22 @@ describe("endpoints", () => {
     expect(() => parseEndpoint({ host: "http://x:1" })).toThrow(ConfigError);
     expect(() => parseEndpoint({ host: "tcp://x:1", tls: { cert: Buffer.from("c") } })).toThrow(ConfigError);
     expect(() => resolveEndpoints(undefined, { KILN_BUILDKIT_HOST: "tcp://x:1;bogus=1" })).toThrow(ConfigError);
+  });
+});
+
+describe("endpoint pool: splitting an image's platforms", () => {
+  const pool = (...entries: string[]) => new EndpointPool(resolveEndpoints(undefined, { KILN_BUILDKIT_HOST: entries.join(",") }));
+
+  it("platforms pinned to different endpoints are split, one group per endpoint; platforms pinned nowhere go together", () => {
+    expect(pool("unix:///amd.sock;platforms=linux/amd64", "unix:///arm.sock;platforms=linux/arm64").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64"], ["linux/arm64"]]);
+    expect(pool("unix:///any.sock", "unix:///arm.sock;platforms=linux/arm64").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64"], ["linux/arm64"]]);
+  });
+
+  it("one group when an endpoint is pinned to every platform, when only one endpoint is pinned to any, or for one platform", () => {
+    expect(pool("unix:///a.sock;platforms=linux/amd64", "unix:///both.sock;platforms=linux/amd64+linux/arm64").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64", "linux/arm64"]]);
+    expect(pool("unix:///a.sock;platforms=linux/amd64+linux/arm64", "unix:///b.sock").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64", "linux/arm64"]]);
+    expect(pool("unix:///a.sock", "unix:///b.sock").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64", "linux/arm64"]]);
+    expect(pool("unix:///a.sock;platforms=linux/amd64", "unix:///b.sock;platforms=linux/arm64").split(["linux/arm64"])).toEqual([["linux/arm64"]]);
   });
 });
 

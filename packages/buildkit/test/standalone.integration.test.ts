@@ -5,7 +5,9 @@
  * empty cache, and a pool of two daemons sharing one run's images. Skipped, with the reason, where
  * KILN_TEST_BUILDKITD is not set.
  */
+import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { BuildFailedError, CancelledError, DaemonUnavailableError, Image, RegistryClient, type BuildEvent } from "@kiln/core";
 import {
   BUILDKITD_SKIP_REASON,
@@ -187,6 +189,44 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
     expect(runs.some((step) => step.startsWith("[linux/amd64 "))).toBe(true);
   });
 
+  it("platforms pinned to different endpoints: amd64 built on one buildkitd, arm64 on another, one index naming both children", async () => {
+    const armBox = await startBuildkitd({ insecureRegistries: [open.host] });
+    stops.push(() => armBox.stop());
+    const multiArchBase = await pushMultiArchBusybox(open.host);
+    const image = Image.fromBase(multiArchBase, { registry: open.host, name: uniqueName("kiln-bk-split"), platform: ["linux/amd64", "linux/arm64"] }).withCommands("uname -m > /arch.txt");
+    const builder = new BuildKitImageBuilder({
+      endpoints: [
+        { host: daemon.unixAddress, platforms: ["linux/amd64"] },
+        { host: armBox.unixAddress, platforms: ["linux/arm64"] },
+      ],
+    });
+    const c = collector();
+    const result = await builder.buildImage(image, { onEvent: c.onEvent });
+
+    // The index under the tag, as the registry serves it (core's client), names one child per platform.
+    const registry = new RegistryClient();
+    const index = await registry.getManifest(image.uri);
+    expect(index?.digest).toBe(result.digest);
+    const children = index!.manifest.manifests as Array<{ digest: string; platform: { os: string; architecture: string } }>;
+    expect(children.map((m) => `${m.platform.os}/${m.platform.architecture}`).sort()).toEqual(["linux/amd64", "linux/arm64"]);
+    const ranOn: Record<string, string | undefined> = {};
+    const builtBy: Record<string, string[]> = {};
+    for (const child of children) {
+      const manifest = (await registry.getManifest(`${open.host}/${image.name}@${child.digest}`))!.manifest as { config: { digest: string }; layers: Array<{ digest: string }> };
+      const config = JSON.parse((await registry.getBlob(image.uri, manifest.config.digest))!.toString("utf8")) as { architecture: string };
+      expect(config.architecture).toBe(child.platform.architecture);
+      for (const layer of manifest.layers) ranOn[config.architecture] ??= fileInLayer((await registry.getBlob(image.uri, layer.digest))!, "arch.txt");
+      // Which daemon made the child: the one whose content store holds its manifest.
+      builtBy[child.platform.architecture] = [daemon, armBox].filter((d) => daemonHolds(d, child.digest)).map((d) => d.unixAddress);
+    }
+    expect(ranOn).toEqual({ amd64: "x86_64\n", arm64: "aarch64\n" });
+    expect(builtBy).toEqual({ amd64: [daemon.unixAddress], arm64: [armBox.unixAddress] });
+    // Each child was pushed by digest only: the per-platform pushes left no tag besides the image's own.
+    const tags = (await (await fetch(`http://${open.host}/v2/${image.name}/tags/list`)).json()) as { tags: string[] };
+    expect(tags.tags).toEqual([image.tag]);
+    expect(c.of("push.done").at(-1)?.digest).toBe(result.digest);
+  });
+
   it("kiln.config.json builderOptions.buildkit: the project's endpoint and cacheTo reach the daemon (image pushed, cache exported)", async () => {
     const project = await tempTree({ "package.json": JSON.stringify({ name: "configured-app", private: true }), "kiln.config.json": JSON.stringify({ builderOptions: { buildkit: { endpoints: [daemon.unixAddress], cacheTo: true } } }) });
     dirs.push(project);
@@ -210,3 +250,8 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
     expect(error.message).toContain("/nonexistent/b.sock");
   });
 });
+
+/** Whether a buildkitd's content store (OCI worker) holds the blob `digest`: what it built or pulled. */
+function daemonHolds(daemon: TestBuildkitd, digest: string): boolean {
+  return existsSync(join(daemon.root, "state", "runc-overlayfs", "content", "blobs", "sha256", digest.replace(/^sha256:/, "")));
+}

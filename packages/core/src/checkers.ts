@@ -1,8 +1,11 @@
 /**
- * Running checkers. A builder's `getCheckers()` may return instances or — the reference guide's
- * shape — classes with a static `imageExists`; a class with only an instance method is created
- * with no arguments. They run in order: the first URI wins; a checker that throws or returns null
- * passes to the next.
+ * Running checkers. A builder's `getCheckers()` (or a plugin's registered export) may return
+ * instances or classes. Every class is normalised here, once: a class with an instance
+ * `imageExists` is answered by its one default instance (`defaultCheckerInstance`: created with no
+ * arguments, cached per class, so its connections and tokens are reused — the same instance a
+ * plugin's static `imageExists` delegates to), whose `name` and `answersFor` count; a class with
+ * only a static `imageExists` (the reference guide's shape) is called as it is. They run in order:
+ * the first URI wins; a checker that throws or returns null passes to the next.
  *
  * Progress: each checker gets `{ onEvent }` (with the signal, its 4th argument) to report what it waits
  * for — a registry's retries and rate limits — as events of the image checked.
@@ -27,6 +30,31 @@ export interface NamedChecker {
   answersFor?: (repository: string) => boolean;
 }
 
+/** One default-constructed instance per checker class (see defaultCheckerInstance). */
+const defaultInstances = new WeakMap<object, ImageChecker>();
+
+/**
+ * The one instance of a checker class created with no arguments, cached per class: what the
+ * engine asks for a class it is given, and what a plugin's static `imageExists` (the guide's class
+ * form) delegates to — `static imageExists(...a) { return defaultCheckerInstance(MyChecker).imageExists(...a); }`.
+ */
+export function defaultCheckerInstance<T extends ImageChecker>(cls: new () => T): T {
+  let instance = defaultInstances.get(cls) as T | undefined;
+  if (!instance) {
+    instance = new cls();
+    defaultInstances.set(cls, instance);
+  }
+  return instance;
+}
+
+/** An instance's own `name` when it has one, else its class name. */
+function ownNameOf(instance: object): string | undefined {
+  const own = (instance as { name?: unknown }).name;
+  if (typeof own === "string" && own) return own;
+  const className = (instance as { constructor?: { name?: string } }).constructor?.name;
+  return className && className !== "Object" ? className : undefined;
+}
+
 /** The checker's `answersFor`, bound, when it has one. */
 function answersForOf(target: object): NamedChecker["answersFor"] {
   const answersFor = (target as { answersFor?: unknown }).answersFor;
@@ -45,16 +73,21 @@ function named(name: string, imageExists: ImageChecker["imageExists"], answersFo
 export function toNamedChecker(checker: ImageCheckerLike | (new () => ImageChecker), registeredName?: string): NamedChecker {
   if (typeof checker === "function") {
     const cls = checker as unknown as { name: string; imageExists?: ImageChecker["imageExists"]; prototype?: Partial<ImageChecker> };
-    if (typeof cls.imageExists === "function") return named(registeredName ?? (cls.name || "checker"), cls.imageExists.bind(cls), answersForOf(cls));
+    const staticForm = typeof cls.imageExists === "function";
     if (typeof cls.prototype?.imageExists === "function") {
-      const instance = new (checker as new () => ImageChecker)();
-      const own = (instance as { name?: unknown }).name;
-      return named(registeredName ?? (typeof own === "string" && own ? own : cls.name || "checker"), instance.imageExists.bind(instance), answersForOf(instance));
+      let instance: ImageChecker | undefined;
+      try {
+        instance = defaultCheckerInstance(checker as new () => ImageChecker);
+      } catch (error) {
+        // A class that cannot be created without arguments may still answer through its static form.
+        if (!staticForm) throw error;
+      }
+      if (instance) return named(registeredName ?? ownNameOf(instance) ?? "checker", instance.imageExists.bind(instance), answersForOf(instance));
     }
+    if (staticForm) return named(registeredName ?? (cls.name || "checker"), cls.imageExists!.bind(cls), answersForOf(cls));
   } else if (checker && typeof (checker as ImageChecker).imageExists === "function") {
-    const instance = checker as ImageChecker & { name?: unknown };
-    const name = registeredName ?? (typeof instance.name === "string" && instance.name ? instance.name : instance.constructor?.name && instance.constructor.name !== "Object" ? instance.constructor.name : "checker");
-    return named(name, instance.imageExists.bind(instance), answersForOf(instance));
+    const instance = checker as ImageChecker;
+    return named(registeredName ?? ownNameOf(instance) ?? "checker", instance.imageExists.bind(instance), answersForOf(instance));
   }
   throw new KilnError(`Not an image checker: ${String(checker)}`, {
     hint: "getCheckers() must return objects with imageExists(repository, tag, arch) or classes with a static imageExists.",

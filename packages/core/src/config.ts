@@ -7,7 +7,9 @@
  * Keys: `imageBuilder` (a builder name), `imageRegistry` (registry host[:port][/namespace]),
  * `strict` (boolean), `lockProvider` (a lock provider name; "file" is the per-host default),
  * `checkCache` (a check cache name; "none" is the default), `imageCheckers` (checker names, in
- * order; in package.json a list, since an object there is a plugin manifest's table) and `builderOptions` (settings by
+ * order; in package.json a list, since an object there is a plugin manifest's table), `promoteFrom`
+ * (registries an absent image is copied from instead of rebuilt), `pinBase` (boolean: base images
+ * resolved to their digests, pinBase.ts) and `builderOptions` (settings by
  * builder name, each section validated by its builder). In package.json the `kiln` field may
  * also carry a plugin manifest (`apiVersion`, `imageBuilders`, `imageCheckers`,
  * `credentialProviders`, `lockProviders`, `checkCaches`) when the project is itself a plugin; those
@@ -17,6 +19,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError, describeValue, ValidationError } from "./errors.js";
 import { validateRegistry } from "./validate.js";
+import { validatePromoteFrom } from "./promotion/sources.js";
 
 export interface KilnConfig {
   imageBuilder?: string;
@@ -28,11 +31,15 @@ export interface KilnConfig {
   checkCache?: string;
   /** The checkers to ask, in order, by registered name (unset: the builder's own). */
   imageCheckers?: string[];
+  /** Registries an absent image is copied from instead of rebuilt, in order (promotion/sources.ts). */
+  promoteFrom?: string[];
   /**
    * Settings for image builders, by builder name (`{ "buildkit": { "endpoints": [...] } }`). Core
    * checks the shape (an object of objects); each builder validates its own section.
    */
   builderOptions?: Record<string, Record<string, unknown>>;
+  /** Resolve each base image to its digest when the tag is computed (pinBase.ts). */
+  pinBase?: boolean;
 }
 
 export interface LoadedConfig extends KilnConfig {
@@ -41,7 +48,7 @@ export interface LoadedConfig extends KilnConfig {
 }
 
 export const CONFIG_FILE_NAME = "kiln.config.json";
-const CONFIG_KEYS = ["imageBuilder", "imageRegistry", "strict", "lockProvider", "checkCache", "imageCheckers", "builderOptions"] as const;
+const CONFIG_KEYS = ["imageBuilder", "imageRegistry", "strict", "lockProvider", "checkCache", "imageCheckers", "promoteFrom", "builderOptions", "pinBase"] as const;
 const MANIFEST_KEYS = new Set(["apiVersion", "imageBuilders", "imageCheckers", "credentialProviders", "lockProviders", "checkCaches"]);
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$/;
 
@@ -127,6 +134,18 @@ function validateSection(raw: unknown, file: string, where: string, allowManifes
           fail("expected a list of checker names, in the order to ask them", 'E.g. "imageCheckers": ["docker-local", "registry"]; `kiln plugins` lists the installed checkers.');
         }
         out.imageCheckers = [...(value as string[])];
+        break;
+      case "promoteFrom":
+        try {
+          out.promoteFrom = validatePromoteFrom(keyPath, value);
+        } catch (error) {
+          if (!ValidationError.isInstance(error)) throw error;
+          fail(error.message, 'A list of registries, e.g. "promoteFrom": ["ghcr.io/acme-staging"].');
+        }
+        break;
+      case "pinBase":
+        if (typeof value !== "boolean") fail("expected true or false", 'Write "pinBase": true to resolve base images to their digests.');
+        out.pinBase = value as boolean;
         break;
       case "strict":
         if (typeof value !== "boolean") fail("expected true or false", 'Write "strict": true to fail when every checker errors.');

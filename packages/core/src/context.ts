@@ -29,7 +29,6 @@ import { open, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { closeDockerfile } from "./dockerfileSyntax.js";
 import { KilnError, SourceChangedError, ValidationError } from "./errors.js";
 import { specOf, type ImageLike } from "./hash.js";
 import type { ImageSpec } from "./layers.js";

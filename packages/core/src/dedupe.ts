@@ -1,9 +1,13 @@
 /**
- * In-process build sharing: concurrent requests with the same key run the work once.
+ * In-flight sharing: concurrent requests with the same key run the work once (go's singleflight).
+ * One helper for every place that shares work in progress — the engine's builds (`SharedWork`), the
+ * registry client's token fetches, @kiln/ecr's token refreshes.
  *
  * Every caller's `onEvent` receives the shared work's events. Callers without a signal get the very
  * same promise; a caller with a signal gets its own promise that rejects when *its* signal aborts,
- * and the shared work is only aborted once every caller has gone.
+ * and the shared work is only aborted once every caller has gone (then it is forgotten at once, so
+ * a caller arriving while it winds down starts fresh work instead of joining the cancelled one). An
+ * already-aborted caller starts and joins nothing.
  */
 import { CancelledError } from "./errors.js";
 import type { BuildEvent, EventListener } from "./events.js";
@@ -20,7 +24,13 @@ export interface ShareOptions {
   onEvent?: EventListener;
 }
 
-export class SharedWork<T> {
+export interface InFlightOptions extends ShareOptions {
+  /** The error a caller whose signal aborts is rejected with (default: the signal's reason). */
+  cancelled?: (signal: AbortSignal) => unknown;
+}
+
+/** Work in progress by key, shared by concurrent callers. */
+export class InFlight<T> {
   private readonly inFlight = new Map<string, Entry<T>>();
 
   /** Number of distinct works running (for tests and diagnostics). */
@@ -28,41 +38,27 @@ export class SharedWork<T> {
     return this.inFlight.size;
   }
 
-  run(key: string, work: (signal: AbortSignal, emit: EventListener) => Promise<T>, options: ShareOptions = {}): Promise<T> {
-    if (options.signal?.aborted) {
-      return Promise.reject(new CancelledError("Build cancelled", { cause: options.signal.reason }));
-    }
-    let entry = this.inFlight.get(key);
-    if (!entry) {
-      const listeners = new Set<EventListener>();
-      const controller = new AbortController();
-      const fanOut: EventListener = (event: BuildEvent) => {
-        for (const listener of listeners) {
-          try { listener(event); } catch { /* an observer never breaks the build */ }
-        }
-      };
-      const created: Entry<T> = { promise: undefined as unknown as Promise<T>, listeners, controller, callers: 0 };
-      created.promise = (async () => {
-        try {
-          return await work(controller.signal, fanOut);
-        } finally {
-          if (this.inFlight.get(key) === created) this.inFlight.delete(key);
-        }
-      })();
-      // Callers get the outcome through their own handlers; when the last one left and the work was
-      // aborted, nobody awaits it any more, and that rejection must not surface as unhandled.
-      created.promise.catch(() => {});
-      entry = created;
-      this.inFlight.set(key, created);
-    }
-    const shared = entry;
-    if (options.onEvent) shared.listeners.add(options.onEvent);
+  /** Whether work for `key` is running. */
+  has(key: string): boolean {
+    return this.inFlight.has(key);
+  }
+
+  /** Joins the work running for `key`, or starts `work` (with a signal of its own and an event fan-out). */
+  run(key: string, work: (signal: AbortSignal, emit: EventListener) => Promise<T>, options: InFlightOptions = {}): Promise<T> {
+    const { signal, onEvent } = options;
+    const cancelled = (aborted: AbortSignal) => (options.cancelled ? options.cancelled(aborted) : aborted.reason);
+    if (signal?.aborted) return Promise.reject(cancelled(signal));
+    const shared = this.inFlight.get(key) ?? this.start(key, work);
+    if (onEvent) shared.listeners.add(onEvent);
     shared.callers++;
+    let joined = true;
+    // Synchronous and once only, so callers aborted by one signal in the same tick all count as gone.
     const leave = () => {
-      if (options.onEvent) shared.listeners.delete(options.onEvent);
+      if (!joined) return;
+      joined = false;
+      if (onEvent) shared.listeners.delete(onEvent);
       shared.callers--;
     };
-    const signal = options.signal;
     if (!signal) {
       shared.promise.then(leave, leave);
       return shared.promise;
@@ -75,14 +71,62 @@ export class SharedWork<T> {
           if (this.inFlight.get(key) === shared) this.inFlight.delete(key);
           shared.controller.abort(signal.reason);
         }
-        reject(new CancelledError("Build cancelled", { cause: signal.reason }));
+        reject(cancelled(signal));
       };
-      if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
       shared.promise.then(
-        (value) => { signal.removeEventListener("abort", onAbort); leave(); resolve(value); },
-        (error) => { signal.removeEventListener("abort", onAbort); leave(); reject(error); },
+        (value) => {
+          signal.removeEventListener("abort", onAbort);
+          leave();
+          resolve(value);
+        },
+        (error) => {
+          signal.removeEventListener("abort", onAbort);
+          leave();
+          reject(error);
+        },
       );
     });
+  }
+
+  private start(key: string, work: (signal: AbortSignal, emit: EventListener) => Promise<T>): Entry<T> {
+    const listeners = new Set<EventListener>();
+    const controller = new AbortController();
+    const fanOut: EventListener = (event: BuildEvent) => {
+      for (const listener of listeners) {
+        try {
+          listener(event);
+        } catch {
+          /* an observer never breaks the work */
+        }
+      }
+    };
+    const created: Entry<T> = { promise: undefined as unknown as Promise<T>, listeners, controller, callers: 0 };
+    created.promise = (async () => {
+      try {
+        return await work(controller.signal, fanOut);
+      } finally {
+        if (this.inFlight.get(key) === created) this.inFlight.delete(key);
+      }
+    })();
+    // Callers get the outcome through their own handlers; when the last one left and the work was
+    // aborted, nobody awaits it any more, and that rejection must not surface as unhandled.
+    created.promise.catch(() => {});
+    this.inFlight.set(key, created);
+    return created;
+  }
+}
+
+/** The engine's build sharing: an aborted caller is rejected with a CancelledError ("Build cancelled"). */
+export class SharedWork<T> {
+  private readonly builds = new InFlight<T>();
+
+  /** Number of distinct works running (for tests and diagnostics). */
+  get size(): number {
+    return this.builds.size;
+  }
+
+  run(key: string, work: (signal: AbortSignal, emit: EventListener) => Promise<T>, options: ShareOptions = {}): Promise<T> {
+    return this.builds.run(key, work, { ...options, cancelled: (signal) => new CancelledError("Build cancelled", { cause: signal.reason }) });
   }
 }

@@ -2,7 +2,7 @@
  * `renderDockerfile(image, { buildkit })`: the one Dockerfile every builder uses.
  *
  * Ordering rule (for cache reuse without changing what the user meant):
- * 1. `FROM <base>`, then (when a layer needs uv) `COPY --from=<uvImage> /uv /uvx /usr/local/bin/`.
+ * 1. `FROM <base>` (`FROM <base>@<digest>` when pinBase pinned it), then (when a layer needs uv) `COPY --from=<uvImage> /uv /uvx /usr/local/bin/`.
  * 2. The layers are split into segments at "barrier" layers — commands, env, workdir, user — which stay
  *    exactly where they were declared (a command may need earlier packages or sources; env, workdir and
  *    user change what later steps mean). A copy into a configuration location (see `copyPhase`) also
@@ -45,6 +45,7 @@
  * exactly the plan's lines joined.
  */
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
+import { baseReference } from "./pinnedReference.js";
 import { BuildSecretsNeedBuildKitError, SourceNotFoundError, ValidationError } from "./errors.js";
 import { specOf } from "./hash.js";
 import type { Image } from "./image.js";
@@ -154,8 +155,9 @@ export function planDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = 
     escape = closed.escape;
     if (spec.base.target !== undefined) preamble.push(`FROM ${spec.base.target} AS ${KILN_FINAL_STAGE}`);
   } else {
-    baseRef = spec.base.ref;
-    preamble.push(`FROM ${spec.base.ref}`);
+    // A pinned base (pinBase.ts) is read by its digest: `FROM ref@sha256:…`.
+    baseRef = baseReference(spec.base);
+    preamble.push(`FROM ${baseRef}`);
   }
   const steps: DockerfileStep[] = [];
   if (spec.layers.some(needsUv(spec))) steps.push({ lines: [`COPY --from=${spec.uvImage} /uv /uvx /usr/local/bin/`], consumes: [] });

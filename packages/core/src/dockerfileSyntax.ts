@@ -194,7 +194,7 @@ class DirectiveParser {
       return;
     }
     const match = DIRECTIVE.exec(trimLeadingSpace(line.slice(1)));
-    const key = match?.[1]!.toLowerCase();
+    const key = match?.[1]?.toLowerCase();
     if (match === null || key === undefined || !KNOWN_DIRECTIVES.has(key)) {
       this.done = true;
       return;

@@ -16,8 +16,20 @@
  *     pushed the image meanwhile), and the builder builds and pushes. Build secrets are resolved
  *     just before (MissingSecretError if one has no value), handed to the builder, and their values
  *     redacted from every event and error the builder produces.
+ *     Promotion (promotion/engineStep.ts): with `promoteFrom` registries (build > init >
+ *     KILN_PROMOTE_FROM > config), an image still absent under the lock is first looked for in each
+ *     of them and copied from the first that holds it for every platform; only if none does (or the
+ *     copy fails, when not strict) does the builder run. A dry run reports "would-promote".
  *
  * Concurrent calls for the same image in one process share one build (dedupe.ts).
+ * An image built on a Kiln image (graph.ts) has that base built first, through build() itself — same
+ * checks, locks and dedupe — and its FROM pointed at the base's URI (graphBuild.ts); many images at
+ * once: buildAll.ts.
+ *
+ * With pinBase on (pinBase.ts) the base reference is resolved to its digest before anything else
+ * uses the tag. Every tag built, found or promoted has its explain inputs recorded under the
+ * project's .kiln/explain (and, once pushed, next to the image); an image whose name had another tag
+ * gets a `build.reason` event before it is built (buildReason.ts).
  *
  * Across hosts (coordination/): a shared check cache answers before the checkers (and remembers
  * their answer and the pushed digest), and the lock of step 5 is a lease from the selected lock
@@ -44,8 +56,14 @@ import type { Architecture } from "./layers.js";
 import { acquireImageLock, lockDirectory } from "./lock.js";
 import { redactSecrets, serializeError } from "./redact.js";
 import { pinSources } from "./snapshot.js";
+import { BuildHistory } from "./buildReason.js";
+import { needsBasePin, pinBaseImage, selectPinBase } from "./pinBase.js";
+import { checkBasePlatforms } from "./graph.js";
+import { resolveKilnBase, type BaseBuilder } from "./graphBuild.js";
 import { redactErrorSecrets, redactEventSecrets, resolveBuildSecrets, secretRedactor } from "./secrets.js";
 import { activateCredentialProviders } from "./discovery.js";
+import { PromotionStep } from "./promotion/engineStep.js";
+import { selectPromoteFrom } from "./promotion/select.js";
 import { getDiscovery, init as initSelection, resolveProjectDir, selectBuilder, selectRegistry, selectStrict, type InitOptions } from "./selection.js";
 
 export interface EngineBuildOptions {
@@ -83,11 +101,21 @@ export interface EngineBuildOptions {
   lockProvider?: string | LockProvider;
   /** The shared check cache for this call: "none", a plugin's name ("redis") or a CheckCache (beats init / KILN_CHECK_CACHE / config). */
   checkCache?: string | CheckCache;
+  /**
+   * Registries an absent image is copied from instead of rebuilt, in order (`["ghcr.io/acme-staging"]`
+   * looks for `ghcr.io/acme-staging/<name>:<tag>`); beats init / KILN_PROMOTE_FROM / config; `[]`: none.
+   */
+  promoteFrom?: readonly string[];
+  /**
+   * Resolve the base image to its registry digest before the tag is computed (tag and `FROM ref@digest`
+   * change when the base moves); beats init / KILN_PIN_BASE / config; an image's own pinBase beats it.
+   */
+  pinBase?: boolean;
 }
 
 /** Every key of EngineBuildOptions: any other is a typo (`{ dryrun: true }` must not build). */
-const BUILD_OPTION_KEYS: readonly (keyof EngineBuildOptions)[] = [
-  "builder", "force", "dryRun", "wait", "signal", "onEvent", "strict", "checkers", "projectDir", "secrets", "lockProvider", "checkCache",
+export const BUILD_OPTION_KEYS: readonly (keyof EngineBuildOptions)[] = [
+  "builder", "force", "dryRun", "wait", "signal", "onEvent", "strict", "checkers", "projectDir", "secrets", "lockProvider", "checkCache", "promoteFrom", "pinBase",
 ];
 
 export type BuildOutcome =
@@ -98,13 +126,19 @@ export type BuildOutcome =
   /** Dry run: it would be built. */
   | "would-build"
   /** fromBase without layers: the base image is used as is. */
-  | "not-needed";
+  | "not-needed"
+  /** Copied from a promoteFrom registry instead of built (`promotedFrom` names the source). */
+  | "promoted"
+  /** Dry run: it would be copied from `promotedFrom`. */
+  | "would-promote";
 
 export interface EngineImageBuild extends ImageBuild {
   outcome: BuildOutcome;
   /** The checker that found the image, for outcome "found". */
   foundBy?: string;
   builder?: string;
+  /** The source reference, for outcomes "promoted" and "would-promote". */
+  promotedFrom?: string;
 }
 
 export interface EngineBuildHandle extends ImageBuild {
@@ -129,6 +163,7 @@ export function buildKey(
     checkers?: readonly CheckerChoice[];
     secrets?: Readonly<Record<string, string>>;
     lockProvider?: string | LockProvider; checkCache?: string | CheckCache;
+    promoteFrom?: readonly string[];
   } = {},
 ): string {
   const platforms = [...image.platform].sort().join(",");
@@ -137,7 +172,8 @@ export function buildKey(
   const checkers = options.checkers === undefined ? "" : `checkers=${options.checkers.map((c) => (typeof c === "string" ? `name:${c}` : builderIdentity(c as unknown as ImageBuilder))).join(",")}`;
   // Another lock provider or cache is another coordination: a joiner must not get a build that used other ones.
   const coordination = options.lockProvider === undefined && options.checkCache === undefined ? "" : `lock=${builderIdentity(options.lockProvider)};cache=${builderIdentity(options.checkCache)}`;
-  return [image.uri, platforms, mode, builderIdentity(options.builder), strict, options.projectDir ?? "", secretsIdentity(options.secrets), checkers, coordination].join("|");
+  const promoteFrom = options.promoteFrom === undefined ? "" : `promote=${options.promoteFrom.join(",")}`;
+  return [image.uri, platforms, mode, builderIdentity(options.builder), strict, options.projectDir ?? "", secretsIdentity(options.secrets), checkers, coordination, promoteFrom].join("|");
 }
 
 /** Per process, so the in-memory key never holds a value nor a digest comparable across processes. */
@@ -178,10 +214,14 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
   const uri = image.uri;
   const dryRun = options.dryRun ?? false;
   const platforms: Architecture[] = [...image.platform];
+  const history = new BuildHistory(image, projectDir, onEvent);
   const done = (result: EngineImageBuild, built: boolean): EngineImageBuild => {
+    // What the next run compares against (explainRecord.ts): every tag built, found or promoted.
+    if (result.outcome === "found" || result.outcome === "built" || result.outcome === "promoted") history.record(result);
     emit(onEvent, {
       type: "done", image: uri, uri: result.uri ?? uri, durationMs: Date.now() - started, built, dryRun,
       ...(result.digest ? { digest: result.digest } : {}),
+      ...(result.promotedFrom ? { promotedFrom: result.promotedFrom } : {}),
     });
     return result;
   };
@@ -232,7 +272,15 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
   if (first?.uri) return found({ ...first, uri: first.uri });
   signal.throwIfAborted();
 
+  // Not for a forced build nor a `latest` tag: only a content tag says the copy is the same image.
+  const promotion = skip ? undefined : new PromotionStep({ image, sources: selectPromoteFrom(options.promoteFrom, config).sources, strict, signal, onEvent });
+  if (dryRun && promotion?.enabled) {
+    const candidate = await promotion.findCandidate();
+    if (candidate) return done({ uri, outcome: "would-promote", promotedFrom: candidate.source, builder: selected.name }, false);
+  }
+
   if (dryRun) {
+    history.reason();
     emit(onEvent, { type: "build.start", image: uri, builder: selected.name, platforms, dryRun: true });
     return done({ uri, outcome: "would-build", builder: selected.name }, false);
   }
@@ -246,12 +294,20 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
       if (again?.uri) return await found({ ...again, uri: again.uri });
     }
     signal.throwIfAborted();
+    // Under the same lock as a build: two processes never both promote (or one promote, one build).
+    const promoted = promotion?.enabled ? await promotion.run(lock.beforePush) : undefined;
+    if (promoted) {
+      await coordination.remember(promoted.uri, promoted.digest);
+      return await history.attached(done({ uri: promoted.uri, digest: promoted.digest, outcome: "promoted", promotedFrom: promoted.source, builder: selected.name }, false), signal);
+    }
+    signal.throwIfAborted();
     // Only now are secret values needed (a found image needs none): a missing one fails before building.
     const secrets = resolveBuildSecrets(image, options.secrets);
     const redact = secretRedactor(secrets.values());
     // Exact secret values first: the generic credential patterns would otherwise alter a line before it is matched.
     const redacting = redactingListener(onEvent);
     const builderEvents: EventListener = secrets.size === 0 ? redacting : (event) => redacting(redactEventSecrets(event, redact));
+    history.reason();
     emit(onEvent, { type: "build.start", image: uri, builder: selected.name, platforms, dryRun: false });
     let result: ImageBuild;
     try {
@@ -274,7 +330,8 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     signal.throwIfAborted();
     // Before the lease goes: the hosts waiting for it find the digest in the cache.
     await coordination.remember(result.uri, result.digest);
-    return done({ ...result, uri: result.uri, outcome: "built", builder: selected.name }, true);
+    // The tag's inputs next to the pushed image too, where its registry takes them (explainArtifact.ts).
+    return await history.attached(done({ ...result, uri: result.uri, outcome: "built", builder: selected.name }, true), signal);
   } finally {
     await lock.release();
   }
@@ -318,9 +375,12 @@ async function runBuildKeepingLease(image: Image, options: EngineBuildOptions, s
 }
 
 /** Runs the build inside the shared work, so its error event reaches every caller once. */
-async function runShared(image: Image, options: EngineBuildOptions, signal: AbortSignal, fanOut: EventListener): Promise<EngineImageBuild> {
+async function runShared(image: Image, options: EngineBuildOptions, signal: AbortSignal, fanOut: EventListener, buildBase: BaseBuilder): Promise<EngineImageBuild> {
   try {
-    return await runBuildKeepingLease(image, options, signal, fanOut);
+    // An image built on a Kiln image: that one first (graphBuild.ts).
+    const resolved = await resolveKilnBase(image, signal, fanOut, buildBase);
+    if ("result" in resolved) return resolved.result;
+    return await runBuildKeepingLease(resolved.image, options, signal, fanOut);
   } catch (error) {
     const final = signal.aborted && !CancelledError.isInstance(error) ? new CancelledError(`Build of ${image.uri} cancelled`, { cause: error }) : error;
     emit(fanOut, { type: "error", image: image.uri, error: serializeError(final) });
@@ -346,12 +406,32 @@ export function build(image: Image, options?: EngineBuildOptions): Promise<Engin
  * Concurrent calls for the same image (uri + platforms) without a signal return the same promise.
  */
 export function build(image: Image, options: EngineBuildOptions = {}): Promise<EngineImageBuild | EngineBuildHandle> {
+  return buildGraphNode(image, options);
+}
+
+/**
+ * `build()`, with how the Kiln base of an image is built (graphBuild.ts): by default another `build()`
+ * with the same options, its events going to this build's listeners; `buildAll` passes its own.
+ */
+export function buildGraphNode(image: Image, options: EngineBuildOptions & { wait: false }, buildBase?: BaseBuilder): Promise<EngineBuildHandle>;
+export function buildGraphNode(image: Image, options?: EngineBuildOptions, buildBase?: BaseBuilder): Promise<EngineImageBuild>;
+export function buildGraphNode(image: Image, options: EngineBuildOptions = {}, buildBase?: BaseBuilder): Promise<EngineImageBuild | EngineBuildHandle> {
   try {
     rejectUnknownKeys("build options", optionsObject("build options", options), BUILD_OPTION_KEYS);
+    checkBasePlatforms(image.spec);
     const projectDir = resolveProjectDir(options.projectDir);
+    // pinBase: the base's digest is part of the tag, so it is resolved before anything uses the tag.
+    if (needsBasePin(image, selectPinBase(options.pinBase, loadConfig(projectDir)))) {
+      return pinBaseImage(image, { pinBase: options.pinBase, projectDir, signal: options.signal, onEvent: options.onEvent }).then((pinned) => {
+        if (pinned.spec.base.kind === "image" && pinned.spec.base.digest) emit(options.onEvent, { type: "base.pinned", image: pinned.uri, base: pinned.spec.base.ref, digest: pinned.spec.base.digest });
+        return buildGraphNode(pinned, options, buildBase);
+      });
+    }
     const target = buildTarget(image, projectDir);
+    const { wait: _wait, ...baseOptions } = options;
+    const viaBuild: BaseBuilder = (base, signal, onEvent) => build(base, { ...baseOptions, signal, onEvent });
     // Callers without a signal get the very same promise as the build already in flight.
-    const running = shared.run(buildKey(target, { ...options, projectDir }), (signal, fanOut) => runShared(target, { ...options, projectDir }, signal, fanOut), {
+    const running = shared.run(buildKey(target, { ...options, projectDir }), (signal, fanOut) => runShared(target, { ...options, projectDir }, signal, fanOut, buildBase ?? viaBuild), {
       signal: options.signal,
       onEvent: options.onEvent,
     });

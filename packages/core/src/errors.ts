@@ -132,6 +132,8 @@ export class BuildFailedError extends defineError("BuildFailedError", "KILN_BUIL
 export class PushFailedError extends defineError("PushFailedError", "KILN_PUSH_FAILED") {}
 export class DaemonUnavailableError extends defineError("DaemonUnavailableError", "KILN_DAEMON_UNAVAILABLE") {}
 export class CancelledError extends defineError("CancelledError", "KILN_CANCELLED") {}
+/** Bad command-line usage (unknown flag, missing argument): `kiln` exits 2. */
+export class UsageError extends defineError("UsageError", "KILN_USAGE") {}
 export class SpecLoadError extends defineError("SpecLoadError", "KILN_SPEC_LOAD") {}
 /** The build lock directory is not this user's alone (another owner, group/other access, a symlink): it is not used. */
 export class UnsafeLockDirectoryError extends defineError("UnsafeLockDirectoryError", "KILN_UNSAFE_LOCK_DIR") {}
@@ -154,3 +156,12 @@ export class LeaseLostError extends defineError("LeaseLostError", "KILN_LEASE_LO
 /** A shared lock provider or check cache (e.g. Redis) cannot be reached; in strict mode the build
  * fails with it instead of falling back to the per-host lock. */
 export class CoordinationUnavailableError extends defineError("CoordinationUnavailableError", "KILN_COORDINATION_UNAVAILABLE") {}
+/** pinBase is on and the base image's digest could not be resolved: its registry is unreachable,
+ * refused the credentials, or does not hold the reference. Never silently built unpinned. */
+export class BaseDigestError extends defineError("BaseDigestError", "KILN_BASE_DIGEST") {}
+/** Promotion (copying an image from a `promoteFrom` registry instead of building it) failed: the
+ * transfer, the target's answer, or a blob whose bytes do not hash to their digest (`details.reason`
+ * "digest-mismatch"). Nothing is tagged at the target when it is thrown. */
+export class PromotionFailedError extends defineError("PromotionFailedError", "KILN_PROMOTION_FAILED") {}
+/** The promotion source does not hold the image (or not for every requested platform). */
+export class PromotionSourceMissingError extends defineError("PromotionSourceMissingError", "KILN_PROMOTION_SOURCE_MISSING") {}

@@ -31,6 +31,14 @@ export type BuildEvent =
     })
   | (EventBase & { type: "check.skipped"; reason: "force" | "latest" | "no-checkers" | "no-build-needed" })
   | (EventBase & { type: "build.start"; builder: string; platforms: Architecture[]; dryRun: boolean })
+  /**
+   * Why the image is (or, in a dry run, would be) built: what changed since the last recorded tag of
+   * the same image name (`.kiln/explain`, explainDiff.ts), in one line. Only when that name had
+   * another tag before.
+   */
+  | (EventBase & { type: "build.reason"; previousTag: string; reason: string })
+  /** pinBase resolved the base reference to this digest (part of the tag and of `FROM ref@digest`). */
+  | (EventBase & { type: "base.pinned"; base: string; digest: string })
   /** A build step started (or was taken from cache). */
   | (EventBase & {
       type: "build.step";
@@ -132,10 +140,29 @@ export type BuildEvent =
       ageMs?: number;
       message?: string;
     })
+  /**
+   * Promotion: the image is absent at its target but `source` (a `promoteFrom` registry) holds it, so
+   * it is copied instead of built — blobs mounted (`mode` "mount", same registry host) or streamed.
+   */
+  | (EventBase & { type: "promote.start"; source: string; target: string; platforms: string[]; mode: "mount" | "stream" })
+  /** The promotion finished: the target's tag names `digest`; how many blobs were mounted, copied or already there. */
+  | (EventBase & {
+      type: "promote.done";
+      source: string;
+      target: string;
+      digest: string;
+      durationMs: number;
+      mounted: number;
+      copied: number;
+      existing: number;
+      bytesCopied: number;
+    })
   | (EventBase & {
       type: "done";
       uri: string;
       digest?: string;
+      /** Set when the image was promoted (copied) from this reference instead of built. */
+      promotedFrom?: string;
       durationMs: number;
       /** False when an existing image was found (or dry run). */
       built: boolean;

@@ -7,7 +7,7 @@
  * key/value frame pairs); frame = u32 big-endian byte length + UTF-8 bytes. So `["ab","c"]` and
  * `["a","bc"]`, or `apt vim` and `commands vim`, can never encode alike.
  *
- * Hashed: base (image ref + python/node version, or the Dockerfile's bytes + its whole context +
+ * Hashed: base (image ref + python/node version + the digest pinBase resolved it to, or the Dockerfile's bytes + its whole context +
  * build args + target), every layer in order with a type tag, the files copied (walk.ts: sorted POSIX
  * paths, type, executable bit, content digest or link target), the platforms (as a set), the
  * installer and uv image, build secret ids and targets. Not hashed: secret values, registry, name,
@@ -68,6 +68,8 @@ export interface PinnedFiles {
 export interface ExplainOptions extends HashOptions {
   /** List every copied file's digest (default true), not just each layer's tree digest. */
   files?: boolean;
+  /** Explain from these files (a build's pinned snapshot) instead of listing and hashing the tree. */
+  source?: FileSource;
 }
 
 /** The automatic tag of an image: 32 lowercase hex characters. Synchronous. */
@@ -78,7 +80,7 @@ export function computeTag(image: ImageLike, options: HashOptions = {}): string 
 /** The tag together with every input that went into it, so a user can see why a tag changed. */
 export function explainTag(image: ImageLike, options: ExplainOptions = {}): TagExplanation {
   const inputs: TagInput[] = [];
-  const result = encodeSpec(specOf(image), options, { inputs, files: options.files !== false });
+  const result = encodeSpec(specOf(image), options, { inputs, files: options.files !== false }, options.source);
   return { tag: result.tag, digest: result.digest, inputs };
 }
 
@@ -280,11 +282,24 @@ function encodeSpec(
   const treeOf = (group: FileGroup) => treeDigest(group, fileDigest, encoder, cache, record);
 
   const base = spec.base;
-  if (base.kind === "image") {
+  if (base.kind === "image" && base.image !== undefined) {
+    // A Kiln image as the base (graph.ts): its content tag, not its reference (registry and name are
+    // never hashed), so a base that changes rebuilds this image and one moved elsewhere does not.
+    encoder.input("base", "base", [
+      ["kilnImage", baseContentTag(base.image, options)],
+      ["explicitTag", base.image.tag ?? ""],
+      ["python", base.python ? base.python.join(".") : ""],
+      ["node", base.node !== undefined ? String(base.node) : ""],
+    ]);
+    if (encoder.explaining) encoder.detail("base", "base reference", base.ref);
+  } else if (base.kind === "image") {
     encoder.input("base", "base", [
       ["image", base.ref],
       ["python", base.python ? base.python.join(".") : ""],
       ["node", base.node !== undefined ? String(base.node) : ""],
+      // pinBase (pinBase.ts): the digest the reference named when the tag was computed. Absent for an
+      // unpinned base, whose tag is exactly what it was before pinning existed.
+      ...(base.digest !== undefined ? [["digest", base.digest] as [string, string]] : []),
     ]);
   } else {
     const context = groupsByLayer.get(-1)!;
@@ -315,6 +330,11 @@ function encodeSpec(
   const result = encoder.finish();
   cache?.save();
   return { ...result, files, cache };
+}
+
+/** The content tag of a nested base image (its explicit tag, if any, is hashed beside it). */
+function baseContentTag(spec: ImageSpec, options: HashOptions): string {
+  return encodeSpec({ ...spec, tag: undefined } as ImageSpec, options, undefined).tag;
 }
 
 /** A file's digest as pinned (hex). */

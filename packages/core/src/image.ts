@@ -22,8 +22,11 @@ import { refuseCredentialsInLayerFiles } from "./credentialFiles.js";
 import { assertDockerfileAcceptsLayers } from "./dockerfile.js";
 import { describeValue, SourceNotFoundError, ValidationError } from "./errors.js";
 import { IgnoreMatcher, parseDockerignore } from "./dockerignore.js";
+import { checkBasePlatforms, MAX_CHAIN_DEPTH } from "./graph.js";
 import { computeTag, explainTag, type TagExplanation } from "./hash.js";
 import { rejectUnknownKeys } from "./optionKeys.js";
+import { baseReference } from "./pinnedReference.js";
+import { parseReference } from "./reference.js";
 import type { Architecture, BaseSpec, ImageSpec, Layer, NodePackageManager, PipOptions, PythonInstaller, SecretMount } from "./layers.js";
 import {
   optionsObject,
@@ -70,18 +73,28 @@ export interface CommonImageOptions {
   platform?: Architecture[];
 }
 
-export interface DebianBaseOptions extends CommonImageOptions {
+/** The base-pinning choice of an image built on an existing image (see pinBase.ts). */
+export interface PinBaseOption {
+  /**
+   * Resolve the base reference to its registry digest when the tag is computed, and build `FROM
+   * ref@digest`: the tag changes when the base tag moves upstream. Beats the global setting
+   * (build({ pinBase }), init, KILN_PIN_BASE, "pinBase" in kiln.config.json); `false` never pins this image.
+   */
+  pinBase?: boolean;
+}
+
+export interface DebianBaseOptions extends CommonImageOptions, PinBaseOption {
   pythonVersion?: [number, number];
-  /** Default `python:<X.Y>-slim-bookworm`. */
-  baseImage?: string;
+  /** Default `python:<X.Y>-slim-bookworm`; a Kiln `Image` makes this image depend on it (see fromBase). */
+  baseImage?: string | Image;
   installer?: PythonInstaller;
   uvImage?: string;
 }
 
-export interface NodeBaseOptions extends CommonImageOptions {
+export interface NodeBaseOptions extends CommonImageOptions, PinBaseOption {
   nodeVersion?: number;
-  /** Default `node:<N>-bookworm-slim`. */
-  baseImage?: string;
+  /** Default `node:<N>-bookworm-slim`; a Kiln `Image` makes this image depend on it (see fromBase). */
+  baseImage?: string | Image;
 }
 
 export interface DockerfileOptions extends CommonImageOptions {
@@ -106,6 +119,8 @@ export interface CloneOptions {
   extendable?: boolean;
   installer?: PythonInstaller;
   uvImage?: string;
+  /** The image's own base-pinning choice (PinBaseOption); `null` returns to the global setting. */
+  pinBase?: boolean | null;
 }
 
 export interface UvProjectOptions {
@@ -143,15 +158,21 @@ export class Image {
     this.spec = deepFreeze(spec);
   }
 
+  /** A new Image after the graph checks (platforms covered by the base's, graph.ts). */
+  private static withCheckedBase(spec: ImageSpec): Image {
+    checkBasePlatforms(spec);
+    return new Image(spec);
+  }
+
   // ---- constructors -------------------------------------------------------------------------
 
   static fromDebianBase(options?: DebianBaseOptions): Image {
     const o = optionsObject("fromDebianBase options", options);
-    rejectUnknownKeys("fromDebianBase options", o, [...COMMON_OPTION_KEYS, "pythonVersion", "baseImage", "installer", "uvImage"]);
+    rejectUnknownKeys("fromDebianBase options", o, [...COMMON_OPTION_KEYS, "pythonVersion", "baseImage", "installer", "uvImage", "pinBase"]);
     const python = validatePythonVersion("pythonVersion", o.pythonVersion ?? DEFAULT_PYTHON_VERSION);
-    const ref = validateImageReference("baseImage", o.baseImage ?? `python:${python[0]}.${python[1]}-slim-bookworm`);
-    return new Image({
-      base: { kind: "image", ref, python },
+    const base = imageBase("baseImage", o.baseImage ?? `python:${python[0]}.${python[1]}-slim-bookworm`);
+    return Image.withCheckedBase({
+      base: { ...base, python, ...pinChoice(o.pinBase) },
       layers: [],
       ...common("fromDebianBase", o),
       installer: validateInstaller("installer", o.installer ?? "uv"),
@@ -162,11 +183,11 @@ export class Image {
 
   static fromNodeBase(options?: NodeBaseOptions): Image {
     const o = optionsObject("fromNodeBase options", options);
-    rejectUnknownKeys("fromNodeBase options", o, [...COMMON_OPTION_KEYS, "nodeVersion", "baseImage"]);
+    rejectUnknownKeys("fromNodeBase options", o, [...COMMON_OPTION_KEYS, "nodeVersion", "baseImage", "pinBase"]);
     const node = validateNodeVersion("nodeVersion", o.nodeVersion ?? DEFAULT_NODE_VERSION);
-    const ref = validateImageReference("baseImage", o.baseImage ?? `node:${node}-bookworm-slim`);
-    return new Image({
-      base: { kind: "image", ref, node },
+    const base = imageBase("baseImage", o.baseImage ?? `node:${node}-bookworm-slim`);
+    return Image.withCheckedBase({
+      base: { ...base, node, ...pinChoice(o.pinBase) },
       layers: [],
       ...common("fromNodeBase", o),
       installer: "uv",
@@ -175,12 +196,16 @@ export class Image {
     });
   }
 
-  /** An existing image. Not built unless layers are added; without layers `uri` is `ref`. */
-  static fromBase(ref: string, options?: CommonImageOptions): Image {
+  /**
+   * An existing image. Not built unless layers are added; without layers `uri` is `ref`.
+   * `ref` may be a Kiln `Image`: this image then depends on it — its content tag goes into this
+   * image's tag, `FROM` names its tagged reference, and `build()` builds it first when missing (graph.ts).
+   */
+  static fromBase(ref: string | Image, options?: CommonImageOptions & PinBaseOption): Image {
     const o = optionsObject("fromBase options", options);
-    rejectUnknownKeys("fromBase options", o, COMMON_OPTION_KEYS);
-    return new Image({
-      base: { kind: "image", ref: validateImageReference("fromBase ref", ref) },
+    rejectUnknownKeys("fromBase options", o, [...COMMON_OPTION_KEYS, "pinBase"]);
+    return Image.withCheckedBase({
+      base: { ...imageBase("fromBase ref", ref), ...pinChoice(o.pinBase) },
       layers: [],
       ...common("fromBase", o),
       installer: "uv",
@@ -219,6 +244,42 @@ export class Image {
     return new Image(parseImageJSON(typeof json === "string" ? parseJSONText(json) : json));
   }
 
+  /** The Kiln image this one is built on (fromBase(otherImage)), or undefined for a plain base reference. */
+  get baseImage(): Image | undefined {
+    const nested = this.spec.base.kind === "image" ? this.spec.base.image : undefined;
+    return nested === undefined ? undefined : new Image(copySpec(nested));
+  }
+
+  /**
+   * This image with its Kiln base replaced by `base` (graph.ts: registry or platforms applied down the
+   * chain) and `FROM` naming `ref` (default: `base.uri`; the engine passes the URI the base was built at).
+   * Platforms are not compared here (a chain changed image by image passes through mismatches):
+   * `build()` and `mapChain` check the finished chain.
+   */
+  withResolvedBase(base: Image, ref: string = base.uri): Image {
+    if (this.spec.base.kind !== "image" || this.spec.base.image === undefined) {
+      throw new ValidationError("base", this.toString(), "is not built on a Kiln image");
+    }
+    const spec = copySpec(this.spec);
+    spec.base = { ...(spec.base as Extract<BaseSpec, { kind: "image" }>), ref: validateImageReference("base ref", ref), image: copySpec(base.spec) };
+    return new Image(spec);
+  }
+
+  /**
+   * This image with its base pinned to `digest` (`sha256:<64 hex>`), as pinBase resolves it: the
+   * digest goes into the content tag and the Dockerfile's `FROM ref@digest`. A base whose reference
+   * already names a digest keeps it (the digest given must be that one).
+   */
+  withBaseDigest(digest: string): Image {
+    if (this.spec.base.kind !== "image") throw new ValidationError("withBaseDigest", this.spec.name, "only an image built on an existing image has a base to pin");
+    const value = validateBaseDigest("withBaseDigest", digest);
+    const own = parseReference(this.spec.base.ref).digest;
+    if (own !== undefined && own !== value) throw new ValidationError("withBaseDigest", value, `the base reference ${this.spec.base.ref} already names another digest`);
+    const spec = copySpec(this.spec);
+    if (spec.base.kind === "image" && own === undefined) spec.base.digest = value;
+    return new Image(spec);
+  }
+
   /** True for an Image from any copy of @kiln/core. */
   static isImage(value: unknown): value is Image {
     return value instanceof Image || (typeof value === "object" && value !== null && (value as { [IMAGE_MARKER]?: boolean })[IMAGE_MARKER] === true);
@@ -226,7 +287,7 @@ export class Image {
 
   clone(options?: CloneOptions): Image {
     const o = optionsObject("clone options", options);
-    rejectUnknownKeys("clone options", o, ["registry", "name", "tag", "platform", "extendable", "installer", "uvImage"]);
+    rejectUnknownKeys("clone options", o, ["registry", "name", "tag", "platform", "extendable", "installer", "uvImage", "pinBase"]);
     const spec = copySpec(this.spec);
     if (o.registry === null) delete spec.registry;
     else if (o.registry !== undefined) spec.registry = validateRegistry("registry", o.registry);
@@ -241,6 +302,12 @@ export class Image {
     }
     if (o.installer !== undefined) spec.installer = validateInstaller("installer", o.installer);
     if (o.uvImage !== undefined) spec.uvImage = validateImageReference("uvImage", o.uvImage);
+    if (o.pinBase !== undefined) {
+      if (spec.base.kind !== "image") throw new ValidationError("pinBase", o.pinBase, "only an image built on an existing image has a base to pin");
+      if (o.pinBase === null) delete spec.base.pin;
+      else spec.base.pin = validatePinBase(o.pinBase);
+    }
+    if (o.platform !== undefined) checkBasePlatforms(spec);
     return new Image(spec);
   }
 
@@ -402,9 +469,9 @@ export class Image {
     return this.spec.tag ?? computeTag(this.spec);
   }
 
-  /** `<registry>/<name>:<tag>` (or `<name>:<tag>`); an unbuilt `fromBase` image is its base reference. */
+  /** `<registry>/<name>:<tag>` (or `<name>:<tag>`); an unbuilt `fromBase` image is its base reference (`ref@digest` once pinned). */
   get uri(): string {
-    if (!this.needsBuild && this.spec.base.kind === "image") return this.spec.base.ref;
+    if (!this.needsBuild && this.spec.base.kind === "image") return baseReference(this.spec.base);
     const repository = this.spec.registry ? `${this.spec.registry}/${this.spec.name}` : this.spec.name;
     return `${repository}:${this.tag}`;
   }
@@ -441,6 +508,14 @@ export class Image {
   }
 }
 
+/** A base given as a reference, or as a Kiln image (nested; one that needs no build is just its reference). */
+function imageBase(field: string, base: unknown): Extract<BaseSpec, { kind: "image" }> {
+  if (!Image.isImage(base)) return { kind: "image", ref: validateImageReference(field, base) };
+  const image = base instanceof Image ? base : Image.fromJSON((base as { toJSON(): unknown }).toJSON());
+  if (!image.needsBuild) return { kind: "image", ref: image.uri };
+  return { kind: "image", ref: image.uri, image: copySpec(image.spec) };
+}
+
 const IMAGE_MARKER = Symbol.for("kiln.image");
 Object.defineProperty(Image.prototype, IMAGE_MARKER, { value: true });
 
@@ -466,6 +541,21 @@ function common(ctor: string, o: CommonImageOptions): Pick<ImageSpec, "name" | "
 function validateBuildArgValue(field: string, value: unknown): string {
   refuseCredentialUrls(field, value, "buildArg");
   return validateEnvValue(field, value);
+}
+
+function validatePinBase(value: unknown): boolean {
+  if (typeof value !== "boolean") throw new ValidationError("pinBase", value, "expected true or false");
+  return value;
+}
+
+/** `{ pin }` for a declared choice; nothing (the global setting) when none was given. */
+function pinChoice(value: unknown): { pin?: boolean } {
+  return value === undefined ? {} : { pin: validatePinBase(value) };
+}
+
+function validateBaseDigest(field: string, value: unknown): string {
+  if (typeof value !== "string" || !/^sha256:[0-9a-f]{64}$/.test(value)) throw new ValidationError(field, value, "expected a digest sha256:<64 lowercase hex>");
+  return value;
 }
 
 function validateInstaller(field: string, value: unknown): PythonInstaller {
@@ -673,12 +763,15 @@ function parseLayer(field: string, raw: unknown): Layer {
   }
 }
 
-function parseBase(raw: unknown): BaseSpec {
+function parseBase(raw: unknown, ancestors: readonly Obj[]): BaseSpec {
   const o = obj("base", raw);
   if (o.kind === "image") {
     const base: BaseSpec = { kind: "image", ref: validateImageReference("base.ref", o.ref) };
     if (o.python !== undefined) base.python = validatePythonVersion("base.python", o.python);
     if (o.node !== undefined) base.node = validateNodeVersion("base.node", o.node);
+    if (o.pin !== undefined) base.pin = validatePinBase(o.pin);
+    if (o.digest !== undefined) base.digest = validateBaseDigest("base.digest", o.digest);
+    if (o.image !== undefined) base.image = parseNestedBase(obj("base.image", o.image), ancestors);
     return base;
   }
   if (o.kind === "dockerfile") {
@@ -717,7 +810,38 @@ function parseImageJSON(raw: unknown): ImageSpec {
       hint: "the spec was written by an incompatible version of Kiln; upgrade @kiln/core on both sides",
     });
   }
-  const base = parseBase(o.base);
+  const spec = parseSpecBody(o, []);
+  checkBasePlatforms(spec);
+  return spec;
+}
+
+/**
+ * A nested base image (`base.image`, the spec of a Kiln image this one is built on). A JSON text is a
+ * tree, but an object handed to fromJSON may point back at an image above it: that cycle is a
+ * ValidationError naming both images (and the chain is kept shallow enough to walk without risk).
+ */
+function parseNestedBase(o: Obj, ancestors: readonly Obj[]): ImageSpec {
+  const at = ancestors.indexOf(o);
+  if (at >= 0) {
+    const chain = [...ancestors.slice(at), o].map((a) => describeRaw(a));
+    throw new ValidationError("base.image", chain.join(" -> "), `is a cycle: ${describeRaw(ancestors[ancestors.length - 1]!)} is based on ${describeRaw(o)}, which is itself built on it`, {
+      hint: "an image cannot be (directly or through other images) its own base",
+      details: { image: describeRaw(ancestors[ancestors.length - 1]!), base: describeRaw(o), chain },
+    });
+  }
+  if (ancestors.length >= MAX_CHAIN_DEPTH) {
+    throw new ValidationError("base.image", describeRaw(o), `nests more than ${MAX_CHAIN_DEPTH} Kiln images`, { hint: "a chain of base images this deep is almost certainly a mistake" });
+  }
+  return parseSpecBody(o, ancestors);
+}
+
+function describeRaw(o: Obj): string {
+  const name = typeof o.name === "string" ? o.name : "?";
+  return typeof o.registry === "string" ? `${o.registry}/${name}` : name;
+}
+
+function parseSpecBody(o: Obj, outer: readonly Obj[]): ImageSpec {
+  const base = parseBase(o.base, [...outer, o]);
   const layers = list("layers", o.layers).map((l, i) => parseLayer(`layers[${i}]`, l));
   // The copied manifests as the with* methods check them, where this machine can read them.
   layers.forEach((layer, i) => refuseCredentialsInLayerFiles(`layers[${i}]`, layer, layers.slice(0, i), { missingOk: true }));

@@ -66,7 +66,25 @@ export function contextDirForLayer(index: number): string {
 
 export type BaseSpec =
   /** An existing image; `python`/`node` say which runtime it carries, for the Dockerfile recipe. */
-  | { kind: "image"; ref: string; python?: [number, number]; node?: number }
+  | {
+      kind: "image";
+      ref: string;
+      python?: [number, number];
+      node?: number;
+      /**
+       * A Kiln image used as the base (`fromBase(otherImage)`): its spec, nested. `ref` is then its
+       * tagged reference (re-resolved to the built URI at build time), and its content tag, not `ref`,
+       * goes into the dependent's tag (graph.ts).
+       */
+      image?: ImageSpec;
+      /** The image's own pinBase choice; absent: the global setting (pinBase.ts). */
+      pin?: boolean;
+      /**
+       * The manifest (or index) digest `ref` was resolved to by pinBase: part of the tag and of
+       * `FROM ref@digest`. Absent for an unpinned base, whose tag is then unchanged.
+       */
+      digest?: string;
+    }
   /** A user Dockerfile with its own context. */
   | {
       kind: "dockerfile";

@@ -11,6 +11,10 @@
  *           the builder's own getCheckers() (checkerSelection.ts).
  * Lock provider / check cache: build({ lockProvider / checkCache }) > init(…) > KILN_LOCK_PROVIDER /
  *           KILN_CHECK_CACHE > config file > "file" (per-host lock) / "none" (coordination/select.ts).
+ * Pin base: an image's own pinBase > build({ pinBase }) > init({ pinBase }) > KILN_PIN_BASE >
+ *           config file > off (pinBase.ts).
+ * Promotion sources: build({ promoteFrom }) > init({ promoteFrom }) > KILN_PROMOTE_FROM > config
+ *           file > none (promotion/select.ts).
  *
  * Builder names are looked up first among builders registered in this process
  * (`registerImageBuilder`), then among the plugins discovered from the project's package.json.
@@ -21,6 +25,7 @@ import { loadConfig, findProjectDir, type LoadedConfig } from "./config.js";
 import { discoverPlugins, loadImageBuilder, type PluginDiscovery } from "./discovery.js";
 import { CannotBuildError, ConfigError, UnknownBuilderError, describeValue } from "./errors.js";
 import { validateCheckerChoices, type CheckerChoice } from "./checkerChoice.js";
+import { validatePromoteFrom } from "./promotion/sources.js";
 import { addDevCommand } from "./packageManager.js";
 import { rejectUnknownKeys } from "./optionKeys.js";
 import { optionsObject } from "./validate.js";
@@ -42,8 +47,12 @@ export interface InitOptions {
   lockProvider?: string | LockProvider;
   /** Where existence checks are shared: "none" (the default), a plugin's name ("redis") or a CheckCache. */
   checkCache?: string | CheckCache;
+  /** Registries an absent image is copied from instead of rebuilt (`["ghcr.io/acme-staging"]`); `[]`: none. */
+  promoteFrom?: readonly string[];
   /** Where package.json and kiln.config.json are read; default: nearest package.json above cwd. */
   projectDir?: string;
+  /** Resolve each base image to its digest when the tag is computed (pinBase.ts). */
+  pinBase?: boolean;
 }
 
 let initState: InitOptions = {};
@@ -61,9 +70,12 @@ export function init(options: InitOptions = {}): void {
   }
   validateChoice("lockProvider", options.lockProvider, ["acquire"], 'Pass "file", a plugin name such as "redis", or an object with acquire(request).');
   validateChoice("checkCache", options.checkCache, ["lookup", "putPresent", "putAbsent", "invalidate", "releaseClaim"], 'Pass "none", a plugin name such as "redis", or a CheckCache object.');
-  rejectUnknownKeys("init options", optionsObject("init options", options), ["imageBuilder", "imageRegistry", "strict", "imageCheckers", "lockProvider", "checkCache", "projectDir"]);
+  rejectUnknownKeys("init options", optionsObject("init options", options), ["imageBuilder", "imageRegistry", "strict", "imageCheckers", "lockProvider", "checkCache", "promoteFrom", "projectDir", "pinBase"]);
   validateCheckerChoices("init({ imageCheckers })", options.imageCheckers);
-  initState = { ...options };
+  if (options.pinBase !== undefined && typeof options.pinBase !== "boolean") {
+    throw new ConfigError(`Invalid init({ pinBase }) ${describeValue(options.pinBase)}: expected true or false`, { hint: "Pass pinBase: true to pin base images by digest." });
+  }
+  initState = { ...options, ...(options.promoteFrom !== undefined ? { promoteFrom: validatePromoteFrom("init({ promoteFrom })", options.promoteFrom) } : {}) };
   discoveryCache.clear();
   builderCache.clear();
 }

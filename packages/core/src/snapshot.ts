@@ -54,6 +54,12 @@ function registry(): WeakMap<object, Bound> {
   return (global[REGISTRY_KEY] ??= new WeakMap<object, Bound>());
 }
 
+/** True when the image's snapshot is taken (its files hashed), false when none is bound or it is bound lazily. */
+export function snapshotTaken(image: ImageLike): boolean {
+  const bound = registry().get(specOf(image));
+  return bound !== undefined && typeof bound !== "function";
+}
+
 /** The snapshot bound to this image (by `pinSources`), taking it now if it was bound lazily. */
 export function snapshotOf(image: ImageLike): SourceSnapshot | undefined {
   const spec = specOf(image);
@@ -81,6 +87,16 @@ export function pinSources(image: Image, options: HashOptions = {}): Image {
   const pinned = image.clone({ tag });
   registry().set(pinned.spec, snapshot);
   return pinned;
+}
+
+/**
+ * `to` — the pinned image `from` with only its base reference resolved (graph.ts: `FROM` names the URI
+ * its Kiln base was built at) — works from `from`'s snapshot: its files and tag are the same.
+ */
+export function carrySnapshot(from: Image, to: Image): Image {
+  const bound = registry().get(from.spec);
+  if (bound !== undefined && !registry().has(to.spec)) registry().set(to.spec, bound);
+  return to;
 }
 
 /**

@@ -29,7 +29,7 @@ import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { SourceNotFoundError, ValidationError } from "./errors.js";
 import { decodeName, hasRawBytes, hostPathForFs, nameBytes, quoteName } from "./rawNames.js";
 import { DEFAULT_IGNORE_PATTERNS, IgnoreMatcher, parseDockerignore, type IgnorePattern, type ParentMatchInfo } from "./dockerignore.js";
-import { contextDirForLayer, type ImageSpec, type Layer, type LayerKind } from "./layers.js";
+import { contextDirForLayer, type ImageSpec, type LayerKind } from "./layers.js";
 
 export type EntryType = "file" | "dir" | "symlink";
 

@@ -12,3 +12,17 @@ it("describes values JSON cannot (BigInt, circular) instead of hiding the Valida
   bare.self = bare;
   expect(describeValue(bare)).toBe('"[object Object]"');
 });
+
+it("UsageError.isInstance recognises usage errors only, by code (not every KilnError)", async () => {
+  const { AuthError, UsageError } = await import("../src/errors.js");
+  const { UsageError: CliUsageError } = await import("../src/cli/args.js");
+  expect(CliUsageError).toBe(UsageError);
+  const usage = new UsageError("--checker needs at least one checker name");
+  expect(UsageError.isInstance(usage)).toBe(true);
+  expect(usage.code).toBe("KILN_USAGE");
+  expect(usage.name).toBe("UsageError");
+  expect(KilnError.isInstance(usage)).toBe(true);
+  expect(UsageError.isInstance(new AuthError("x"))).toBe(false);
+  expect(UsageError.isInstance(new KilnError("x"))).toBe(false);
+  expect(AuthError.isInstance(usage)).toBe(false);
+});

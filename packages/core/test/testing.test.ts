@@ -1,5 +1,6 @@
 /** Runs @kiln/core/testing's conformance suites against a real registry-backed checker and builder. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ImageCheckOptions } from "../src/builder.js";
 import { checkImage } from "../src/registry/check.js";
 import { Image } from "../src/image.js";
 import { describeBuilderConformance, describeCheckerConformance } from "../src/testing/index.js";
@@ -23,6 +24,12 @@ describeCheckerConformance("RegistryFixtureChecker (instance)", async () => {
     wrongArch: { repository: `${registry.host}/conf/app`, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
     failing: () => new RegistryFixtureChecker(registry.host, "127.0.0.1:9"),
   };
+}, {
+  // Core's registry client against a server that never answers: the abort closes its socket.
+  hanging: (server) => ({
+    checker: new RegistryFixtureChecker(server.host),
+    target: { repository: `${server.host}/conf/app`, tag: "v1", platforms: ["linux/amd64"] },
+  }),
 });
 
 describeCheckerConformance("a checker class with a static imageExists", async () => {
@@ -30,8 +37,8 @@ describeCheckerConformance("a checker class with a static imageExists", async ()
   await pushTestImage(registry, "conf/static", "amd64-only", "oci-index-missing-platform", { platforms: ["linux/amd64", "linux/arm64"] });
   const host = registry.host;
   class StaticChecker {
-    static imageExists(repository: string, tag: string, arch?: readonly ("linux/amd64" | "linux/arm64")[]) {
-      return new RegistryFixtureChecker(host).imageExists(repository, tag, arch);
+    static imageExists(repository: string, tag: string, arch?: readonly ("linux/amd64" | "linux/arm64")[], options?: ImageCheckOptions) {
+      return new RegistryFixtureChecker(host).imageExists(repository, tag, arch, options);
     }
   }
   return {
@@ -62,7 +69,7 @@ describeBuilderConformance("RegistryFixtureBuilder", async () => {
 });
 
 describe("the builder suite really exercised the builder", () => {
-  it("built twice: once plainly, once forced (dry run and the engine's found-check built nothing)", () => {
+  it("built twice: once plainly, once forced (dry run, the aborted builds and the engine's found-check built nothing)", () => {
     expect(builder.builds).toBe(2);
   });
 });

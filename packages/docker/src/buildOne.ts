@@ -22,20 +22,22 @@ import { Readable } from "node:stream";
 import {
   BuildFailedError,
   CancelledError,
-  createBuildContext,
-  dockerBuildTarget,
   KilnError,
   MissingSecretError,
+  SourceChangedError,
+  type Architecture,
+  type EventListener,
+  type Image,
+} from "@kiln/core";
+import {
+  createBuildContext,
+  dockerBuildTarget,
   renderDockerfile,
   snapshotOf,
   snapshotSpec,
-  SourceChangedError,
-  type Architecture,
   type BuildContext,
-  type EventListener,
-  type Image,
   type SourceSnapshot,
-} from "@kiln/core";
+} from "@kiln/core/plugin";
 import { followBuild, type BuildOutcome } from "./buildProgress.js";
 import { openBuildSession, type BuildSession } from "./buildSession.js";
 import type { DockerDaemon } from "./daemon.js";
@@ -117,11 +119,11 @@ const HIDDEN_DOCKERFILES = new Set([".dockerfile.kiln", "kiln-layers/Dockerfile"
 
 /**
  * Whether this build sends its context through the session: BuildKit, a context whose Dockerfile
- * would be hidden (the only case where the tar body differs from what `COPY .` must see), and a
- * daemon Kiln can open a session with (not ssh://, where the tar is still sent).
+ * would be hidden (the only case where the tar body differs from what `COPY .` must see). Every
+ * DOCKER_HOST takes a session (ssh:// through `docker system dial-stdio`, session/sshDialStdio.ts).
  */
 function contextThroughSession(daemon: DockerDaemon, options: SendBuildOptions): options is SendBuildOptions & { contextSource: ContextSource } {
-  return options.buildkit && options.contextSource !== undefined && HIDDEN_DOCKERFILES.has(options.context.dockerfilePath) && daemon.connection.kind !== "ssh";
+  return options.buildkit && options.contextSource !== undefined && HIDDEN_DOCKERFILES.has(options.context.dockerfilePath);
 }
 
 export async function sendBuild(daemon: DockerDaemon, options: SendBuildOptions): Promise<SentBuild> {

@@ -10,7 +10,8 @@
  * builder's messages are already text (the daemon itself turns a character cut between two messages
  * into U+FFFD, which no client can undo); they are joined into whole lines the same way.
  */
-import { BuildFailedError, emit, type Architecture, type EventListener } from "@kiln/core";
+import { BuildFailedError, type Architecture, type EventListener } from "@kiln/core";
+import { emit } from "@kiln/core/plugin";
 import { decodeTraceAux, type TraceVertex } from "./buildkitTrace.js";
 import { readJsonMessages, type EngineMessage } from "./jsonStream.js";
 import { LogLineAssembler } from "./logLines.js";

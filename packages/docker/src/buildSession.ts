@@ -13,15 +13,13 @@
  * NOT_FOUND for an unknown ID, 500 KiB limit).
  */
 import { randomBytes } from "node:crypto";
-import * as http from "node:http";
-import * as https from "node:https";
-import type { Socket } from "node:net";
-import { CancelledError, ConfigError, DaemonUnavailableError, KilnError, ValidationError } from "@kiln/core";
+import { CancelledError, DaemonUnavailableError, KilnError, ValidationError } from "@kiln/core";
 import type { DockerConnection } from "./connection.js";
 import { DockerDaemon } from "./daemon.js";
 import { HijackedStream } from "./hijackedStream.js";
 import { GrpcStatus, GrpcStatusError, serveGrpc, type GrpcConnection, type StreamingHandler, type UnaryHandler } from "./grpcServer.js";
 import { diffCopyHandler, DIFF_COPY_METHOD, type SourceTree, type TransferProgress } from "./session/filesync.js";
+import { upgradeToH2c } from "./session/engineUpgrade.js";
 import {
   decodeGetSecretRequest,
   encodeGetSecretResponse,
@@ -78,12 +76,6 @@ export interface BuildSession {
 /** Opens a session at the daemon `connection` points to; resolves once the daemon has accepted it. */
 export async function openBuildSession(connection: DockerConnection, options: BuildSessionOptions): Promise<BuildSession> {
   const secrets = checkedSecrets(options.secrets ?? new Map());
-  if (connection.kind === "ssh") {
-    throw new ConfigError(`Build secrets cannot be served to the Docker Engine at ${connection.endpoint}: an ssh:// DOCKER_HOST does not support build sessions in Kiln`, {
-      hint: "Use a unix:// or tcp:// DOCKER_HOST for builds with secrets, e.g. forward the remote socket with `ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock user@host` and set DOCKER_HOST=unix:///tmp/docker.sock.",
-      details: { field: "DOCKER_HOST", value: connection.endpoint },
-    });
-  }
   if (options.signal?.aborted) throw new CancelledError("Opening the build session was cancelled", { cause: options.signal.reason });
   const id = randomBytes(32).toString("hex");
   const { handlers, served, missing } = secretSessionHandlers(secrets);
@@ -184,83 +176,29 @@ export function checkedSecrets(secrets: ReadonlyMap<string, string>): Map<string
 function upgrade(connection: DockerConnection, sessionHeaders: Record<string, string | string[]>, options: BuildSessionOptions): Promise<HijackedStream> {
   const daemon = new DockerDaemon(connection);
   const timeoutMs = options.timeoutMs ?? 30_000;
-  return new Promise<HijackedStream>((resolve, reject) => {
-    let settled = false;
-    const fail = (error: unknown) => {
-      if (settled) return;
-      settled = true;
-      request.destroy();
-      reject(error);
-    };
-    const request = sessionRequest(connection, {
-      method: "POST",
-      path: "/session",
-      headers: { ...sessionHeaders, Connection: "Upgrade", Upgrade: "h2c", "Content-Length": "0" },
-      signal: options.signal,
-      timeout: timeoutMs,
-    });
-    request.on("upgrade", (response, socket: Socket, head: Buffer) => {
-      if (settled) return socket.destroy();
-      if (String(response.headers.upgrade ?? "").toLowerCase() !== "h2c") {
-        socket.destroy();
-        return fail(refused(connection, response.statusCode ?? 0, `upgraded to ${JSON.stringify(response.headers.upgrade ?? "")} instead of h2c`));
-      }
-      settled = true;
-      // The request's timeout was set on this socket; the session lives as long as the build.
-      socket.setTimeout(0);
-      if (typeof socket.setKeepAlive === "function") socket.setKeepAlive(true, 30_000);
-      resolve(new HijackedStream(socket, head));
-    });
-    request.on("response", (response) => {
-      // Any answer but 101: the daemon is there but will not open a session.
-      const chunks: Buffer[] = [];
-      let size = 0;
-      response.on("data", (chunk: Buffer) => {
-        if (size < 4096) chunks.push(chunk);
-        size += chunk.length;
-      });
-      response.on("end", () => fail(refused(connection, response.statusCode ?? 0, daemonMessage(Buffer.concat(chunks)))));
-      response.on("error", (error) => fail(daemon.translate(error, options.signal)));
-    });
-    request.on("timeout", () =>
-      fail(
+  return upgradeToH2c(
+    connection,
+    { path: "/session", headers: sessionHeaders, signal: options.signal, timeoutMs },
+    {
+      refused: (status, reason) => refused(connection, status, reason),
+      timedOut: () =>
         new DaemonUnavailableError(`The Docker daemon at ${connection.endpoint} did not accept a build session within ${timeoutMs} ms`, {
           hint: "Check that the daemon is responsive (`docker info`) and retry.",
           details: { endpoint: connection.endpoint, code: "ETIMEDOUT" },
         }),
-      ),
-    );
-    request.on("error", (error) => {
-      if (options.signal?.aborted) return fail(new CancelledError("Opening the build session was cancelled", { cause: error }));
-      const translated = daemon.translate(error, options.signal);
-      fail(
-        KilnError.isInstance(translated)
+      cancelled: (error) => new CancelledError("Opening the build session was cancelled", { cause: error }),
+      failed: (error) => {
+        const translated = daemon.translate(error, options.signal);
+        return KilnError.isInstance(translated)
           ? translated
           : new DaemonUnavailableError(`Cannot open a build session with the Docker daemon at ${connection.endpoint}: ${(error as Error).message}`, {
               hint: "Check that the engine at DOCKER_HOST is running and reachable.",
               cause: error,
               details: { endpoint: connection.endpoint },
-            }),
-      );
-    });
-    request.end();
-  });
-}
-
-/** A request on a connection of its own to the engine at `connection` (unix, tcp, tls), for an HTTP upgrade. */
-export function sessionRequest(connection: DockerConnection, base: http.RequestOptions): http.ClientRequest {
-  const o = connection.options as Record<string, unknown>;
-  // `agent: false`: a connection of its own, never returned to (or taken from) a pool.
-  if (connection.kind === "unix" || connection.kind === "npipe") return http.request({ ...base, socketPath: String(o.socketPath), agent: false });
-  const target = { ...base, host: String(o.host), port: Number(o.port), agent: false };
-  if (connection.kind === "tcp") return http.request(target);
-  return https.request({
-    ...target,
-    ca: o.ca as https.RequestOptions["ca"],
-    cert: o.cert as https.RequestOptions["cert"],
-    key: o.key as https.RequestOptions["key"],
-    ...(typeof o.checkServerIdentity === "function" ? { checkServerIdentity: o.checkServerIdentity as https.RequestOptions["checkServerIdentity"] } : {}),
-  });
+            });
+      },
+    },
+  );
 }
 
 function refused(connection: DockerConnection, status: number, reason: string): DaemonUnavailableError {
@@ -268,16 +206,4 @@ function refused(connection: DockerConnection, status: number, reason: string): 
     hint: "Build secrets need BuildKit sessions: a Docker Engine with API 1.39 or later on Linux (Docker 18.09+), reached directly (a proxy in between must pass `Upgrade: h2c`).",
     details: { endpoint: connection.endpoint, status },
   });
-}
-
-/** The daemon's `{"message": …}` error body, or its text. */
-function daemonMessage(body: Buffer): string {
-  const text = body.toString("utf8").trim();
-  try {
-    const message = (JSON.parse(text) as { message?: unknown }).message;
-    if (typeof message === "string") return message;
-  } catch {
-    // not JSON
-  }
-  return text.slice(0, 300) || "no reason given";
 }

@@ -7,26 +7,30 @@
 import {
   CancelledError,
   computeTag,
+  isOciLayoutTarget,
+  KilnError,
+  type Architecture,
+  type BuildImageOptions,
+  type CanBuildAnswer,
+  type Image,
+  type ImageBuild,
+  type ImageBuilder,
+  type ImageCheckerLike,
+} from "@kiln/core";
+import {
   pinSources,
   snapshotOf,
   emit,
-  KilnError,
   redactSecrets,
   resolveBuildSecrets,
   secretRedactor,
   RegistryClient,
   resolveRegistryCredentials,
   scrubSecrets,
-  type Architecture,
-  type BuildImageOptions,
   type CredentialSource,
-  type Image,
-  type ImageBuild,
-  type ImageBuilder,
-  type ImageCheckerLike,
-} from "@kiln/core";
+} from "@kiln/core/plugin";
 import { buildOne, type BuildOneOptions } from "./buildOne.js";
-import { LocalDockerImageChecker, RegistryImageChecker } from "./checkers.js";
+import { DockerRegistryImageChecker, LocalDockerImageChecker } from "./checkers.js";
 import { DockerDaemon, type DaemonInfo } from "./daemon.js";
 import { buildIncremental, buildsInStages } from "./incremental.js";
 import { assembleIndex, platformTag, presentPlatformManifests, pushedManifest, type PlatformManifest } from "./multiPlatform.js";
@@ -98,9 +102,21 @@ export class DockerImageBuilder implements ImageBuilder {
     return this.registryClientInstance;
   }
 
+  /**
+   * Every image but one whose registry is an OCI image layout (`registry: "oci:<dir>"`): the daemon
+   * pushes to registries and cannot write a layout directory, so the engine picks another builder.
+   */
+  canBuild(image: Image): CanBuildAnswer {
+    const registry = image.spec.registry ?? "";
+    if (isOciLayoutTarget(registry)) {
+      return { ok: false, reason: `its registry "${registry}" is an OCI image layout directory, which the Docker builder cannot write (it pushes to registries); the oci builder writes layouts` };
+    }
+    return { ok: true };
+  }
+
   /** The local daemon first (registry-less images), then the registry. */
   getCheckers(): ImageCheckerLike[] {
-    return [new LocalDockerImageChecker({ env: this.env }), new RegistryImageChecker({ client: this.registryClient })];
+    return [new LocalDockerImageChecker({ env: this.env }), new DockerRegistryImageChecker({ client: this.registryClient })];
   }
 
   buildImage(image: Image, options: BuildImageOptions = {}): Promise<ImageBuild> {

@@ -4,11 +4,13 @@
  *   registry image proves nothing about the registry, so those are left to the next checker);
  *   arch-aware through the image's `Os`/`Architecture` (per-platform tags `<tag>-linux-arm64` count).
  *   Each platform is answered by inspecting that platform's own image, so no manifest list is
- *   trusted for a platform it merely lists (the classic image store holds none anyway).
- * - RegistryImageChecker: core's `checkImage` (HEAD, then platforms from the index or config; for an
+ *   trusted for a platform it merely lists (the classic image store holds none anyway). Each read
+ *   takes the caller's signal, so an abort closes the request to the daemon at once.
+ * - DockerRegistryImageChecker: core's `checkImage` (HEAD, then platforms from the index or config; for an
  *   index each requested platform's child manifest must still be held — a deleted child is absent).
  */
-import { CancelledError, checkImage, type Architecture, type ImageChecker, type ImageCheckOptions, type RegistryClient } from "@kiln/core";
+import { CancelledError, type Architecture, type ImageChecker, type ImageCheckOptions } from "@kiln/core";
+import { checkImage, type RegistryClient } from "@kiln/core/plugin";
 import { DockerDaemon } from "./daemon.js";
 import { platformTag } from "./multiPlatform.js";
 
@@ -42,10 +44,10 @@ export class LocalDockerImageChecker implements ImageChecker {
   async imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
     if (!this.answersFor(repository)) return null;
     const ref = `${repository}:${tag}`;
-    // dockerode's inspect takes no signal; each inspect is a quick local read, so check between them.
+    const signal = options?.signal;
     const inspect = async (candidate: string) => {
-      if (options?.signal?.aborted) throw new CancelledError(`Check of ${ref} cancelled`, { cause: options.signal.reason });
-      return this.inspect(candidate);
+      if (signal?.aborted) throw new CancelledError(`Check of ${ref} cancelled`, { cause: signal.reason });
+      return this.inspect(candidate, signal);
     };
     const platforms = arch ?? [];
     if (platforms.length === 0) return (await inspect(ref)) ? ref : null;
@@ -63,25 +65,41 @@ export class LocalDockerImageChecker implements ImageChecker {
     return ref;
   }
 
-  /** `GET /images/{name}/json` (a read); undefined when the daemon has no such image. */
-  private async inspect(ref: string): Promise<{ Os?: string; Architecture?: string } | undefined> {
+  /**
+   * `GET /images/{name}/json` (a read); undefined when the daemon has no such image. Dialled through
+   * the modem (dockerode's `inspect()` takes no signal), so an abort destroys the request.
+   */
+  private async inspect(ref: string, signal: AbortSignal | undefined): Promise<{ Os?: string; Architecture?: string } | undefined> {
     const docker = await this.daemon.docker();
+    const modem = docker.modem as unknown as { dial(options: unknown, callback: (error: unknown, data: unknown) => void): void };
     try {
-      return (await docker.getImage(ref).inspect()) as { Os?: string; Architecture?: string };
+      return await new Promise<{ Os?: string; Architecture?: string }>((resolve, reject) => {
+        modem.dial(
+          {
+            path: `/images/${ref}/json`,
+            method: "GET",
+            options: {},
+            ...(signal ? { abortSignal: signal } : {}),
+            statusCodes: { 200: true, 404: "no such image", 500: "server error" },
+          },
+          (error, data) => (error ? reject(error) : resolve(data as { Os?: string; Architecture?: string })),
+        );
+      });
     } catch (error) {
       if ((error as { statusCode?: number }).statusCode === 404) return undefined;
-      throw this.daemon.translate(error);
+      throw this.daemon.translate(error, signal);
     }
   }
 }
 
-export interface RegistryImageCheckerOptions {
+export interface DockerRegistryImageCheckerOptions {
   client?: RegistryClient;
 }
 
-export class RegistryImageChecker implements ImageChecker {
+/** The Docker builder's registry checker (not @kiln/dockerhub's `RegistryImageChecker`, the registered "registry" checker). */
+export class DockerRegistryImageChecker implements ImageChecker {
   readonly name = "docker-registry";
-  constructor(private readonly options: RegistryImageCheckerOptions = {}) {}
+  constructor(private readonly options: DockerRegistryImageCheckerOptions = {}) {}
 
   /** Registries only: a registry-less name is the daemon's (LocalDockerImageChecker). */
   answersFor(repository: string): boolean {
@@ -100,3 +118,10 @@ export class RegistryImageChecker implements ImageChecker {
     return result.present ? ref : null;
   }
 }
+
+/** @deprecated Renamed DockerRegistryImageChecker (@kiln/dockerhub has a `RegistryImageChecker` of its own); this alias goes in the next release. */
+export const RegistryImageChecker = DockerRegistryImageChecker;
+/** @deprecated Renamed DockerRegistryImageChecker; this alias goes in the next release. */
+export type RegistryImageChecker = DockerRegistryImageChecker;
+/** @deprecated Renamed DockerRegistryImageCheckerOptions; this alias goes in the next release. */
+export type RegistryImageCheckerOptions = DockerRegistryImageCheckerOptions;

@@ -17,7 +17,8 @@
  * a file saved while an earlier stage runs is not picked up by a later one — the later stage's
  * context fails with SourceChangedError, and the image is neither tagged nor pushed.
  */
-import { createBuildContext, emit, renderDockerfile, type Architecture, type ImageSpec, type SourceSnapshot } from "@kiln/core";
+import type { Architecture, ImageSpec } from "@kiln/core";
+import { createBuildContext, emit, renderDockerfile, type SourceSnapshot } from "@kiln/core/plugin";
 import { buildOne, sendBuild, sourcesOf, type BuildOneOptions, type SendBuildOptions, type SentBuild } from "./buildOne.js";
 import type { DockerDaemon } from "./daemon.js";
 import { stageInUse } from "./prune.js";

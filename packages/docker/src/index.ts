@@ -1,8 +1,8 @@
 // Public API of @kiln/docker.
 export { DockerImageBuilder } from "./builder.js";
 export type { DockerImageBuilderOptions } from "./builder.js";
-export { LocalDockerImageChecker, RegistryImageChecker, hasRegistryHost } from "./checkers.js";
-export type { LocalDockerImageCheckerOptions, RegistryImageCheckerOptions } from "./checkers.js";
+export { LocalDockerImageChecker, DockerRegistryImageChecker, RegistryImageChecker, hasRegistryHost } from "./checkers.js";
+export type { LocalDockerImageCheckerOptions, DockerRegistryImageCheckerOptions, RegistryImageCheckerOptions } from "./checkers.js";
 export { resolveDockerConnection, DEFAULT_DOCKER_SOCKET } from "./connection.js";
 export type { DockerConnection } from "./connection.js";
 export { DockerDaemon } from "./daemon.js";

@@ -19,7 +19,7 @@ export {
 } from "./grpcServer.js";
 export type { UnaryHandler, StreamingHandler, StreamingCall, GrpcConnection, GrpcConnectionOptions } from "./grpcServer.js";
 export { GET_SECRET_METHOD, HEALTH_CHECK_METHOD, ServingStatus, decodeGetSecretRequest, encodeGetSecretRequest, decodeGetSecretResponse } from "./sessionMessages.js";
-export { secretSessionHandlers, checkedSecrets, sessionRequest, MAX_BUILD_SECRET_BYTES } from "./buildSession.js";
+export { secretSessionHandlers, checkedSecrets, MAX_BUILD_SECRET_BYTES } from "./buildSession.js";
 export type { SecretSessionHandlers } from "./buildSession.js";
 export { HijackedStream } from "./hijackedStream.js";
 export {
@@ -34,6 +34,19 @@ export {
 } from "./session/filesync.js";
 export type { SourceEntry, TransferProgress } from "./session/filesync.js";
 export { followLinks } from "./session/followPaths.js";
+export {
+  CONTEXT_SOURCE,
+  DOCKERFILE_SOURCE,
+  SESSION_DOCKERFILE_NAME,
+  contextTree,
+  dockerfileTree,
+  rootOf,
+  contentExactModTime,
+  contentModTime,
+} from "./session/contextSources.js";
+export { sourcesOf } from "./buildOne.js";
+export { upgradeToH2c, sessionRequest } from "./session/engineUpgrade.js";
+export type { UpgradeFailures, UpgradeTarget } from "./session/engineUpgrade.js";
 export type { LinkLookup, DirLookup } from "./session/followPaths.js";
 export { followBuild } from "./buildProgress.js";
 export type { BuildOutcome, BuildProgressOptions } from "./buildProgress.js";

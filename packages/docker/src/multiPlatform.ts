@@ -3,7 +3,8 @@
  * registry holds for one just pushed, and the OCI image index that joins them.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { DOCKER_MANIFEST, OCI_INDEX, PushFailedError, type Architecture, type RegistryClient } from "@kiln/core";
+import { PushFailedError, type Architecture } from "@kiln/core";
+import { DOCKER_MANIFEST, OCI_INDEX, type RegistryClient } from "@kiln/core/plugin";
 
 export interface PlatformManifest {
   digest: string;

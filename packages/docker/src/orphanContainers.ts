@@ -21,7 +21,8 @@
  * build lose its stream before the daemon's real removal line can still name another container
  * created on that daemon during that build: that residue is documented in docs/reliability.md.
  */
-import { emit, type EventListener } from "@kiln/core";
+import type { EventListener } from "@kiln/core";
+import { emit } from "@kiln/core/plugin";
 import type { DockerDaemon } from "./daemon.js";
 import type { OrphanLedger, OrphanRecord } from "./orphanLedger.js";
 

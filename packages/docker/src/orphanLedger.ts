@@ -22,7 +22,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { lstatSync, mkdirSync, readdirSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { directoryProblem as unsafeDirectory, lockDirectory, readOwnRegularFile } from "@kiln/core";
+import { directoryProblem as unsafeDirectory, lockDirectory, readOwnRegularFile } from "@kiln/core/plugin";
 
 export interface OrphanRecord {
   /** The container ID as the classic builder printed it (12 hex) or in full (64 hex). */

@@ -4,7 +4,8 @@
  * error (reported inside the 200 response) as AuthError or PushFailedError — never with credentials.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { AuthError, emit, KilnError, PushFailedError, RateLimitError, type EventListener } from "@kiln/core";
+import { AuthError, KilnError, PushFailedError, RateLimitError, type EventListener } from "@kiln/core";
+import { emit } from "@kiln/core/plugin";
 import type { DockerDaemon } from "./daemon.js";
 import { readJsonMessages } from "./jsonStream.js";
 

@@ -4,7 +4,7 @@
  * config — the registry client's own order). The header is URL-safe base64 JSON (padded) and goes
  * only into the request; the secrets are also returned so messages can be scrubbed of them.
  */
-import { secretsOf, type RegistryCredentials } from "@kiln/core";
+import { secretsOf, type RegistryCredentials } from "@kiln/core/plugin";
 
 export interface RegistryAuth {
   /** The registry host the credentials are for. */

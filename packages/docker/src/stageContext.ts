@@ -8,7 +8,8 @@
  * A node project's install step copies package.json + lockfile but its context carries the project
  * folder (the context is per layer); that step is rebuilt only when one of those two files changes.
  */
-import { createBuildContext, type BuildContext, type ContextFiles, type ImageSpec, type Layer, type SourceSnapshot } from "@kiln/core";
+import type { ImageSpec, Layer } from "@kiln/core";
+import { createBuildContext, type BuildContext, type ContextFiles, type SourceSnapshot } from "@kiln/core/plugin";
 
 const BLANK: Layer = { kind: "labels", labels: [] };
 

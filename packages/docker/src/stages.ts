@@ -22,6 +22,7 @@
  * image (`planStages(spec, { baseRef })`). So no Kiln file is ever in the user's build context.
  */
 import { createHash, type Hash } from "node:crypto";
+import { TAG_RECIPE_VERSION, type Architecture, type ImageSpec } from "@kiln/core";
 import {
   filesFor,
   nameBytes,
@@ -30,16 +31,13 @@ import {
   sharedDigestCache,
   snapshotSpec,
   snapshotTag,
-  TAG_RECIPE_VERSION,
-  type Architecture,
   type ContextFiles,
   type DockerfileStep,
   type FileDigestCache,
   type FileGroup,
-  type ImageSpec,
   type SourceSnapshot,
   type WalkEntry,
-} from "@kiln/core";
+} from "@kiln/core/plugin";
 
 /** Bump when the way stages are cut or keyed changes (old stage images then simply stop matching). */
 export const STAGE_RECIPE_VERSION = "kiln-stage-v1";

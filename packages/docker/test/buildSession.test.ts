@@ -4,10 +4,11 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import { mkdtemp, rm } from "node:fs/promises";
+import * as net from "node:net";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CancelledError, ConfigError, DaemonUnavailableError, KilnError, ValidationError } from "@kiln/core";
+import { CancelledError, DaemonUnavailableError, KilnError, ValidationError } from "@kiln/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MAX_BUILD_SECRET_BYTES, openBuildSession } from "../src/buildSession.js";
 import type { DockerConnection } from "../src/connection.js";
@@ -153,12 +154,17 @@ describe("openBuildSession", () => {
     expect(CancelledError.isInstance(cancelled)).toBe(true);
   });
 
-  it("ssh:// is refused with a ConfigError naming DOCKER_HOST and how to reach the engine instead", async () => {
-    const ssh: DockerConnection = { options: { protocol: "ssh", host: "build-host", port: "22" } as never, endpoint: "ssh://ci@build-host:22", kind: "ssh" };
+  it("ssh:// is reached through `docker system dial-stdio`; an ssh host that does not answer is DaemonUnavailableError naming the endpoint", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const ssh: DockerConnection = { options: { protocol: "ssh", host: "127.0.0.1", port: String(port), username: "ci" } as never, endpoint: `ssh://ci@127.0.0.1:${port}`, kind: "ssh" };
     const error = await openBuildSession(ssh, { secrets: new Map([["tok", "x"]]) }).catch((e: unknown) => e);
-    expect(ConfigError.isInstance(error)).toBe(true);
-    expect((error as KilnError).details).toMatchObject({ field: "DOCKER_HOST", value: "ssh://ci@build-host:22" });
-    expect((error as KilnError).hint).toMatch(/unix:\/\/|tcp:\/\//);
+    expect(DaemonUnavailableError.isInstance(error), String(error)).toBe(true);
+    expect((error as KilnError).message).toContain(`ssh://ci@127.0.0.1:${port}`);
   });
 
   it("refuses an empty ID and an oversized value before any request, without showing the value", async () => {

@@ -21,16 +21,20 @@
  * absent), so it is an AuthError ("could not tell"). `anonymousDenial: "error"` opts out.
  */
 import {
-  checkImage,
+  DEFAULT_PLATFORMS,
   InvalidReferenceError,
-  isDockerHub,
-  RegistryClient,
   type Architecture,
   type ImageChecker,
   type ImageCheckOptions,
-  type RegistryClientOptions,
 } from "@kiln/core";
-import { DEFAULT_PLATFORMS, referenceFor } from "./target.js";
+import {
+  checkImage,
+  defaultCheckerInstance,
+  isDockerHub,
+  RegistryClient,
+  type RegistryClientOptions,
+} from "@kiln/core/plugin";
+import { referenceFor, registryOf } from "./target.js";
 
 export const DOCKER_HUB_REGISTRY_URL = "https://registry-1.docker.io";
 export const DOCKER_HUB_AUTH_REALM = "https://auth.docker.io/token";
@@ -52,7 +56,8 @@ export interface DockerHubImageCheckerOptions {
 }
 
 export class DockerHubImageChecker implements ImageChecker {
-  private static shared: DockerHubImageChecker | undefined;
+  /** Its registered name (package.json `kiln.imageCheckers`), shown in check events. */
+  readonly name = "dockerhub";
   readonly client: RegistryClient;
 
   constructor(options: DockerHubImageCheckerOptions = {}) {
@@ -68,10 +73,15 @@ export class DockerHubImageChecker implements ImageChecker {
     });
   }
 
-  /** The guide's class form: `DockerHubImageChecker.imageExists(...)` with default settings. */
+  /** The guide's class form: `DockerHubImageChecker.imageExists(...)`, answered by core's one default instance of the class. */
   static imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
-    DockerHubImageChecker.shared ??= new DockerHubImageChecker();
-    return DockerHubImageChecker.shared.imageExists(repository, tag, arch, options);
+    return defaultCheckerInstance(DockerHubImageChecker).imageExists(repository, tag, arch, options);
+  }
+
+  /** Docker Hub's repositories only (`python`, `acme/app`, `docker.io/…`, `index.docker.io/…`): the engine does not ask it about others. */
+  answersFor(repository: string): boolean {
+    const registry = registryOf(repository);
+    return registry !== undefined && isDockerHub(registry);
   }
 
   /**

@@ -5,8 +5,9 @@
  * `insecureRegistries` / KILN_INSECURE_REGISTRIES too. Any denial is an AuthError ("could not
  * tell"), since outside Docker Hub a missing repository answers 404.
  */
-import { checkImage, RegistryClient, type Architecture, type ImageChecker, type ImageCheckOptions, type RegistryClientOptions } from "@kiln/core";
-import { DEFAULT_PLATFORMS, referenceFor } from "./target.js";
+import { DEFAULT_PLATFORMS, type Architecture, type ImageChecker, type ImageCheckOptions } from "@kiln/core";
+import { checkImage, defaultCheckerInstance, RegistryClient, type RegistryClientOptions } from "@kiln/core/plugin";
+import { referenceFor, registryOf } from "./target.js";
 
 export interface RegistryImageCheckerOptions extends RegistryClientOptions {
   /** Reuse a client (its tokens and connections) instead of building one from these options. */
@@ -14,7 +15,8 @@ export interface RegistryImageCheckerOptions extends RegistryClientOptions {
 }
 
 export class RegistryImageChecker implements ImageChecker {
-  private static shared: RegistryImageChecker | undefined;
+  /** Its registered name (package.json `kiln.imageCheckers`), shown in check events. */
+  readonly name = "registry";
   readonly client: RegistryClient;
 
   constructor(options: RegistryImageCheckerOptions = {}) {
@@ -22,10 +24,14 @@ export class RegistryImageChecker implements ImageChecker {
     this.client = client ?? new RegistryClient(clientOptions);
   }
 
-  /** The guide's class form: `RegistryImageChecker.imageExists(...)` with default settings. */
+  /** The guide's class form: `RegistryImageChecker.imageExists(...)`, answered by core's one default instance of the class. */
   static imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
-    RegistryImageChecker.shared ??= new RegistryImageChecker();
-    return RegistryImageChecker.shared.imageExists(repository, tag, arch, options);
+    return defaultCheckerInstance(RegistryImageChecker).imageExists(repository, tag, arch, options);
+  }
+
+  /** Every repository that names a registry — Docker Hub's included — but not an OCI layout directory (`oci:<dir>`) nor an invalid name. */
+  answersFor(repository: string): boolean {
+    return registryOf(repository) !== undefined;
   }
 
   /**

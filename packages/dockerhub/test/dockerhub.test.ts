@@ -4,7 +4,8 @@
  * and `acme/` private — the way Docker Hub behaves.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuthError, InvalidReferenceError, type BuildEvent } from "@kiln/core";
+import { AuthError, CheckFailedError, InvalidReferenceError, type BuildEvent } from "@kiln/core";
+import { runCheckers, toNamedChecker } from "@kiln/core/plugin";
 import { describeCheckerConformance } from "@kiln/core/testing";
 import { DockerHubImageChecker } from "../src/index.js";
 import { startFaultProxy, type FaultProxy } from "../../test-utils/src/faultProxy.js";
@@ -100,7 +101,9 @@ describe("DockerHubImageChecker", () => {
   });
 });
 
-describeCheckerConformance("DockerHubImageChecker", async () => ({
+// Cancellation (an aborted check rejects, never answers; an abort mid-request closes it) is part of the suite.
+describeCheckerConformance("DockerHubImageChecker", {
+  create: async () => ({
   checker: checker(),
   present: { repository: "busybox", tag: "1.36", platforms: ["linux/amd64", "linux/arm64"] },
   absent: { repository: "busybox", tag: "nope", platforms: ["linux/amd64"] },
@@ -110,4 +113,32 @@ describeCheckerConformance("DockerHubImageChecker", async () => ({
       registryUrl: "http://127.0.0.1:1",
       clientOptions: { useDockerConfig: false, retry: { retries: 0 }, timeouts: { connectMs: 500 } },
     }),
-}));
+  }),
+  // Docker Hub's API played by a server that never answers; patient timeouts, so only the abort ends the request.
+  hanging: (server) => ({
+    checker: new DockerHubImageChecker({ registryUrl: server.url, clientOptions: { useDockerConfig: false, retry: { retries: 2, baseDelayMs: 10 }, timeouts: { connectMs: 5_000, idleMs: 30_000, totalMs: 60_000 } } }),
+    target: { repository: "app", tag: "v1", platforms: ["linux/amd64"] },
+  }),
+});
+
+describe("DockerHubImageChecker.answersFor: Docker Hub's repositories only", () => {
+  it("claims Docker Hub's names, declines other registries, OCI layouts and invalid names", () => {
+    const hubChecker = new DockerHubImageChecker();
+    for (const repository of ["python", "acme/app", "docker.io/library/python", "index.docker.io/acme/app", "registry-1.docker.io/acme/app"]) {
+      expect(hubChecker.answersFor(repository), repository).toBe(true);
+    }
+    for (const repository of ["ghcr.io/acme/app", "localhost:5000/app", "123456789012.dkr.ecr.us-east-1.amazonaws.com/app", "oci:/tmp/layout", "", "Not A Name"]) {
+      expect(hubChecker.answersFor(repository), repository).toBe(false);
+    }
+  });
+
+  it("through the engine (the class form, as registered): another registry's image is not asked — strict mode says no checker answers for it", async () => {
+    const named = toNamedChecker(DockerHubImageChecker, "dockerhub");
+    expect(named.answersFor?.("busybox")).toBe(true);
+    const events: BuildEvent[] = [];
+    const error = await runCheckers([named], "ghcr.io/acme/app", "v1", ["linux/amd64"], { image: "ghcr.io/acme/app:v1", strict: true, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+    expect(CheckFailedError.isInstance(error), String(error)).toBe(true);
+    expect((error as Error).message).toMatch(/answers for ghcr\.io\/acme\/app/);
+    expect(events.filter((e) => e.type === "check.start")).toHaveLength(0);
+  });
+});

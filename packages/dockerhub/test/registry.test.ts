@@ -1,6 +1,7 @@
 /** RegistryImageChecker against the real registry in its three auth modes, plus the conformance suite. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthError } from "@kiln/core";
+import { toNamedChecker } from "@kiln/core/plugin";
 import { describeCheckerConformance } from "@kiln/core/testing";
 import { RegistryImageChecker } from "../src/index.js";
 import { pushTestImage, startRegistry, type TestRegistry } from "../../test-utils/src/registry.js";
@@ -57,4 +58,29 @@ describeCheckerConformance("RegistryImageChecker", async () => {
       new RegistryImageChecker({ useDockerConfig: false, credentials: { [conformanceRegistry.host]: { username: "kiln", password: "wrong" } } }),
     cleanup: () => conformanceRegistry.stop(),
   };
+}, {
+  // A loopback "registry" that never answers; patient timeouts, so only the abort ends the request.
+  hanging: (server) => ({
+    checker: new RegistryImageChecker({ useDockerConfig: false, retry: { retries: 2, baseDelayMs: 10 }, timeouts: { connectMs: 5_000, idleMs: 30_000, totalMs: 60_000 } }),
+    target: { repository: `${server.host}/library/app`, tag: "v1", platforms: ["linux/amd64"] },
+  }),
+});
+
+describe("RegistryImageChecker.answersFor: every registry, nothing else", () => {
+  it("claims any registry's repository (Docker Hub's too), declines OCI layouts and invalid names", () => {
+    const checker = new RegistryImageChecker({ useDockerConfig: false });
+    for (const repository of ["ghcr.io/acme/app", "localhost:5000/app", "python", "docker.io/library/python", "123456789012.dkr.ecr.us-east-1.amazonaws.com/app"]) {
+      expect(checker.answersFor(repository), repository).toBe(true);
+    }
+    for (const repository of ["oci:/tmp/layout", "", "Not A Name"]) {
+      expect(checker.answersFor(repository), repository).toBe(false);
+    }
+  });
+
+  it("the engine sees its registered name and answersFor through the class form", () => {
+    const named = toNamedChecker(RegistryImageChecker);
+    expect(named.name).toBe("registry");
+    expect(named.answersFor?.("oci:/tmp/layout")).toBe(false);
+    expect(named.answersFor?.("ghcr.io/acme/app")).toBe(true);
+  });
 });

@@ -11,15 +11,14 @@ import { BatchGetImageCommand, type ECRClient } from "@aws-sdk/client-ecr";
 import {
   CancelledError,
   CheckFailedError,
-  MANIFEST_MEDIA_TYPES,
+  DEFAULT_PLATFORMS,
   RateLimitError,
   ValidationError,
-  missingPlatforms,
-  platformOfConfig,
   type Architecture,
   type ImageChecker,
   type ImageCheckOptions,
 } from "@kiln/core";
+import { MANIFEST_MEDIA_TYPES, defaultCheckerInstance, missingPlatforms, platformOfConfig } from "@kiln/core/plugin";
 import { awsErrorName, toKilnError } from "./aws-errors.js";
 import { EcrClientPool, type EcrClientOptions } from "./client.js";
 import { fetchConfigPlatform, type FetchLike } from "./config-blob.js";
@@ -47,8 +46,6 @@ export interface EcrImageCheckerOptions extends EcrClientOptions {
   timeoutMs?: number;
 }
 
-const DEFAULT_PLATFORMS: readonly Architecture[] = ["linux/amd64"];
-
 interface Target {
   repositoryName: string;
   registryId?: string;
@@ -56,9 +53,7 @@ interface Target {
 }
 
 export class EcrImageChecker implements ImageChecker {
-  private static defaultInstance: EcrImageChecker | undefined;
-
-  /** Shown in check events. */
+  /** Its registered name (package.json `kiln.imageCheckers`), shown in check events. */
   readonly name = "ecr";
   private readonly pool: EcrClientPool;
   private deadlineSetting: EcrDeadlineSetting | undefined;
@@ -68,10 +63,12 @@ export class EcrImageChecker implements ImageChecker {
     this.pool = new EcrClientPool(options);
   }
 
-  /** The guide's class form: a checker with default options (standard AWS chain, host's region). */
+  /**
+   * The guide's class form: answered by core's one default instance of the class (default options:
+   * standard AWS chain, the host's region).
+   */
   static imageExists(repository: string, tag: string, arch?: readonly Architecture[], options?: ImageCheckOptions): Promise<string | null> {
-    EcrImageChecker.defaultInstance ??= new EcrImageChecker();
-    return EcrImageChecker.defaultInstance.imageExists(repository, tag, arch, options);
+    return defaultCheckerInstance(EcrImageChecker).imageExists(repository, tag, arch, options);
   }
 
   /**
@@ -186,8 +183,9 @@ export class EcrImageChecker implements ImageChecker {
    * configured alias), or a bare name (`team/app`) when `registryId` or `region` was set explicitly.
    * Without either option a bare name says nothing about ECR — it is a local-only image or a
    * Docker Hub name — so it is not claimed (it would be looked up in the default account/region).
+   * The engine asks only checkers that answer for a repository (and strict mode counts only them).
    */
-  handles(repository: string): boolean {
+  answersFor(repository: string): boolean {
     try {
       const { host } = splitRepository(repository);
       if (host === undefined) return this.options.registryId !== undefined || this.options.region !== undefined;
@@ -195,6 +193,11 @@ export class EcrImageChecker implements ImageChecker {
     } catch {
       return false;
     }
+  }
+
+  /** @deprecated Use `answersFor` (the name every checker uses); kept for one release. */
+  handles(repository: string): boolean {
+    return this.answersFor(repository);
   }
 
   /** True when `repository`'s host is an ECR host or a configured alias (bare names: false). */

@@ -11,7 +11,8 @@
  * all, the provider also steps aside, so a prior `docker login` still works.
  */
 import { GetAuthorizationTokenCommand } from "@aws-sdk/client-ecr";
-import { AuthError, KilnError, registerCredentialProvider } from "@kiln/core";
+import { AuthError, KilnError } from "@kiln/core";
+import { registerCredentialProvider } from "@kiln/core/plugin";
 import { toKilnError } from "./aws-errors.js";
 import { EcrClientPool, type EcrClientOptions } from "./client.js";
 import { configKeyHost, dockerCredHelperFor } from "./docker-config.js";

@@ -6,7 +6,8 @@
  * composes with the caller's AbortSignal: the caller's abort stays a CancelledError, the deadline
  * becomes a RegistryTimeoutError ("could not tell", never "absent").
  */
-import { DEFAULT_REGISTRY_TIMEOUT_MS, REGISTRY_TIMEOUT_ENV, RegistryTimeoutError, registryTimeoutFromEnv } from "@kiln/core";
+import { RegistryTimeoutError } from "@kiln/core";
+import { DEFAULT_REGISTRY_TIMEOUT_MS, REGISTRY_TIMEOUT_ENV, registryTimeoutFromEnv } from "@kiln/core/plugin";
 
 export interface EcrDeadlineSetting {
   ms: number;

@@ -1,20 +1,17 @@
 /**
  * Just enough of the docker CLI config to honour a user's explicit per-host credential helper
  * (e.g. `"credHelpers": { "<account>.dkr.ecr.<region>.amazonaws.com": "ecr-login" }`). The file is
- * found and its keys normalised the way core's docker-config reader does (`dockerConfigPath`,
- * Docker Hub's names via `isDockerHub`), so both agree on which entry belongs to a host.
+ * found and its keys normalised by core's own docker-config functions (`dockerConfigPath`,
+ * `normalizeConfigKey`), so both agree on which entry belongs to a host.
  */
 import { readFile } from "node:fs/promises";
-import { dockerConfigPath, isDockerHub } from "@kiln/core";
+import { dockerConfigPath, normalizeConfigKey } from "@kiln/core/plugin";
 
 /**
  * The registry host a docker config key or server URL names: `https://host/v1/` → `host`,
- * lower-cased; Docker Hub's many names → `docker.io`. (Mirrors core's internal `normalizeConfigKey`.)
+ * lower-cased; Docker Hub's many names → `docker.io` (core's `normalizeConfigKey`).
  */
-export function configKeyHost(key: string): string {
-  const host = key.replace(/^[a-z]+:\/\//i, "").split("/")[0]!.toLowerCase();
-  return isDockerHub(host) ? "docker.io" : host;
-}
+export const configKeyHost: (key: string) => string = normalizeConfigKey;
 
 /** The credHelpers entry the user configured for `host`, if any. A missing or broken file has none. */
 export async function dockerCredHelperFor(host: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {

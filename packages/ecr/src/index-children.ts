@@ -8,7 +8,8 @@
  */
 import { createHash } from "node:crypto";
 import { BatchGetImageCommand, type ECRClient } from "@aws-sdk/client-ecr";
-import { CheckFailedError, MANIFEST_MEDIA_TYPES, RateLimitError, childDigestsByPlatform } from "@kiln/core";
+import { CheckFailedError, RateLimitError } from "@kiln/core";
+import { MANIFEST_MEDIA_TYPES, childDigestsByPlatform } from "@kiln/core/plugin";
 import { awsErrorName, toKilnError } from "./aws-errors.js";
 import { ecrTimeoutError, requestDeadline, type EcrDeadlineSetting } from "./deadline.js";
 

@@ -3,7 +3,7 @@
  * `linux/arm64` compare equal everywhere in Kiln): an index lists them (attestation entries
  * excluded), a single-arch manifest carries its platform only in its config blob.
  */
-import { isIndexMediaType, platformsOfIndex } from "@kiln/core";
+import { isIndexMediaType, platformsOfIndex } from "@kiln/core/plugin";
 
 type IndexDocument = Parameters<typeof platformsOfIndex>[0];
 

@@ -1,8 +1,10 @@
 /**
  * In-memory cache of ECR authorization tokens, one per registry. A token lives 12 hours; it is
  * replaced well before that (when under an hour is left, or after 11 hours), and concurrent callers
- * share a single GetAuthorizationToken request.
+ * share a single GetAuthorizationToken request (core's `InFlight`, as for every shared fetch in Kiln).
  */
+import { InFlight } from "@kiln/core/plugin";
+
 export interface EcrToken {
   username: string;
   password: string;
@@ -29,7 +31,7 @@ const MIN_USABLE_MS = 5 * 60 * 1000;
 
 export class EcrTokenCache {
   private readonly entries = new Map<string, Entry>();
-  private readonly inFlight = new Map<string, Promise<EcrToken>>();
+  private readonly inFlight = new InFlight<EcrToken>();
   private readonly refreshBeforeExpiryMs: number;
   private readonly maxTokenAgeMs: number;
   private readonly now: () => number;
@@ -43,12 +45,7 @@ export class EcrTokenCache {
   async get(key: string): Promise<EcrToken> {
     const entry = this.entries.get(key);
     if (entry && this.isFresh(entry)) return entry.token;
-    let pending = this.inFlight.get(key);
-    if (!pending) {
-      pending = this.refresh(key, entry).finally(() => this.inFlight.delete(key));
-      this.inFlight.set(key, pending);
-    }
-    return pending;
+    return this.inFlight.run(key, () => this.refresh(key, entry));
   }
 
   clear(): void {

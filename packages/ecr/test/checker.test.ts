@@ -8,7 +8,8 @@ import {
   ServerException,
 } from "@aws-sdk/client-ecr";
 import { mockClient } from "aws-sdk-client-mock";
-import { KilnError } from "@kiln/core";
+import { CheckFailedError, KilnError, type BuildEvent } from "@kiln/core";
+import { runCheckers, toNamedChecker } from "@kiln/core/plugin";
 import { EcrImageChecker } from "../src/checker.js";
 import type { EcrWarning } from "../src/warnings.js";
 import { batchGetImage } from "./batch-get-image.js";
@@ -275,5 +276,31 @@ describe("EcrImageChecker as a class (static imageExists, default construction)"
       vi.unstubAllEnvs();
     }
     expect(EcrImageChecker.name).toBe("EcrImageChecker");
+  });
+});
+
+describe("EcrImageChecker.answersFor (what the engine and strict mode use)", () => {
+  it("claims ECR hosts and aliases, and bare names only with an explicit registryId or region", () => {
+    expect(new EcrImageChecker().answersFor(REPO)).toBe(true);
+    expect(new EcrImageChecker().answersFor("team/app")).toBe(false);
+    expect(new EcrImageChecker().answersFor("ghcr.io/acme/app")).toBe(false);
+    expect(new EcrImageChecker().answersFor("localhost:5000/app")).toBe(false);
+    expect(new EcrImageChecker({ region: "eu-west-1" }).answersFor("team/app")).toBe(true);
+    expect(new EcrImageChecker({ registryId: "123456789012" }).answersFor("team/app")).toBe(true);
+    expect(new EcrImageChecker({ registryAliases: { "registry.example.com": { registryId: "123456789012", region: "eu-west-1" } } }).answersFor("registry.example.com/team/app")).toBe(true);
+    // The old name keeps working for one release.
+    expect(new EcrImageChecker().handles("ghcr.io/acme/app")).toBe(false);
+  });
+
+  it("through the engine (the class form, as registered): its name is ecr, and another registry's image is not asked", async () => {
+    const named = toNamedChecker(EcrImageChecker, "ecr");
+    expect(toNamedChecker(EcrImageChecker).name).toBe("ecr");
+    expect(named.answersFor?.(REPO)).toBe(true);
+    const events: BuildEvent[] = [];
+    const error = await runCheckers([named], "ghcr.io/acme/app", TAG, ["linux/amd64"], { image: `ghcr.io/acme/app:${TAG}`, strict: true, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+    expect(CheckFailedError.isInstance(error), String(error)).toBe(true);
+    expect((error as Error).message).toMatch(/none of the checkers \(ecr\) answers for ghcr\.io\/acme\/app/);
+    expect(events.filter((e) => e.type === "check.start")).toHaveLength(0);
+    expect(ecr.commandCalls(BatchGetImageCommand)).toHaveLength(0);
   });
 });

@@ -2,8 +2,13 @@
  * Core's checker conformance suite, run against the real SDK talking to the fake ECR endpoint:
  * once with a configured instance (multi-arch index), once with the class form (static
  * imageExists, default construction, endpoint from AWS_ENDPOINT_URL_ECR) on a single-arch image.
+ * The suite proves cancellation over the real SDK path (the signal reaches `send(command, {
+ * abortSignal })`); the extra test covers the second request a single-arch check makes, the
+ * config blob download.
  */
+import { CancelledError } from "@kiln/core";
 import { describeCheckerConformance } from "@kiln/core/testing";
+import { expect, it } from "vitest";
 import { EcrImageChecker } from "../src/checker.js";
 import { FakeEcr } from "./fake-ecr.js";
 import { DOCKER_MANIFEST, DOCKER_LIST, indexWithChildren, singleArch } from "./manifests.js";
@@ -28,10 +33,27 @@ describeCheckerConformance("EcrImageChecker (instance, multi-arch index)", async
       await ecr.stop();
     },
   };
+}, {
+  // ECR's API played by a server that never answers: the SDK's BatchGetImage hangs until the abort.
+  hanging: (server) => {
+    const checker = new EcrImageChecker({ endpoint: server.url, credentials, maxAttempts: 4 });
+    return { checker, target: { repository: `${HOST}/team/multi`, tag: "v1", platforms: ["linux/amd64"] }, cleanup: () => checker.destroy() };
+  },
 });
+
+async function until(condition: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+let singleArchEcr: FakeEcr;
 
 describeCheckerConformance("EcrImageChecker (class with static imageExists, single-arch config)", async () => {
   const ecr = await new FakeEcr().start();
+  singleArchEcr = ecr;
   const single = singleArch({ os: "linux", architecture: "amd64" });
   ecr.addBlob(single.config);
   ecr.addImage(ACCOUNT, "single", "v1", { manifest: single.manifest, mediaType: DOCKER_MANIFEST });
@@ -58,4 +80,30 @@ describeCheckerConformance("EcrImageChecker (class with static imageExists, sing
       await ecr.stop();
     },
   };
+}, {
+  extraTests: () => {
+    it("aborting while the config blob download hangs: CancelledError within 1 s, connection closed", async () => {
+      const ecr = singleArchEcr;
+      ecr.blobRequests.length = 0; // the suite's own checks downloaded the blob before
+      ecr.hang.add("blob");
+      const checker = new EcrImageChecker({ endpoint: ecr.url, credentials, maxAttempts: 4 });
+      try {
+        const controller = new AbortController();
+        const pending = checker.imageExists(`${HOST}/single`, "v1", ["linux/amd64"], { signal: controller.signal }).catch((error: unknown) => error);
+        await until(() => ecr.blobRequests.length === 1);
+        const closedBefore = ecr.connections.closed;
+        const abortedAt = Date.now();
+        controller.abort();
+        const error = await pending;
+        expect(CancelledError.isInstance(error), String(error)).toBe(true);
+        expect(Date.now() - abortedAt).toBeLessThan(1_000);
+        await until(() => ecr.connections.closed > closedBefore, 1_000);
+        expect(ecr.blobRequests).toHaveLength(1);
+      } finally {
+        ecr.hang.delete("blob");
+        ecr.blobRequests.length = 0;
+        checker.destroy();
+      }
+    });
+  },
 });

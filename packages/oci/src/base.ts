@@ -2,18 +2,20 @@
  * The base image, read from its registry: the index (or manifest list) → the child manifest of each
  * requested platform → its config. A requested platform the base does not provide is an error naming
  * the base and the platforms it has — never a silent wrong-architecture image.
+ *
+ * A base pinned by pinBase arrives as `ref@sha256:…` (core's `baseReference`): the index or manifest is
+ * then read by that digest — the GET is verified against it — whatever the tag names now.
  */
+import { BuildFailedError, parseReference } from "@kiln/core";
 import {
-  BuildFailedError,
   childDigestsByPlatform,
   isIndexMediaType,
   normalizePlatform,
-  parseReference,
   platformOfConfig,
   platformsOfIndex,
   type RegistryClient,
   type RegistryReference,
-} from "@kiln/core";
+} from "@kiln/core/plugin";
 
 export interface Descriptor {
   mediaType: string;

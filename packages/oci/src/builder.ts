@@ -19,16 +19,10 @@ import { Readable } from "node:stream";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  baseReference,
   BuildFailedError,
   CannotBuildError,
-  compareUtf8,
-  RegistryClient,
-  emit,
-  normalizePlatform,
-  openBlobStream,
   parseReference,
-  pinSources,
-  snapshotOf,
   type Architecture,
   type BuildImageOptions,
   type CanBuildAnswer,
@@ -36,10 +30,20 @@ import {
   type ImageBuild,
   type ImageBuilder,
   type ImageCheckerLike,
+  type ImageSpec,
+} from "@kiln/core";
+import {
+  compareUtf8,
+  RegistryClient,
+  emit,
+  normalizePlatform,
+  openBlobStream,
+  pinSources,
+  snapshotOf,
   type RegistryClientOptions,
   type RegistryReference,
   type SourceSnapshot,
-} from "@kiln/core";
+} from "@kiln/core/plugin";
 import { join as joinPath } from "node:path";
 import { OciLayoutImageChecker } from "./layoutChecker.js";
 import { LayoutSink } from "./layoutSink.js";
@@ -58,6 +62,11 @@ import { pythonLayerEntries, resolvePythonPackages, type PythonLayer } from "./p
 import { pythonTargetOf, type PythonTarget } from "./pythonTarget.js";
 import { layerTarChunks, planSourceLayers, readPinnedFile } from "./sourceLayers.js";
 import { ociCanBuild } from "./support.js";
+import { aptHostTools, aptMissingReason } from "./aptHost.js";
+import { aptLayerEntries, DebianImageState } from "./aptLayer.js";
+import { debianArchOf } from "./debianArch.js";
+import { readDebianRoot } from "./debianRootView.js";
+import { DebianBaseCache, debianBaseKey } from "./debianBaseCache.js";
 
 export interface OciImageBuilderOptions {
   /** The registry client (credentials, retries, timeouts); default one from `registry`. */
@@ -97,16 +106,23 @@ export class OciImageBuilder implements ImageBuilder {
   private readonly client: RegistryClient;
   private readonly env: NodeJS.ProcessEnv;
   private readonly layerCache: LayerCache | undefined;
+  /** Base filesystem views for apt layers (debianBaseCache.ts), beside the layer cache and off with it. */
+  private readonly debianBases: DebianBaseCache | undefined;
+  /** apt lists kept between builds (aptListsCache.ts), beside the layer cache and off with it. */
+  private readonly aptLists: string | undefined;
 
   constructor(private readonly options: OciImageBuilderOptions = {}) {
     this.env = options.env ?? process.env;
     this.client = options.client ?? new RegistryClient({ env: this.env, ...options.registry });
     const off = options.layerCache === false || this.env.KILN_OCI_LAYER_CACHE === "0";
     this.layerCache = off ? undefined : new LayerCache(typeof options.layerCache === "string" ? options.layerCache : layerCacheDir(this.env));
+    const cacheRoot = typeof options.layerCache === "string" ? options.layerCache : layerCacheDir(this.env);
+    this.debianBases = off ? undefined : new DebianBaseCache(join(cacheRoot, "debian-bases"));
+    this.aptLists = off ? undefined : join(cacheRoot, "apt-lists");
   }
 
   canBuild(image: Image): CanBuildAnswer {
-    return ociCanBuild(image);
+    return ociCanBuild(image, this.env);
   }
 
   getCheckers(): ImageCheckerLike[] {
@@ -114,7 +130,7 @@ export class OciImageBuilder implements ImageBuilder {
   }
 
   async buildImage(image: Image, options: BuildImageOptions = {}): Promise<ImageBuild> {
-    const answer = ociCanBuild(image);
+    const answer = ociCanBuild(image, this.env);
     if (!answer.ok) {
       throw new CannotBuildError(`The oci builder cannot build ${image.uri}: ${answer.reason}`, {
         hint: 'Build it with a builder that runs build steps (e.g. builder: "docker"), or leave the builder unset so Kiln picks one that can.',
@@ -129,7 +145,8 @@ export class OciImageBuilder implements ImageBuilder {
     const platforms = pinned.spec.platform.length > 0 ? [...pinned.spec.platform] : (["linux/amd64"] as Architecture[]);
     emit(options.onEvent, { type: "build.start", image: uri, builder: "oci", platforms, dryRun: false });
     const sink = this.sinkFor(pinned);
-    const baseRef = (pinned.spec.base as { ref: string }).ref;
+    // A base pinned by pinBase is read by its digest (`ref@sha256:…`), exactly what the tag was computed from.
+    const baseRef = baseReference(pinned.spec.base as Extract<ImageSpec["base"], { kind: "image" }>);
     const bases = await readBase(this.client, baseRef, platforms, signal);
     const epoch = buildEpochSeconds(this.env);
     const created = epochIso(epoch);
@@ -138,8 +155,8 @@ export class OciImageBuilder implements ImageBuilder {
       // Source layers depend on the platform only through the base's working directory (relative dests).
       const written = new Map<string, OwnLayer[]>();
       const children: Array<{ platform: Architecture; body: Buffer; mediaType: string; config: Record<string, unknown> }> = [];
-      // Python layers hold wheels for one platform, so they are written per platform.
-      const perPlatform = pinned.spec.layers.some((l) => l.kind === "pipPackages" || l.kind === "requirements");
+      // Python and Debian package layers hold files of one platform, so they are written per platform.
+      const perPlatform = pinned.spec.layers.some((l) => l.kind === "pipPackages" || l.kind === "requirements" || l.kind === "aptPackages");
       for (const platform of platforms) {
         const base = bases.get(platform)!;
         const workdir = ((base.config.config as { WorkingDir?: string } | undefined)?.WorkingDir ?? "").trim();
@@ -199,10 +216,12 @@ export class OciImageBuilder implements ImageBuilder {
     const planned = planSourceLayers(image, snapshot, workdir, epoch);
     const out: OwnLayer[] = [];
     let python: PythonTarget | undefined;
+    let debian: DebianImageState | undefined;
     for (const [i, layer] of planned.entries()) {
       if (options.signal?.aborted) throw options.signal.reason;
       const name = `w${round}-l${i}`;
-      const key = this.layerCache ? layerCacheKey(layer, snapshot) : undefined;
+      // An apt layer's entries are known only once resolved: never cached.
+      const key = this.layerCache && !layer.apt ? layerCacheKey(layer, snapshot) : undefined;
       const cached = key ? await this.layerCache!.get(key) : undefined;
       const step = cached ? `${layer.createdBy} (cached)` : layer.createdBy;
       emit(options.onEvent, { type: "build.step", image: uri, platform, step, index: i + 1, total: planned.length });
@@ -218,6 +237,18 @@ export class OciImageBuilder implements ImageBuilder {
         await resolvePythonPackages({ layer: spec, ...(requirementsFile ? { requirementsFile } : {}), target: python, platform, dir, env: this.env, signal: options.signal });
         layer.entries = [...layer.entries, ...(await pythonLayerEntries(dir, python, epoch))].sort((a, b) => compareUtf8(a.header.name, b.header.name));
       }
+      if (layer.apt) {
+        debian ??= await this.debianState(base, baseRef, platform, options.signal);
+        const tools = aptHostTools(this.env);
+        if (!tools.ok) {
+          throw new CannotBuildError(`The oci builder cannot build ${uri}: ${aptMissingReason(tools.missing)}`, {
+            hint: 'Install apt (Debian, Ubuntu), or build it with a builder that runs steps (builder: "docker").',
+            details: { image: uri, builder: "oci", missing: tools.missing },
+          });
+        }
+        const dir = await mkdtemp(join(scratch, "apt-"));
+        layer.entries = (await aptLayerEntries({ packages: layer.apt.packages, state: debian, tools: tools.tools, env: this.env, dir, mtime: epoch, ...(this.aptLists ? { listsCache: this.aptLists } : {}), signal: options.signal })).entries;
+      }
       if (cached) {
         out.push({ ...cached, createdBy: layer.createdBy, open: onDemand(() => writeLayer(scratch, name, layerTarChunks(layer, snapshot)), cached) });
         continue;
@@ -227,6 +258,24 @@ export class OciImageBuilder implements ImageBuilder {
       out.push({ ...file, createdBy: layer.createdBy, open: async () => createReadStream(file.path) });
     }
     return out;
+  }
+
+  /** The base's Debian state (dpkg status, apt sources, paths) for apt layers, read from its layers. */
+  private async debianState(base: BasePlatformImage, baseRef: string, platform: Architecture, signal: AbortSignal | undefined): Promise<DebianImageState> {
+    const arch = debianArchOf(platform);
+    if (!arch) {
+      throw new BuildFailedError(`The oci builder does not know Debian's name for the platform ${platform} (withAptPackages)`, {
+        hint: 'Build it with a builder that runs steps (builder: "docker").',
+        details: { platform },
+      });
+    }
+    const key = debianBaseKey(base.layers.map((l) => l.digest));
+    let view = await this.debianBases?.get(key);
+    if (!view) {
+      view = await readDebianRoot(this.client, base, baseRef, signal);
+      await this.debianBases?.set(key, view);
+    }
+    return new DebianImageState(view, arch, baseRef);
   }
 
   /** Pushes one platform's blobs (base layers, own layers, config); returns its manifest (not yet put). */

@@ -9,3 +9,4 @@ export type { LayoutDescriptor, LayoutIndex } from "./layoutWriter.js";
 export { ociCanBuild } from "./support.js";
 export { canonicalJson } from "./canonicalJson.js";
 export { buildEpochSeconds, DEFAULT_EPOCH_SECONDS } from "./epoch.js";
+export { MaintainerScriptError } from "./debianScripts.js";

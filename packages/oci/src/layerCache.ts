@@ -16,7 +16,7 @@ import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { pinnedDigest, type SourceSnapshot } from "@kiln/core";
+import { pinnedDigest, type SourceSnapshot } from "@kiln/core/plugin";
 import { canonicalJson } from "./canonicalJson.js";
 import { GZIP_OPTIONS } from "./layerFile.js";
 import type { PlannedLayer } from "./sourceLayers.js";

@@ -5,7 +5,8 @@
  * single manifest, its config's os/architecture. Any other repository is not its question.
  */
 import { readFile, stat } from "node:fs/promises";
-import { normalizePlatform, platformOfConfig, type Architecture, type ImageChecker, type ImageCheckOptions } from "@kiln/core";
+import type { Architecture, ImageChecker, ImageCheckOptions } from "@kiln/core";
+import { normalizePlatform, platformOfConfig } from "@kiln/core/plugin";
 import { layoutDirOf } from "./layoutTarget.js";
 import { REF_NAME_ANNOTATION, blobPath, readLayoutIndex, type LayoutDescriptor } from "./layoutWriter.js";
 

@@ -5,7 +5,7 @@
  */
 import { OCI_TYPES, type OutputTypes } from "./mediaTypes.js";
 import { OciLayoutWriter } from "./layoutWriter.js";
-import type { BlobOutcome, BlobSource, ImageSink, ManifestBody, PutBlobOptions } from "./sink.js";
+import type { BlobOutcome, BlobSource, ImageSink, ManifestBody } from "./sink.js";
 
 const DOCKER_TO_OCI_LAYER: Record<string, string> = {
   "application/vnd.docker.image.rootfs.diff.tar.gzip": OCI_TYPES.layer,

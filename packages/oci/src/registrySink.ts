@@ -1,5 +1,5 @@
 /** The registry sink: core's registry writes (HEAD skip, mounts, chunked uploads, tag last). */
-import { putImageManifests, uploadBlob, type RegistryClient, type RegistryReference } from "@kiln/core";
+import { putImageManifests, uploadBlob, type RegistryClient, type RegistryReference } from "@kiln/core/plugin";
 import { outputTypesFor, type OutputTypes } from "./mediaTypes.js";
 import type { BlobOutcome, BlobSource, ImageSink, ManifestBody, PutBlobOptions } from "./sink.js";
 

@@ -19,6 +19,7 @@
  */
 import { open } from "node:fs/promises";
 import { posix } from "node:path";
+import type { Image } from "@kiln/core";
 import {
   OPEN_LISTED_FLAGS,
   assertListed,
@@ -32,10 +33,9 @@ import {
   sizeChanged,
   sourceChanged,
   type FileGroup,
-  type Image,
   type SourceSnapshot,
   type WalkEntry,
-} from "@kiln/core";
+} from "@kiln/core/plugin";
 import { createHash } from "node:crypto";
 import { encodeEntryHeader, padding, type LayerEntryHeader } from "./tarHeader.js";
 import { ownerOf, type Owner } from "./users.js";
@@ -58,6 +58,8 @@ export interface PlannedLayer {
   entries: PlannedEntry[];
   /** A Python install (pythonPackages.ts fills the entries); `requirements`: the file, also copied in. */
   python?: { requirements?: WalkEntry };
+  /** A Debian package install (aptLayer.ts fills the entries). */
+  apt?: { packages: string[] };
 }
 
 const READING = "while writing an oci layer";
@@ -72,7 +74,16 @@ export function planSourceLayers(image: Image, snapshot: SourceSnapshot, baseWor
   // Install steps keep declaration order among themselves, and a pip step copies nothing from the
   // context: the n-th such step is the n-th withPipPackages layer.
   const pipLayers = spec.layers.flatMap((l, i) => (l.kind === "pipPackages" ? [i] : []));
+  // Likewise the n-th apt step is the n-th withAptPackages layer (checked first: a package name may say "pip").
+  const aptLayers = spec.layers.flatMap((l, i) => (l.kind === "aptPackages" ? [i] : []));
   for (const step of plan.steps) {
+    if (step.consumes.length === 0 && step.lines.some((line) => /\bapt-get install -y --no-install-recommends\b/.test(line))) {
+      const layerIndex = aptLayers.shift();
+      if (layerIndex === undefined) throw new Error("planSourceLayers: an apt step with no withAptPackages layer left (core's plan changed?)");
+      const layer = spec.layers[layerIndex] as Extract<typeof spec.layers[number], { kind: "aptPackages" }>;
+      layers.push({ layerIndex, createdBy: `apt-get install ${layer.packages.join(" ")}`, entries: [], apt: { packages: [...layer.packages] } });
+      continue;
+    }
     if (step.consumes.length === 0 && step.lines.some((line) => /\bpip\b.*\binstall\b/.test(line))) {
       const layerIndex = pipLayers.shift();
       if (layerIndex === undefined) throw new Error("planSourceLayers: a pip step with no withPipPackages layer left (core's plan changed?)");

@@ -4,7 +4,7 @@
  * between machines is fixed: mtime is the build epoch, uid/gid are 0 unless a `--chown`-like owner
  * is given, user and group names are empty, no device numbers, no access/change times.
  */
-import { nameBytes } from "@kiln/core";
+import { nameBytes } from "@kiln/core/plugin";
 
 export type EntryType = "file" | "directory" | "symlink";
 

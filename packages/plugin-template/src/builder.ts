@@ -14,17 +14,19 @@ import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import {
   CancelledError,
-  createBuildContext,
-  emit,
-  pinSources,
-  renderDockerfile,
-  repositoryOf,
   type BuildImageOptions,
   type Image,
   type ImageBuild,
   type ImageBuilder,
   type ImageCheckerLike,
 } from "@kiln/core";
+import {
+  createBuildContext,
+  emit,
+  pinSources,
+  renderDockerfile,
+  repositoryOf,
+} from "@kiln/core/plugin";
 import { MyImageChecker } from "./checker.js";
 import { newArtifactDir, readRecord, writeRecord, type CatalogueRecord } from "./store.js";
 

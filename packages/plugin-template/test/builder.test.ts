@@ -4,8 +4,9 @@ import { mkdir, readFile, readdir, rm, mkdtemp, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { build, CancelledError, Image, LeaseLostError, repositoryOf, type BuildEvent } from "@kiln/core";
-import { MyImageBuilder, MyImageChecker, readRecord } from "../src/index.js";
+import { build, CancelledError, Image, LeaseLostError, type BuildEvent } from "@kiln/core";
+import { repositoryOf } from "@kiln/core/plugin";
+import { CHECKER_NAME, MyImageBuilder, MyImageChecker, readRecord } from "../src/index.js";
 import { useTempStore } from "./helpers.js";
 
 let store: Awaited<ReturnType<typeof useTempStore>>;
@@ -153,7 +154,7 @@ describe("through the engine", () => {
     const first = await build(changed, { builder });
     expect(first.outcome).toBe("built");
     const second = await build(changed, { builder });
-    expect(second).toMatchObject({ outcome: "found", foundBy: "MyImageChecker", uri: changed.uri });
+    expect(second).toMatchObject({ outcome: "found", foundBy: CHECKER_NAME, uri: changed.uri }); // its registered name
   });
 
   it("aborting mid-build cancels it: a CancelledError, and nothing recorded", async () => {

@@ -64,7 +64,6 @@ describe("the plugin template outside the workspace", () => {
     for (const file of ["package/dist/index.js", "package/dist/index.d.ts", "package/dist/testing/index.d.ts", "package/dist/cli/main.js"]) {
       if (!listing.split("\n").includes(file)) throw new Error(`the packed @kiln/core lacks ${file}; rebuild it (pnpm --filter @kiln/core build)`);
     }
-    const coreVersion = (JSON.parse(await readFile(join(coreDir, "package.json"), "utf8")) as { version: string }).version;
 
     // 2. Copy the template the way an author forks it, and point its workspace: ranges at the tarball.
     pluginDir = join(work, "my-kiln-plugin");

@@ -12,7 +12,8 @@
  * (an ioredis `Redis` or `Cluster` for Sentinel or Cluster): anything with `call(command, ...args)`.
  * Errors name the server by `redis[s]://host:port/db` only: no credentials in messages or events.
  */
-import { CoordinationUnavailableError, redactSecrets } from "@kiln/core";
+import { CoordinationUnavailableError } from "@kiln/core";
+import { redactSecrets } from "@kiln/core/plugin";
 import { RespClient } from "./respClient.js";
 import { resolveSettings, type RedisClientLike, type RedisConnectionOptions, type RedisSettings } from "./settings.js";
 import type { RedisScript } from "./scripts.js";

@@ -14,7 +14,8 @@
  */
 import { readFileSync } from "node:fs";
 import net from "node:net";
-import { ConfigError, describeValue, redactUrl } from "@kiln/core";
+import { ConfigError } from "@kiln/core";
+import { describeValue, redactUrl } from "@kiln/core/plugin";
 
 export interface RedisTlsOptions {
   /** PEM CA bundle (contents), or use `caFile`. */

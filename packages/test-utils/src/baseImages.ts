@@ -226,3 +226,99 @@ export async function pushMultiArchBusybox(host: string, repository = "kiln-base
   await putTestManifest(target, repository, tag, { schemaVersion: 2, mediaType: indexType, manifests }, indexType);
   return `${host}/${repository}:${tag}`;
 }
+
+// ---- a linux/arm64 Debian python base, made without emulation -------------------------------------
+
+const ARM64_PYTHON_ROOTFS = join(tmpdir(), "kiln-test-cache", "python3.11-bookworm-arm64.tar");
+/**
+ * Debian bookworm's python3.11 for arm64 and what its interpreter and standard library load, plus
+ * busybox for a shell. Listed rather than resolved: apt-cache's closure of python3-minimal drags in
+ * dpkg, perl and tar for their maintainer scripts, which are never run here.
+ */
+const ARM64_PYTHON_PACKAGES = [
+  "busybox-static", "libc6", "gcc-12-base", "libgcc-s1", "zlib1g", "libexpat1", "libssl3",
+  "libpython3.11-minimal", "python3.11-minimal", "python3-minimal", "libpython3.11-stdlib",
+  "libffi8", "libbz2-1.0", "liblzma5", "libzstd1", "libsqlite3-0", "libuuid1", "libncursesw6", "libtinfo6",
+  "libreadline8", "libnsl2", "libtirpc3", "libgssapi-krb5-2", "libkrb5-3", "libk5crypto3",
+  "libkrb5support0", "libcom-err2", "libkeyutils1", "libdb5.3", "libcrypt1", "libmd0", "libselinux1", "libpcre2-8-0", "libacl1",
+].map((name) => `${name}:arm64`).concat(["readline-common", "media-types", "libtirpc-common"]);
+
+/**
+ * The root filesystem (a tar) of a Debian bookworm python3.11 image for linux/arm64, made once per
+ * machine and kept in the test cache. No emulation and no debootstrap second stage (a quarter of an
+ * hour under qemu on a loaded machine): the arm64 packages are downloaded from Debian's mirror and
+ * unpacked with dpkg-deb, as `debootstrap --foreign` would; their maintainer scripts do not run,
+ * which running python3 does not need (the loader finds the libraries in their multiarch
+ * directories without an ld.so.cache). busybox gives `sh` and the usual tools.
+ */
+export async function arm64PythonRootfs(): Promise<string> {
+  if (existsSync(ARM64_PYTHON_ROOTFS)) return ARM64_PYTHON_ROOTFS;
+  return withMachineLock("python-arm64-rootfs", async () => {
+    if (existsSync(ARM64_PYTHON_ROOTFS)) return ARM64_PYTHON_ROOTFS;
+    await ensureArm64AptArchitecture();
+    const dir = await mkdtemp(join("/var/tmp", "kiln-python-arm64-"));
+    try {
+      const debs = join(dir, "debs");
+      const root = join(dir, "root");
+      await mkdir(debs);
+      await mkdir(root);
+      const download = () => run("apt-get", ["download", "-qq", "-o", "APT::Sandbox::User=root", ...ARM64_PYTHON_PACKAGES], {}, debs);
+      await download().catch(async () => {
+        await run("apt-get", ["update", "-qq"]);
+        await download();
+      });
+      for (const deb of (await readdir(debs)).filter((f) => f.endsWith(".deb")).sort()) await run("dpkg-deb", ["-x", join(debs, deb), root]);
+      // Both busybox builds are the same Debian version: the host's applet list holds for the arm64 one.
+      const applets = (await execFileAsync("/bin/busybox", ["--list"])).stdout.split("\n").filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== "busybox");
+      for (const applet of applets) {
+        if (!existsSync(join(root, "bin", applet)) && !existsSync(join(root, "usr", "bin", applet))) await symlink("busybox", join(root, "bin", applet));
+      }
+      await mkdir(join(root, "tmp"), { mode: 0o1777 });
+      await chmod(join(root, "tmp"), 0o1777);
+      await writeFile(join(root, "etc", "passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n");
+      await writeFile(join(root, "etc", "group"), "root:x:0:\nnogroup:x:65534:\n");
+      await mkdir(join(root, "root"), { mode: 0o700 });
+      await mkdir(join(tmpdir(), "kiln-test-cache"), { recursive: true });
+      await run("tar", ["-C", root, "--numeric-owner", "--owner=0", "--group=0", "--sort=name", "-cf", `${ARM64_PYTHON_ROOTFS}.partial`, "."]);
+      await rename(`${ARM64_PYTHON_ROOTFS}.partial`, ARM64_PYTHON_ROOTFS);
+      return ARM64_PYTHON_ROOTFS;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+/**
+ * Pushes the arm64 python base (arm64PythonRootfs, one uncompressed layer; config linux/arm64/v8 with
+ * the env of Debian's python images) to the open registry at `host`, over the registry API — the
+ * Engine's `docker import` cannot mark an image arm64. Returns `<host>/<repository>:<tag>`.
+ */
+export async function pushArm64PythonBase(host: string, repository = "kiln-base/python-arm64", tag = "3.11-bookworm"): Promise<string> {
+  const target = { url: `http://${host}`, authorizationFor: () => undefined };
+  const layer = await readFile(await arm64PythonRootfs());
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: "arm64",
+      os: "linux",
+      variant: "v8",
+      config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"], Cmd: ["python3"] },
+      rootfs: { type: "layers", diff_ids: [digestOf(layer)] },
+    }),
+  );
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: { mediaType: "application/vnd.oci.image.config.v1+json", ...(await uploadBlob(target, repository, config)) },
+    layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...(await uploadBlob(target, repository, layer)) }],
+  };
+  await putTestManifest(target, repository, tag, manifest, manifest.mediaType);
+  return `${host}/${repository}:${tag}`;
+}
+
+/** dpkg knows arm64 as a foreign architecture and apt has its package lists. */
+async function ensureArm64AptArchitecture(): Promise<void> {
+  const foreign = (await execFileAsync("dpkg", ["--print-foreign-architectures"])).stdout.split("\n");
+  if (foreign.includes("arm64")) return;
+  await run("dpkg", ["--add-architecture", "arm64"]);
+  await run("apt-get", ["update", "-qq"]);
+}

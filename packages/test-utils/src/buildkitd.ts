@@ -1,17 +1,18 @@
 /**
  * A standalone BuildKit daemon for tests: the binary KILN_TEST_BUILDKITD names (`.ci/run` points it at
  * ../shared/buildkit/buildkitd, BuildKit v0.11.6), started with its own root, on a unix socket and —
- * with `tls: true` — on a loopback tcp port with mTLS (a CA, a server certificate for 127.0.0.1 and a
- * client certificate made with openssl for this run). The loopback registries it must reach over
+ * with `tls: true` — on a loopback tcp port with mTLS (testCertificates.ts: a CA, a server certificate
+ * for 127.0.0.1 and a client certificate made with openssl for this run). The loopback registries it must reach over
  * plain HTTP are listed in its config (`[registry."127.0.0.1:<port>"] http = true`). Needs root and
  * `runc` (the OCI worker). `stop()` ends it and removes its root.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
+import { spawnDaemon } from "./daemonProcess.js";
 import { freePort } from "./registry.js";
+import { makeTestCertificates } from "./testCertificates.js";
 
 /** The buildkitd binary the standalone-BuildKit tests use, or undefined (they are skipped, saying why). */
 export function testBuildkitdBinary(env: NodeJS.ProcessEnv = process.env): string | undefined {
@@ -52,14 +53,12 @@ export async function startBuildkitd(options: StartBuildkitdOptions = {}): Promi
   let tlsFiles: TestBuildkitd["tlsFiles"];
   const tlsToml: string[] = [];
   if (options.tls) {
-    const certs = join(root, "certs");
-    await mkdir(certs);
-    await makeCertificates(certs);
+    const certs = await makeTestCertificates(join(root, "certs"), join(root, "client"), { caName: "kiln-test-buildkit-ca" });
     const port = await freePort();
     tcpAddress = `tcp://127.0.0.1:${port}`;
     addresses.push(tcpAddress);
-    tlsFiles = { ca: join(certs, "ca.pem"), cert: join(certs, "client-cert.pem"), key: join(certs, "client-key.pem") };
-    tlsToml.push("  [grpc.tls]", `    cert = "${join(certs, "server-cert.pem")}"`, `    key = "${join(certs, "server-key.pem")}"`, `    ca = "${join(certs, "ca.pem")}"`);
+    tlsFiles = { ca: certs.client.ca, cert: certs.client.cert, key: certs.client.key };
+    tlsToml.push("  [grpc.tls]", `    cert = "${certs.serverCert}"`, `    key = "${certs.serverKey}"`, `    ca = "${certs.ca}"`);
   }
   const config = [
     `root = "${join(root, "state")}"`,
@@ -77,39 +76,13 @@ export async function startBuildkitd(options: StartBuildkitdOptions = {}): Promi
   const configPath = join(root, "buildkitd.toml");
   await writeFile(configPath, config);
 
-  let output = "";
-  const child: ChildProcess = spawn(binary, ["--config", configPath], { stdio: ["ignore", "pipe", "pipe"] });
-  const collect = (d: Buffer) => {
-    output = (output + d.toString()).slice(-20_000);
-  };
-  child.stdout?.on("data", collect);
-  child.stderr?.on("data", collect);
-  let exited = false;
-  const exitedPromise = new Promise<void>((resolve) => child.once("exit", () => ((exited = true), resolve())));
+  const daemon = spawnDaemon(binary, ["--config", configPath]);
   const stop = async () => {
-    if (!exited) {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      await exitedPromise;
-      clearTimeout(timer);
-    }
+    await daemon.terminate(15_000);
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
   };
-
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (exited) {
-      await stop();
-      throw new Error(`buildkitd exited during start:\n${output}`);
-    }
-    if (existsSync(socket) && (await connects(socket))) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`buildkitd did not listen within 30 s:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return { unixAddress: `unix://${socket}`, ...(tcpAddress ? { tcpAddress, tlsFiles } : {}), root, log: () => output, stop };
+  await daemon.waitUntilReady({ name: "buildkitd", waitingFor: "listen", ready: async () => existsSync(socket) && (await connects(socket)), timeoutMs: 30_000, intervalMs: 200, cleanup: stop });
+  return { unixAddress: `unix://${socket}`, ...(tcpAddress ? { tcpAddress, tlsFiles } : {}), root, log: daemon.log, stop };
 }
 
 function connects(socketPath: string): Promise<boolean> {
@@ -120,30 +93,5 @@ function connects(socketPath: string): Promise<boolean> {
       resolve(true);
     });
     s.once("error", () => resolve(false));
-  });
-}
-
-/** A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate. */
-async function makeCertificates(dir: string): Promise<void> {
-  const ssl = (args: string[]) => run("openssl", args, dir);
-  await ssl(["genrsa", "-out", "ca-key.pem", "2048"]);
-  await ssl(["req", "-new", "-x509", "-days", "2", "-key", "ca-key.pem", "-subj", "/CN=kiln-test-buildkit-ca", "-out", "ca.pem"]);
-  await ssl(["genrsa", "-out", "server-key.pem", "2048"]);
-  await ssl(["req", "-new", "-key", "server-key.pem", "-subj", "/CN=localhost", "-out", "server.csr"]);
-  await writeFile(join(dir, "server-ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-  await ssl(["x509", "-req", "-days", "2", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out", "server-cert.pem", "-extfile", "server-ext.cnf"]);
-  await ssl(["genrsa", "-out", "client-key.pem", "2048"]);
-  await ssl(["req", "-new", "-key", "client-key.pem", "-subj", "/CN=kiln-test-client", "-out", "client.csr"]);
-  await writeFile(join(dir, "client-ext.cnf"), "extendedKeyUsage=clientAuth\n");
-  await ssl(["x509", "-req", "-days", "2", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out", "client-cert.pem", "-extfile", "client-ext.cnf"]);
-}
-
-function run(command: string, args: string[], cwd: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-    child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args[0]} exited ${code}: ${err}`))));
   });
 }

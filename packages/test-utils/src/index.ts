@@ -9,4 +9,8 @@ export * from "./faultsPushProxy.js";
 export * from "./faultsDaemon.js";
 export * from "./examples.js";
 export * from "./redis.js";
+export * from "./redisTopologies.js";
 export * from "./buildkitd.js";
+export * from "./sshDockerHost.js";
+export * from "./eventCollector.js";
+export * from "./tempTree.js";

@@ -8,13 +8,14 @@
  * Why not `--bridge=none`: a dockerd started with it deletes the `docker0` interface on start
  * (moby's removeDefaultBridgeInterface), cutting the main daemon's containers off the network.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import https from "node:https";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { spawnDaemon } from "./daemonProcess.js";
 import { freePort } from "./registry.js";
 import { createBridge, removeSandbox, run, sandboxDaemonArgs } from "./sandboxDaemon.js";
+import { makeTestCertificates } from "./testCertificates.js";
 
 export interface TlsDaemon {
   /** `tcp://127.0.0.1:<port>` */
@@ -34,66 +35,36 @@ export async function startTlsDaemon(): Promise<TlsDaemon> {
   const certs = join(root, "certs");
   const clientCerts = join(root, "client");
   await run("mkdir", ["-p", certs, clientCerts, join(root, "data"), join(root, "exec")]);
-  await makeCertificates(certs, clientCerts);
+  const certificates = await makeTestCertificates(certs, clientCerts);
 
   const port = await freePort();
   // A bridge of its own (name ≤ 15 chars), in a private /24 picked from the port.
   const bridge = `kilntls${port}`;
   const subnet = `10.254.${port % 250}.1/24`;
   await createBridge(bridge, subnet);
-  let output = "";
-  const child: ChildProcess = spawn(
-    "dockerd",
-    [
-      `--host=tcp://127.0.0.1:${port}`,
-      "--tlsverify",
-      `--tlscacert=${join(certs, "ca.pem")}`,
-      `--tlscert=${join(certs, "server-cert.pem")}`,
-      `--tlskey=${join(certs, "server-key.pem")}`,
-      ...sandboxDaemonArgs(root, bridge),
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const collect = (d: Buffer) => {
-    output = (output + d.toString()).slice(-20_000);
-  };
-  child.stdout?.on("data", collect);
-  child.stderr?.on("data", collect);
-  let exited = false;
-  const exitedPromise = new Promise<void>((resolve) => child.once("exit", () => ((exited = true), resolve())));
-
+  const daemon = spawnDaemon("dockerd", [
+    `--host=tcp://127.0.0.1:${port}`,
+    "--tlsverify",
+    `--tlscacert=${certificates.ca}`,
+    `--tlscert=${certificates.serverCert}`,
+    `--tlskey=${certificates.serverKey}`,
+    ...sandboxDaemonArgs(root, bridge),
+  ]);
   const stop = async () => {
-    if (!exited) {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-      await exitedPromise;
-      clearTimeout(timer);
-    }
+    await daemon.terminate(20_000);
     // dockerd unmounts its layers on a clean shutdown; removeSandbox unmounts anything left.
     await removeSandbox(root, bridge);
   };
 
-  const tls = { ca: readFileSync(join(clientCerts, "ca.pem")), cert: readFileSync(join(clientCerts, "cert.pem")), key: readFileSync(join(clientCerts, "key.pem")) };
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (exited) {
-      await stop();
-      throw new Error(`The TLS dockerd exited during start:\n${output}`);
-    }
-    if (await ping(port, tls)) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`The TLS dockerd did not answer within 60 s:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 300));
-  }
+  const tls = { ca: readFileSync(certificates.client.ca), cert: readFileSync(certificates.client.cert), key: readFileSync(certificates.client.key) };
+  await daemon.waitUntilReady({ name: "The TLS dockerd", waitingFor: "answer", ready: () => ping(port, tls), timeoutMs: 60_000, intervalMs: 300, cleanup: stop });
   const host = `tcp://127.0.0.1:${port}`;
   return {
     host,
     port,
     certPath: clientCerts,
     env: { DOCKER_HOST: host, DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: clientCerts },
-    log: () => output,
+    log: daemon.log,
     stop,
   };
 }
@@ -108,21 +79,3 @@ function ping(port: number, tls: { ca: Buffer; cert: Buffer; key: Buffer }): Pro
     req.on("timeout", () => req.destroy());
   });
 }
-
-/** A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate. */
-async function makeCertificates(serverDir: string, clientDir: string): Promise<void> {
-  const ssl = (args: string[]) => run("openssl", args, serverDir);
-  await ssl(["genrsa", "-out", "ca-key.pem", "2048"]);
-  await ssl(["req", "-new", "-x509", "-days", "2", "-key", "ca-key.pem", "-subj", "/CN=kiln-test-ca", "-out", "ca.pem"]);
-  await ssl(["genrsa", "-out", "server-key.pem", "2048"]);
-  await ssl(["req", "-new", "-key", "server-key.pem", "-subj", "/CN=localhost", "-out", "server.csr"]);
-  await writeFile(join(serverDir, "server-ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-  await ssl(["x509", "-req", "-days", "2", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out", "server-cert.pem", "-extfile", "server-ext.cnf"]);
-  await ssl(["genrsa", "-out", join(clientDir, "key.pem"), "2048"]);
-  await ssl(["req", "-new", "-key", join(clientDir, "key.pem"), "-subj", "/CN=kiln-test-client", "-out", "client.csr"]);
-  await writeFile(join(serverDir, "client-ext.cnf"), "extendedKeyUsage=clientAuth\n");
-  await ssl(["x509", "-req", "-days", "2", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out", join(clientDir, "cert.pem"), "-extfile", "client-ext.cnf"]);
-  await run("cp", [join(serverDir, "ca.pem"), join(clientDir, "ca.pem")]);
-}
-
-

@@ -1,11 +1,10 @@
 /** Argument parsing on node:util parseArgs, with bad usage turned into a UsageError (exit 2). */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { KilnError, describeValue } from "../errors.js";
+import { UsageError, describeValue } from "../errors.js";
 import { ARCHITECTURES, type Architecture } from "../layers.js";
 
-export class UsageError extends KilnError {
-  override readonly code: string = "KILN_USAGE";
-}
+// Defined with the other typed errors, so `UsageError.isInstance` checks the code like theirs.
+export { UsageError };
 
 export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   command: string,

@@ -1,5 +1,5 @@
 /** Help texts. Plain strings only: `kiln --help` must load nothing else. */
-export const COMMANDS = ["build", "plan", "explain", "dockerfile", "check", "plugins"] as const;
+export const COMMANDS = ["build", "plan", "explain", "dockerfile", "check", "plugins", "promote"] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 export const MAIN_HELP = `kiln — declare container images in code; build them only when no registry has them
@@ -7,11 +7,12 @@ export const MAIN_HELP = `kiln — declare container images in code; build them 
 Usage: kiln <command> [options]
 
 Commands:
-  build <spec>[#export]   check, then build and push what is missing (URIs on stdout)
+  build <spec>[#name]     check, then build and push what is missing, concurrently (URIs on stdout)
   plan <spec>             per image: uri, tag, exists, action — builds nothing
   explain <spec>          the hash inputs behind each image's tag
   dockerfile <spec>       the rendered Dockerfile of each image
   check <image-ref>       is this image in its registry? (exit 0 present, 1 absent, 2 unknown)
+  promote <ref> <registry> copy an image to another registry (mount or stream), no rebuild
   plugins                 the builders, checkers, credential providers, lock providers and check caches discovered
 
 Options:
@@ -32,10 +33,20 @@ Examples:
 `;
 
 export const COMMAND_HELP: Record<CommandName, string> = {
-  build: `Usage: kiln build <spec>[#export] [options]
+  build: `Usage: kiln build <spec>[#export|#group] [options]
 
 Checks every selected image with the builder's checkers and builds and pushes the ones missing.
 Progress goes to stderr; the final image URIs go to stdout, one per line.
+Before building an image whose name had another tag, a "why:" line names what changed since
+(files, layers, platforms, base, installer; from .kiln/explain, which every build updates).
+
+Several images: every image the spec exports (or the members of group("name", [...]) with
+spec.ts#name, or one image with spec.ts#export) is built concurrently, at most --concurrency at a
+time. An image built on another Kiln image (Image.fromBase(otherImage)) waits for it; a base shared by
+several images is built once. A failure does not stop the others: each one is reported, and the exit
+code is 1 at the end (--fail-fast stops at the first, cancelling the rest). With more than one
+image, a summary ends the run on stderr: image, action (found/built/promoted/failed/cancelled),
+time, digest — with --json, one {"type":"summary",...} line per image instead.
 
 Options:
   --builder <name>        builder to use (beats KILN_IMAGE_BUILDER and kiln.config.json)
@@ -43,7 +54,10 @@ Options:
                           (beats KILN_IMAGE_CHECKERS and "imageCheckers"; default: the builder's own)
   --registry <registry>   registry for images declared without one (host[:port][/namespace]);
                           an image whose spec names a registry keeps it
-  --platform <list>       comma-separated platforms, e.g. linux/amd64,linux/arm64
+  --platform <list>       comma-separated platforms, e.g. linux/amd64,linux/arm64 (for the whole
+                          chain of an image built on Kiln images)
+  --concurrency <n>       images checked/built at the same time (default 4)
+  --fail-fast             stop at the first failed image and cancel the others
   --force                 skip the existence check and build
   --dry-run               check only; print the URIs that would be built, build nothing
   --strict                fail instead of building when no checker found the image and a checker
@@ -51,6 +65,10 @@ Options:
                           a shared lock provider (KILN_LOCK_PROVIDER) is unreachable (also KILN_STRICT=1)
   --json                  NDJSON events on stderr instead of progress
   --project <dir>         project whose package.json/kiln.config.json is used (default: cwd)
+  --pin-base              resolve base images to their registry digests first (tag and FROM
+                          include the digest; also KILN_PIN_BASE=1 or "pinBase" in kiln.config.json)
+  --promote-from <list>   registries holding images to copy instead of building, comma-separated
+                          (beats KILN_PROMOTE_FROM and "promoteFrom" in kiln.config.json)
   --secret <spec>         a build secret's value (repeatable), docker's syntax:
                             id=ID            from the environment variable ID
                             id=ID,env=VAR    from the environment variable VAR
@@ -61,13 +79,15 @@ Options:
 Examples:
   kiln build images.ts
   kiln build images.ts#api --registry localhost:5000 --platform linux/amd64,linux/arm64
+  kiln build images.ts#services --concurrency 8 --fail-fast
   kiln build images.ts --dry-run --json 2>events.ndjson
   kiln build images.ts --secret id=NPM_TOKEN --secret id=pip_conf,src=$HOME/.config/pip/pip.conf
 `,
   plan: `Usage: kiln plan <spec>[#export] [options]
 
 For each image: its URI, tag, whether it already exists (true/false/unknown) and the action a
-build would take (skip/build). The answer comes from the selected builder's checkers, exactly as
+build would take (skip/build/promote — promote: absent, but a promoteFrom registry holds it; the
+source is shown). The answer comes from the selected builder's checkers, exactly as
 \`kiln build\` would ask them (the registry directly when no builder is installed). Checks run
 concurrently over one registry connection pool. Builds nothing. Exit 2 when some answer is unknown.
 
@@ -77,6 +97,8 @@ Options:
   --registry <registry>   registry for images declared without one
   --platform <list>       override the platforms to check
   --concurrency <n>       parallel checks (default 8)
+  --promote-from <list>   registries to promote from, comma-separated (beats KILN_PROMOTE_FROM
+                          and "promoteFrom" in kiln.config.json)
   --json                  one JSON object per image on stdout
   --project <dir>         project directory (default: cwd)
 
@@ -84,14 +106,29 @@ Examples:
   kiln plan images.ts
   kiln plan images.ts --json | jq 'select(.action == "build")'
 `,
-  explain: `Usage: kiln explain <spec>[#export] [--json]
+  explain: `Usage: kiln explain <spec>[#export] [--diff | --against <ref>] [--pin-base] [--json] [--project <dir>]
 
 Lists the inputs hashed into each image's automatic tag (base, layers, file digests, platforms),
-so you can see why a tag changed.
+so you can see why a tag changed. With pinBase on (KILN_PIN_BASE=1, "pinBase" in kiln.config.json,
+or --pin-base) the base is first resolved to its registry digest, as kiln build does. An image
+built on other Kiln images (Image.fromBase(otherImage)) also shows its chain, top first (with
+--json: "chain", the bases' URIs and tags).
+
+Options:
+  --diff                  what changed since the last recorded tag of the same image name: files
+                          added/removed/changed, layers, platforms, base, installer, Kiln's recipe.
+                          kiln build records every tag it builds or finds in .kiln/explain/
+  --against <ref>         like --diff, against the record kept next to that image in its registry
+                          (kiln build attaches one to every image it pushes: tag sha256-<digest>.kiln)
+  --pin-base              resolve base images to their digests (needs their registries)
+  --json                  one JSON object per image (with "previous" and "diff" for --diff)
+  --project <dir>         project whose config and .kiln/ are used (default: cwd's)
 
 Examples:
   kiln explain images.ts
   kiln explain images.ts#api --json
+  kiln explain images.ts#api --diff
+  kiln explain images.ts#api --against ghcr.io/acme/api:3f2a…
 `,
   dockerfile: `Usage: kiln dockerfile <spec>[#export] [--no-buildkit]
 
@@ -113,6 +150,33 @@ Options:
 Examples:
   kiln check localhost:5000/app:1.0
   kiln check ghcr.io/acme/api:2f1e… --platform linux/amd64,linux/arm64 --json
+`,
+  promote: `Usage: kiln promote <image-ref> <target-registry> [options]
+
+Copies an image from one registry to another instead of rebuilding it (what build() does for an
+absent image with promoteFrom): blobs by cross-repository mount when both are on the same registry
+host, otherwise streamed from one to the other (never through the local disk); child manifests
+before the index; every blob and manifest checked against its digest; the target tag written last
+(nothing is tagged when a step fails). Credentials for both registries come from the docker config,
+credential helpers and credential providers, as for kiln build.
+
+The target is <target-registry>/<name>:<tag>: <name> is the last path segment of the source
+repository, <tag> the source's tag. The URI@digest promoted goes to stdout.
+
+Options:
+  --platform <list>       platforms that must be copied (default: whatever the source has); a
+                          source without one of them is not promoted (exit 1)
+  --name <name>           repository name under the target registry (default: the source's last segment)
+  --tag <tag>             tag at the target (default: the source's; required for a ref by digest)
+  --json                  NDJSON events on stderr, the result as JSON on stdout
+  --project <dir>         project whose plugins' credential providers are used (default: cwd)
+
+Exit codes: 0 promoted (or already there with the same digest), 1 failed or the source lacks the
+image, 2 bad usage, 130 interrupted.
+
+Examples:
+  kiln promote ghcr.io/acme-staging/api:1f0c… ghcr.io/acme
+  kiln promote localhost:5000/cache/api:1f0c… registry.example.com/prod --platform linux/amd64,linux/arm64
 `,
   plugins: `Usage: kiln plugins [--json] [--project <dir>]
 

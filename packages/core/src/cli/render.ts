@@ -56,6 +56,10 @@ export function describeEvent(e: BuildEvent, pushStatus?: Map<string, string>): 
       return `check skipped (${e.reason})`;
     case "build.start":
       return e.dryRun ? `would build with ${e.builder} (${e.platforms.join(", ")})` : `build with ${e.builder} (${e.platforms.join(", ")})`;
+    case "build.reason":
+      return `why: ${e.reason}`;
+    case "base.pinned":
+      return `base ${e.base} pinned to ${e.digest}`;
     case "build.step":
       return `step ${describeStep(e)}`;
     case "build.log":
@@ -88,7 +92,12 @@ export function describeEvent(e: BuildEvent, pushStatus?: Map<string, string>): 
       return `build lease lost (${e.provider}): ${e.message}`;
     case "cache.result":
       return `cache ${e.cache}: ${e.result}${e.digest ? ` ${e.digest}` : ""}${e.message ? ` — ${e.message}` : ""}`;
+    case "promote.start":
+      return `promote from ${e.source} (${e.mode === "mount" ? "cross-repository mount" : "streamed"}${e.platforms.length ? `, ${e.platforms.join(", ")}` : ""})`;
+    case "promote.done":
+      return `promoted ${e.digest}: ${e.mounted} blob(s) mounted, ${e.copied} copied (${bytes(e.bytesCopied)}), ${e.existing} already there (${seconds(e.durationMs)})`;
     case "done":
+      if (e.promotedFrom) return `promoted ${e.uri}${e.digest ? ` ${e.digest}` : ""} from ${e.promotedFrom} (${seconds(e.durationMs)})`;
       return e.dryRun && !e.built
         ? `done ${e.uri} (dry run, ${seconds(e.durationMs)})`
         : `${e.built ? "built" : "present"} ${e.uri}${e.digest ? ` ${e.digest}` : ""} (${seconds(e.durationMs)})`;

@@ -38,6 +38,7 @@ const loaders: Record<CommandName, () => Promise<CommandModule>> = {
   dockerfile: () => import("./commands/dockerfile.js"),
   check: () => import("./commands/check.js"),
   plugins: () => import("./commands/plugins.js"),
+  promote: () => import("./commands/promote.js"),
 };
 
 export async function runCommand(command: CommandName, args: string[]): Promise<number> {

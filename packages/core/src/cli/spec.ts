@@ -11,6 +11,7 @@ import { extname, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { SpecLoadError, describeValue } from "../errors.js";
 import { Image } from "../image.js";
+import { isGroup, type Group } from "../group.js";
 import { isTypeScriptFile, moduleFormatOf } from "./moduleFormat.js";
 import { specLoadFailure } from "./specLoadFailure.js";
 
@@ -96,10 +97,35 @@ export async function loadSpec(arg: string, cwd: string = process.cwd()): Promis
     seen.add(value);
     found.push({ exportName: name, image });
   }
+  // group("name", [...]) exports (group.ts): `#name` selects one; images only reachable through a
+  // group are part of the whole spec too.
+  const groups = new Map<string, Group>();
+  for (const name of names) {
+    const value = mod[name];
+    if (isGroup(value) && !groups.has(value.name)) groups.set(name, value);
+  }
+  const known = new Map(found.map((f) => [JSON.stringify(f.image.spec), f.exportName]));
+  const membersOf = (name: string, g: Group): SpecImage[] =>
+    g.images.map((member, i) => {
+      const image = asImage(member)!;
+      return { exportName: known.get(JSON.stringify(image.spec)) ?? `${name}[${i}]`, image };
+    });
+  if (exportName !== undefined && isGroup(mod[exportName])) return membersOf(exportName, mod[exportName] as Group);
+  if (exportName === undefined) {
+    for (const [name, g] of groups) {
+      for (const member of membersOf(name, g)) {
+        const key = JSON.stringify(member.image.spec);
+        if (known.has(key)) continue;
+        known.set(key, member.exportName);
+        found.push(member);
+      }
+    }
+  }
   if (exportName !== undefined) {
     const picked = exportName in mod ? asImage(mod[exportName]) : undefined;
     if (!picked) {
-      throw new SpecLoadError(`Spec ${describeValue(rawFile)} has no Image export named ${describeValue(exportName)}; its Image exports: ${found.map((f) => f.exportName).join(", ") || "(none)"}`, {
+      const groupNames = [...groups.keys()];
+      throw new SpecLoadError(`Spec ${describeValue(rawFile)} has no Image export named ${describeValue(exportName)}; its Image exports: ${found.map((f) => f.exportName).join(", ") || "(none)"}${groupNames.length ? `; its groups: ${groupNames.join(", ")}` : ""}`, {
         hint: `Use ${rawFile}#<name> with one of the names listed.`,
         details: { file, exportName },
       });

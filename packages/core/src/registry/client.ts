@@ -184,7 +184,7 @@ export class RegistryClient {
       validate: (response) => {
         const actual = sha256(response.body);
         const expected = ref.digest ?? header(response, "docker-content-digest");
-        if (expected && expected.startsWith("sha256:") && expected !== actual) {
+        if (expected?.startsWith("sha256:") && expected !== actual) {
           return "manifest digest mismatch (corrupted or truncated answer)";
         }
         try {
@@ -379,6 +379,8 @@ export class RegistryClient {
     const scope = [`repository:${ref.repository}:${op.actions}`, ...(op.extraScopes ?? [])];
     let url = op.url ?? new URL(`${endpoint.url}/v2/${ref.repository}/${op.path}`);
     let anonymous = true;
+    // Whether this attempt carried credentials: a concurrent request may have learnt the scheme meanwhile.
+    let sentAuthorization = false;
     let challenged = false;
     let redirects = 0;
     return this.transport.run<SendResult>({
@@ -389,13 +391,14 @@ export class RegistryClient {
         // Authorization goes only to the registry itself, never to a redirect target (blob storage/CDN).
         const auth = url.origin === origin ? await this.auth.authorization(ref.registry, endpoint, scope, signal, onEvent) : { headers: {}, anonymous: true };
         anonymous = auth.anonymous;
+        sentAuthorization = auth.headers.authorization !== undefined;
         return { method: op.method, url, headers: { ...op.headers, ...auth.headers }, body: op.body, maxBodyBytes: op.maxBodyBytes ?? this.maxDocumentBytes };
       },
       judge: async (response, sentTo, retries) => {
         const result = { response, anonymous };
         if (response.status === 401 && sentTo.origin === origin && !challenged) {
           challenged = true;
-          const challenge = await this.auth.acceptChallenge(ref, scope, response, signal, onEvent);
+          const challenge = await this.auth.acceptChallenge(ref, scope, response, signal, onEvent, sentAuthorization);
           return challenge === "retry" ? { again: true } : { done: result };
         }
         if ([301, 302, 303, 307].includes(response.status) && op.method !== "PUT") {

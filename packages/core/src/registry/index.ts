@@ -1,5 +1,6 @@
-// The registry protocol client (OCI distribution) and what is built on it.
-export { RegistryClient, describeRef, sha256, toRegistryReference } from "./client.js";
+// The registry protocol client (OCI distribution) and what is built on it: its public names, listed
+// once here and exported through `@kiln/core/plugin` (plugin.ts).
+export { RegistryClient, toRegistryReference } from "./client.js";
 export type {
   RegistryClientOptions,
   RegistryReference,
@@ -21,7 +22,7 @@ export {
 export { resolveRegistryCredentials } from "./resolveCredentials.js";
 export type { ResolveRegistryCredentialsOptions } from "./resolveCredentials.js";
 export type { CredentialProvider, RegistryCredentials } from "./credentials.js";
-export { dockerConfigCredentials, dockerConfigPath, runCredentialHelper, DOCKER_HUB_CONFIG_KEY } from "./dockerConfig.js";
+export { dockerConfigCredentials, dockerConfigPath, normalizeConfigKey, runCredentialHelper, DOCKER_HUB_CONFIG_KEY } from "./dockerConfig.js";
 export { DOCKER_HUB_ENDPOINT, isDockerHub, isLoopbackRegistry, resolveEndpoint } from "./endpoints.js";
 export type { RegistryEndpoint } from "./endpoints.js";
 export { parseChallenges } from "./auth.js";
@@ -51,7 +52,7 @@ export {
   isIndexMediaType,
   isImageManifestMediaType,
 } from "./mediaTypes.js";
-export { uploadBlob, mountBlobFrom, openBlobStream, blobExists } from "./blobs.js";
+export { uploadBlob, mountBlobFrom, openBlobStream } from "./blobs.js";
 export type { BlobSource, UploadBlobOptions, UploadedBlob, UploadForm } from "./blobs.js";
 export { putImageManifests } from "./manifestsWrite.js";
 export type { ManifestToPut, PutImageOptions } from "./manifestsWrite.js";

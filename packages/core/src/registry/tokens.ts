@@ -5,6 +5,7 @@
  * and bearer tokens — fetched from the token service through the same retry transport as every
  * request, cached per registry + scope + identity, one fetch shared by concurrent callers.
  */
+import { InFlight } from "../dedupe.js";
 import { AuthError, RegistryError } from "../errors.js";
 import type { EventListener } from "../events.js";
 import { raceAbort } from "./abort.js";
@@ -26,15 +27,6 @@ interface HostAuth {
   service?: string;
 }
 
-/** A token request shared by concurrent callers; aborted only when every caller has given up. */
-interface SharedTokenRequest {
-  promise: Promise<string>;
-  controller: AbortController;
-  waiters: number;
-  /** The waiting callers' own listeners: each hears the shared fetch's retries. */
-  listeners: Set<EventListener>;
-}
-
 export interface Authorization {
   headers: Record<string, string>;
   /** True when the request goes out without credentials. */
@@ -43,7 +35,12 @@ export interface Authorization {
 
 export class RegistryAuth {
   private readonly tokens = new TokenCache();
-  private readonly pendingTokens = new Map<string, SharedTokenRequest>();
+  /**
+   * Token fetches in flight, one per key, shared by concurrent callers: one caller's abort does not
+   * fail the others; the fetch (and its socket) is aborted only when its last waiter has given up.
+   * Each waiter's listener hears the shared fetch's retries.
+   */
+  private readonly pendingTokens = new InFlight<string>();
   private readonly hostAuth = new Map<string, HostAuth>();
   private readonly credentialCache = new Map<string, { pending: Promise<RegistryCredentials | undefined>; at: number }>();
 
@@ -86,6 +83,8 @@ export class RegistryAuth {
     response: HttpResponse,
     signal: AbortSignal | undefined,
     onEvent?: EventListener,
+    /** Whether the refused request carried credentials (false: it went out before the scheme was known). */
+    sentAuthorization = true,
   ): Promise<"retry" | "denied"> {
     const challenges = parseChallenges(response.headers["www-authenticate"]);
     const bearer = challenges.find((c) => c.scheme === "bearer");
@@ -105,7 +104,8 @@ export class RegistryAuth {
     if (basic) {
       this.hostAuth.set(ref.registry, { scheme: "basic" });
       // Basic credentials already sent and refused, or none to send: nothing another attempt can change.
-      if (previous?.scheme === "basic" || !credentials?.username || credentials.password === undefined) return "denied";
+      // (A request sent anonymously while a concurrent one learnt the scheme is retried with them.)
+      if ((previous?.scheme === "basic" && sentAuthorization) || !credentials?.username || credentials.password === undefined) return "denied";
       return "retry";
     }
     return "denied";
@@ -144,56 +144,11 @@ export class RegistryAuth {
       const cached = this.tokens.get(key);
       if (cached) return cached;
     }
-    let shared = this.pendingTokens.get(key);
-    if (!shared || shared.controller.signal.aborted) {
-      const controller = new AbortController();
-      const entry: SharedTokenRequest = { controller, waiters: 0, listeners: new Set(), promise: undefined as unknown as Promise<string> };
-      const report: EventListener = (event) => {
-        for (const listener of entry.listeners) listener(event);
-      };
-      entry.promise = this.fetchToken(registry, state, scope, credentials, controller.signal, report).finally(() => {
-        if (this.pendingTokens.get(key) === entry) this.pendingTokens.delete(key);
-      });
-      // Every waiter may have given up; the shared request's own rejection is then nobody's to handle.
-      entry.promise.catch(() => undefined);
-      this.pendingTokens.set(key, entry);
-      shared = entry;
-    }
-    return this.awaitSharedToken(key, shared, { registry, repository: repositoryOf(scope) }, signal, onEvent);
-  }
-
-  /**
-   * One caller's wait for a shared token request. Concurrent checks share one token fetch, so one
-   * caller's abort must not fail the others: the fetch itself is aborted only when its last waiter
-   * has given up (then its socket closes too).
-   */
-  private awaitSharedToken(
-    key: string,
-    shared: SharedTokenRequest,
-    ref: RegistryReference,
-    signal: AbortSignal | undefined,
-    onEvent: EventListener | undefined,
-  ): Promise<string> {
-    shared.waiters++;
-    if (onEvent) shared.listeners.add(onEvent);
-    let waiting = true;
-    // Synchronous on abort, so callers aborted by one signal in the same tick all count as gone.
-    const leave = () => {
-      if (!waiting) return;
-      waiting = false;
-      shared.waiters--;
-      if (onEvent) shared.listeners.delete(onEvent);
-    };
-    const waited = raceAbort(shared.promise, signal, () => {
-      leave();
-      if (shared.waiters === 0) {
-        shared.controller.abort(signal?.reason);
-        if (this.pendingTokens.get(key) === shared) this.pendingTokens.delete(key);
-      }
-      return this.errors.cancelled(ref, signal);
+    return this.pendingTokens.run(key, (shared, report) => this.fetchToken(registry, state, scope, credentials, shared, report), {
+      ...(signal ? { signal } : {}),
+      ...(onEvent ? { onEvent } : {}),
+      cancelled: (aborted) => this.errors.cancelled({ registry, repository: repositoryOf(scope) }, aborted),
     });
-    waited.then(leave, leave);
-    return waited;
   }
 
   /** The token endpoint: GET (anonymous or Basic) or, with an identity token, the OAuth2 refresh grant. */

@@ -15,7 +15,8 @@
  * file's modTime keeps its real second but takes its nanoseconds from its pinned digest.
  */
 import { createHash } from "node:crypto";
-import { assertDockerfileAsHashed, filesFor, pinnedDigest, type ImageSpec, type SourceSnapshot, type WalkEntry } from "@kiln/core";
+import type { ImageSpec } from "@kiln/core";
+import { assertDockerfileAsHashed, filesFor, pinnedDigest, type SourceSnapshot, type WalkEntry } from "@kiln/core/plugin";
 import { SourceTree, type SourceEntry } from "./filesync.js";
 
 export const CONTEXT_SOURCE = "context";
@@ -41,18 +42,24 @@ export interface SessionContext {
 export async function sessionContext({ spec, dockerfile, snapshot }: ContextSource): Promise<SessionContext> {
   await assertDockerfileAsHashed(spec, dockerfile, snapshot);
   const listing = filesFor(spec, snapshot);
-  const context = new SourceTree(listing.groups.flatMap((group) => group.entries.map((entry) => sourceEntry(entry, snapshot))));
-  const body = Buffer.from(dockerfile, "utf8");
-  const dockerfileTree = new SourceTree([
-    { path: SESSION_DOCKERFILE_NAME, type: "file", mode: 0o644, size: body.length, modTimeNs: contentModTime(body), content: body },
-  ]);
   const roots = listing.groups.map((group) => [group.contextDir, rootOf(group.entries[0])]);
   const sharedKey = createHash("sha256").update(JSON.stringify(["kiln-docker-context-v1", roots])).digest("hex").slice(0, 32);
-  return { trees: new Map([[CONTEXT_SOURCE, context], [DOCKERFILE_SOURCE, dockerfileTree]]), sharedKey };
+  return { trees: new Map([[CONTEXT_SOURCE, contextTree(listing, snapshot)], [DOCKERFILE_SOURCE, dockerfileTree(dockerfile)]]), sharedKey };
+}
+
+/** The `context` source: every listed file, dir and symlink, each file with its pinned digest. Shared with @kiln/buildkit. */
+export function contextTree(listing: ReturnType<typeof filesFor>, snapshot: SourceSnapshot): SourceTree {
+  return new SourceTree(listing.groups.flatMap((group) => group.entries.map((entry) => sourceEntry(entry, snapshot))));
+}
+
+/** The `dockerfile` source: one file, `Dockerfile`, with a modTime that changes whenever its text does. Shared with @kiln/buildkit. */
+export function dockerfileTree(dockerfile: string): SourceTree {
+  const body = Buffer.from(dockerfile, "utf8");
+  return new SourceTree([{ path: SESSION_DOCKERFILE_NAME, type: "file", mode: 0o644, size: body.length, modTimeNs: contentModTime(body), content: body }]);
 }
 
 /** The host folder a group's entries are listed from. */
-function rootOf(entry: WalkEntry | undefined): string {
+export function rootOf(entry: WalkEntry | undefined): string {
   return entry ? entry.hostPath.slice(0, entry.hostPath.length - entry.path.length) : "";
 }
 
@@ -74,11 +81,11 @@ function sourceEntry(entry: WalkEntry, snapshot: SourceSnapshot): SourceEntry {
 }
 
 /** The file's real second, with nanoseconds from its content digest: a same-size rewrite within the second is still sent again. */
-function contentExactModTime(entry: Pick<WalkEntry, "mtimeMs">, digest: Buffer): bigint {
+export function contentExactModTime(entry: Pick<WalkEntry, "mtimeMs">, digest: Buffer): bigint {
   return BigInt(Math.floor(entry.mtimeMs / 1000)) * 1_000_000_000n + BigInt(digest.readUInt32BE(0) % 1_000_000_000);
 }
 
 /** A modTime that changes whenever `content` does (a rendered file has no mtime of its own). */
-function contentModTime(content: Buffer): bigint {
+export function contentModTime(content: Buffer): bigint {
   return createHash("sha256").update(content).digest().readBigUInt64BE(0) >> 2n;
 }

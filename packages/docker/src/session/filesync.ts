@@ -23,7 +23,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { open, type FileHandle } from "node:fs/promises";
-import { assertListed, IgnoreMatcher, openFailure, openPath, OPEN_LISTED_FLAGS, sizeChanged, sourceChanged, type WalkEntry } from "@kiln/core";
+import { assertListed, IgnoreMatcher, openFailure, openPath, OPEN_LISTED_FLAGS, sizeChanged, sourceChanged, type WalkEntry } from "@kiln/core/plugin";
 import { GrpcStatus, GrpcStatusError, type StreamingCall, type StreamingHandler } from "../grpcServer.js";
 import { asBytes, asNumber, encodeVarint, lengthDelimitedField, readFields, varintField } from "../protobuf.js";
 import { followLinks } from "./followPaths.js";

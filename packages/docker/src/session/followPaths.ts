@@ -6,7 +6,7 @@
  * `.dockerignore` read alone.
  */
 import { posix } from "node:path";
-import { IgnoreMatcher } from "@kiln/core";
+import { IgnoreMatcher } from "@kiln/core/plugin";
 
 /** What the resolver needs of a source tree: the symlink target at a path, if it is a symlink. */
 export type LinkLookup = (path: string) => string | undefined;

@@ -1,5 +1,6 @@
 /**
- * `kiln plan <spec>` — per image: uri, tag, exists (true/false/unknown), action (skip/build).
+ * `kiln plan <spec>` — per image: uri, tag, exists (true/false/unknown), action (skip/build/promote:
+ * absent, but a `promoteFrom` registry holds it — `source` names where it would be copied from).
  * The answer must be the one `kiln build` would act on, so every image is asked of the selected
  * builder's checkers (or the chosen checker chain), in order, through an engine dry run (nothing is
  * built). Only when no builder is installed at all does plan ask the registry directly, over one
@@ -13,6 +14,7 @@ import { findProjectDir, loadConfig } from "../../config.js";
 import { build } from "../../engine.js";
 import type { BuildEvent } from "../../events.js";
 import type { Image } from "../../image.js";
+import { pinBaseImage } from "../../pinBase.js";
 import { serializeError } from "../../redact.js";
 import { KilnError, UnknownBuilderError } from "../../errors.js";
 import { checkImage, defaultRegistryClient } from "../../registry/check.js";
@@ -20,6 +22,9 @@ import { planRegistryClient } from "../planClient.js";
 import { activateCredentialProviders } from "../../discovery.js";
 import { getDiscovery, selectBuilder, selectRegistry } from "../../selection.js";
 import { parse, parseCheckerFlag, parsePlatforms, UsageError } from "../args.js";
+import { parsePromoteFromFlag } from "./promote.js";
+import { PromotionStep } from "../../promotion/engineStep.js";
+import { selectPromoteFrom } from "../../promotion/select.js";
 import type { CommandContext } from "../run.js";
 import { loadSpec } from "../spec.js";
 
@@ -29,7 +34,9 @@ export interface PlanRow {
   tag: string;
   platforms: string[];
   exists: boolean | "unknown";
-  action: "skip" | "build";
+  action: "skip" | "build" | "promote";
+  /** For action "promote": the reference it would be copied from. */
+  source?: string;
   /** Requested platforms missing from an existing image. */
   missing?: string[];
   /** Why exists is "unknown". */
@@ -63,7 +70,9 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     project: { type: "string" },
     builder: { type: "string" },
     checker: { type: "string" },
+    "promote-from": { type: "string" },
   }, { min: 1, max: 1, names: "one spec file" });
+  const promoteFrom = parsePromoteFromFlag(values["promote-from"]);
   const platforms = parsePlatforms(values.platform);
   const checkers = parseCheckerFlag(values.checker);
   const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
@@ -85,7 +94,8 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   // Builder-less: one client for the run, asking each immutable (by-digest) manifest once.
   const client = builderName === undefined ? planRegistryClient(defaultRegistryClient()) : undefined;
   const planOne = async ({ exportName, image: declared }: { exportName: string; image: Image }): Promise<PlanRow> => {
-    let image = declared;
+    // With pinBase on, the tag a build would push has the base's digest in it (pinBase.ts).
+    let image = await pinBaseImage(declared, { projectDir, signal: context.signal });
     // The default registry (--registry first) is for images declared without one, as in `kiln build`.
     const registry = defaultRegistry && !image.registry ? defaultRegistry : undefined;
     if (image.needsBuild && (registry || platforms)) {
@@ -104,6 +114,12 @@ export async function run(args: string[], context: CommandContext): Promise<numb
           const answer = await checkImage(image.uri, { platforms: image.platform, ...(client ? { client } : {}) });
           row.exists = answer.present;
           if (answer.exists && !answer.present) row.missing = answer.missing;
+          // As the engine would: an absent image a promoteFrom registry holds is copied, not built.
+          if (!answer.present && image.needsBuild && image.tag !== "latest") {
+            const sources = selectPromoteFrom(promoteFrom, config).sources;
+            const candidate = await new PromotionStep({ image, sources, strict: false, signal: context.signal, onEvent: () => {}, ...(client ? { client } : {}) }).findCandidate();
+            if (candidate) row.source = candidate.source;
+          }
         } catch (error) {
           row.reason = serializeError(error).message;
         }
@@ -112,9 +128,10 @@ export async function run(args: string[], context: CommandContext): Promise<numb
       const events: BuildEvent[] = [];
       try {
         // With no --builder the engine picks per image (the first installed builder that can build it).
-        const result = await build(image, { builder: values.builder, ...(checkers ? { checkers } : {}), dryRun: true, projectDir, signal: context.signal, onEvent: (e) => events.push(e) });
+        const result = await build(image, { builder: values.builder, ...(checkers ? { checkers } : {}), ...(promoteFrom ? { promoteFrom } : {}), dryRun: true, projectDir, signal: context.signal, onEvent: (e) => events.push(e) });
         if (result.builder !== undefined) row.builder = row.checkedBy = result.builder;
         const checks = events.filter((e): e is Extract<BuildEvent, { type: "check.result" }> => e.type === "check.result");
+        if (result.outcome === "would-promote") row.source = result.promotedFrom;
         if (result.outcome === "found") row.exists = true;
         // One checker erroring means "could not tell" even if another said absent (e.g. the local
         // daemon's checker answers absent for every registry image): never a false "exists: false".
@@ -130,6 +147,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     }
     if (image.tag === "latest") row.action = "build";
     else if (row.exists === true || !image.needsBuild) row.action = "skip";
+    else if (row.source !== undefined) row.action = "promote";
     return row;
   };
 
@@ -138,9 +156,9 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     for (const row of rows) context.stdout.write(`${JSON.stringify(row)}\n`);
   } else {
     const uriWidth = Math.max(3, ...rows.map((r) => r.uri.length));
-    context.stdout.write(`${"IMAGE".padEnd(uriWidth)}  EXISTS   ACTION  BUILDER\n`);
+    context.stdout.write(`${"IMAGE".padEnd(uriWidth)}  EXISTS   ACTION   BUILDER\n`);
     for (const row of rows) {
-      context.stdout.write(`${row.uri.padEnd(uriWidth)}  ${String(row.exists).padEnd(7)}  ${row.action.padEnd(6)}  ${row.builder ?? "-"}${row.missing ? ` (missing ${row.missing.join(", ")})` : ""}${row.reason ? ` (${row.reason})` : ""}\n`);
+      context.stdout.write(`${row.uri.padEnd(uriWidth)}  ${String(row.exists).padEnd(7)}  ${row.action.padEnd(7)}  ${row.builder ?? "-"}${row.source ? ` (from ${row.source})` : ""}${row.missing ? ` (missing ${row.missing.join(", ")})` : ""}${row.reason ? ` (${row.reason})` : ""}\n`);
     }
   }
   return rows.some((r) => r.reason !== undefined) ? 2 : 0;

@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+/**
+ * Many images in one run (issue 17). On the machine's Docker Engine, pushing to a real local registry
+ * (distribution 2.8) started here, runs interleaved, RUNS runs each:
+ *
+ *   A. `kiln build spec.mjs --builder docker` of 20 small independent images (each `FROM busybox`, one
+ *      RUN, one ENV; new tags every run, so all 20 are built and pushed) at the default concurrency
+ *   B. the same 20 built one by one in the same process: `kiln build spec.mjs --concurrency 1`
+ *                                                                                    target A/B ≤ 0.5×
+ *   (with --script, also once: 20 separate `kiln build spec.mjs#imgNN` processes in a row — a script)
+ *
+ * Options: --runs N (default 2), --script, --concurrency N (arm A at N instead of the default), --json.
+ * Needs: `pnpm --filter @kiln/core build && pnpm --filter @kiln/docker build`; dockerd running;
+ * /bin/busybox (busybox-static); /usr/bin/docker-registry. Usage: node bench/many-images.mjs [--runs N] [--script] [--json]
+ */
+import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const args = process.argv.slice(2);
+const RUNS = Math.max(1, Number(args[args.indexOf("--runs") + 1]) || 2);
+const withScript = args.includes("--script");
+// Arm A at another concurrency than the CLI's default (to compare settings): --concurrency N.
+const concurrencyArgs = args.includes("--concurrency") ? ["--concurrency", String(Number(args[args.indexOf("--concurrency") + 1]))] : [];
+const asJson = args.includes("--json");
+const COUNT = 20;
+const cliMain = path.join(root, "packages/core/dist/cli/main.js");
+for (const f of [cliMain, path.join(root, "packages/docker/dist/index.js")]) {
+  if (!existsSync(f)) {
+    console.error(`missing ${f}: run \`pnpm --filter @kiln/core build && pnpm --filter @kiln/docker build\` first`);
+    process.exit(2);
+  }
+}
+const work = path.join("/var/tmp", `kiln-bench-many-${process.pid}`);
+const BUSYBOX = "kiln-bench/busybox:1";
+const log = (...m) => !asJson && console.error(...m);
+
+async function ensureBusybox() {
+  try {
+    await run("docker", ["image", "inspect", BUSYBOX]);
+    return;
+  } catch {}
+  const dir = path.join(work, "busybox");
+  mkdirSync(dir, { recursive: true });
+  copyFileSync("/bin/busybox", path.join(dir, "busybox"));
+  writeFileSync(path.join(dir, "Dockerfile"), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/usr/sbin:/usr/bin:/sbin:/bin\n');
+  await run("docker", ["build", "-q", "-t", BUSYBOX, dir], { env: { ...process.env, DOCKER_BUILDKIT: "0" } });
+}
+
+function freePort() {
+  return new Promise((res) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => res(port));
+    });
+  });
+}
+
+async function startRegistry() {
+  const dir = path.join(work, "registry");
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const config = `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: ${randomBytes(8).toString("hex")}\n`;
+  writeFileSync(path.join(dir, "config.yml"), config);
+  const child = spawn("/usr/bin/docker-registry", ["serve", path.join(dir, "config.yml")], { stdio: "ignore" });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${url}/v2/`)).ok) return { host: `127.0.0.1:${port}`, child };
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill();
+  throw new Error("docker-registry did not start");
+}
+
+/** A project linking @kiln/core and @kiln/docker, with a spec of COUNT images whose tags change with KILN_BENCH_NONCE. */
+function makeProject(registryHost) {
+  mkdirSync(path.join(work, "project"), { recursive: true });
+  const project = realpathSync(path.join(work, "project"));
+  writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "many-bench", private: true, type: "module", dependencies: { "@kiln/core": "*", "@kiln/docker": "*" } }));
+  mkdirSync(path.join(project, "node_modules/@kiln"), { recursive: true });
+  symlinkSync(path.join(root, "packages/core"), path.join(project, "node_modules/@kiln/core"));
+  symlinkSync(path.join(root, "packages/docker"), path.join(project, "node_modules/@kiln/docker"));
+  const lines = [
+    `import { Image } from "@kiln/core";`,
+    `const nonce = process.env.KILN_BENCH_NONCE;`,
+  ];
+  for (let i = 1; i <= COUNT; i++) {
+    const id = String(i).padStart(2, "0");
+    lines.push(`export const img${id} = Image.fromBase(${JSON.stringify(BUSYBOX)}, { registry: ${JSON.stringify(registryHost)}, name: "bench-many-${id}" }).withCommands(\`echo \${nonce}-${id} > /id\`).withEnvVars({ IMAGE: "${id}" });`);
+  }
+  writeFileSync(path.join(project, "spec.mjs"), `${lines.join("\n")}\n`);
+  return project;
+}
+
+async function kiln(project, cliArgs, nonce) {
+  const env = { ...process.env, CI: "1", KILN_BENCH_NONCE: nonce, KILN_LOCK_DIR: path.join(work, "locks") };
+  const start = process.hrtime.bigint();
+  const { stdout } = await run(process.execPath, [cliMain, ...cliArgs], { cwd: project, env, maxBuffer: 16 << 20 });
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  return { ms, uris: stdout.trim().split("\n").filter(Boolean) };
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+async function main() {
+  mkdirSync(work, { recursive: true });
+  await ensureBusybox();
+  const registry = await startRegistry();
+  // Interrupted: the registry must not outlive the benchmark.
+  for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => { registry.child.kill(); process.exit(130); });
+  const project = makeProject(registry.host);
+  const built = new Set();
+  const concurrent = [];
+  const oneByOne = [];
+  let script;
+  try {
+    const check = (r) => {
+      if (r.uris.length !== COUNT) throw new Error(`expected ${COUNT} URIs, got ${r.uris.length}`);
+      for (const uri of r.uris) built.add(uri);
+    };
+    // Warm-up (base image layers into the registry, node/module caches), not measured.
+    check(await kiln(project, ["build", "spec.mjs", "--builder", "docker"], randomBytes(6).toString("hex")));
+    for (let i = 0; i < RUNS; i++) {
+      const a = await kiln(project, ["build", "spec.mjs", "--builder", "docker", ...concurrencyArgs], randomBytes(6).toString("hex"));
+      check(a);
+      concurrent.push(a.ms);
+      log(`run ${i + 1}: ${concurrencyArgs.length ? concurrencyArgs.join(" ") : "default concurrency"} ${(a.ms / 1000).toFixed(1)} s`);
+      const b = await kiln(project, ["build", "spec.mjs", "--builder", "docker", "--concurrency", "1"], randomBytes(6).toString("hex"));
+      check(b);
+      oneByOne.push(b.ms);
+      log(`run ${i + 1}: one by one (--concurrency 1) ${(b.ms / 1000).toFixed(1)} s`);
+    }
+    if (withScript) {
+      // A script building them one by one, one process per image.
+      const nonce = randomBytes(6).toString("hex");
+      const start = process.hrtime.bigint();
+      for (let i = 1; i <= COUNT; i++) {
+        const r = await kiln(project, ["build", `spec.mjs#img${String(i).padStart(2, "0")}`, "--builder", "docker"], nonce);
+        for (const uri of r.uris) built.add(uri);
+      }
+      script = Number(process.hrtime.bigint() - start) / 1e6;
+      log(`script of ${COUNT} kiln build processes: ${(script / 1000).toFixed(1)} s`);
+    }
+  } finally {
+    registry.child.kill();
+    await run("docker", ["image", "rm", "-f", ...built]).catch(() => undefined);
+    const stages = await run("docker", ["image", "ls", "--filter", "label=dev.kiln.stage=1", "--format", "{{.Repository}}:{{.Tag}}"]).then((o) => o.stdout.split("\n").filter((l) => l.includes("bench-many-")), () => []);
+    if (stages.length) await run("docker", ["image", "rm", "-f", ...stages]).catch(() => undefined);
+    rmSync(work, { recursive: true, force: true });
+  }
+  const result = {
+    images: COUNT,
+    runs: RUNS,
+    concurrentMs: concurrent,
+    oneByOneMs: oneByOne,
+    scriptMs: script,
+    ratio: median(concurrent) / median(oneByOne),
+    ...(script !== undefined ? { ratioVsScript: median(concurrent) / script } : {}),
+  };
+  if (asJson) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
+  const s = (ms) => `${(ms / 1000).toFixed(1)} s`;
+  console.log(`${COUNT} small images, docker builder, pushed to a loopback registry; ${RUNS} runs (median; spread)`);
+  const armA = concurrencyArgs.length ? `--concurrency ${concurrencyArgs[1]}:` : "default concurrency:";
+  console.log(`  kiln build, ${armA.padEnd(22)} ${s(median(concurrent))}  (${concurrent.map(s).join(", ")})`);
+  console.log(`  kiln build --concurrency 1:        ${s(median(oneByOne))}  (${oneByOne.map(s).join(", ")})`);
+  if (script !== undefined) console.log(`  ${COUNT} kiln build processes in a row: ${s(script)}  (concurrent / script: ${result.ratioVsScript.toFixed(2)}×)`);
+  console.log(`  ratio concurrent / one by one: ${result.ratio.toFixed(2)}×  (target ≤ 0.5×)`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,84 @@
+/**
+ * A base image reference resolved to the digest its registry serves for it now: one manifest HEAD
+ * per reference, shared by every image of the run (concurrent lookups share one request), and kept
+ * for BASE_DIGEST_TTL_MS so a long-lived process still notices a tag that moved later.
+ *
+ * The digest is the one the tag names: for a multi-platform base the index (manifest list) digest —
+ * the HEAD accepts index media types, so the registry does not pick a platform's manifest — which is
+ * what `FROM ref@digest` and a daemonless builder then read, for every platform.
+ *
+ * "Could not tell" is never "unpinned": an unreachable registry, refused credentials, a timeout or a
+ * reference the registry does not hold is a BaseDigestError naming the base and its registry.
+ */
+import { BaseDigestError, KilnError } from "./errors.js";
+import type { EventListener } from "./events.js";
+import { parseReference } from "./reference.js";
+import { defaultRegistryClient } from "./registry/check.js";
+import type { RegistryClient } from "./registry/client.js";
+
+/** How long a resolved digest is reused within one process (a CLI run is far shorter). */
+export const BASE_DIGEST_TTL_MS = 5 * 60_000;
+
+export interface ResolveBaseDigestOptions {
+  /** The client to ask (default: the process-wide one, with the usual credentials). */
+  client?: RegistryClient;
+  signal?: AbortSignal;
+  onEvent?: EventListener;
+}
+
+interface Cached {
+  at: number;
+  digest: Promise<string>;
+}
+
+const cache = new Map<string, Cached>();
+
+/** Forgets every resolved digest (tests; or a process that wants the next build to look again). */
+export function clearBaseDigestCache(): void {
+  cache.clear();
+}
+
+export { baseReference, referenceHasDigest } from "./pinnedReference.js";
+
+/** The digest `ref` names in its registry now (cached for the run; see the module comment). */
+export function resolveBaseDigest(ref: string, options: ResolveBaseDigestOptions = {}): Promise<string> {
+  const parsed = parseReference(ref);
+  if (parsed.digest !== undefined) return Promise.resolve(parsed.digest);
+  const key = `${parsed.registry}/${parsed.repository}:${parsed.tag ?? "latest"}`;
+  const known = cache.get(key);
+  // A client of the caller's own (other credentials, endpoints) asks for itself.
+  if (options.client === undefined && known !== undefined && Date.now() - known.at < BASE_DIGEST_TTL_MS) return known.digest;
+  const digest = lookUp(ref, parsed.registry, options);
+  if (options.client === undefined) {
+    const entry = { at: Date.now(), digest };
+    cache.set(key, entry);
+    // A failure is not remembered: the next build asks again.
+    digest.catch(() => {
+      if (cache.get(key) === entry) cache.delete(key);
+    });
+  }
+  return digest;
+}
+
+async function lookUp(ref: string, registry: string, options: ResolveBaseDigestOptions): Promise<string> {
+  const client = options.client ?? defaultRegistryClient();
+  let head;
+  try {
+    head = await client.headManifest(ref, { signal: options.signal, onEvent: options.onEvent });
+  } catch (error) {
+    if (options.signal?.aborted) throw error;
+    const reason = KilnError.isInstance(error) ? error.message : (error as Error)?.message ?? String(error);
+    throw new BaseDigestError(`pinBase: cannot resolve the base image ${ref} to a digest: ${reason}`, {
+      cause: error,
+      hint: `pinBase needs the base's registry (${registry}) when the tag is computed: check the network and credentials (docker login ${registry}), or turn pinning off for this image (pinBase: false) or globally (KILN_PIN_BASE=0).`,
+      details: { base: ref, registry, ...(KilnError.isInstance(error) ? { cause: error.code } : {}) },
+    });
+  }
+  if (head === null) {
+    throw new BaseDigestError(`pinBase: the base image ${ref} is not in its registry ${registry}`, {
+      hint: "Check the base reference (or push the base image first); a base that exists only in a local daemon cannot be pinned: set pinBase: false for this image.",
+      details: { base: ref, registry },
+    });
+  }
+  return head.digest;
+}
