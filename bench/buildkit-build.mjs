@@ -28,7 +28,13 @@ const args = process.argv.slice(2);
 const RUNS = Math.max(1, Number(args[args.indexOf("--runs") + 1]) || 2);
 const asJson = args.includes("--json");
 // `--only A,B`: run only those parts (the others are reported as skipped).
-const only = args.includes("--only") ? new Set(String(args[args.indexOf("--only") + 1]).toUpperCase().split(",")) : undefined;
+const only = args.includes("--only")
+  ? new Set(
+      String(args[args.indexOf("--only") + 1])
+        .toUpperCase()
+        .split(","),
+    )
+  : undefined;
 const wanted = (part) => !only || only.has(part);
 const dist = (pkg) => pathToFileURL(path.join(root, `packages/${pkg}/dist/index.js`)).href;
 for (const pkg of ["core", "docker", "buildkit"]) {
@@ -75,7 +81,10 @@ let serial = 0;
 const name = (p) => `kiln-bench-${p}-${process.pid}-${serial++}`;
 
 function bigImage(base, data, src, imageName, extra = {}) {
-  const image = Image.fromBase(base, { name: imageName, ...extra }).withCommands("echo deps > /deps.txt").withSourceFolder(data, "/data").withSourceFolder(src, "/src");
+  const image = Image.fromBase(base, { name: imageName, ...extra })
+    .withCommands("echo deps > /deps.txt")
+    .withSourceFolder(data, "/data")
+    .withSourceFolder(src, "/src");
   toRemove.add(image.uri);
   return image;
 }
@@ -134,33 +143,33 @@ try {
 
   // A: cold, no cache, same spec.
   if (wanted("A")) {
-  const bk = new BuildKitImageBuilder({ noCache: true });
-  const dk = new DockerImageBuilder({ noCache: true, incremental: false });
-  const a = { buildkit: [], docker: [] };
-  for (let i = 0; i < RUNS; i++) {
-    a.docker.push(await timed(() => dk.buildImage(bigImage(BUSYBOX, data, src, name("a-docker")), {})));
-    a.buildkit.push(await timed(() => bk.buildImage(bigImage(BUSYBOX, data, src, name("a-buildkit")), {})));
-    log(`A run ${i + 1}: docker ${a.docker.at(-1).toFixed(0)} ms, buildkit ${a.buildkit.at(-1).toFixed(0)} ms`);
-  }
-  results.A = { dockerMs: Math.min(...a.docker), buildkitMs: Math.min(...a.buildkit), runs: a };
-  results.A.ratio = results.A.buildkitMs / results.A.dockerMs;
-  // Each run's pair was built back to back: its ratio is less exposed to load swings than best-of.
-  results.A.runRatios = a.buildkit.map((ms, i) => ms / a.docker[i]);
-  results.A.medianRunRatio = [...results.A.runRatios].sort((x, y) => x - y)[Math.floor(results.A.runRatios.length / 2)];
+    const bk = new BuildKitImageBuilder({ noCache: true });
+    const dk = new DockerImageBuilder({ noCache: true, incremental: false });
+    const a = { buildkit: [], docker: [] };
+    for (let i = 0; i < RUNS; i++) {
+      a.docker.push(await timed(() => dk.buildImage(bigImage(BUSYBOX, data, src, name("a-docker")), {})));
+      a.buildkit.push(await timed(() => bk.buildImage(bigImage(BUSYBOX, data, src, name("a-buildkit")), {})));
+      log(`A run ${i + 1}: docker ${a.docker.at(-1).toFixed(0)} ms, buildkit ${a.buildkit.at(-1).toFixed(0)} ms`);
+    }
+    results.A = { dockerMs: Math.min(...a.docker), buildkitMs: Math.min(...a.buildkit), runs: a };
+    results.A.ratio = results.A.buildkitMs / results.A.dockerMs;
+    // Each run's pair was built back to back: its ratio is less exposed to load swings than best-of.
+    results.A.runRatios = a.buildkit.map((ms, i) => ms / a.docker[i]);
+    results.A.medianRunRatio = [...results.A.runRatios].sort((x, y) => x - y)[Math.floor(results.A.runRatios.length / 2)];
   } else results.A = { skipped: "not asked for (--only)" };
 
   // B: cold vs warm after a one-file edit (same image name → same shared key; cache kept).
   if (wanted("B")) {
-  const b = { cold: [], warm: [] };
-  for (let i = 0; i < RUNS; i++) {
-    const imageName = name("b");
-    b.cold.push(await timed(() => new BuildKitImageBuilder({ noCache: true }).buildImage(bigImage(BUSYBOX, data, src, imageName), {})));
-    writeFileSync(path.join(src, "app.py"), `print('v${i + 1}')\n`);
-    b.warm.push(await timed(() => new BuildKitImageBuilder().buildImage(bigImage(BUSYBOX, data, src, imageName), {})));
-    log(`B run ${i + 1}: cold ${b.cold.at(-1).toFixed(0)} ms, warm ${b.warm.at(-1).toFixed(0)} ms`);
-  }
-  results.B = { coldMs: Math.min(...b.cold), warmMs: Math.min(...b.warm) };
-  results.B.ratio = results.B.warmMs / results.B.coldMs;
+    const b = { cold: [], warm: [] };
+    for (let i = 0; i < RUNS; i++) {
+      const imageName = name("b");
+      b.cold.push(await timed(() => new BuildKitImageBuilder({ noCache: true }).buildImage(bigImage(BUSYBOX, data, src, imageName), {})));
+      writeFileSync(path.join(src, "app.py"), `print('v${i + 1}')\n`);
+      b.warm.push(await timed(() => new BuildKitImageBuilder().buildImage(bigImage(BUSYBOX, data, src, imageName), {})));
+      log(`B run ${i + 1}: cold ${b.cold.at(-1).toFixed(0)} ms, warm ${b.warm.at(-1).toFixed(0)} ms`);
+    }
+    results.B = { coldMs: Math.min(...b.cold), warmMs: Math.min(...b.warm) };
+    results.B.ratio = results.B.warmMs / results.B.coldMs;
   } else results.B = { skipped: "not asked for (--only)" };
 
   // C: registry cache into a second, empty buildkitd.
@@ -194,11 +203,19 @@ if (asJson) console.log(JSON.stringify(results, null, 2));
 else {
   if (results.A.skipped) console.log(`A. skipped: ${results.A.skipped}`);
   else {
-    console.log(`A. 500 MB context, no cache: buildkit ${results.A.buildkitMs.toFixed(0)} ms / docker ${results.A.dockerMs.toFixed(0)} ms = ${results.A.ratio.toFixed(2)}× (target ≤ 1.0×)`);
+    console.log(
+      `A. 500 MB context, no cache: buildkit ${results.A.buildkitMs.toFixed(0)} ms / docker ${results.A.dockerMs.toFixed(0)} ms = ${results.A.ratio.toFixed(2)}× (target ≤ 1.0×)`,
+    );
     console.log(`   per run (back to back): ${results.A.runRatios.map((r) => `${r.toFixed(2)}×`).join(", ")}; median ${results.A.medianRunRatio.toFixed(2)}×`);
   }
   if (results.B.skipped) console.log(`B. skipped: ${results.B.skipped}`);
-  else console.log(`B. warm rebuild after a one-file edit: ${results.B.warmMs.toFixed(0)} ms / cold ${results.B.coldMs.toFixed(0)} ms = ${results.B.ratio.toFixed(3)}× (target ≤ 0.15×)`);
+  else
+    console.log(
+      `B. warm rebuild after a one-file edit: ${results.B.warmMs.toFixed(0)} ms / cold ${results.B.coldMs.toFixed(0)} ms = ${results.B.ratio.toFixed(3)}× (target ≤ 0.15×)`,
+    );
   if (results.C.skipped) console.log(`C. skipped: ${results.C.skipped}`);
-  else console.log(`C. second buildkitd importing the registry cache: ${results.C.importedMs.toFixed(0)} ms / its cold ${results.C.coldMs.toFixed(0)} ms = ${results.C.ratio.toFixed(2)}× (target ≤ 0.3×)`);
+  else
+    console.log(
+      `C. second buildkitd importing the registry cache: ${results.C.importedMs.toFixed(0)} ms / its cold ${results.C.coldMs.toFixed(0)} ms = ${results.C.ratio.toFixed(2)}× (target ≤ 0.3×)`,
+    );
 }

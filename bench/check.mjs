@@ -15,11 +15,11 @@
  * Usage: node bench/check.mjs [--runs N] [--json]
  */
 import { execFile, execFileSync } from "node:child_process";
-import { createRequire } from "node:module";
-import { cpSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
+import { importTestRegistry, snapshotBuiltCore } from "./lib/coreSnapshot.mjs";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -28,26 +28,12 @@ const RUNS = Math.max(10, Number(args[args.indexOf("--runs") + 1]) || 15);
 const asJson = args.includes("--json");
 
 // Work on a snapshot of the built core (bench/.work/core), so a rebuild running meanwhile in the
-// checkout cannot pull files from under the measurement. Dependencies resolve through a symlink.
-const builtCore = path.join(root, "packages/core");
-if (!existsSync(path.join(builtCore, "dist/index.js"))) {
-  console.error("bench/check.mjs: build @kiln/core first (pnpm --filter @kiln/core build)");
-  process.exit(2);
-}
-const snapshot = path.join(root, "bench/.work/core");
-rmSync(snapshot, { recursive: true, force: true });
-mkdirSync(snapshot, { recursive: true });
-cpSync(path.join(builtCore, "dist"), path.join(snapshot, "dist"), { recursive: true });
-cpSync(path.join(builtCore, "package.json"), path.join(snapshot, "package.json"));
-symlinkSync(path.join(builtCore, "node_modules"), path.join(snapshot, "node_modules"));
+// checkout cannot pull files from under the measurement.
+const snapshot = snapshotBuiltCore(root, "core", "bench/check.mjs");
 const coreDist = path.join(snapshot, "dist/index.js");
 const cliMain = path.join(snapshot, "dist/cli/main.js");
-// The test services are TypeScript: load them through tsx (a dependency of @kiln/core).
-const requireFromCore = createRequire(path.join(root, "packages/core/package.json"));
-const tsxDir = path.dirname(requireFromCore.resolve("tsx/package.json"));
-const { register } = await import(pathToFileURL(path.join(tsxDir, "dist/esm/api/index.mjs")).href);
-register();
-const { startRegistry, pushTestImage, putTestManifest } = await import(pathToFileURL(path.join(root, "packages/test-utils/src/registry.ts")).href);
+// The test services are TypeScript: loaded through tsx.
+const { startRegistry, pushTestImage, putTestManifest } = await importTestRegistry(root);
 const { RegistryClient, checkImage } = await import(pathToFileURL(coreDist).href);
 
 execFileSync("skopeo", ["--version"], { stdio: "ignore" });
@@ -115,7 +101,8 @@ try {
       spec,
       `import { Image } from ${JSON.stringify(pathToFileURL(coreDist).href)};\n` +
         `const base = Image.fromDebianBase({ registry: ${JSON.stringify(registry.host)}, name: "bench/app", installer: "pip" });\n` +
-        tags.map((tag) => `export const i_${tag} = base.clone({ tag: ${JSON.stringify(tag)} });`).join("\n") + "\n",
+        tags.map((tag) => `export const i_${tag} = base.clone({ tag: ${JSON.stringify(tag)} });`).join("\n") +
+        "\n",
     );
     const env = { ...process.env, DOCKER_CONFIG: path.join(work, "no-docker-config") };
     const planRuns = Math.max(10, Math.min(RUNS, 10));

@@ -7,13 +7,13 @@
  *     next to 100 sequential `skopeo inspect --raw --tls-verify=false` calls on the same images.
  * Prints a Markdown table; numbers are measured in this run, on this machine.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { startRegistry } from "./lib/services.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const CORE_DIST = join(ROOT, "packages/core/dist");
@@ -56,12 +56,19 @@ async function benchDiscovery() {
     mkdirSync(join(dir, "lib"), { recursive: true });
     const pkg = { name, version: "1.0.0", main: "./lib/index.js" };
     if (i % 10 === 0) {
-      pkg.kiln = { apiVersion: 1, imageBuilders: { [`builder_${i}`]: "./lib/index.js#Builder" }, imageCheckers: { [`checker_${i}`]: "./lib/index.js#Checker" } };
+      pkg.kiln = {
+        apiVersion: 1,
+        imageBuilders: { [`builder_${i}`]: "./lib/index.js#Builder" },
+        imageCheckers: { [`checker_${i}`]: "./lib/index.js#Checker" },
+      };
       // half of the plugins hide package.json behind "exports" (exercises the node_modules walk)
       if (i % 20 === 0) pkg.exports = { ".": "./lib/index.js" };
     }
     writeFileSync(join(dir, "package.json"), JSON.stringify(pkg));
-    writeFileSync(join(dir, "lib/index.js"), "export class Builder { async buildImage(i) { return { uri: i.uri }; } }\nexport class Checker { static async imageExists() { return null; } }\n");
+    writeFileSync(
+      join(dir, "lib/index.js"),
+      "export class Builder { async buildImage(i) { return { uri: i.uri }; } }\nexport class Checker { static async imageExists() { return null; } }\n",
+    );
   }
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "bench-project", version: "1.0.0", dependencies: deps }));
   // A fresh process per measurement: the first discovery of a process is what `kiln` pays.
@@ -87,33 +94,6 @@ async function benchDiscovery() {
 }
 
 // ---- 3. plan vs skopeo -----------------------------------------------------------------------------
-function freePort() {
-  return new Promise((res) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => res(port));
-    });
-  });
-}
-
-async function startRegistry() {
-  const dir = join(work, "registry");
-  mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const config = `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: ${randomBytes(8).toString("hex")}\n`;
-  writeFileSync(join(dir, "config.yml"), config);
-  const child = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], { stdio: "ignore" });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}/v2/`)).ok) return { host: `127.0.0.1:${port}`, url, child };
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill();
-  throw new Error("docker-registry did not start");
-}
-
 const sha = (b) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 async function pushTiny(url, repository, tag) {
   const blob = async (data) => {
@@ -125,31 +105,49 @@ async function pushTiny(url, repository, tag) {
     return { digest: sha(data), size: data.length };
   };
   const layer = await blob(randomBytes(256));
-  const config = await blob(Buffer.from(JSON.stringify({ os: "linux", architecture: "amd64", config: {}, rootfs: { type: "layers", diff_ids: [layer.digest] } })));
+  const config = await blob(
+    Buffer.from(JSON.stringify({ os: "linux", architecture: "amd64", config: {}, rootfs: { type: "layers", diff_ids: [layer.digest] } })),
+  );
   const mt = "application/vnd.oci.image.manifest.v1+json";
-  const body = JSON.stringify({ schemaVersion: 2, mediaType: mt, config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config }, layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }] });
+  const body = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: mt,
+    config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+    layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...layer }],
+  });
   const put = await fetch(`${url}/v2/${repository}/manifests/${tag}`, { method: "PUT", body, headers: { "content-type": mt } });
   if (!put.ok) throw new Error(`manifest ${put.status}`);
 }
 
 async function benchPlan() {
-  const registry = await startRegistry();
+  const registry = await startRegistry(join(work, "registry"));
   try {
     const spec = join(work, "plan-spec.mjs");
     const core = pathToFileURL(join(CORE_DIST, "index.js")).href;
-    writeFileSync(spec, `import { Image } from ${JSON.stringify(core)};\n` +
-      Array.from({ length: 100 }, (_, i) => `export const img${String(i).padStart(3, "0")} = Image.fromBase("kiln-test/busybox:1.35", { registry: ${JSON.stringify(registry.host)}, name: "bench/img${i}" }).withEnvVars({ I: "${i}" });`).join("\n"));
+    writeFileSync(
+      spec,
+      `import { Image } from ${JSON.stringify(core)};\n` +
+        Array.from(
+          { length: 100 },
+          (_, i) =>
+            `export const img${String(i).padStart(3, "0")} = Image.fromBase("kiln-test/busybox:1.35", { registry: ${JSON.stringify(registry.host)}, name: "bench/img${i}" }).withEnvVars({ I: "${i}" });`,
+        ).join("\n"),
+    );
     const { Image } = await import(core);
     const mod = await import(pathToFileURL(spec).href);
     const images = Object.values(mod).filter((v) => v instanceof Image);
-    for (const [i, image] of images.entries()) if (i % 2 === 0) await pushTiny(registry.url, image.uri.slice(registry.host.length + 1, image.uri.lastIndexOf(":")), image.tag);
+    for (const [i, image] of images.entries())
+      if (i % 2 === 0) await pushTiny(registry.url, image.uri.slice(registry.host.length + 1, image.uri.lastIndexOf(":")), image.tag);
 
     const planRuns = [];
     let rows = [];
     for (let i = 0; i < 5; i++) {
       const run = timeProcess([BIN, "plan", spec, "--json"], { cwd: work });
       if (run.status !== 0) throw new Error(`kiln plan exited ${run.status}: ${run.stderr}`);
-      rows = run.stdout.trim().split("\n").map((l) => JSON.parse(l));
+      rows = run.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
       planRuns.push(run.elapsed);
     }
     const present = rows.filter((r) => r.exists === true).length;

@@ -15,12 +15,13 @@
  * Needs: `pnpm --filter @kiln/core build && pnpm --filter @kiln/docker build`; dockerd running;
  * /bin/busybox (busybox-static). Usage: node bench/docker-build.mjs [--runs N] [--json]
  */
-import { execFile, } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, ftruncateSync, copyFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
+import { ensureBusyboxImage } from "./lib/services.mjs";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -54,18 +55,6 @@ function writeSparseFile(file, bytes) {
   closeSync(fd);
 }
 
-async function ensureBusybox() {
-  try {
-    await run("docker", ["image", "inspect", BUSYBOX]);
-    return;
-  } catch {}
-  const dir = path.join(work, "busybox");
-  mkdirSync(dir, { recursive: true });
-  copyFileSync("/bin/busybox", path.join(dir, "busybox"));
-  writeFileSync(path.join(dir, "Dockerfile"), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/usr/sbin:/usr/bin:/sbin:/bin\n');
-  await run("docker", ["build", "-q", "-t", BUSYBOX, dir], { env: { ...process.env, DOCKER_BUILDKIT: "0" } });
-}
-
 /** Stage image IDs the incremental builds made (removed at the end, with their tags). */
 const stageImages = new Set();
 
@@ -85,11 +74,17 @@ async function kilnBuild(specCode, { noCache = false, incremental = true } = {})
     });
     process.stdout.write(JSON.stringify({ uri, stages, maxRssKb: process.resourceUsage().maxRSS }));
   `;
-  const result = await timed(() => run(process.execPath, ["--input-type=module", "-e", script], { maxBuffer: 1 << 20 })).then(({ ms, value }) => ({ ms, ...JSON.parse(value.stdout) }));
+  const result = await timed(() => run(process.execPath, ["--input-type=module", "-e", script], { maxBuffer: 1 << 20 })).then(({ ms, value }) => ({
+    ms,
+    ...JSON.parse(value.stdout),
+  }));
   for (const stage of result.stages) {
     if (stage.ref === result.uri) continue;
     tagsToRemove.add(stage.ref);
-    const id = await run("docker", ["image", "inspect", "--format", "{{.Id}}", stage.ref]).then((o) => o.stdout.trim(), () => undefined);
+    const id = await run("docker", ["image", "inspect", "--format", "{{.Id}}", stage.ref]).then(
+      (o) => o.stdout.trim(),
+      () => undefined,
+    );
     if (id) stageImages.add(id);
   }
   result.sentBytes = result.stages.reduce((n, s) => n + (s.contextBytes ?? 0), 0);
@@ -106,7 +101,7 @@ const best = (xs) => Math.min(...xs);
 
 async function main() {
   mkdirSync(work, { recursive: true });
-  await ensureBusybox();
+  await ensureBusyboxImage(BUSYBOX, work);
 
   // ~500 MB of incompressible data, in 100 files, plus a small source folder.
   log("preparing a ~500 MB context…");
@@ -156,7 +151,9 @@ async function main() {
     const o = await kilnBuild(specB, { incremental: false });
     tagsToRemove.add(o.uri);
     warmOneShot.push(o.ms);
-    log(`B run ${r + 1}: cold ${c.ms.toFixed(0)} ms, warm ${w.ms.toFixed(0)} ms (${reused}/${w.stages.length} stages reused, ${w.sentBytes} context bytes sent), warm one-shot ${o.ms.toFixed(0)} ms`);
+    log(
+      `B run ${r + 1}: cold ${c.ms.toFixed(0)} ms, warm ${w.ms.toFixed(0)} ms (${reused}/${w.stages.length} stages reused, ${w.sentBytes} context bytes sent), warm one-shot ${o.ms.toFixed(0)} ms`,
+    );
   }
 
   // C. peak RSS while streaming a 2 GB context (sparse files: the tar still carries 2 GB).
@@ -186,8 +183,12 @@ async function main() {
   };
   if (asJson) console.log(JSON.stringify(result, null, 2));
   else {
-    console.log(`A. 500 MB context, no cache: kiln ${result.A.kilnMs.toFixed(0)} ms vs docker build (classic) ${result.A.dockerClassicMs.toFixed(0)} ms → ${result.A.ratio.toFixed(2)}× (target ≤ 1.0)`);
-    console.log(`B. warm rebuild (one source file changed) ${result.B.warmMs.toFixed(0)} ms vs cold ${result.B.coldMs.toFixed(0)} ms → ${(result.B.ratio * 100).toFixed(1)} % (target ≤ 15 %); context sent ${result.B.warmContextBytes} bytes`);
+    console.log(
+      `A. 500 MB context, no cache: kiln ${result.A.kilnMs.toFixed(0)} ms vs docker build (classic) ${result.A.dockerClassicMs.toFixed(0)} ms → ${result.A.ratio.toFixed(2)}× (target ≤ 1.0)`,
+    );
+    console.log(
+      `B. warm rebuild (one source file changed) ${result.B.warmMs.toFixed(0)} ms vs cold ${result.B.coldMs.toFixed(0)} ms → ${(result.B.ratio * 100).toFixed(1)} % (target ≤ 15 %); context sent ${result.B.warmContextBytes} bytes`,
+    );
     console.log(`   same edit with incremental: false ${result.B.warmOneShotMs.toFixed(0)} ms → ${(result.B.oneShotRatio * 100).toFixed(1)} %`);
     console.log(`C. peak RSS of the Kiln process sending a 2 GB context: ${result.C.peakRssMb.toFixed(0)} MB (target < 200 MB)`);
   }

@@ -128,7 +128,6 @@ const result = {
 };
 console.log(JSON.stringify(result, null, 2));
 console.log(
-  `computeTag (cold) / tar|sha256sum = ${result.coldOverTar} (target ≤ 1.3)   ` +
-    `cold / warm (stat cache) = ${result.coldOverWarm}× (target ≥ 10×)`,
+  `computeTag (cold) / tar|sha256sum = ${result.coldOverTar} (target ≤ 1.3)   ` + `cold / warm (stat cache) = ${result.coldOverWarm}× (target ≥ 10×)`,
 );
 if (process.env.BENCH_STRICT && (result.coldOverTar > 1.3 || result.coldOverWarm < 10)) process.exitCode = 1;

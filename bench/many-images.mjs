@@ -13,13 +13,13 @@
  * Needs: `pnpm --filter @kiln/core build && pnpm --filter @kiln/docker build`; dockerd running;
  * /bin/busybox (busybox-static); /usr/bin/docker-registry. Usage: node bench/many-images.mjs [--runs N] [--script] [--json]
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { ensureBusyboxImage, startRegistry } from "./lib/services.mjs";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -41,60 +41,23 @@ const work = path.join("/var/tmp", `kiln-bench-many-${process.pid}`);
 const BUSYBOX = "kiln-bench/busybox:1";
 const log = (...m) => !asJson && console.error(...m);
 
-async function ensureBusybox() {
-  try {
-    await run("docker", ["image", "inspect", BUSYBOX]);
-    return;
-  } catch {}
-  const dir = path.join(work, "busybox");
-  mkdirSync(dir, { recursive: true });
-  copyFileSync("/bin/busybox", path.join(dir, "busybox"));
-  writeFileSync(path.join(dir, "Dockerfile"), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/usr/sbin:/usr/bin:/sbin:/bin\n');
-  await run("docker", ["build", "-q", "-t", BUSYBOX, dir], { env: { ...process.env, DOCKER_BUILDKIT: "0" } });
-}
-
-function freePort() {
-  return new Promise((res) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => res(port));
-    });
-  });
-}
-
-async function startRegistry() {
-  const dir = path.join(work, "registry");
-  mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const config = `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: ${randomBytes(8).toString("hex")}\n`;
-  writeFileSync(path.join(dir, "config.yml"), config);
-  const child = spawn("/usr/bin/docker-registry", ["serve", path.join(dir, "config.yml")], { stdio: "ignore" });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`${url}/v2/`)).ok) return { host: `127.0.0.1:${port}`, child };
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill();
-  throw new Error("docker-registry did not start");
-}
-
 /** A project linking @kiln/core and @kiln/docker, with a spec of COUNT images whose tags change with KILN_BENCH_NONCE. */
 function makeProject(registryHost) {
   mkdirSync(path.join(work, "project"), { recursive: true });
   const project = realpathSync(path.join(work, "project"));
-  writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "many-bench", private: true, type: "module", dependencies: { "@kiln/core": "*", "@kiln/docker": "*" } }));
+  writeFileSync(
+    path.join(project, "package.json"),
+    JSON.stringify({ name: "many-bench", private: true, type: "module", dependencies: { "@kiln/core": "*", "@kiln/docker": "*" } }),
+  );
   mkdirSync(path.join(project, "node_modules/@kiln"), { recursive: true });
   symlinkSync(path.join(root, "packages/core"), path.join(project, "node_modules/@kiln/core"));
   symlinkSync(path.join(root, "packages/docker"), path.join(project, "node_modules/@kiln/docker"));
-  const lines = [
-    `import { Image } from "@kiln/core";`,
-    `const nonce = process.env.KILN_BENCH_NONCE;`,
-  ];
+  const lines = [`import { Image } from "@kiln/core";`, `const nonce = process.env.KILN_BENCH_NONCE;`];
   for (let i = 1; i <= COUNT; i++) {
     const id = String(i).padStart(2, "0");
-    lines.push(`export const img${id} = Image.fromBase(${JSON.stringify(BUSYBOX)}, { registry: ${JSON.stringify(registryHost)}, name: "bench-many-${id}" }).withCommands(\`echo \${nonce}-${id} > /id\`).withEnvVars({ IMAGE: "${id}" });`);
+    lines.push(
+      `export const img${id} = Image.fromBase(${JSON.stringify(BUSYBOX)}, { registry: ${JSON.stringify(registryHost)}, name: "bench-many-${id}" }).withCommands(\`echo \${nonce}-${id} > /id\`).withEnvVars({ IMAGE: "${id}" });`,
+    );
   }
   writeFileSync(path.join(project, "spec.mjs"), `${lines.join("\n")}\n`);
   return project;
@@ -116,10 +79,14 @@ const median = (xs) => {
 
 async function main() {
   mkdirSync(work, { recursive: true });
-  await ensureBusybox();
-  const registry = await startRegistry();
+  await ensureBusyboxImage(BUSYBOX, work);
+  const registry = await startRegistry(path.join(work, "registry"));
   // Interrupted: the registry must not outlive the benchmark.
-  for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => { registry.child.kill(); process.exit(130); });
+  for (const signal of ["SIGINT", "SIGTERM"])
+    process.once(signal, () => {
+      registry.child.kill();
+      process.exit(130);
+    });
   const project = makeProject(registry.host);
   const built = new Set();
   const concurrent = [];
@@ -156,7 +123,10 @@ async function main() {
   } finally {
     registry.child.kill();
     await run("docker", ["image", "rm", "-f", ...built]).catch(() => undefined);
-    const stages = await run("docker", ["image", "ls", "--filter", "label=dev.kiln.stage=1", "--format", "{{.Repository}}:{{.Tag}}"]).then((o) => o.stdout.split("\n").filter((l) => l.includes("bench-many-")), () => []);
+    const stages = await run("docker", ["image", "ls", "--filter", "label=dev.kiln.stage=1", "--format", "{{.Repository}}:{{.Tag}}"]).then(
+      (o) => o.stdout.split("\n").filter((l) => l.includes("bench-many-")),
+      () => [],
+    );
     if (stages.length) await run("docker", ["image", "rm", "-f", ...stages]).catch(() => undefined);
     rmSync(work, { recursive: true, force: true });
   }

@@ -61,7 +61,10 @@ async function ensureBusybox() {
   const dir = path.join(work, "busybox-root");
   mkdirSync(path.join(dir, "bin"), { recursive: true });
   await run("cp", ["/bin/busybox", path.join(dir, "bin/busybox")]);
-  await run("sh", ["-c", `cd ${dir}/bin && for a in sh cat ls wc; do ln -s busybox $a; done && cd ${dir} && tar -c . | docker import -c 'CMD ["sh"]' - ${BUSYBOX}`]);
+  await run("sh", [
+    "-c",
+    `cd ${dir}/bin && for a in sh cat ls wc; do ln -s busybox $a; done && cd ${dir} && tar -c . | docker import -c 'CMD ["sh"]' - ${BUSYBOX}`,
+  ]);
 }
 
 function freePort() {
@@ -79,7 +82,10 @@ async function startRegistry() {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
-  writeFileSync(path.join(dir, "config.yml"), `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: ${host}\n`);
+  writeFileSync(
+    path.join(dir, "config.yml"),
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: ${host}\n`,
+  );
   const child = spawn("/usr/bin/docker-registry", ["serve", path.join(dir, "config.yml")], { stdio: "ignore" });
   const registry = { host, child, dir };
   registries.push(registry);
@@ -126,7 +132,10 @@ function buildInChild({ builder, base, registry, name, src, cacheDir, noCache = 
     console.log(JSON.stringify({ ms, digest: built.digest, uri: built.uri, hwmKb }));
   `;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, XDG_CACHE_HOME: path.join(work, "xdg") }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      env: { ...process.env, XDG_CACHE_HOME: path.join(work, "xdg") },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let out = "";
     let err = "";
     child.stdout.on("data", (c) => (out += c));
@@ -179,13 +188,21 @@ async function main() {
     }
   }
   // Per run: the two builds of a run ran back to back, under about the same load.
-  if (!rssOnly) result.A.perRun = result.A.oci.map((ms, i) => ({ run: i + 1, oci: fmt(ms), docker: fmt(result.A.docker[i]), ratio: (ms / result.A.docker[i]).toFixed(2) }));
+  if (!rssOnly)
+    result.A.perRun = result.A.oci.map((ms, i) => ({ run: i + 1, oci: fmt(ms), docker: fmt(result.A.docker[i]), ratio: (ms / result.A.docker[i]).toFixed(2) }));
   const a = min(result.A.oci) / min(result.A.docker);
   const b = min(result.B.oci) / min(result.B.docker);
-  if (!rssOnly) result.summary = {
-    A: { oci: fmt(min(result.A.oci)), docker: fmt(min(result.A.docker)), ratio: a.toFixed(2), target: "≤ 0.5", met: a <= 0.5 },
-    B: { oci: fmt(min(result.B.oci)), docker: fmt(min(result.B.docker)), ratio: b.toFixed(2), target: "≤ 1 s and ≤ 0.25", met: min(result.B.oci) <= 1000 && b <= 0.25 },
-  };
+  if (!rssOnly)
+    result.summary = {
+      A: { oci: fmt(min(result.A.oci)), docker: fmt(min(result.A.docker)), ratio: a.toFixed(2), target: "≤ 0.5", met: a <= 0.5 },
+      B: {
+        oci: fmt(min(result.B.oci)),
+        docker: fmt(min(result.B.docker)),
+        ratio: b.toFixed(2),
+        target: "≤ 1 s and ≤ 0.25",
+        met: min(result.B.oci) <= 1000 && b <= 0.25,
+      },
+    };
   if (!skipRss) {
     log("C: writing a 2 GB random file...");
     const big = path.join(work, "big");
@@ -198,7 +215,13 @@ async function main() {
     const loadBefore = loadavg();
     const c = await buildInChild({ builder: "oci", base: registry.base, registry: registry.host, name: "bench/big", src: big });
     stopRegistry(registry);
-    result.C = { peakRssMb: Math.round(c.hwmKb / 1024), ms: Math.round(c.ms), target: "< 200 MB", met: c.hwmKb / 1024 < 200, load: `${loadBefore} → ${loadavg()}` };
+    result.C = {
+      peakRssMb: Math.round(c.hwmKb / 1024),
+      ms: Math.round(c.ms),
+      target: "< 200 MB",
+      met: c.hwmKb / 1024 < 200,
+      load: `${loadBefore} → ${loadavg()}`,
+    };
     log(`C oci 2 GB layer build+push: ${fmt(c.ms)}, peak RSS ${result.C.peakRssMb} MB`);
   }
   if (asJson) console.log(JSON.stringify(result, null, 2));

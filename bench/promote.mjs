@@ -17,11 +17,11 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
-import { createRequire } from "node:module";
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
+import { importTestRegistry, snapshotBuiltCore } from "./lib/coreSnapshot.mjs";
 
 const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -34,25 +34,9 @@ const asJson = args.includes("--json");
 const log = (...m) => !asJson && console.error(...m);
 
 // A snapshot of the built core, so a rebuild in the checkout meanwhile cannot change what is measured.
-const builtCore = path.join(root, "packages/core");
-if (!existsSync(path.join(builtCore, "dist/index.js"))) {
-  console.error("bench/promote.mjs: build @kiln/core first (pnpm --filter @kiln/core build)");
-  process.exit(2);
-}
-const snapshot = path.join(root, "bench/.work/promote-core");
-rmSync(snapshot, { recursive: true, force: true });
-mkdirSync(snapshot, { recursive: true });
-cpSync(path.join(builtCore, "dist"), path.join(snapshot, "dist"), { recursive: true });
-cpSync(path.join(builtCore, "package.json"), path.join(snapshot, "package.json"));
-symlinkSync(path.join(builtCore, "node_modules"), path.join(snapshot, "node_modules"));
+const snapshot = snapshotBuiltCore(root, "promote-core", "bench/promote.mjs");
 const coreDist = pathToFileURL(path.join(snapshot, "dist/index.js")).href;
-
-// The test registry helper is TypeScript: load it through tsx (a dependency of @kiln/core).
-const requireFromCore = createRequire(path.join(builtCore, "package.json"));
-const tsxDir = path.dirname(requireFromCore.resolve("tsx/package.json"));
-const { register } = await import(pathToFileURL(path.join(tsxDir, "dist/esm/api/index.mjs")).href);
-register();
-const { startRegistry } = await import(pathToFileURL(path.join(root, "packages/test-utils/src/registry.ts")).href);
+const { startRegistry } = await importTestRegistry(root);
 
 const work = path.join("/var/tmp", `kiln-bench-promote-${process.pid}`);
 const LOCAL_TAG = "kiln-bench/promote-src:1";
@@ -143,7 +127,9 @@ try {
         if (side === "kiln") {
           const result = await kilnPromote(sourceRef, `${target.host}/bench/big:1`);
           kiln.push(result);
-          log(`run ${i + 1} kiln:   ${(result.ms / 1000).toFixed(2)} s in-process (${(result.processMs / 1000).toFixed(2)} s with node start-up), ${(result.bytesCopied / 1e6).toFixed(0)} MB streamed, peak RSS ${(result.maxRssKiB / 1024).toFixed(0)} MiB`);
+          log(
+            `run ${i + 1} kiln:   ${(result.ms / 1000).toFixed(2)} s in-process (${(result.processMs / 1000).toFixed(2)} s with node start-up), ${(result.bytesCopied / 1e6).toFixed(0)} MB streamed, peak RSS ${(result.maxRssKiB / 1024).toFixed(0)} MiB`,
+          );
         } else {
           const result = await dockerPromote(sourceRef, `${target.host}/bench/big:1`);
           dockerRuns.push(result);
@@ -172,7 +158,9 @@ try {
   if (asJson) console.log(JSON.stringify(summary));
   else {
     console.log(`Promotion of a ${summary.image}, ${RUNS} runs each (kiln includes node start-up):`);
-    console.log(`  kiln promoteImage           median ${summary.kilnMedianSeconds} s  (${summary.kilnSeconds.join(", ")})  peak RSS ${summary.kilnPeakRssMiB} MiB`);
+    console.log(
+      `  kiln promoteImage           median ${summary.kilnMedianSeconds} s  (${summary.kilnSeconds.join(", ")})  peak RSS ${summary.kilnPeakRssMiB} MiB`,
+    );
     console.log(`  docker pull + tag + push    median ${summary.dockerMedianSeconds} s  (${summary.dockerSeconds.join(", ")})`);
     console.log(`  ratio ${summary.ratio}× (spread ${summary.ratioSpread.join("–")}×), target ${summary.target}: ${summary.pass ? "PASS" : "FAIL"}`);
   }

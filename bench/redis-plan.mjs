@@ -43,7 +43,10 @@ const work = path.join(root, "bench/.work/redis-plan");
 rmSync(work, { recursive: true, force: true });
 const project = path.join(work, "project");
 mkdirSync(project, { recursive: true });
-writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "bench-redis-plan", private: true, type: "module", dependencies: { "@kiln/core": "*", "@kiln/docker": "*", "@kiln/redis": "*" } }));
+writeFileSync(
+  path.join(project, "package.json"),
+  JSON.stringify({ name: "bench-redis-plan", private: true, type: "module", dependencies: { "@kiln/core": "*", "@kiln/docker": "*", "@kiln/redis": "*" } }),
+);
 for (const name of ["core", "docker", "redis"]) {
   const source = path.join(root, "packages", name);
   if (!existsSync(path.join(source, "dist/index.js"))) {
@@ -55,7 +58,8 @@ for (const name of ["core", "docker", "redis"]) {
   cpSync(path.join(source, "package.json"), path.join(target, "package.json"));
   cpSync(path.join(source, "dist"), path.join(target, "dist"), { recursive: true });
   for (const entry of readdirSync(path.join(source, "node_modules"))) {
-    if (entry !== "@kiln" && !entry.startsWith(".")) symlinkSync(realpathSync(path.join(source, "node_modules", entry)), path.join(target, "node_modules", entry));
+    if (entry !== "@kiln" && !entry.startsWith("."))
+      symlinkSync(realpathSync(path.join(source, "node_modules", entry)), path.join(target, "node_modules", entry));
   }
 }
 const cli = path.join(project, "node_modules/@kiln/core/dist/cli/main.js");
@@ -81,10 +85,13 @@ async function startCountingProxy(target) {
     else pass(req, res);
   });
   const pass = (req, res) => {
-    const forward = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host }, agent }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
+    const forward = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host }, agent },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
     forward.on("error", () => res.destroy());
     req.pipe(forward);
   };
@@ -94,7 +101,12 @@ async function startCountingProxy(target) {
   return {
     host: `127.0.0.1:${port}`,
     requests,
-    stop: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); agent.destroy(); }),
+    stop: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+        agent.destroy();
+      }),
   };
 }
 
@@ -114,8 +126,13 @@ try {
   writeFileSync(
     path.join(project, "images.mjs"),
     `import { Image } from "@kiln/core";\n` +
-      repositories.map((repository, i) =>
-        `export const image${i} = Image.fromBase("busybox:1.36", { registry: ${JSON.stringify(proxy.host)}, name: ${JSON.stringify(repository)} }).withCommands("true").clone({ tag: "v1" });`).join("\n") + "\n",
+      repositories
+        .map(
+          (repository, i) =>
+            `export const image${i} = Image.fromBase("busybox:1.36", { registry: ${JSON.stringify(proxy.host)}, name: ${JSON.stringify(repository)} }).withCommands("true").clone({ tag: "v1" });`,
+        )
+        .join("\n") +
+      "\n",
   );
 
   /** N concurrent `kiln plan` processes; the registry requests they made and the wall time. */
@@ -123,24 +140,31 @@ try {
     proxy.requests.length = 0;
     const load = loadavg()[0];
     const started = process.hrtime.bigint();
-    const exits = await Promise.all(Array.from({ length: PROCESSES }, () => new Promise((resolve) => {
-      const child = spawn("/usr/bin/time", ["-f", "KILN_BENCH_CPU %U %S", process.execPath, cli, "plan", "images.mjs", "--json"], {
-        cwd: project, env: { ...process.env, DOCKER_CONFIG: path.join(work, "no-docker-config"), KILN_LOCK_DIR: path.join(work, "locks"), ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d) => (out += d));
-      child.stderr.on("data", (d) => (err += d));
-      if (prioritised) {
-        try {
-          setPriority(child.pid, 0);
-        } catch {
-          // exited already
-        }
-      }
-      child.on("close", (code) => resolve({ code, out, err }));
-    })));
+    const exits = await Promise.all(
+      Array.from(
+        { length: PROCESSES },
+        () =>
+          new Promise((resolve) => {
+            const child = spawn("/usr/bin/time", ["-f", "KILN_BENCH_CPU %U %S", process.execPath, cli, "plan", "images.mjs", "--json"], {
+              cwd: project,
+              env: { ...process.env, DOCKER_CONFIG: path.join(work, "no-docker-config"), KILN_LOCK_DIR: path.join(work, "locks"), ...env },
+              stdio: ["ignore", "pipe", "pipe"],
+            });
+            let out = "";
+            let err = "";
+            child.stdout.on("data", (d) => (out += d));
+            child.stderr.on("data", (d) => (err += d));
+            if (prioritised) {
+              try {
+                setPriority(child.pid, 0);
+              } catch {
+                // exited already
+              }
+            }
+            child.on("close", (code) => resolve({ code, out, err }));
+          }),
+      ),
+    );
     const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
     const cpuSeconds = exits.reduce((sum, e) => {
       const m = /KILN_BENCH_CPU ([\d.]+) ([\d.]+)/.exec(e.err);
@@ -161,9 +185,20 @@ try {
     const max = (key) => Math.max(...perImage.map((p) => p[key]));
     const total = (key) => perImage.reduce((sum, p) => sum + p[key], 0);
     return {
-      label, processes: PROCESSES, wallMs, cpuSeconds, loadBefore: load, requests: total("requests"), requestsPerImageMax: max("requests"),
-      checks: total("checks"), checksPerImageMax: max("checks"), tagHeads: total("heads"), tagHeadsPerImageMax: max("heads"),
-      processesUnsure: unsure.length, unknownAnswers: unknownRows, ...(firstReason ? { firstReason } : {}),
+      label,
+      processes: PROCESSES,
+      wallMs,
+      cpuSeconds,
+      loadBefore: load,
+      requests: total("requests"),
+      requestsPerImageMax: max("requests"),
+      checks: total("checks"),
+      checksPerImageMax: max("checks"),
+      tagHeads: total("heads"),
+      tagHeadsPerImageMax: max("heads"),
+      processesUnsure: unsure.length,
+      unknownAnswers: unknownRows,
+      ...(firstReason ? { firstReason } : {}),
     };
   };
 
@@ -185,16 +220,24 @@ try {
   };
   if (asJson) console.log(JSON.stringify(results, null, 2));
   else {
-    console.log(`${PROCESSES} concurrent \`kiln plan\` processes × ${IMAGES} present images — ${results.machine}; registry latency ${LATENCY_MS} ms; services prioritised: ${prioritised}`);
-    console.log("| round | wall time | CPU of the kiln processes | registry requests (max per image) | checks = manifest GETs (max per image) | tag HEADs (max per image) | processes that could not tell (unknown answers) | load before |");
+    console.log(
+      `${PROCESSES} concurrent \`kiln plan\` processes × ${IMAGES} present images — ${results.machine}; registry latency ${LATENCY_MS} ms; services prioritised: ${prioritised}`,
+    );
+    console.log(
+      "| round | wall time | CPU of the kiln processes | registry requests (max per image) | checks = manifest GETs (max per image) | tag HEADs (max per image) | processes that could not tell (unknown answers) | load before |",
+    );
     console.log("|---|---|---|---|---|---|---|---|");
     for (const r of results.rounds) {
-      console.log(`| ${r.label} | ${(r.wallMs / 1000).toFixed(1)} s | ${r.cpuSeconds.toFixed(1)} s | ${r.requests} (${r.requestsPerImageMax}) | ${r.checks} (${r.checksPerImageMax}) | ${r.tagHeads} (${r.tagHeadsPerImageMax}) | ${r.processesUnsure} (${r.unknownAnswers}) | ${r.loadBefore.toFixed(1)} |`);
+      console.log(
+        `| ${r.label} | ${(r.wallMs / 1000).toFixed(1)} s | ${r.cpuSeconds.toFixed(1)} s | ${r.requests} (${r.requestsPerImageMax}) | ${r.checks} (${r.checksPerImageMax}) | ${r.tagHeads} (${r.tagHeadsPerImageMax}) | ${r.processesUnsure} (${r.unknownAnswers}) | ${r.loadBefore.toFixed(1)} |`,
+      );
     }
     for (const r of results.rounds) if (r.firstReason) console.log(`${r.label}: first "unknown" reason: ${r.firstReason}`);
     console.log(`checks per image with the cache (cold): ${results.checksPerImageCold} (target ≤ 1; without: ${noCache.tagHeadsPerImageMax})`);
     console.log(`registry requests, cold cache / no cache: ${results.requestRatioColdVsNone.toFixed(3)}×`);
-    console.log(`wall time, cold cache / no cache: ${results.wallRatioColdVsNone.toFixed(2)}× (target ≤ 1.0×); warm / no cache: ${results.wallRatioWarmVsNone.toFixed(2)}×`);
+    console.log(
+      `wall time, cold cache / no cache: ${results.wallRatioColdVsNone.toFixed(2)}× (target ≤ 1.0×); warm / no cache: ${results.wallRatioWarmVsNone.toFixed(2)}×`,
+    );
   }
 } finally {
   await redis.stop();

@@ -40,7 +40,10 @@ function packCurrentCore() {
   const out = join(work, "packed");
   mkdirSync(out);
   execFileSync("pnpm", ["pack", "--pack-destination", out], { cwd: join(ROOT, "packages/core"), stdio: "pipe" });
-  return join(out, readdirSync(out).find((f) => f.endsWith(".tgz")));
+  return join(
+    out,
+    readdirSync(out).find((f) => f.endsWith(".tgz")),
+  );
 }
 
 const SPEC_TS = `import { Image } from "@kiln/core";
@@ -63,7 +66,10 @@ const SETTINGS_MJS = `export const defaults = { REGION: "eu" };\n`;
 function install({ label, tarball }) {
   const dir = join(work, label);
   mkdirSync(dir);
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: `bench-${label}`, private: true, type: "module", dependencies: { "@kiln/core": `file:${tarball}` } }));
+  writeFileSync(
+    join(dir, "package.json"),
+    JSON.stringify({ name: `bench-${label}`, private: true, type: "module", dependencies: { "@kiln/core": `file:${tarball}` } }),
+  );
   const started = process.hrtime.bigint();
   execFileSync("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: dir, stdio: "pipe" });
   const installMs = Number(process.hrtime.bigint() - started) / 1e6;
@@ -75,7 +81,10 @@ function install({ label, tarball }) {
     names.push(...(entry.startsWith("@") ? readdirSync(join(modules, entry)).map((n) => `${entry}/${n}`) : [entry]));
   }
   // One du over all packages, so a file hard-linked into two of them (esbuild's binary) counts once.
-  const sizes = execFileSync("du", ["-sk", ...names], { cwd: modules }).toString().trim().split("\n");
+  const sizes = execFileSync("du", ["-sk", ...names], { cwd: modules })
+    .toString()
+    .trim()
+    .split("\n");
   const packages = sizes.map((line) => line.split("\t")).map(([k, name]) => ({ name, kib: Number(k) }));
   packages.sort((a, b) => b.kib - a.kib);
   writeFileSync(join(dir, "images.ts"), SPEC_TS);
@@ -114,12 +123,26 @@ try {
   }
   const mib = (k) => `${(k / 1024).toFixed(1)} MiB`;
   const ms = (n) => `${n.toFixed(0)} ms`;
-  console.log(`Node ${process.version}, ${RUNS} runs each, interleaved; load average ${(await import("node:os")).loadavg().map((l) => l.toFixed(1)).join(" ")}\n`);
+  console.log(
+    `Node ${process.version}, ${RUNS} runs each, interleaved; load average ${(await import("node:os"))
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}\n`,
+  );
   console.log(`| | ${projects.map((p) => p.label).join(" | ")} |`);
   console.log(`|---|${projects.map(() => "---").join("|")}|`);
   console.log(`| \`node_modules\` after \`npm install\` | ${projects.map((p) => `**${mib(p.totalKib)}**`).join(" | ")} |`);
   console.log(`| packages installed | ${projects.map((p) => p.packages.length).join(" | ")} |`);
-  console.log(`| largest | ${projects.map((p) => p.packages.slice(0, 3).map((x) => `${x.name} ${mib(x.kib)}`).join(", ")).join(" | ")} |`);
+  console.log(
+    `| largest | ${projects
+      .map((p) =>
+        p.packages
+          .slice(0, 3)
+          .map((x) => `${x.name} ${mib(x.kib)}`)
+          .join(", "),
+      )
+      .join(" | ")} |`,
+  );
   console.log(`| \`npm install\` (warm cache) | ${projects.map((p) => ms(p.installMs)).join(" | ")} |`);
   console.log(`| \`kiln explain images.ts\` | ${projects.map((p) => `**${ms(median(p.ts))}**`).join(" | ")} |`);
   console.log(`| \`kiln explain images.mjs\` (no TypeScript) | ${projects.map((p) => ms(median(p.mjs))).join(" | ")} |`);

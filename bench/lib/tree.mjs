@@ -26,7 +26,7 @@ export function generateTree(dir, files, totalBytes) {
     const sub = join(dir, `d${String(Math.floor(i / 1000)).padStart(2, "0")}`, `s${String(Math.floor(i / 100) % 10)}`);
     if (i % 100 === 0) mkdirSync(sub, { recursive: true });
     // Sizes cycle through 1 KiB .. 2·mean - 1 KiB: the mean is `mean`.
-    const size = Math.round(1024 + ((i * 7919) % 1000) / 999 * (2 * mean - 2048));
+    const size = Math.round(1024 + (((i * 7919) % 1000) / 999) * (2 * mean - 2048));
     const start = (i * 104729) % (pool.length - size);
     const header = Buffer.from(`file ${i}\n`);
     const body = Buffer.concat([header, pool.subarray(start, start + size - header.length)]);

@@ -5,8 +5,7 @@ import { Image } from "@kiln/core";
 const registry = process.env.KILN_IMAGE_REGISTRY || "registry.example.test/examples";
 
 /** The guide's image: a Debian python base with pandas. Declaring it pulls nothing. */
-export const analytics = Image.fromDebianBase({ pythonVersion: [3, 11], registry, name: "analytics" })
-  .withPipPackages("pandas");
+export const analytics = Image.fromDebianBase({ pythonVersion: [3, 11], registry, name: "analytics" }).withPipPackages("pandas");
 
 /** A second image, built by naming the builder on the call itself. */
 export const greeter = Image.fromBase("busybox:1.36", { registry, name: "greeter" })

@@ -7,7 +7,10 @@
 //   HELLO_PIP_PACKAGES  comma-separated packages that index has
 import { Image, type PipOptions } from "@kiln/core";
 
-const packages = (process.env.HELLO_PIP_PACKAGES || "requests").split(",").map((p) => p.trim()).filter(Boolean);
+const packages = (process.env.HELLO_PIP_PACKAGES || "requests")
+  .split(",")
+  .map((p) => p.trim())
+  .filter(Boolean);
 const indexUrl = process.env.PIP_INDEX_URL;
 // pip ignores a plain-http index unless its host is trusted; each argument stays one argv element.
 const pipOptions: PipOptions = indexUrl ? { indexUrl, extraArgs: ["--trusted-host", new URL(indexUrl).host] } : {};

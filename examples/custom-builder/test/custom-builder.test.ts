@@ -30,7 +30,10 @@ afterAll(async () => {
 it("builds both images with my_builder, then finds them on the next run", async () => {
   const out = await start();
   const built = [...out.matchAll(/^(analytics|greeter): (\w+) (\S+)$/gm)].map((m) => ({ name: m[1], outcome: m[2], uri: m[3]! }));
-  expect(built.map((b) => [b.name, b.outcome])).toEqual([["analytics", "built"], ["greeter", "built"]]);
+  expect(built.map((b) => [b.name, b.outcome])).toEqual([
+    ["analytics", "built"],
+    ["greeter", "built"],
+  ]);
   for (const b of built) expect(b.uri).toMatch(new RegExp(`^localhost:5000/examples/${b.name}:[0-9a-f]{32}$`));
 
   // What the template builder recorded is what was printed.

@@ -10,14 +10,16 @@ let registry: TestRegistry;
 let base: string;
 const created: string[] = [];
 
-const start = (extra: Record<string, string> = {}) =>
-  runExampleStart(exampleDir, { KILN_IMAGE_REGISTRY: registry.host, KILN_BUSYBOX_BASE: base, ...extra });
+const start = (extra: Record<string, string> = {}) => runExampleStart(exampleDir, { KILN_IMAGE_REGISTRY: registry.host, KILN_BUSYBOX_BASE: base, ...extra });
 
 async function inRegistry(uri: string): Promise<boolean> {
   const [repository, tag] = uri.slice(registry.host.length + 1).split(":");
   const res = await fetch(`${registry.url}/v2/${repository}/manifests/${tag}`, {
     method: "HEAD",
-    headers: { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json" },
+    headers: {
+      accept:
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json",
+    },
   });
   return res.status === 200;
 }

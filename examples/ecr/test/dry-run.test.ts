@@ -52,8 +52,6 @@ it("prints the URI it would push and exits 0, without AWS access", async () => {
   expect(uri).toBe(image.uri);
 
   // Nothing was built: the daemon has no image of that name.
-  const inspected = await new Promise<number>((resolve) =>
-    execFile("docker", ["image", "inspect", uri], (error) => resolve(error ? 1 : 0)),
-  );
+  const inspected = await new Promise<number>((resolve) => execFile("docker", ["image", "inspect", uri], (error) => resolve(error ? 1 : 0)));
   expect(inspected).toBe(1);
 });

@@ -32,12 +32,12 @@ export async function startOfflineServices(): Promise<OfflineServices> {
     await registry.stop();
     throw error;
   }
-  const index = await startPyIndex([
-    { ...HELLO_PACKAGE, source: 'def greet(name="world"):\n    return f"hello, {name}, from a local index"\n' },
-  ]).catch(async (error) => {
-    await registry.stop();
-    throw error;
-  });
+  const index = await startPyIndex([{ ...HELLO_PACKAGE, source: 'def greet(name="world"):\n    return f"hello, {name}, from a local index"\n' }]).catch(
+    async (error) => {
+      await registry.stop();
+      throw error;
+    },
+  );
   return {
     env: {
       KILN_IMAGE_REGISTRY: registry.host,

@@ -17,7 +17,10 @@ async function manifestStatus(uri: string): Promise<number> {
   const [repository, tag] = uri.slice(services.registryHost.length + 1).split(":");
   const res = await fetch(`${services.registryUrl}/v2/${repository}/manifests/${tag}`, {
     method: "HEAD",
-    headers: { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json" },
+    headers: {
+      accept:
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json",
+    },
   });
   return res.status;
 }

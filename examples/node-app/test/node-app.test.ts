@@ -31,7 +31,9 @@ it("builds the service image from its lockfile, pushes it, runs it, then finds i
   const [repository, tag] = built.uri.slice(registry.host.length + 1).split(":");
   const head = await fetch(`${registry.url}/v2/${repository}/manifests/${tag}`, {
     method: "HEAD",
-    headers: { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json" },
+    headers: {
+      accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json",
+    },
   });
   expect(head.status).toBe(200);
 

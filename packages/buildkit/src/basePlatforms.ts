@@ -47,20 +47,31 @@ export async function checkBasePlatforms(image: Image, platforms: readonly Archi
     }
   } catch (error) {
     if (options.signal?.aborted || CancelledError.isInstance(error)) throw error;
-    emit(options.onEvent, { type: "warning", image: image.uri, message: `Could not read the platforms of the base image ${base}: ${(error as Error).message}; building without that check` });
+    emit(options.onEvent, {
+      type: "warning",
+      image: image.uri,
+      message: `Could not read the platforms of the base image ${base}: ${(error as Error).message}; building without that check`,
+    });
     return;
   }
   if (!provided) {
-    emit(options.onEvent, { type: "warning", image: image.uri, message: `The base image ${base} was not found locally or in its registry; BuildKit will resolve it` });
+    emit(options.onEvent, {
+      type: "warning",
+      image: image.uri,
+      message: `The base image ${base} was not found locally or in its registry; BuildKit will resolve it`,
+    });
     return;
   }
   const have = new Set(provided.map((p) => normalizePlatform(p)));
   const missing = platforms.filter((p) => !have.has(normalizePlatform(p)));
   if (missing.length === 0) return;
-  throw new BuildFailedError(`The base image ${base} has no ${missing.join(", ")} variant (${source} provides ${[...have].join(", ") || "none"}), so ${image.uri} cannot be built for ${missing.join(", ")}`, {
-    hint: `Use a base image published for ${missing.join(", ")} (a multi-platform index), or build ${image.uri} only for ${[...have].join(", ")} (\`image.clone({ platform: [...] })\`). BuildKit would otherwise label ${[...have][0] ?? "foreign"} binaries as ${missing[0]}.`,
-    details: { base, missing, provided: [...have] },
-  });
+  throw new BuildFailedError(
+    `The base image ${base} has no ${missing.join(", ")} variant (${source} provides ${[...have].join(", ") || "none"}), so ${image.uri} cannot be built for ${missing.join(", ")}`,
+    {
+      hint: `Use a base image published for ${missing.join(", ")} (a multi-platform index), or build ${image.uri} only for ${[...have].join(", ")} (\`image.clone({ platform: [...] })\`). BuildKit would otherwise label ${[...have][0] ?? "foreign"} binaries as ${missing[0]}.`,
+      details: { base, missing, provided: [...have] },
+    },
+  );
 }
 
 /** `os/arch[/variant]` of a local engine image, or undefined when the engine does not have it. */

@@ -39,7 +39,17 @@ import {
 } from "@kiln/core/plugin";
 import { localOnlyKilnBase } from "./kilnBase.js";
 import { assembleIndex, DockerDaemon, LocalDockerImageChecker, platformTag, DockerRegistryImageChecker } from "@kiln/docker";
-import { encodeRegistryAuth, provenanceLabels, pushedManifest, pushIdleTimeoutMs, pushTag, registryHost, type PlatformManifest, type PushResult, type RegistryAuth } from "@kiln/docker/internal";
+import {
+  encodeRegistryAuth,
+  provenanceLabels,
+  pushedManifest,
+  pushIdleTimeoutMs,
+  pushTag,
+  registryHost,
+  type PlatformManifest,
+  type PushResult,
+  type RegistryAuth,
+} from "@kiln/docker/internal";
 import { checkBasePlatforms } from "./basePlatforms.js";
 import { resolveCache, type CacheOptions } from "./cache.js";
 import type { BuildKitClient } from "./client.js";
@@ -191,7 +201,9 @@ export class BuildKitImageBuilder implements ImageBuilder {
       if (groups.length > 1) return await this.buildSplit(image, platforms, groups, run);
       return await pool.use(image, platforms, { signal, onEvent }, async (client) => {
         const common = await this.solveOptions(client, image, platforms, run);
-        return client.endpoint.kind === "docker-engine" ? await this.buildOnEngine(client, image, { ...common, scrub }) : await this.buildStandalone(client, image, common);
+        return client.endpoint.kind === "docker-engine"
+          ? await this.buildOnEngine(client, image, { ...common, scrub })
+          : await this.buildStandalone(client, image, common);
       });
     } catch (error) {
       if (signal?.aborted && !CancelledError.isInstance(error)) throw new CancelledError(`Build of ${uri} cancelled`, { cause: error });
@@ -200,11 +212,17 @@ export class BuildKitImageBuilder implements ImageBuilder {
   }
 
   /** What a Solve of `platforms` of `image` on `client` needs (base platforms checked first). */
-  private async solveOptions(client: BuildKitClient, image: Image, platforms: Architecture[], run: RunContext): Promise<Omit<SolveImageOptions, "exporter"> & { repository: string }> {
+  private async solveOptions(
+    client: BuildKitClient,
+    image: Image,
+    platforms: Architecture[],
+    run: RunContext,
+  ): Promise<Omit<SolveImageOptions, "exporter"> & { repository: string }> {
     const { configured } = this.setup;
     const { uri, signal, onEvent } = run;
     const engine = client.endpoint.kind === "docker-engine";
-    if ((this.options.checkBasePlatforms ?? configured.checkBasePlatforms) !== false) await checkBasePlatforms(image, platforms, { client: this.registryClient, env: this.env, engine, signal, onEvent });
+    if ((this.options.checkBasePlatforms ?? configured.checkBasePlatforms) !== false)
+      await checkBasePlatforms(image, platforms, { client: this.registryClient, env: this.env, engine, signal, onEvent });
     const cache = resolveCache(image, this.options, client.endpoint, this.env, configured);
     if (cache.skipped) emit(onEvent, { type: "warning", image: uri, message: cache.skipped });
     return {
@@ -246,7 +264,9 @@ export class BuildKitImageBuilder implements ImageBuilder {
           this.setup.pool
             .use(image, group, { signal: siblings.signal, onEvent }, async (client) => {
               const options = await this.solveOptions(client, image, group, groupRun);
-              return client.endpoint.kind === "docker-engine" ? await this.engineManifests(client, image, { ...options, scrub: run.scrub }) : await this.pushedByDigest(client, options);
+              return client.endpoint.kind === "docker-engine"
+                ? await this.engineManifests(client, image, { ...options, scrub: run.scrub })
+                : await this.pushedByDigest(client, options);
             })
             .catch((error: unknown) => {
               siblings.abort(error);
@@ -271,11 +291,17 @@ export class BuildKitImageBuilder implements ImageBuilder {
   }
 
   /** A standalone buildkitd builds `platforms` and pushes them by digest (no tag); their manifests, by platform. */
-  private async pushedByDigest(client: BuildKitClient, options: Omit<SolveImageOptions, "exporter"> & { repository: string }): Promise<Array<[Architecture, PlatformManifest]>> {
+  private async pushedByDigest(
+    client: BuildKitClient,
+    options: Omit<SolveImageOptions, "exporter"> & { repository: string },
+  ): Promise<Array<[Architecture, PlatformManifest]>> {
     const { repository, platforms, signal, onEvent, uri } = options;
     const solved = await solveImage(client, { ...options, exporter: { type: "image", attrs: { name: repository, push: "true", "push-by-digest": "true" } } });
     const digest = solved.exporterResponse["containerimage.digest"];
-    if (!digest) throw new PushFailedError(`BuildKit at ${client.endpoint.address} pushed ${platforms.join(", ")} of ${uri} without reporting a digest`, { details: { endpoint: client.endpoint.address } });
+    if (!digest)
+      throw new PushFailedError(`BuildKit at ${client.endpoint.address} pushed ${platforms.join(", ")} of ${uri} without reporting a digest`, {
+        details: { endpoint: client.endpoint.address },
+      });
     const fetched = await this.registryClient.getManifest(`${repository}@${digest}`, { signal });
     if (!fetched) {
       throw new PushFailedError(`The registry does not hold ${repository}@${digest}, which BuildKit at ${client.endpoint.address} reported pushed`, {
@@ -283,18 +309,27 @@ export class BuildKitImageBuilder implements ImageBuilder {
         details: { endpoint: client.endpoint.address, repository, digest },
       });
     }
-    const children = fetched.manifest.manifests as Array<{ digest: string; size: number; mediaType: string; platform?: { os: string; architecture: string; variant?: string } }> | undefined;
+    const children = fetched.manifest.manifests as
+      | Array<{ digest: string; size: number; mediaType: string; platform?: { os: string; architecture: string; variant?: string } }>
+      | undefined;
     const found: Array<[Architecture, PlatformManifest]> = children
       ? children
           .filter((c) => c.platform && c.platform.os !== "unknown") // attestation manifests name no platform
-          .map((c) => [normalizePlatform(`${c.platform!.os}/${c.platform!.architecture}${c.platform!.variant ? `/${c.platform!.variant}` : ""}`) as Architecture, { digest: c.digest, size: c.size, mediaType: c.mediaType }])
+          .map((c) => [
+            normalizePlatform(`${c.platform!.os}/${c.platform!.architecture}${c.platform!.variant ? `/${c.platform!.variant}` : ""}`) as Architecture,
+            { digest: c.digest, size: c.size, mediaType: c.mediaType },
+          ])
       : [[platforms[0]!, { digest, size: fetched.size ?? fetched.body.length, mediaType: fetched.mediaType ?? DOCKER_MANIFEST }]];
     for (const [platform, manifest] of found) emit(onEvent, { type: "push.done", image: uri, digest: manifest.digest, platform });
     return found;
   }
 
   /** A standalone buildkitd: every platform in one Solve; the `image` exporter pushes one manifest or index. */
-  private async buildStandalone(client: BuildKitClient, image: Image, options: Omit<SolveImageOptions, "exporter"> & { repository: string }): Promise<ImageBuild> {
+  private async buildStandalone(
+    client: BuildKitClient,
+    image: Image,
+    options: Omit<SolveImageOptions, "exporter"> & { repository: string },
+  ): Promise<ImageBuild> {
     const { uri, onEvent, signal } = options;
     if (!image.registry) {
       throw new ConfigError(`${uri} has no registry: a standalone BuildKit (${client.endpoint.address}) can only push what it builds`, {
@@ -304,7 +339,10 @@ export class BuildKitImageBuilder implements ImageBuilder {
     }
     const solved = await solveImage(client, { ...options, exporter: { type: "image", attrs: { name: `${options.repository}:${image.tag}`, push: "true" } } });
     const digest = solved.exporterResponse["containerimage.digest"];
-    if (!digest) throw new PushFailedError(`BuildKit at ${client.endpoint.address} pushed ${uri} without reporting a digest`, { details: { endpoint: client.endpoint.address } });
+    if (!digest)
+      throw new PushFailedError(`BuildKit at ${client.endpoint.address} pushed ${uri} without reporting a digest`, {
+        details: { endpoint: client.endpoint.address },
+      });
     await this.verifyPushed(uri, digest, signal);
     emit(onEvent, { type: "push.done", image: uri, digest, ...(options.platforms.length === 1 ? { platform: options.platforms[0]! } : {}) });
     return { uri, digest };
@@ -359,7 +397,10 @@ export class BuildKitImageBuilder implements ImageBuilder {
       const archTag = platformTag(image.tag, platform);
       await engine.solveInto(`${options.repository}:${archTag}`, platform);
       const pushed = await engine.push(archTag, platform);
-      manifests.push([platform, await pushedManifest(this.registryClient, { repository: options.repository, registry: engine.auth!.registry, ...pushed }, options.signal)]);
+      manifests.push([
+        platform,
+        await pushedManifest(this.registryClient, { repository: options.repository, registry: engine.auth!.registry, ...pushed }, options.signal),
+      ]);
     }
     return manifests;
   }
@@ -379,11 +420,22 @@ export class BuildKitImageBuilder implements ImageBuilder {
       daemon,
       auth,
       push: async (pushTagName, platform) => {
-        const pushed = await pushTag(daemon, { repository, tag: pushTagName, registry: auth!.registry, registryAuth: auth!.header, image: uri, onEvent, signal, redact, idleTimeoutMs });
+        const pushed = await pushTag(daemon, {
+          repository,
+          tag: pushTagName,
+          registry: auth!.registry,
+          registryAuth: auth!.header,
+          image: uri,
+          onEvent,
+          signal,
+          redact,
+          idleTimeoutMs,
+        });
         emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, ...(platform ? { platform } : {}) });
         return pushed;
       },
-      solveInto: (ref, platform) => solveImage(client, { ...options, platforms: [platform], exporter: { type: "moby", attrs: { name: ref } } }).then(() => undefined),
+      solveInto: (ref, platform) =>
+        solveImage(client, { ...options, platforms: [platform], exporter: { type: "moby", attrs: { name: ref } } }).then(() => undefined),
     };
   }
 
@@ -399,4 +451,3 @@ export class BuildKitImageBuilder implements ImageBuilder {
     }
   }
 }
-

@@ -40,7 +40,11 @@ export function parseCacheEntry(value: string | CacheEntry): CacheEntry {
   const attrs: Record<string, string> = {};
   for (const part of value.split(",")) {
     const eq = part.indexOf("=");
-    if (eq <= 0) throw new ConfigError(`Invalid cache entry ${JSON.stringify(value)}: ${JSON.stringify(part)} is not key=value`, { hint: "Write `type=registry,ref=registry.example/app:buildcache[,mode=max]` or just the ref.", details: { value } });
+    if (eq <= 0)
+      throw new ConfigError(`Invalid cache entry ${JSON.stringify(value)}: ${JSON.stringify(part)} is not key=value`, {
+        hint: "Write `type=registry,ref=registry.example/app:buildcache[,mode=max]` or just the ref.",
+        details: { value },
+      });
     attrs[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
   }
   const type = attrs.type ?? "registry";
@@ -56,7 +60,13 @@ function fromEnv(value: string | undefined): string[] | boolean | undefined {
 }
 
 /** Options first, then KILN_BUILDKIT_CACHE_FROM/_TO, then the project's configured ones. */
-export function resolveCache(image: Image, options: CacheOptions, endpoint: BuildKitEndpoint, env: NodeJS.ProcessEnv = process.env, configured: CacheOptions = {}): ResolvedCache {
+export function resolveCache(
+  image: Image,
+  options: CacheOptions,
+  endpoint: BuildKitEndpoint,
+  env: NodeJS.ProcessEnv = process.env,
+  configured: CacheOptions = {},
+): ResolvedCache {
   const from = options.cacheFrom ?? fromEnv(env.KILN_BUILDKIT_CACHE_FROM) ?? configured.cacheFrom;
   const toEnv = fromEnv(env.KILN_BUILDKIT_CACHE_TO);
   const to = options.cacheTo ?? (Array.isArray(toEnv) ? toEnv[0] : toEnv) ?? configured.cacheTo;
@@ -83,7 +93,11 @@ export function resolveCache(image: Image, options: CacheOptions, endpoint: Buil
     cacheExports = [entry];
   }
   if (endpoint.kind === "docker-engine" && cacheExports.length > 0) {
-    return { cacheImports, cacheExports: [], skipped: "the Docker Engine's embedded BuildKit cannot export a registry cache; cacheTo was left out (use a standalone buildkitd for it)" };
+    return {
+      cacheImports,
+      cacheExports: [],
+      skipped: "the Docker Engine's embedded BuildKit cannot export a registry cache; cacheTo was left out (use a standalone buildkitd for it)",
+    };
   }
   return { cacheImports, cacheExports };
 }

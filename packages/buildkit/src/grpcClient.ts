@@ -32,7 +32,7 @@ export interface CallOptions {
 }
 
 export interface BidiCall {
-  /** Sends one message (or one message given as parts, written back to back uncopied). */
+  /** Sends one message (parts are joined: HTTP/2 gets each message as one non-empty write, see grpcServer.ts). */
   send(message: Buffer | readonly Buffer[]): Promise<void>;
   /** Half-closes the request side. */
   end(): void;

@@ -114,7 +114,11 @@ export class EndpointPool {
         lastError = error;
         tried.push(`${member.endpoint.address} (${(error as Error).message})`);
         if (this.members.length > 1) {
-          emit(options.onEvent, { type: "warning", image: image.uri, message: `BuildKit endpoint ${member.endpoint.address} is unreachable and was skipped: ${(error as Error).message}` });
+          emit(options.onEvent, {
+            type: "warning",
+            image: image.uri,
+            message: `BuildKit endpoint ${member.endpoint.address} is unreachable and was skipped: ${(error as Error).message}`,
+          });
         }
       }
     }
@@ -132,7 +136,10 @@ export class EndpointPool {
     if (member.active === 0 && member.client) {
       const client = member.client;
       member.client = undefined;
-      void client.then((c) => c.close(), () => undefined);
+      void client.then(
+        (c) => c.close(),
+        () => undefined,
+      );
     }
   }
 
@@ -140,7 +147,10 @@ export class EndpointPool {
     for (const member of this.members) {
       const client = member.client;
       member.client = undefined;
-      void client?.then((c) => c.close(), () => undefined);
+      void client?.then(
+        (c) => c.close(),
+        () => undefined,
+      );
     }
   }
 }

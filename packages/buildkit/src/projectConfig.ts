@@ -56,7 +56,8 @@ export function configuredBuildKitOptions(projectDir: string = findProjectDir())
     switch (key) {
       case "endpoints": {
         const list = typeof value === "string" ? [value] : value;
-        if (!Array.isArray(list) || list.length === 0) fail(key, value, "expected an address or a non-empty list of them", 'E.g. ["tcp://buildkitd:1234"] or "unix:///run/buildkit/buildkitd.sock".');
+        if (!Array.isArray(list) || list.length === 0)
+          fail(key, value, "expected an address or a non-empty list of them", 'E.g. ["tcp://buildkitd:1234"] or "unix:///run/buildkit/buildkitd.sock".');
         out.endpoints = (list as unknown[]).map((entry, i) => endpointOf(entry, `${key}[${i}]`, base, fail));
         break;
       }
@@ -67,7 +68,13 @@ export function configuredBuildKitOptions(projectDir: string = findProjectDir())
         if (typeof value === "boolean") out.cacheFrom = value;
         else if (typeof value === "string" && value.trim() !== "") out.cacheFrom = value.trim() === "auto" ? true : [value];
         else if (Array.isArray(value) && value.every((v) => typeof v === "string" && v.trim() !== "")) out.cacheFrom = value as string[];
-        else fail(key, value, "expected true, a cache ref or entry, or a list of them", 'E.g. true (the image\'s `<registry>/<name>:buildcache`), "ghcr.io/acme/api:buildcache" or ["type=registry,ref=…"].');
+        else
+          fail(
+            key,
+            value,
+            "expected true, a cache ref or entry, or a list of them",
+            'E.g. true (the image\'s `<registry>/<name>:buildcache`), "ghcr.io/acme/api:buildcache" or ["type=registry,ref=…"].',
+          );
         break;
       case "cacheTo":
         if (typeof value === "boolean") out.cacheTo = value;
@@ -75,7 +82,13 @@ export function configuredBuildKitOptions(projectDir: string = findProjectDir())
         else fail(key, value, "expected true or one cache ref or entry", 'E.g. true, or "type=registry,ref=ghcr.io/acme/api:buildcache,mode=max".');
         break;
       case "networkMode":
-        if (typeof value !== "string" || !NETWORK_MODES.includes(value)) fail(key, value, `expected one of ${NETWORK_MODES.join(", ")}`, '"host" runs steps in the daemon host\'s network (the daemon needs the network.host entitlement).');
+        if (typeof value !== "string" || !NETWORK_MODES.includes(value))
+          fail(
+            key,
+            value,
+            `expected one of ${NETWORK_MODES.join(", ")}`,
+            '"host" runs steps in the daemon host\'s network (the daemon needs the network.host entitlement).',
+          );
         out.networkMode = value as string;
         break;
       case "noCache":
@@ -85,7 +98,8 @@ export function configuredBuildKitOptions(projectDir: string = findProjectDir())
         out[key] = value as boolean;
         break;
       case "connectTimeoutMs":
-        if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) fail(key, value, "expected a positive whole number of milliseconds", 'E.g. "connectTimeoutMs": 10000.');
+        if (typeof value !== "number" || !Number.isInteger(value) || value <= 0)
+          fail(key, value, "expected a positive whole number of milliseconds", 'E.g. "connectTimeoutMs": 10000.');
         out.connectTimeoutMs = value as number;
         break;
       default:

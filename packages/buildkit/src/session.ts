@@ -6,7 +6,7 @@
  * names the session id, and the daemon then calls back for files, secrets and registry credentials.
  * Used for standalone buildkitd; the Docker Engine takes the session on its own `/session`
  * (engineSession.ts), without this tunnel. Tunnel messages are a header plus slices of what the HTTP/2
- * server wrote, sent in one writev: the context's bytes are never copied to be framed.
+ * server wrote, joined into one buffer per message (writeWithBackpressure: one write per message).
  */
 import { Duplex } from "node:stream";
 import { serveGrpc, type GrpcConnection, type StreamingHandler, type UnaryHandler } from "@kiln/docker/internal";
@@ -90,7 +90,7 @@ class SessionTunnel extends Duplex {
     this.sendAll([chunk], callback);
   }
 
-  /** The HTTP/2 server writes frame by frame (≤ 16 KiB each): queued frames go out together, uncopied. */
+  /** The HTTP/2 server writes frame by frame (≤ 16 KiB each): queued frames go out together, in messages of up to MAX_TUNNEL_CHUNK. */
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
     this.sendAll(
       chunks.map((c) => c.chunk),

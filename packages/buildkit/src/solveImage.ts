@@ -7,15 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { basename } from "node:path";
-import {
-  BuildFailedError,
-  CancelledError,
-  KilnError,
-  MissingSecretError,
-  type Architecture,
-  type EventListener,
-  type Image,
-} from "@kiln/core";
+import { BuildFailedError, CancelledError, KilnError, MissingSecretError, type Architecture, type EventListener, type Image } from "@kiln/core";
 import { dockerBuildTarget, type CredentialSource } from "@kiln/core/plugin";
 import { checkedSecrets, followBuild, secretSessionHandlers, type BuildOutcome } from "@kiln/docker/internal";
 import type { BuildKitClient } from "./client.js";
@@ -69,7 +61,16 @@ export async function solveImage(client: BuildKitClient, options: SolveImageOpti
   unary.set(AUTH_CREDENTIALS_METHOD, authCredentialsHandler({ credentials: options.credentials, env: options.env, onSecret: options.onSecret }));
   // A source that changed since it was hashed fails the transfer; that, not the daemon's message, is the build's error.
   let sourceFailure: unknown;
-  const streams = new Map([[DIFF_COPY_METHOD, diffCopyHandler(trees, (p) => p.done && (sentBytes += p.bytes), (e) => (sourceFailure ??= e))]]);
+  const streams = new Map([
+    [
+      DIFF_COPY_METHOD,
+      diffCopyHandler(
+        trees,
+        (p) => p.done && (sentBytes += p.bytes),
+        (e) => (sourceFailure ??= e),
+      ),
+    ],
+  ]);
 
   signal?.throwIfAborted();
   const sessionOptions = { id: randomBytes(16).toString("hex"), name: sessionName(image), sharedKey: sources.sharedKey, unary, streams, signal };
@@ -181,5 +182,7 @@ function failure(error: unknown, solveError: unknown, ctx: FailureContext): unkn
     });
   }
   if (KilnError.isInstance(error)) return error;
-  return new BuildFailedError(`Build of ${where} on BuildKit at ${ctx.client.endpoint.address} failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  return new BuildFailedError(`Build of ${where} on BuildKit at ${ctx.client.endpoint.address} failed: ${(error as Error)?.message ?? String(error)}`, {
+    cause: error,
+  });
 }

@@ -48,7 +48,10 @@ export function buildSources(image: Image, uri: string = image.uri): BuildSource
   if (listing.dockerfile) assertDockerfileUnchanged(listing.dockerfile, snapshot);
   const dockerfileText = renderDockerfile(image, { buildkit: true });
   const roots = listing.groups.map((g) => rootOf(g.entries[0]));
-  const sharedKey = createHash("sha256").update(JSON.stringify(["kiln-buildkit-sources-v1", image.name, roots])).digest("hex").slice(0, 32);
+  const sharedKey = createHash("sha256")
+    .update(JSON.stringify(["kiln-buildkit-sources-v1", image.name, roots]))
+    .digest("hex")
+    .slice(0, 32);
   return { context: contextTree(listing, snapshot), dockerfile: dockerfileTree(dockerfileText), dockerfileText, sharedKey };
 }
 

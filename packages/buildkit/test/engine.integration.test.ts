@@ -12,7 +12,16 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { BuildFailedError, CancelledError, DaemonUnavailableError, Image, pinSources, RegistryClient, SourceChangedError, type BuildEvent } from "@kiln/core";
 import { describeBuilderConformance } from "@kiln/core/testing";
-import { DockerCleanup, ensureBusyboxImage, localImageExists, runInImage, startRegistry, startSshDockerHost, uniqueName, type TestRegistry } from "@kiln/test-utils";
+import {
+  DockerCleanup,
+  ensureBusyboxImage,
+  localImageExists,
+  runInImage,
+  startRegistry,
+  startSshDockerHost,
+  uniqueName,
+  type TestRegistry,
+} from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BuildKitImageBuilder } from "../src/builder.js";
 import { BuildKitClient } from "../src/client.js";
@@ -56,7 +65,9 @@ describe("BuildKit through the Docker Engine's /grpc", () => {
     // Unique content: a step cached from an earlier run prints no log.
     const beta = uniqueName("beta");
     const src = await tree({ "a.txt": "alpha\n", "sub/b.txt": `${beta}\n`, "skip.log": "no\n", ".dockerignore": "*.log\n" });
-    const image = Image.fromBase(busybox, { name: uniqueName("kiln-bk-engine") }).withSourceFolder(src, "/app").withCommands("cat /app/a.txt /app/sub/b.txt && ls -a /app > /listing.txt");
+    const image = Image.fromBase(busybox, { name: uniqueName("kiln-bk-engine") })
+      .withSourceFolder(src, "/app")
+      .withCommands("cat /app/a.txt /app/sub/b.txt && ls -a /app > /listing.txt");
     cleanup.image(image.uri);
     const c = collector();
     const result = await new BuildKitImageBuilder().buildImage(image, { onEvent: c.onEvent });
@@ -88,7 +99,12 @@ describe("BuildKit through the Docker Engine's /grpc", () => {
       await new BuildKitImageBuilder({ env: { ...process.env, DOCKER_HOST: ssh.dockerHost }, endpoints: ["docker-engine"] }).buildImage(image, {});
       const listing = (await runInImage(image.uri, ["cat", "/ctx-listing.txt"])).split("\n").filter(Boolean).sort();
       expect(listing).toEqual([".", "..", ".dockerignore", "app.txt"]);
-      expect(ssh.requests.filter((line) => /^POST \/(grpc|session) /.test(line)).map((line) => line.split(" ")[1]).sort()).toEqual(["/grpc", "/session"]);
+      expect(
+        ssh.requests
+          .filter((line) => /^POST \/(grpc|session) /.test(line))
+          .map((line) => line.split(" ")[1])
+          .sort(),
+      ).toEqual(["/grpc", "/session"]);
     } finally {
       await ssh.stop();
     }
@@ -110,7 +126,9 @@ describe("BuildKit through the Docker Engine's /grpc", () => {
   });
 
   it("a failing step: BuildFailedError with the step and its log tail", async () => {
-    const image = Image.fromBase(busybox, { name: uniqueName("kiln-bk-engine-fail") }).withCommands("echo engine-fail-line-1 && echo engine-fail-line-2 && exit 3");
+    const image = Image.fromBase(busybox, { name: uniqueName("kiln-bk-engine-fail") }).withCommands(
+      "echo engine-fail-line-1 && echo engine-fail-line-2 && exit 3",
+    );
     const error = await new BuildKitImageBuilder().buildImage(image, {}).catch((e) => e);
     expect(BuildFailedError.isInstance(error)).toBe(true);
     expect(error.details.step).toContain("exit 3");
@@ -156,7 +174,15 @@ describe("BuildKit through the Docker Engine's /grpc", () => {
     const client = await BuildKitClient.connect(parseEndpoint({ host: "docker-engine" }));
     try {
       const solve = (img: Image) =>
-        solveImage(client, { image: img, uri: img.uri, platforms: ["linux/amd64"], exporter: { type: "moby", attrs: { name: img.uri } }, labels: {}, secrets: new Map(), redact: (t) => t });
+        solveImage(client, {
+          image: img,
+          uri: img.uri,
+          platforms: ["linux/amd64"],
+          exporter: { type: "moby", attrs: { name: img.uri } },
+          labels: {},
+          secrets: new Map(),
+          redact: (t) => t,
+        });
       const first = image();
       cleanup.image(first.uri);
       await solve(first);
@@ -180,7 +206,16 @@ describe("BuildKit through the Docker Engine's /grpc", () => {
     cleanup.image(image.uri);
     const client = await BuildKitClient.connect(parseEndpoint({ host: "docker-engine" }));
     try {
-      const solved = await solveImage(client, { image, uri: image.uri, platforms: ["linux/amd64"], exporter: { type: "moby", attrs: { name: image.uri } }, labels: {}, secrets: new Map(), noCache: true, redact: (t) => t });
+      const solved = await solveImage(client, {
+        image,
+        uri: image.uri,
+        platforms: ["linux/amd64"],
+        exporter: { type: "moby", attrs: { name: image.uri } },
+        labels: {},
+        secrets: new Map(),
+        noCache: true,
+        redact: (t) => t,
+      });
       // 800 000 bytes of files and the rendered Dockerfile; not twice the context.
       expect(solved.sentBytes).toBeGreaterThanOrEqual(800_000);
       expect(solved.sentBytes).toBeLessThan(800_000 + 10_000);
@@ -261,7 +296,9 @@ describe("pushes through the engine in three auth modes; the digest is the regis
 describeBuilderConformance("BuildKitImageBuilder (docker-engine)", async () => {
   const r = await startRegistry();
   registries.push(r);
-  const image = Image.fromBase(await ensureBusyboxImage(), { registry: r.host, name: uniqueName("kiln-bk-conformance") }).withCommands("echo conformance > /c.txt");
+  const image = Image.fromBase(await ensureBusyboxImage(), { registry: r.host, name: uniqueName("kiln-bk-conformance") }).withCommands(
+    "echo conformance > /c.txt",
+  );
   cleanup.image(image.uri);
   const client = new RegistryClient();
   return { builder: new BuildKitImageBuilder(), image, exists: async (uri) => (await client.headManifest(uri)) !== null };

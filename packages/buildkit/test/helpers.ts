@@ -25,7 +25,11 @@ export function fileInLayer(layer: Buffer, path: string): string | undefined {
   for (let offset = 0; offset + 512 <= tar.length; ) {
     const header = tar.subarray(offset, offset + 512);
     if (header.every((b) => b === 0)) break;
-    const field = (start: number, length: number) => header.subarray(start, start + length).toString("utf8").replace(/\0.*$/s, "");
+    const field = (start: number, length: number) =>
+      header
+        .subarray(start, start + length)
+        .toString("utf8")
+        .replace(/\0.*$/s, "");
     const size = parseInt(field(124, 12).trim() || "0", 8);
     const type = field(156, 1);
     const prefix = field(345, 155);

@@ -12,7 +12,16 @@ import { decodeSolveResponse, encodeBytesMessage, encodeBytesMessageHeader, enco
 import { parseEndpoint, resolveEndpoints } from "../src/endpoints.js";
 import { EndpointPool } from "../src/pool.js";
 import { contentExactModTime } from "../src/sources.js";
-import { comparePath, decodePacket, diffCopyHandler, encodeDataPacketParts, encodePacket, encodeStat, SourceTree, type SourceEntry } from "@kiln/docker/internal";
+import {
+  comparePath,
+  decodePacket,
+  diffCopyHandler,
+  encodeDataPacketParts,
+  encodePacket,
+  encodeStat,
+  SourceTree,
+  type SourceEntry,
+} from "@kiln/docker/internal";
 
 const file = (path: string, size = 1): SourceEntry => ({ path, type: "file", mode: 0o644, size, modTimeNs: 5n, content: Buffer.alloc(size) });
 
@@ -99,7 +108,18 @@ describe("filesync DiffCopy", () => {
       const hostPath = join(dir, "a.txt");
       writeFileSync(hostPath, "edited!\n");
       const st = statSync(hostPath);
-      const entry = { path: "a.txt", contextPath: "a.txt", hostPath, type: "file", size: st.size, executable: false, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev } as const;
+      const entry = {
+        path: "a.txt",
+        contextPath: "a.txt",
+        hostPath,
+        type: "file",
+        size: st.size,
+        executable: false,
+        mtimeMs: st.mtimeMs,
+        ctimeMs: st.ctimeMs,
+        ino: st.ino,
+        dev: st.dev,
+      } as const;
       const digest = createHash("sha256").update("original\n").digest(); // what was hashed for the tag
       const tree = new SourceTree([{ path: "a.txt", type: "file", mode: 0o644, size: st.size, modTimeNs: 1n, hostPath, listed: { entry, digest } }]);
       const failures: unknown[] = [];
@@ -158,7 +178,12 @@ describe("fsutil packets", () => {
 
 describe("Control messages", () => {
   it("SolveRequest maps are sorted key/value entries; SolveResponse maps decode", () => {
-    const request = encodeSolveRequest({ ref: "r", frontend: "dockerfile.v0", frontendAttrs: { b: "2", a: "1" }, cacheExports: [{ type: "registry", attrs: { ref: "x" } }] });
+    const request = encodeSolveRequest({
+      ref: "r",
+      frontend: "dockerfile.v0",
+      frontendAttrs: { b: "2", a: "1" },
+      cacheExports: [{ type: "registry", attrs: { ref: "x" } }],
+    });
     const fields = [...readFields(request)];
     expect(fields.map((f) => f.field)).toEqual([1, 6, 7, 7, 8]);
     expect(decodeSolveResponse(Buffer.concat(mapField(1, { "containerimage.digest": "sha256:abc" })))).toEqual({ "containerimage.digest": "sha256:abc" });
@@ -187,13 +212,23 @@ describe("endpoint pool: splitting an image's platforms", () => {
   const pool = (...entries: string[]) => new EndpointPool(resolveEndpoints(undefined, { KILN_BUILDKIT_HOST: entries.join(",") }));
 
   it("platforms pinned to different endpoints are split, one group per endpoint; platforms pinned nowhere go together", () => {
-    expect(pool("unix:///amd.sock;platforms=linux/amd64", "unix:///arm.sock;platforms=linux/arm64").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64"], ["linux/arm64"]]);
-    expect(pool("unix:///any.sock", "unix:///arm.sock;platforms=linux/arm64").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64"], ["linux/arm64"]]);
+    expect(pool("unix:///amd.sock;platforms=linux/amd64", "unix:///arm.sock;platforms=linux/arm64").split(["linux/amd64", "linux/arm64"])).toEqual([
+      ["linux/amd64"],
+      ["linux/arm64"],
+    ]);
+    expect(pool("unix:///any.sock", "unix:///arm.sock;platforms=linux/arm64").split(["linux/amd64", "linux/arm64"])).toEqual([
+      ["linux/amd64"],
+      ["linux/arm64"],
+    ]);
   });
 
   it("one group when an endpoint is pinned to every platform, when only one endpoint is pinned to any, or for one platform", () => {
-    expect(pool("unix:///a.sock;platforms=linux/amd64", "unix:///both.sock;platforms=linux/amd64+linux/arm64").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64", "linux/arm64"]]);
-    expect(pool("unix:///a.sock;platforms=linux/amd64+linux/arm64", "unix:///b.sock").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64", "linux/arm64"]]);
+    expect(pool("unix:///a.sock;platforms=linux/amd64", "unix:///both.sock;platforms=linux/amd64+linux/arm64").split(["linux/amd64", "linux/arm64"])).toEqual([
+      ["linux/amd64", "linux/arm64"],
+    ]);
+    expect(pool("unix:///a.sock;platforms=linux/amd64+linux/arm64", "unix:///b.sock").split(["linux/amd64", "linux/arm64"])).toEqual([
+      ["linux/amd64", "linux/arm64"],
+    ]);
     expect(pool("unix:///a.sock", "unix:///b.sock").split(["linux/amd64", "linux/arm64"])).toEqual([["linux/amd64", "linux/arm64"]]);
     expect(pool("unix:///a.sock;platforms=linux/amd64", "unix:///b.sock;platforms=linux/arm64").split(["linux/arm64"])).toEqual([["linux/arm64"]]);
   });

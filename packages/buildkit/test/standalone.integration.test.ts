@@ -37,7 +37,10 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
   beforeAll(async () => {
     open = await startRegistry();
     basic = await startRegistry({ auth: "basic" });
-    stops.push(() => open.stop(), () => basic.stop());
+    stops.push(
+      () => open.stop(),
+      () => basic.stop(),
+    );
     base = await busyboxInRegistry(open.host);
     // Before the daemon starts: buildkitd lists the platforms it can run (emulated arm64 among them) at startup.
     await ensureArm64Emulation();
@@ -52,7 +55,9 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
   async function sourceImage(registry: string, prefix: string, files: Record<string, string> = { "app.txt": `${prefix}\n` }): Promise<Image> {
     const src = await tempTree(files);
     dirs.push(src);
-    return Image.fromBase(base, { registry, name: uniqueName(prefix) }).withSourceFolder(src, "/app").withCommands("cat /app/app.txt > /copied.txt");
+    return Image.fromBase(base, { registry, name: uniqueName(prefix) })
+      .withSourceFolder(src, "/app")
+      .withCommands("cat /app/app.txt > /copied.txt");
   }
 
   it("unix socket: the image exporter pushes (push=true); the digest returned is the one the registry serves", async () => {
@@ -74,7 +79,9 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
     const image = await sourceImage(basic.host, "kiln-bk-tls");
     const builder = new BuildKitImageBuilder({
       env,
-      endpoints: [{ host: daemon.tcpAddress!, tls: { ca: daemon.tlsFiles!.ca, cert: daemon.tlsFiles!.cert, key: daemon.tlsFiles!.key, serverName: "localhost" } }],
+      endpoints: [
+        { host: daemon.tcpAddress!, tls: { ca: daemon.tlsFiles!.ca, cert: daemon.tlsFiles!.cert, key: daemon.tlsFiles!.key, serverName: "localhost" } },
+      ],
     });
     const result = await builder.buildImage(image, {});
     const head = await new RegistryClient({ env }).headManifest(image.uri);
@@ -92,9 +99,7 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
 
   it("a failing step: BuildFailedError naming the step, with its log tail", async () => {
     const image = Image.fromBase(base, { registry: open.host, name: uniqueName("kiln-bk-fail") }).withCommands("echo about-to-fail-xyz && exit 7");
-    const error = await new BuildKitImageBuilder({ endpoints: [daemon.unixAddress] })
-      .buildImage(image, {})
-      .catch((e) => e);
+    const error = await new BuildKitImageBuilder({ endpoints: [daemon.unixAddress] }).buildImage(image, {}).catch((e) => e);
     expect(BuildFailedError.isInstance(error)).toBe(true);
     expect(error.details.step).toContain("exit 7");
     expect(error.details.logTail.join("\n")).toContain("about-to-fail-xyz");
@@ -103,7 +108,9 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
 
   it("cancellation (AbortSignal) cancels the Solve on the daemon: CancelledError within seconds, the step never completes", async () => {
     const marker = uniqueName("kiln-bk-cancel-marker");
-    const image = Image.fromBase(base, { registry: open.host, name: uniqueName("kiln-bk-cancel") }).withCommands(`echo started-${marker} && sleep 60 && echo finished-${marker}`);
+    const image = Image.fromBase(base, { registry: open.host, name: uniqueName("kiln-bk-cancel") }).withCommands(
+      `echo started-${marker} && sleep 60 && echo finished-${marker}`,
+    );
     const controller = new AbortController();
     const events: BuildEvent[] = [];
     const started = Date.now();
@@ -164,19 +171,26 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
 
   it("two platforms in one Solve: one index with linux/amd64 and linux/arm64, each config naming its architecture, the arm64 RUN step run under emulation", async () => {
     const multiArchBase = await pushMultiArchBusybox(open.host);
-    const image = Image.fromBase(multiArchBase, { registry: open.host, name: uniqueName("kiln-bk-multiarch"), platform: ["linux/amd64", "linux/arm64"] }).withCommands(
-      "uname -m > /arch.txt",
-    );
+    const image = Image.fromBase(multiArchBase, {
+      registry: open.host,
+      name: uniqueName("kiln-bk-multiarch"),
+      platform: ["linux/amd64", "linux/arm64"],
+    }).withCommands("uname -m > /arch.txt");
     const c = collector();
     const result = await new BuildKitImageBuilder({ endpoints: [daemon.unixAddress] }).buildImage(image, { onEvent: c.onEvent });
     const registry = new RegistryClient();
     const index = await registry.getManifest(image.uri);
     expect(index?.digest).toBe(result.digest);
-    const children = (index!.manifest.manifests as Array<{ digest: string; platform: { os: string; architecture: string } }>).filter((m) => m.platform.os !== "unknown");
+    const children = (index!.manifest.manifests as Array<{ digest: string; platform: { os: string; architecture: string } }>).filter(
+      (m) => m.platform.os !== "unknown",
+    );
     expect(children.map((m) => `${m.platform.os}/${m.platform.architecture}`).sort()).toEqual(["linux/amd64", "linux/arm64"]);
     const ranOn: Record<string, string | undefined> = {};
     for (const child of children) {
-      const manifest = (await registry.getManifest(`${open.host}/${image.name}@${child.digest}`))!.manifest as { config: { digest: string }; layers: Array<{ digest: string }> };
+      const manifest = (await registry.getManifest(`${open.host}/${image.name}@${child.digest}`))!.manifest as {
+        config: { digest: string };
+        layers: Array<{ digest: string }>;
+      };
       const config = JSON.parse((await registry.getBlob(image.uri, manifest.config.digest))!.toString("utf8")) as { architecture: string; os: string };
       expect(config).toMatchObject({ os: "linux", architecture: child.platform.architecture });
       // The RUN step's layer holds what `uname -m` printed on that platform.
@@ -184,7 +198,10 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
     }
     expect(ranOn).toEqual({ amd64: "x86_64\n", arm64: "aarch64\n" });
     // One Solve: the daemon reported each platform's RUN step.
-    const runs = c.of("build.step").filter((e) => e.step.includes("uname -m")).map((e) => e.step);
+    const runs = c
+      .of("build.step")
+      .filter((e) => e.step.includes("uname -m"))
+      .map((e) => e.step);
     expect(runs.some((step) => step.startsWith("[linux/arm64 "))).toBe(true);
     expect(runs.some((step) => step.startsWith("[linux/amd64 "))).toBe(true);
   });
@@ -193,7 +210,11 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
     const armBox = await startBuildkitd({ insecureRegistries: [open.host] });
     stops.push(() => armBox.stop());
     const multiArchBase = await pushMultiArchBusybox(open.host);
-    const image = Image.fromBase(multiArchBase, { registry: open.host, name: uniqueName("kiln-bk-split"), platform: ["linux/amd64", "linux/arm64"] }).withCommands("uname -m > /arch.txt");
+    const image = Image.fromBase(multiArchBase, {
+      registry: open.host,
+      name: uniqueName("kiln-bk-split"),
+      platform: ["linux/amd64", "linux/arm64"],
+    }).withCommands("uname -m > /arch.txt");
     const builder = new BuildKitImageBuilder({
       endpoints: [
         { host: daemon.unixAddress, platforms: ["linux/amd64"] },
@@ -212,7 +233,10 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
     const ranOn: Record<string, string | undefined> = {};
     const builtBy: Record<string, string[]> = {};
     for (const child of children) {
-      const manifest = (await registry.getManifest(`${open.host}/${image.name}@${child.digest}`))!.manifest as { config: { digest: string }; layers: Array<{ digest: string }> };
+      const manifest = (await registry.getManifest(`${open.host}/${image.name}@${child.digest}`))!.manifest as {
+        config: { digest: string };
+        layers: Array<{ digest: string }>;
+      };
       const config = JSON.parse((await registry.getBlob(image.uri, manifest.config.digest))!.toString("utf8")) as { architecture: string };
       expect(config.architecture).toBe(child.platform.architecture);
       for (const layer of manifest.layers) ranOn[config.architecture] ??= fileInLayer((await registry.getBlob(image.uri, layer.digest))!, "arch.txt");
@@ -228,7 +252,10 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
   });
 
   it("kiln.config.json builderOptions.buildkit: the project's endpoint and cacheTo reach the daemon (image pushed, cache exported)", async () => {
-    const project = await tempTree({ "package.json": JSON.stringify({ name: "configured-app", private: true }), "kiln.config.json": JSON.stringify({ builderOptions: { buildkit: { endpoints: [daemon.unixAddress], cacheTo: true } } }) });
+    const project = await tempTree({
+      "package.json": JSON.stringify({ name: "configured-app", private: true }),
+      "kiln.config.json": JSON.stringify({ builderOptions: { buildkit: { endpoints: [daemon.unixAddress], cacheTo: true } } }),
+    });
     dirs.push(project);
     const image = await sourceImage(open.host, "kiln-bk-configured");
     // No endpoints option and no KILN_BUILDKIT_HOST: without the project's settings this would go to the engine, which cannot export a cache.

@@ -67,7 +67,7 @@ async function lookUp(ref: string, registry: string, options: ResolveBaseDigestO
     head = await client.headManifest(ref, { signal: options.signal, onEvent: options.onEvent });
   } catch (error) {
     if (options.signal?.aborted) throw error;
-    const reason = KilnError.isInstance(error) ? error.message : (error as Error)?.message ?? String(error);
+    const reason = KilnError.isInstance(error) ? error.message : ((error as Error)?.message ?? String(error));
     throw new BaseDigestError(`pinBase: cannot resolve the base image ${ref} to a digest: ${reason}`, {
       cause: error,
       hint: `pinBase needs the base's registry (${registry}) when the tag is computed: check the network and credentials (docker login ${registry}), or turn pinning off for this image (pinBase: false) or globally (KILN_PIN_BASE=0).`,

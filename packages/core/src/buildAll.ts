@@ -93,14 +93,21 @@ export async function buildAll(inputs: Iterable<BuildAllInput>, options: BuildAl
 
   const settle = (node: Node): Promise<BuildAllResult> =>
     (node.settled ??= buildNode(node, {
-      engineOptions, onEvent, slots, signal: run.signal,
+      engineOptions,
+      onEvent,
+      slots,
+      signal: run.signal,
       baseResult: (base) => settle(base),
     }).then((result) => {
       finished.push(result);
       if (failFast && result.action === "failed" && !run.signal.aborted) {
         run.abort(new CancelledError(`Cancelled: ${result.name} failed and failFast is set`));
       }
-      try { onResult?.(result); } catch { /* an observer never breaks the run */ }
+      try {
+        onResult?.(result);
+      } catch {
+        /* an observer never breaks the run */
+      }
       return result;
     }));
 
@@ -126,7 +133,13 @@ async function buildNode(node: Node, context: NodeContext): Promise<BuildAllResu
   const base = node.base ? await context.baseResult(node.base) : undefined;
   const started = Date.now();
   const ended = (action: BuildAllAction, extra: Partial<BuildAllResult>): BuildAllResult => ({
-    name: node.name, image: node.image, action, uri: extra.uri ?? node.image.uri, durationMs: Date.now() - started, dependency: node.dependency, ...extra,
+    name: node.name,
+    image: node.image,
+    action,
+    uri: extra.uri ?? node.image.uri,
+    durationMs: Date.now() - started,
+    dependency: node.dependency,
+    ...extra,
   });
   const stopped = () => ended("cancelled", { error: context.signal.reason ?? new CancelledError("Cancelled") });
   if (base !== undefined && base.result === undefined) {
@@ -153,7 +166,10 @@ async function buildNode(node: Node, context: NodeContext): Promise<BuildAllResu
       // The base is a node of this run, done by now: its result, never a second build.
       async () => base!.result!,
     );
-    return { ...ended(result.outcome, { uri: result.uri ?? node.image.uri, result, ...(result.digest ? { digest: result.digest } : {}) }), durationMs: Date.now() - running };
+    return {
+      ...ended(result.outcome, { uri: result.uri ?? node.image.uri, result, ...(result.digest ? { digest: result.digest } : {}) }),
+      durationMs: Date.now() - running,
+    };
   } catch (error) {
     const cancelled = context.signal.aborted || CancelledError.isInstance(error);
     return { ...ended(cancelled ? "cancelled" : "failed", { error }), durationMs: Date.now() - running };

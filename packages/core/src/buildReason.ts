@@ -67,7 +67,11 @@ export class BuildHistory {
       this.recorded = record;
       return record;
     } catch (error) {
-      emit(this.onEvent, { type: "warning", image: this.image.uri, message: `explain record not written in ${this.projectDir}/.kiln: ${(error as Error)?.message ?? String(error)}` });
+      emit(this.onEvent, {
+        type: "warning",
+        image: this.image.uri,
+        message: `explain record not written in ${this.projectDir}/.kiln: ${(error as Error)?.message ?? String(error)}`,
+      });
       return undefined;
     }
   }
@@ -80,7 +84,11 @@ export class BuildHistory {
       await attachExplainRecord(result.uri, result.digest, record, { signal, onEvent: this.onEvent });
     } catch (error) {
       if (signal.aborted) throw error;
-      emit(this.onEvent, { type: "warning", image: this.image.uri, message: `explain record not attached in the registry: ${(error as Error)?.message ?? String(error)}` });
+      emit(this.onEvent, {
+        type: "warning",
+        image: this.image.uri,
+        message: `explain record not attached in the registry: ${(error as Error)?.message ?? String(error)}`,
+      });
     }
     return result;
   }

@@ -13,20 +13,27 @@ export type CheckerChoice = string | ImageCheckerLike;
 export function validateCheckerChoices(where: string, value: unknown): void {
   if (value === undefined) return;
   const isChecker = (v: unknown) =>
-    (typeof v === "object" || typeof v === "function") && v !== null && (
-      typeof (v as { imageExists?: unknown }).imageExists === "function" ||
+    (typeof v === "object" || typeof v === "function") &&
+    v !== null &&
+    (typeof (v as { imageExists?: unknown }).imageExists === "function" ||
       typeof (v as { prototype?: { imageExists?: unknown } }).prototype?.imageExists === "function");
   const bad = Array.isArray(value) ? value.find((v) => !(typeof v === "string" && v.length > 0) && !isChecker(v)) : value;
   if (!Array.isArray(value) || bad !== undefined) {
-    throw new ConfigError(`Invalid ${where} ${describeValue(Array.isArray(value) ? bad : value)}: expected a list of checker names (or checkers), in the order to ask them`, {
-      hint: 'E.g. ["docker-local", "registry"]; `kiln plugins` lists the installed checkers.',
-    });
+    throw new ConfigError(
+      `Invalid ${where} ${describeValue(Array.isArray(value) ? bad : value)}: expected a list of checker names (or checkers), in the order to ask them`,
+      {
+        hint: 'E.g. ["docker-local", "registry"]; `kiln plugins` lists the installed checkers.',
+      },
+    );
   }
 }
 
 /** `KILN_IMAGE_CHECKERS` / `--checker`: "a,b" → ["a", "b"]; undefined when unset or empty. */
 export function parseCheckerList(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
-  const names = value.split(",").map((n) => n.trim()).filter(Boolean);
+  const names = value
+    .split(",")
+    .map((n) => n.trim())
+    .filter(Boolean);
   return names.length > 0 ? names : undefined;
 }

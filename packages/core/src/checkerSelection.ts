@@ -88,6 +88,7 @@ function registeredNamesInPackageOf(discovery: PluginDiscovery, builderName: str
   const names = new Map<string, string>();
   const pkg = discovery.imageBuilders.find((b) => b.name === builderName)?.packageDir;
   if (pkg === undefined) return names;
-  for (const checker of discovery.imageCheckers) if (checker.packageDir === pkg && checker.exportName !== "default") names.set(checker.exportName, checker.name);
+  for (const checker of discovery.imageCheckers)
+    if (checker.packageDir === pkg && checker.exportName !== "default") names.set(checker.exportName, checker.name);
   return names;
 }

@@ -140,7 +140,8 @@ export async function runCheckers(
     try {
       // Options only when there are some, so a call without them looks exactly as it always did.
       const checkOptions = { ...(signal ? { signal } : {}), ...(report ? { onEvent: report } : {}) };
-      const pending = signal || report ? checker.imageExists(repository, tag, [...platforms], checkOptions) : checker.imageExists(repository, tag, [...platforms]);
+      const pending =
+        signal || report ? checker.imageExists(repository, tag, [...platforms], checkOptions) : checker.imageExists(repository, tag, [...platforms]);
       const uri = await raceAbort(Promise.resolve(pending), signal, () => cancelled(checker.name));
       // Whatever a checker answers after the abort (a null from a request it cut short) is no answer.
       if (signal?.aborted) throw cancelled(checker.name);
@@ -163,9 +164,10 @@ export async function runCheckers(
   }
   const failed = outcome.results.filter((r) => r.result === "error");
   if (options.strict && checkers.length > 0 && (failed.length > 0 || asked === 0)) {
-    const reasons = failed.length > 0
-      ? `${failed.map((r) => `${r.checker}: ${r.error?.message}`).join("; ")}`
-      : `none of the checkers (${checkers.map((c) => c.name).join(", ")}) answers for ${repository}`;
+    const reasons =
+      failed.length > 0
+        ? `${failed.map((r) => `${r.checker}: ${r.error?.message}`).join("; ")}`
+        : `none of the checkers (${checkers.map((c) => c.name).join(", ")}) answers for ${repository}`;
     throw new CheckFailedError(`Could not tell whether ${options.image} exists (strict mode): ${reasons}`, {
       hint: "Fix the checkers' access to the registry (credentials, network), or run without strict mode (KILN_STRICT=0) to build anyway.",
       details: { image: options.image, results: outcome.results },
@@ -199,7 +201,10 @@ export async function digestOfFound(uri: string, signal?: AbortSignal): Promise<
   // Loaded on demand: the registry client is only needed once a registry image was found.
   const cancelled = () => cancelledError(`Digest lookup of ${uri}`, signal, { image: uri });
   if (signal?.aborted) throw cancelled();
-  digestClient ??= new (await import("./registry/client.js")).RegistryClient({ retry: { retries: 1, baseDelayMs: 200 }, timeouts: { connectMs: 3_000, idleMs: 10_000, totalMs: 15_000 } });
+  digestClient ??= new (await import("./registry/client.js")).RegistryClient({
+    retry: { retries: 1, baseDelayMs: 200 },
+    timeouts: { connectMs: 3_000, idleMs: 10_000, totalMs: 15_000 },
+  });
   // The signal aborts the request itself (socket closed, no retry); the race also covers the
   // moments the client waits on something it cannot cancel (a credential helper).
   const head = digestClient.headManifest(uri, { signal }).then(

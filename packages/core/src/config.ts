@@ -48,7 +48,17 @@ export interface LoadedConfig extends KilnConfig {
 }
 
 export const CONFIG_FILE_NAME = "kiln.config.json";
-const CONFIG_KEYS = ["imageBuilder", "imageRegistry", "strict", "lockProvider", "checkCache", "imageCheckers", "promoteFrom", "builderOptions", "pinBase"] as const;
+const CONFIG_KEYS = [
+  "imageBuilder",
+  "imageRegistry",
+  "strict",
+  "lockProvider",
+  "checkCache",
+  "imageCheckers",
+  "promoteFrom",
+  "builderOptions",
+  "pinBase",
+] as const;
 const MANIFEST_KEYS = new Set(["apiVersion", "imageBuilders", "imageCheckers", "credentialProviders", "lockProviders", "checkCaches"]);
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$/;
 
@@ -120,18 +130,23 @@ function validateSection(raw: unknown, file: string, where: string, allowManifes
         }
         break;
       case "lockProvider":
-        if (typeof value !== "string" || !NAME_PATTERN.test(value)) fail("expected a lock provider name", 'Use "file" (per host) or the name a plugin declares, e.g. "redis".');
+        if (typeof value !== "string" || !NAME_PATTERN.test(value))
+          fail("expected a lock provider name", 'Use "file" (per host) or the name a plugin declares, e.g. "redis".');
         out.lockProvider = value as string;
         break;
       case "checkCache":
-        if (typeof value !== "string" || !NAME_PATTERN.test(value)) fail("expected a check cache name", 'Use "none" or the name a plugin declares, e.g. "redis".');
+        if (typeof value !== "string" || !NAME_PATTERN.test(value))
+          fail("expected a check cache name", 'Use "none" or the name a plugin declares, e.g. "redis".');
         out.checkCache = value as string;
         break;
       case "imageCheckers":
         // In package.json's `kiln` field an object is a plugin manifest's table (discovery's); a list is this setting.
         if (allowManifestKeys && isPlainObject(value)) break;
         if (!Array.isArray(value) || value.some((name) => typeof name !== "string" || !NAME_PATTERN.test(name))) {
-          fail("expected a list of checker names, in the order to ask them", 'E.g. "imageCheckers": ["docker-local", "registry"]; `kiln plugins` lists the installed checkers.');
+          fail(
+            "expected a list of checker names, in the order to ask them",
+            'E.g. "imageCheckers": ["docker-local", "registry"]; `kiln plugins` lists the installed checkers.',
+          );
         }
         out.imageCheckers = [...(value as string[])];
         break;

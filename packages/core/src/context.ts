@@ -142,7 +142,8 @@ export function createBuildContext(image: ImageLike, options: BuildContextOption
 async function renderDefaultDockerfile(image: ImageLike): Promise<string> {
   // Lazy: the renderer is only needed when the caller did not render the Dockerfile itself.
   const mod = (await import("./dockerfile.js")) as { renderDockerfile?: (image: unknown, options: { buildkit: boolean }) => string };
-  if (typeof mod.renderDockerfile !== "function") throw new KilnError("renderDockerfile is not available", { hint: "Pass `dockerfile` to createBuildContext." });
+  if (typeof mod.renderDockerfile !== "function")
+    throw new KilnError("renderDockerfile is not available", { hint: "Pass `dockerfile` to createBuildContext." });
   return mod.renderDockerfile(image, { buildkit: false });
 }
 
@@ -171,7 +172,10 @@ async function* produce(plan: PlanItem[], paths: readonly string[], options: Pro
     } else if (item.kind === "dockerignore") {
       // The user's patterns, then the Dockerfile Kiln added (as the docker CLI does for its own).
       const own = item.entry ? (await readListedFile(item.entry, options.snapshot)).toString("utf8") : "";
-      yield* small({ name: ".dockerignore", type: "file", mode: 0o644 }, Buffer.from(`${own}${own === "" || own.endsWith("\n") ? "" : "\n"}${item.append}\n`, "utf8"));
+      yield* small(
+        { name: ".dockerignore", type: "file", mode: 0o644 },
+        Buffer.from(`${own}${own === "" || own.endsWith("\n") ? "" : "\n"}${item.append}\n`, "utf8"),
+      );
     } else if (item.kind === "dockerfile") {
       const text = await options.dockerfile();
       if (options.ownDockerfile !== undefined) await assertRendersHashedDockerfile(text, options.ownDockerfile, options.spec, options.snapshot);
@@ -296,5 +300,9 @@ async function openListed(entry: WalkEntry): Promise<FileHandle> {
 function contentChanged(entry: WalkEntry, expected: Buffer, actual: Buffer, snapshot: SourceSnapshot): SourceChangedError {
   // A digest from the stat cache that does not match must not be trusted again on the next run.
   snapshot.cache?.forget(entry.hostPath);
-  return sourceChanged(entry, `its content changed (sha256 ${expected.toString("hex").slice(0, 12)}… when the tag was computed, ${actual.toString("hex").slice(0, 12)}… now)`, STREAMING);
+  return sourceChanged(
+    entry,
+    `its content changed (sha256 ${expected.toString("hex").slice(0, 12)}… when the tag was computed, ${actual.toString("hex").slice(0, 12)}… now)`,
+    STREAMING,
+  );
 }

@@ -83,7 +83,14 @@ function lineAt(text: string, offset: number): { line: number; text: string } {
 }
 
 /** Any credential URL in the file's text, reported at its line. */
-function scanText(field: string, path: string, context: CredentialContext, urlOptions: CredentialUrlOptions, options: CredentialFileOptions, json = false): void {
+function scanText(
+  field: string,
+  path: string,
+  context: CredentialContext,
+  urlOptions: CredentialUrlOptions,
+  options: CredentialFileOptions,
+  json = false,
+): void {
   const raw = readText(path, options);
   if (raw === undefined) return;
   // JSON may write `/` as `\/`: `https:\/\/user:pass@host` is the same URL to npm.
@@ -165,7 +172,10 @@ function scanNpmrc(field: string, path: string): void {
     const eq = trimmed.indexOf("=");
     if (eq > 0) {
       const key = trimmed.slice(0, eq).trim();
-      const value = trimmed.slice(eq + 1).trim().replace(/^(["'])(.*)\1$/, "$2");
+      const value = trimmed
+        .slice(eq + 1)
+        .trim()
+        .replace(/^(["'])(.*)\1$/, "$2");
       if (NPMRC_SECRET_KEY.test(key) && value !== "" && !isVariableReference(value)) {
         throw new ValidationError(`${field} (${path}:${i + 1})`, `${key}=***`, credentialReason("node"), {
           hint: credentialHint("node"),

@@ -42,8 +42,7 @@ const REFERENCES = /^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Z_][A-Z0-9_]*|\$\([^()
 
 function endsAuthority(code: number): boolean {
   // ASCII whitespace and controls, DEL, / ? # \ " < >
-  return code <= 0x20 || code === 0x7f || code === 0x2f || code === 0x3f || code === 0x23 || code === 0x5c ||
-    code === 0x22 || code === 0x3c || code === 0x3e;
+  return code <= 0x20 || code === 0x7f || code === 0x2f || code === 0x3f || code === 0x23 || code === 0x5c || code === 0x22 || code === 0x3c || code === 0x3e;
 }
 
 function isLetter(code: number): boolean {

@@ -197,7 +197,11 @@ export function discoverPlugins(projectDir: string = process.cwd()): PluginDisco
     const manifestProblem = (message: string, hint: string) =>
       result.problems.push({ packageName, error: new PluginLoadError(message, { hint, details: { package: packageName } }) });
     if (!isPlainObject(manifest)) {
-      if (!self) manifestProblem(`The "kiln" field of ${packageName} must be an object, got ${describeValue(manifest)}`, "Ask the plugin author to fix its package.json.");
+      if (!self)
+        manifestProblem(
+          `The "kiln" field of ${packageName} must be an object, got ${describeValue(manifest)}`,
+          "Ask the plugin author to fix its package.json.",
+        );
       continue;
     }
     // The project's own `"imageCheckers": [...]` (a list) is configuration (config.ts), not a table of providers.
@@ -209,9 +213,10 @@ export function discoverPlugins(projectDir: string = process.cwd()): PluginDisco
       const problem = new PluginLoadError(
         `Plugin ${packageName}${pkg.version ? `@${pkg.version}` : ""} declares kiln.apiVersion ${describeValue(manifest.apiVersion)}, but this @kiln/core implements apiVersion ${KILN_API_VERSION}`,
         {
-          hint: typeof manifest.apiVersion === "number" && manifest.apiVersion > KILN_API_VERSION
-            ? "Upgrade @kiln/core to a version that supports this plugin."
-            : `Upgrade ${packageName} to a release built for kiln apiVersion ${KILN_API_VERSION}.`,
+          hint:
+            typeof manifest.apiVersion === "number" && manifest.apiVersion > KILN_API_VERSION
+              ? "Upgrade @kiln/core to a version that supports this plugin."
+              : `Upgrade ${packageName} to a release built for kiln apiVersion ${KILN_API_VERSION}.`,
           details: { package: packageName, apiVersion: manifest.apiVersion, supported: KILN_API_VERSION },
         },
       );
@@ -234,7 +239,9 @@ export function discoverPlugins(projectDir: string = process.cwd()): PluginDisco
       for (const [name, entry] of Object.entries(table)) {
         if (typeof entry !== "string" || entry.length === 0) {
           result.problems.push({
-            packageName, name, kind,
+            packageName,
+            name,
+            kind,
             error: new PluginLoadError(`kiln.${field}.${name} of ${packageName} must be a string like "./dist/index.js#Export", got ${describeValue(entry)}`, {
               hint: "Ask the plugin author to fix its package.json.",
               details: { package: packageName, name },
@@ -251,14 +258,13 @@ export function discoverPlugins(projectDir: string = process.cwd()): PluginDisco
         const previous = seen.get(key);
         if (previous) {
           result.problems.push({
-            packageName, name, kind,
-            error: new PluginLoadError(
-              `Two plugins declare the ${KIND_LABEL[kind]} ${describeValue(name)}: ${previous.packageName} and ${packageName}`,
-              {
-                hint: `Remove one of ${previous.packageName} and ${packageName} from your dependencies, or ask one author to rename it.`,
-                details: { name, packages: [previous.packageName, packageName] },
-              },
-            ),
+            packageName,
+            name,
+            kind,
+            error: new PluginLoadError(`Two plugins declare the ${KIND_LABEL[kind]} ${describeValue(name)}: ${previous.packageName} and ${packageName}`, {
+              hint: `Remove one of ${previous.packageName} and ${packageName} from your dependencies, or ask one author to rename it.`,
+              details: { name, packages: [previous.packageName, packageName] },
+            }),
           });
           continue;
         }
@@ -305,7 +311,7 @@ export async function importProvider(provider: DiscoveredProvider): Promise<unkn
   const rel = relative(provider.packageDir, provider.file);
   if (rel.startsWith("..") || isAbsolute(rel) || rel.split(sep).includes("node_modules")) {
     throw new PluginLoadError(`The ${label} points outside its package: ${describeValue(provider.entry)}`, {
-      hint: "A plugin entry must be a file inside the plugin package, like \"./dist/index.js#Export\".",
+      hint: 'A plugin entry must be a file inside the plugin package, like "./dist/index.js#Export".',
       details: { package: provider.packageName, entry: provider.entry },
     });
   }
@@ -364,7 +370,11 @@ function instantiate(provider: DiscoveredProvider, Cls: new () => unknown): unkn
   } catch (error) {
     throw new PluginLoadError(
       `Creating the ${KIND_LABEL[provider.kind]} ${describeValue(provider.name)} of ${provider.packageName} with \`new ${Cls.name}()\` failed: ${(error as Error)?.message ?? String(error)}`,
-      { hint: "A plugin class must be constructible with no arguments (read its settings from the environment).", cause: error, details: { package: provider.packageName } },
+      {
+        hint: "A plugin class must be constructible with no arguments (read its settings from the environment).",
+        cause: error,
+        details: { package: provider.packageName },
+      },
     );
   }
 }
@@ -408,10 +418,14 @@ export async function loadCredentialProvider(discovery: PluginDiscovery, name: s
   const value = await importProvider(provider);
   const expected = "a CredentialProvider (an object or a class with matches(host) and getCredentials(host))";
   const isShape = (v: unknown) =>
-    typeof v === "object" && v !== null && typeof (v as CredentialProvider).matches === "function" && typeof (v as CredentialProvider).getCredentials === "function";
-  const instance = typeof value === "function" && typeof (value as { prototype?: Partial<CredentialProvider> }).prototype?.getCredentials === "function"
-    ? instantiate(provider, value as new () => unknown)
-    : value;
+    typeof v === "object" &&
+    v !== null &&
+    typeof (v as CredentialProvider).matches === "function" &&
+    typeof (v as CredentialProvider).getCredentials === "function";
+  const instance =
+    typeof value === "function" && typeof (value as { prototype?: Partial<CredentialProvider> }).prototype?.getCredentials === "function"
+      ? instantiate(provider, value as new () => unknown)
+      : value;
   if (!isShape(instance)) throw shapeError(provider, expected, value);
   const named = instance as CredentialProvider;
   return typeof named.name === "string" && named.name ? named : Object.assign(named, { name: provider.name });
@@ -422,9 +436,10 @@ async function loadInstanceWith<T>(discovery: PluginDiscovery, kind: ProviderKin
   const provider = findProvider(discovery, kind, name);
   const value = await importProvider(provider);
   const hasMethods = (v: unknown) => typeof v === "object" && v !== null && methods.every((m) => typeof (v as Record<string, unknown>)[m] === "function");
-  const instance = typeof value === "function" && methods.every((m) => typeof (value as { prototype?: Record<string, unknown> }).prototype?.[m] === "function")
-    ? instantiate(provider, value as new () => unknown)
-    : value;
+  const instance =
+    typeof value === "function" && methods.every((m) => typeof (value as { prototype?: Record<string, unknown> }).prototype?.[m] === "function")
+      ? instantiate(provider, value as new () => unknown)
+      : value;
   if (!hasMethods(instance)) throw shapeError(provider, expected, value);
   return instance as T;
 }
@@ -436,8 +451,13 @@ export function loadLockProvider(discovery: PluginDiscovery, name: string): Prom
 
 /** A check cache (coordination/types.ts: lookup, putPresent, putAbsent, invalidate, releaseClaim); a class is instantiated. */
 export function loadCheckCache(discovery: PluginDiscovery, name: string): Promise<CheckCache> {
-  return loadInstanceWith<CheckCache>(discovery, "checkCache", name, ["lookup", "putPresent", "putAbsent", "invalidate", "releaseClaim"],
-    "a CheckCache (an object or a class with lookup, putPresent, putAbsent, invalidate and releaseClaim)");
+  return loadInstanceWith<CheckCache>(
+    discovery,
+    "checkCache",
+    name,
+    ["lookup", "putPresent", "putAbsent", "invalidate", "releaseClaim"],
+    "a CheckCache (an object or a class with lookup, putPresent, putAbsent, invalidate and releaseClaim)",
+  );
 }
 
 const activated = new Set<string>();

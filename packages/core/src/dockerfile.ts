@@ -67,10 +67,7 @@ export function requirementsPathInImage(index: number, name: string): string {
   return `/opt/kiln/requirements/${index}/${name}`;
 }
 
-const APT_CACHE_MOUNTS = [
-  "--mount=type=cache,target=/var/cache/apt,sharing=locked",
-  "--mount=type=cache,target=/var/lib/apt/lists,sharing=locked",
-];
+const APT_CACHE_MOUNTS = ["--mount=type=cache,target=/var/cache/apt,sharing=locked", "--mount=type=cache,target=/var/lib/apt/lists,sharing=locked"];
 const PIP_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/pip";
 const UV_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/uv";
 const NPM_CACHE_MOUNT = "--mount=type=cache,target=/root/.npm";
@@ -221,8 +218,7 @@ export function dockerBuildTarget(image: Image | Readonly<ImageSpec>): string | 
 }
 
 function needsUv(spec: Readonly<ImageSpec>) {
-  return (layer: Layer): boolean =>
-    layer.kind === "uvProject" || (spec.installer === "uv" && (layer.kind === "pipPackages" || layer.kind === "requirements"));
+  return (layer: Layer): boolean => layer.kind === "uvProject" || (spec.installer === "uv" && (layer.kind === "pipPackages" || layer.kind === "requirements"));
 }
 
 function planLayers(spec: Readonly<ImageSpec>, buildkit: boolean, escape: EscapeChar): DockerfileStep[] {
@@ -341,10 +337,16 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
     case "aptPackages": {
       const install = 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -- "$@"';
       const lines = buildkit
-        ? [run(APT_CACHE_MOUNTS, sh(
-            "rm -f /etc/apt/apt.conf.d/docker-clean && echo 'Binary::apt::APT::Keep-Downloaded-Packages \"true\";' > /etc/apt/apt.conf.d/keep-cache && " + install,
-            layer.packages,
-          ))]
+        ? [
+            run(
+              APT_CACHE_MOUNTS,
+              sh(
+                "rm -f /etc/apt/apt.conf.d/docker-clean && echo 'Binary::apt::APT::Keep-Downloaded-Packages \"true\";' > /etc/apt/apt.conf.d/keep-cache && " +
+                  install,
+                layer.packages,
+              ),
+            ),
+          ]
         : [run([], sh(`${install} && rm -rf /var/lib/apt/lists/*`, layer.packages))];
       return [{ phase: "apt", lines: asRoot(ctx, lines) }];
     }
@@ -352,23 +354,27 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
       return [{ phase: "install", lines: asRoot(ctx, [pythonInstall(ctx, layer, ["--", ...layer.packages])]) }];
     case "requirements": {
       const target = requirementsPathInImage(index, layer.name);
-      return [{
-        phase: "install",
-        lines: [copy(ctx, [`${dir}/${layer.name}`], target), ...asRoot(ctx, [pythonInstall(ctx, layer, ["-r", target])])],
-        consumes: [{ layerIndex: index, names: [layer.name] }],
-      }];
+      return [
+        {
+          phase: "install",
+          lines: [copy(ctx, [`${dir}/${layer.name}`], target), ...asRoot(ctx, [pythonInstall(ctx, layer, ["-r", target])])],
+          consumes: [{ layerIndex: index, names: [layer.name] }],
+        },
+      ];
     }
     case "uvProject": {
       const noCache = buildkit ? [] : ["--no-cache"];
       const script = 'UV_PROJECT_ENVIRONMENT="$(python3 -c \'import sys; print(sys.prefix)\')" exec uv sync --frozen --no-install-project "$@"';
-      return [{
-        phase: "install",
-        lines: [
-          copy(ctx, [`${dir}/pyproject.toml`, `${dir}/uv.lock`], "./"),
-          ...asRoot(ctx, [run(buildkit ? [UV_CACHE_MOUNT] : [], sh(script, [...noCache, ...(layer.extraArgs ?? [])]))]),
-        ],
-        consumes: [{ layerIndex: index, names: ["pyproject.toml", "uv.lock"] }],
-      }];
+      return [
+        {
+          phase: "install",
+          lines: [
+            copy(ctx, [`${dir}/pyproject.toml`, `${dir}/uv.lock`], "./"),
+            ...asRoot(ctx, [run(buildkit ? [UV_CACHE_MOUNT] : [], sh(script, [...noCache, ...(layer.extraArgs ?? [])]))]),
+          ],
+          consumes: [{ layerIndex: index, names: ["pyproject.toml", "uv.lock"] }],
+        },
+      ];
     }
     case "nodeProject": {
       // The install runs as the declared user (node_modules belongs to the user who runs the app, the
@@ -387,10 +393,7 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
           ? [run(cached ? [PNPM_CACHE_MOUNT] : [], sh(`corepack enable && ${pnpmInstall}`, [dest]))]
           : [...asRoot(ctx, [run([], ["corepack", "enable"])]), run([], sh(pnpmInstall, [dest]))];
       } else {
-        install = [run(cached ? [NPM_CACHE_MOUNT] : [], sh(
-          cached ? 'cd "$1" && npm ci' : 'cd "$1" && npm ci && npm cache clean --force',
-          [dest],
-        ))];
+        install = [run(cached ? [NPM_CACHE_MOUNT] : [], sh(cached ? 'cd "$1" && npm ci' : 'cd "$1" && npm ci && npm cache clean --force', [dest]))];
       }
       return [
         {
@@ -402,10 +405,24 @@ function renderLayer(layer: Layer, index: number, ctx: Ctx): Part[] {
       ];
     }
     case "sourceFolder":
-      return [{ phase: copyPhase(ctx, layer.dest), lines: [copy(ctx, [`${dir}/`], layer.dest)], consumes: [{ layerIndex: index }], dest: resolveDest(ctx, layer.dest) }];
+      return [
+        {
+          phase: copyPhase(ctx, layer.dest),
+          lines: [copy(ctx, [`${dir}/`], layer.dest)],
+          consumes: [{ layerIndex: index }],
+          dest: resolveDest(ctx, layer.dest),
+        },
+      ];
     case "sourceFile": {
       const name = layer.hostPath.split(/[\\/]/).pop()!;
-      return [{ phase: copyPhase(ctx, layer.dest), lines: [copy(ctx, [`${dir}/${name}`], layer.dest)], consumes: [{ layerIndex: index, names: [name] }], dest: resolveDest(ctx, layer.dest) }];
+      return [
+        {
+          phase: copyPhase(ctx, layer.dest),
+          lines: [copy(ctx, [`${dir}/${name}`], layer.dest)],
+          consumes: [{ layerIndex: index, names: [name] }],
+          dest: resolveDest(ctx, layer.dest),
+        },
+      ];
     }
     case "dockerIgnore":
       return []; // applied by the build context, not an instruction
@@ -441,7 +458,15 @@ function pythonInstall(ctx: Ctx, o: PipOptions, tail: string[]): string {
   if (o.pre) opts.push("--pre");
   const cache = ctx.buildkit ? [] : ["--no-cache-dir"];
   return run(ctx.buildkit ? [PIP_CACHE_MOUNT] : [], [
-    "python3", "-m", "pip", "install", "--disable-pip-version-check", ...cache, ...opts, ...(o.extraArgs ?? []), ...tail,
+    "python3",
+    "-m",
+    "pip",
+    "install",
+    "--disable-pip-version-check",
+    ...cache,
+    ...opts,
+    ...(o.extraArgs ?? []),
+    ...tail,
   ]);
 }
 

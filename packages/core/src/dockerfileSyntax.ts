@@ -58,21 +58,33 @@ export function closeDockerfile(text: string, path: string): ClosedDockerfile {
     case "directiveError":
       return fail(end.line, end.reason, "fix the parser directive at the top of the Dockerfile (Docker refuses it too)");
     case "heredoc":
-      return fail(end.startLine, `the heredoc <<${end.name} is never terminated (no line "${end.name}" follows); BuildKit refuses such a Dockerfile ("unterminated heredoc"), and Kiln's instructions after it would be read as the heredoc's content`,
-        `end the heredoc with a line containing only ${end.name}`);
+      return fail(
+        end.startLine,
+        `the heredoc <<${end.name} is never terminated (no line "${end.name}" follows); BuildKit refuses such a Dockerfile ("unterminated heredoc"), and Kiln's instructions after it would be read as the heredoc's content`,
+        `end the heredoc with a line containing only ${end.name}`,
+      );
     case "continuation": {
       // The last line that adds text ends the instruction; what later lines add is whitespace, kept.
       const parts = end.parts;
       const last = parts.findLastIndex((part) => !isBlank(part.text));
       if (last < 0) {
-        return fail(end.startLine, `the file ends in a continued instruction with no text (a line ending in "${end.escape}" followed only by blank or comment lines); Docker refuses it as an unknown instruction`,
-          `remove the trailing "${end.escape}" line(s) at the end of the Dockerfile`);
+        return fail(
+          end.startLine,
+          `the file ends in a continued instruction with no text (a line ending in "${end.escape}" followed only by blank or comment lines); Docker refuses it as an unknown instruction`,
+          `remove the trailing "${end.escape}" line(s) at the end of the Dockerfile`,
+        );
       }
-      const tail = parts.slice(last + 1).map((part) => part.text).join("");
+      const tail = parts
+        .slice(last + 1)
+        .map((part) => part.text)
+        .join("");
       const closing = parts[last]!;
       if (continuationPattern(end.escape).test(closing.text + tail)) {
-        return fail(closing.line, `the file's last instruction ends in the escape character "${end.escape}" at end of file; Kiln cannot end that instruction without changing it`,
-          `end the Dockerfile's last line without a trailing "${end.escape}"`);
+        return fail(
+          closing.line,
+          `the file's last instruction ends in the escape character "${end.escape}" at end of file; Kiln cannot end that instruction without changing it`,
+          `end the Dockerfile's last line without a trailing "${end.escape}"`,
+        );
       }
       const closed = trimNewline(lines[closing.line]!).replace(continuationPattern(end.escape), "$1") + tail;
       return { text: [...lines.slice(0, closing.line), closed].join("\n"), escape: end.escape };
@@ -377,7 +389,8 @@ class ShellLexer {
           return { result, words: words.get() };
         }
         if (ch === "$" || ch === "<" || ch === "'" || ch === '"') {
-          const text = ch === "$" ? this.processDollar() : ch === "<" ? this.processPossibleHeredoc() : ch === "'" ? this.processSingleQuote() : this.processDoubleQuote();
+          const text =
+            ch === "$" ? this.processDollar() : ch === "<" ? this.processPossibleHeredoc() : ch === "'" ? this.processSingleQuote() : this.processDoubleQuote();
           result += text;
           if (ch === "$") words.addString(text);
           else words.addRawString(text);

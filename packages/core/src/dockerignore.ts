@@ -23,13 +23,7 @@ import { hasRawBytes, matchForm, nameBytes } from "./rawNames.js";
 
 /** Patterns applied to a copied folder that has no ignore rules of its own: the weak spot of the
  * reference SDK, which hashed (and shipped) VCS metadata, bytecode, virtualenvs and node_modules. */
-export const DEFAULT_IGNORE_PATTERNS: readonly string[] = [
-  "**/.git",
-  "**/__pycache__",
-  "**/*.pyc",
-  "**/.venv",
-  "**/node_modules",
-];
+export const DEFAULT_IGNORE_PATTERNS: readonly string[] = ["**/.git", "**/__pycache__", "**/*.pyc", "**/.venv", "**/node_modules"];
 
 /** Reads a `.dockerignore` text exactly like moby's `ignorefile.ReadAll`. */
 export function parseDockerignore(text: string): string[] {

@@ -115,7 +115,20 @@ export interface EngineBuildOptions {
 
 /** Every key of EngineBuildOptions: any other is a typo (`{ dryrun: true }` must not build). */
 export const BUILD_OPTION_KEYS: readonly (keyof EngineBuildOptions)[] = [
-  "builder", "force", "dryRun", "wait", "signal", "onEvent", "strict", "checkers", "projectDir", "secrets", "lockProvider", "checkCache", "promoteFrom", "pinBase",
+  "builder",
+  "force",
+  "dryRun",
+  "wait",
+  "signal",
+  "onEvent",
+  "strict",
+  "checkers",
+  "projectDir",
+  "secrets",
+  "lockProvider",
+  "checkCache",
+  "promoteFrom",
+  "pinBase",
 ];
 
 export type BuildOutcome =
@@ -159,21 +172,43 @@ const shared = new SharedWork<EngineImageBuild>();
 export function buildKey(
   image: Image,
   options: {
-    dryRun?: boolean; force?: boolean; builder?: string | ImageBuilder; strict?: boolean; projectDir?: string;
+    dryRun?: boolean;
+    force?: boolean;
+    builder?: string | ImageBuilder;
+    strict?: boolean;
+    projectDir?: string;
     checkers?: readonly CheckerChoice[];
     secrets?: Readonly<Record<string, string>>;
-    lockProvider?: string | LockProvider; checkCache?: string | CheckCache;
+    lockProvider?: string | LockProvider;
+    checkCache?: string | CheckCache;
     promoteFrom?: readonly string[];
   } = {},
 ): string {
   const platforms = [...image.platform].sort().join(",");
   const mode = options.dryRun ? "dry" : options.force ? "force" : "build";
   const strict = options.strict === undefined ? "" : `strict=${options.strict}`;
-  const checkers = options.checkers === undefined ? "" : `checkers=${options.checkers.map((c) => (typeof c === "string" ? `name:${c}` : builderIdentity(c as unknown as ImageBuilder))).join(",")}`;
+  const checkers =
+    options.checkers === undefined
+      ? ""
+      : `checkers=${options.checkers.map((c) => (typeof c === "string" ? `name:${c}` : builderIdentity(c as unknown as ImageBuilder))).join(",")}`;
   // Another lock provider or cache is another coordination: a joiner must not get a build that used other ones.
-  const coordination = options.lockProvider === undefined && options.checkCache === undefined ? "" : `lock=${builderIdentity(options.lockProvider)};cache=${builderIdentity(options.checkCache)}`;
+  const coordination =
+    options.lockProvider === undefined && options.checkCache === undefined
+      ? ""
+      : `lock=${builderIdentity(options.lockProvider)};cache=${builderIdentity(options.checkCache)}`;
   const promoteFrom = options.promoteFrom === undefined ? "" : `promote=${options.promoteFrom.join(",")}`;
-  return [image.uri, platforms, mode, builderIdentity(options.builder), strict, options.projectDir ?? "", secretsIdentity(options.secrets), checkers, coordination, promoteFrom].join("|");
+  return [
+    image.uri,
+    platforms,
+    mode,
+    builderIdentity(options.builder),
+    strict,
+    options.projectDir ?? "",
+    secretsIdentity(options.secrets),
+    checkers,
+    coordination,
+    promoteFrom,
+  ].join("|");
 }
 
 /** Per process, so the in-memory key never holds a value nor a digest comparable across processes. */
@@ -219,7 +254,12 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     // What the next run compares against (explainRecord.ts): every tag built, found or promoted.
     if (result.outcome === "found" || result.outcome === "built" || result.outcome === "promoted") history.record(result);
     emit(onEvent, {
-      type: "done", image: uri, uri: result.uri ?? uri, durationMs: Date.now() - started, built, dryRun,
+      type: "done",
+      image: uri,
+      uri: result.uri ?? uri,
+      durationMs: Date.now() - started,
+      built,
+      dryRun,
       ...(result.digest ? { digest: result.digest } : {}),
       ...(result.promotedFrom ? { promotedFrom: result.promotedFrom } : {}),
     });
@@ -257,7 +297,13 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
   };
   // A dry run takes no lease, so it needs no lock provider (nor its settings).
   const coordination = new BuildCoordination({
-    image: uri, repository: repositoryOf(image), tag: image.tag, platforms, strict, signal, onEvent,
+    image: uri,
+    repository: repositoryOf(image),
+    tag: image.tag,
+    platforms,
+    strict,
+    signal,
+    onEvent,
     lock: dryRun ? { name: FILE_LOCK_PROVIDER, provider: undefined, source: "default" } : await selectLockProvider(options.lockProvider, projectDir, config),
     cache: await selectCheckCache(options.checkCache, projectDir, config),
   });
@@ -298,7 +344,10 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     const promoted = promotion?.enabled ? await promotion.run(lock.beforePush) : undefined;
     if (promoted) {
       await coordination.remember(promoted.uri, promoted.digest);
-      return await history.attached(done({ uri: promoted.uri, digest: promoted.digest, outcome: "promoted", promotedFrom: promoted.source, builder: selected.name }, false), signal);
+      return await history.attached(
+        done({ uri: promoted.uri, digest: promoted.digest, outcome: "promoted", promotedFrom: promoted.source, builder: selected.name }, false),
+        signal,
+      );
     }
     signal.throwIfAborted();
     // Only now are secret values needed (a found image needs none): a missing one fails before building.
@@ -312,9 +361,14 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
     let result: ImageBuild;
     try {
       result = await selected.builder.buildImage(image, {
-        dryRun: false, wait: true, force: options.force ?? false, signal, onEvent: builderEvents,
+        dryRun: false,
+        wait: true,
+        force: options.force ?? false,
+        signal,
+        onEvent: builderEvents,
         ...(secrets.size > 0 ? { secrets: Object.fromEntries(secrets) } : {}),
-        fencingToken: lock.fencingToken, beforePush: lock.beforePush,
+        fencingToken: lock.fencingToken,
+        beforePush: lock.beforePush,
       });
     } catch (error) {
       // A RUN step that printed a secret may be quoted in the builder's error (a log tail): scrub first.
@@ -348,11 +402,14 @@ async function takeLock(key: string, uri: string, signal: AbortSignal, onEvent: 
     const code = (error as NodeJS.ErrnoException)?.code;
     if (KilnError.isInstance(error) || !code || !LOCK_FS_ERRORS.has(code)) throw error;
     const dir = lockDirectory();
-    throw new BuildFailedError(`Cannot take the build lock for ${uri} in ${dir}: ${code === "ENOSPC" || code === "EDQUOT" ? "no space left on the device" : "the directory is not writable"} (${code})`, {
-      hint: `Free some space in ${dir} (or make it writable), or point KILN_LOCK_DIR at a directory with room, and build again.`,
-      cause: error,
-      details: { image: uri, lockDir: dir, errno: code },
-    });
+    throw new BuildFailedError(
+      `Cannot take the build lock for ${uri} in ${dir}: ${code === "ENOSPC" || code === "EDQUOT" ? "no space left on the device" : "the directory is not writable"} (${code})`,
+      {
+        hint: `Free some space in ${dir} (or make it writable), or point KILN_LOCK_DIR at a directory with room, and build again.`,
+        cause: error,
+        details: { image: uri, lockDir: dir, errno: code },
+      },
+    );
   }
 }
 
@@ -375,7 +432,13 @@ async function runBuildKeepingLease(image: Image, options: EngineBuildOptions, s
 }
 
 /** Runs the build inside the shared work, so its error event reaches every caller once. */
-async function runShared(image: Image, options: EngineBuildOptions, signal: AbortSignal, fanOut: EventListener, buildBase: BaseBuilder): Promise<EngineImageBuild> {
+async function runShared(
+  image: Image,
+  options: EngineBuildOptions,
+  signal: AbortSignal,
+  fanOut: EventListener,
+  buildBase: BaseBuilder,
+): Promise<EngineImageBuild> {
   try {
     // An image built on a Kiln image: that one first (graphBuild.ts).
     const resolved = await resolveKilnBase(image, signal, fanOut, buildBase);
@@ -423,7 +486,8 @@ export function buildGraphNode(image: Image, options: EngineBuildOptions = {}, b
     // pinBase: the base's digest is part of the tag, so it is resolved before anything uses the tag.
     if (needsBasePin(image, selectPinBase(options.pinBase, loadConfig(projectDir)))) {
       return pinBaseImage(image, { pinBase: options.pinBase, projectDir, signal: options.signal, onEvent: options.onEvent }).then((pinned) => {
-        if (pinned.spec.base.kind === "image" && pinned.spec.base.digest) emit(options.onEvent, { type: "base.pinned", image: pinned.uri, base: pinned.spec.base.ref, digest: pinned.spec.base.digest });
+        if (pinned.spec.base.kind === "image" && pinned.spec.base.digest)
+          emit(options.onEvent, { type: "base.pinned", image: pinned.uri, base: pinned.spec.base.ref, digest: pinned.spec.base.digest });
         return buildGraphNode(pinned, options, buildBase);
       });
     }
@@ -431,10 +495,14 @@ export function buildGraphNode(image: Image, options: EngineBuildOptions = {}, b
     const { wait: _wait, ...baseOptions } = options;
     const viaBuild: BaseBuilder = (base, signal, onEvent) => build(base, { ...baseOptions, signal, onEvent });
     // Callers without a signal get the very same promise as the build already in flight.
-    const running = shared.run(buildKey(target, { ...options, projectDir }), (signal, fanOut) => runShared(target, { ...options, projectDir }, signal, fanOut, buildBase ?? viaBuild), {
-      signal: options.signal,
-      onEvent: options.onEvent,
-    });
+    const running = shared.run(
+      buildKey(target, { ...options, projectDir }),
+      (signal, fanOut) => runShared(target, { ...options, projectDir }, signal, fanOut, buildBase ?? viaBuild),
+      {
+        signal: options.signal,
+        onEvent: options.onEvent,
+      },
+    );
     if (options.wait !== false) return running;
     running.catch(() => {}); // surfaced by wait(); never an unhandled rejection
     return Promise.resolve({ uri: target.uri, wait: () => running });

@@ -76,7 +76,12 @@ export function diffExplainRecords(before: ExplainRecord, after: ExplainRecord):
     else if (kind === "installer") diff.installer = change;
     else diff.layers.push(change);
   }
-  diff.empty = !diff.recipe && !diff.platforms && !diff.base && !diff.installer && diff.layers.length === 0 &&
+  diff.empty =
+    !diff.recipe &&
+    !diff.platforms &&
+    !diff.base &&
+    !diff.installer &&
+    diff.layers.length === 0 &&
     diff.files.added.length + diff.files.removed.length + diff.files.changed.length === 0;
   return diff;
 }
@@ -115,7 +120,11 @@ export function formatExplainDiff(diff: ExplainDiff): string[] {
   if (diff.empty) return [`no input changed since ${diff.beforeTag} (recorded ${diff.beforeAt})`];
   const lines = [`since ${diff.beforeTag} (recorded ${diff.beforeAt}):`];
   const change = (what: string, c: InputChange) =>
-    c.before === undefined ? `  + ${what} ${c.label}: ${c.after}` : c.after === undefined ? `  - ${what} ${c.label}: ${c.before}` : `  ~ ${what} ${c.label}: ${c.before} → ${c.after}`;
+    c.before === undefined
+      ? `  + ${what} ${c.label}: ${c.after}`
+      : c.after === undefined
+        ? `  - ${what} ${c.label}: ${c.before}`
+        : `  ~ ${what} ${c.label}: ${c.before} → ${c.after}`;
   if (diff.recipe) lines.push(`  ~ recipe: ${diff.recipe.before} → ${diff.recipe.after}`);
   if (diff.platforms) lines.push(`  ~ platforms: ${diff.platforms.before.join(", ")} → ${diff.platforms.after.join(", ")}`);
   if (diff.base) lines.push(change("base", diff.base));

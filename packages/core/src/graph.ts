@@ -43,10 +43,15 @@ export function checkBasePlatforms(top: Readonly<ImageSpec>): void {
     if (missing.length > 0) {
       const image = describeImageSpec(spec);
       const baseName = describeImageSpec(base);
-      throw new ValidationError("platform", spec.platform.join(","), `${image} is declared for ${missing.join(", ")}, which its base image ${baseName} is not (it is declared for ${base.platform.join(", ")})`, {
-        hint: `declare ${baseName} for every platform of ${image} (or drop those platforms from ${image}); with the CLI, --platform applies to the whole chain`,
-        details: { image, base: baseName, missing, imagePlatforms: [...spec.platform], basePlatforms: [...base.platform] },
-      });
+      throw new ValidationError(
+        "platform",
+        spec.platform.join(","),
+        `${image} is declared for ${missing.join(", ")}, which its base image ${baseName} is not (it is declared for ${base.platform.join(", ")})`,
+        {
+          hint: `declare ${baseName} for every platform of ${image} (or drop those platforms from ${image}); with the CLI, --platform applies to the whole chain`,
+          details: { image, base: baseName, missing, imagePlatforms: [...spec.platform], basePlatforms: [...base.platform] },
+        },
+      );
     }
     spec = base;
   }

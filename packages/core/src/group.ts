@@ -18,10 +18,14 @@ const GROUP_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 export function group(name: string, members: ReadonlyArray<Image | Group>): Group {
   if (typeof name !== "string" || !GROUP_NAME.test(name)) {
-    throw new ValidationError("group name", name, "expected letters, digits, '_', '.' or '-' (first a letter or digit)", { hint: 'e.g. group("services", [api, worker])' });
+    throw new ValidationError("group name", name, "expected letters, digits, '_', '.' or '-' (first a letter or digit)", {
+      hint: 'e.g. group("services", [api, worker])',
+    });
   }
   if (!Array.isArray(members) || members.length === 0) {
-    throw new ValidationError(`group ${name}`, members, "expected a non-empty list of Images or groups", { hint: `e.g. group(${JSON.stringify(name)}, [api, worker])` });
+    throw new ValidationError(`group ${name}`, members, "expected a non-empty list of Images or groups", {
+      hint: `e.g. group(${JSON.stringify(name)}, [api, worker])`,
+    });
   }
   const images: Image[] = [];
   const seen = new Set<string>();

@@ -22,7 +22,7 @@ import { assertListed, openFailure, openPath, OPEN_LISTED_FLAGS, sizeChanged } f
 import { displayName, hasRawBytes, nameBytes } from "./rawNames.js";
 import { snapshotTestHooks } from "./snapshotHooks.js";
 import { listSpecFiles, type FileGroup, type SpecFiles, type WalkEntry } from "./walk.js";
-import { FileDigestCache, sharedDigestCache } from "./statcache.js";
+import { type FileDigestCache, sharedDigestCache } from "./statcache.js";
 
 /** Bump when the Dockerfile recipe changes in a way that changes images built from the same spec. */
 export const TAG_RECIPE_VERSION = "kiln-tag-v3";
@@ -247,7 +247,11 @@ class TagEncoder {
 
 function displayFields(fields: Array<[string, FieldValue]>): string {
   const show = (value: FieldValue): string =>
-    typeof value === "string" ? JSON.stringify(value) : Array.isArray(value) ? JSON.stringify(value) : JSON.stringify(Object.fromEntries((value as { pairs: Array<[string, string]> }).pairs));
+    typeof value === "string"
+      ? JSON.stringify(value)
+      : Array.isArray(value)
+        ? JSON.stringify(value)
+        : JSON.stringify(Object.fromEntries((value as { pairs: Array<[string, string]> }).pairs));
   if (fields.length === 1 && fields[0]![0] === "value") return show(fields[0]![1]);
   return fields.map(([name, value]) => `${name}=${show(value)}`).join(" ");
 }
@@ -256,7 +260,11 @@ function displayFields(fields: Array<[string, FieldValue]>): string {
 // The spec
 
 /** The tag of `spec` from a FileSource (snapshot.ts), with the cache it used. */
-export function hashSpec(spec: ImageSpec, options: HashOptions, source: FileSource): { tag: string; digest: string; files: SpecFiles; cache: FileDigestCache | undefined } {
+export function hashSpec(
+  spec: ImageSpec,
+  options: HashOptions,
+  source: FileSource,
+): { tag: string; digest: string; files: SpecFiles; cache: FileDigestCache | undefined } {
   return encodeSpec(spec, options, undefined, source);
 }
 
@@ -340,7 +348,10 @@ function baseContentTag(spec: ImageSpec, options: HashOptions): string {
 /** A file's digest as pinned (hex). */
 function pinnedHex(pinned: PinnedFiles, entry: WalkEntry): string {
   const digest = pinned.digests.get(entry);
-  if (digest === undefined) throw new KilnError(`No pinned digest for ${JSON.stringify(entry.hostPath)}`, { hint: "This is a bug in Kiln: a snapshot was used with files it did not list." });
+  if (digest === undefined)
+    throw new KilnError(`No pinned digest for ${JSON.stringify(entry.hostPath)}`, {
+      hint: "This is a bug in Kiln: a snapshot was used with files it did not list.",
+    });
   return digest.toString("hex");
 }
 
@@ -387,22 +398,37 @@ function layerFields(
       // those of a plain commands layer. `id=target` is unambiguous: neither may contain `=`.
       return layer.secrets === undefined || layer.secrets.length === 0
         ? [["commands", layer.commands]]
-        : [["commands", layer.commands], ["secrets", layer.secrets.map((s) => (s.target === undefined ? s.id : `${s.id}=${s.target}`))]];
+        : [
+            ["commands", layer.commands],
+            ["secrets", layer.secrets.map((s) => (s.target === undefined ? s.id : `${s.id}=${s.target}`))],
+          ];
     case "env":
       return [["vars", { pairs: layer.vars }]];
     case "workdir":
       return [["path", layer.path]];
     case "sourceFolder": {
       const tree = treeOf(group!);
-      return [["dest", layer.dest], ["files", tree.digest], ["entries", String(tree.count)]];
+      return [
+        ["dest", layer.dest],
+        ["files", tree.digest],
+        ["entries", String(tree.count)],
+      ];
     }
     case "sourceFile":
-      return [["dest", layer.dest], ["name", group!.entries[0]!.path], ["content", single(0)]];
+      return [
+        ["dest", layer.dest],
+        ["name", group!.entries[0]!.path],
+        ["content", single(0)],
+      ];
     case "dockerIgnore":
       // Only its effect counts: the files it removes from later layers' trees.
       return undefined;
     case "uvProject":
-      return [["pyproject", single(0)], ["uvLock", single(1)], ["extraArgs", layer.extraArgs ?? []]];
+      return [
+        ["pyproject", single(0)],
+        ["uvLock", single(1)],
+        ["extraArgs", layer.extraArgs ?? []],
+      ];
     case "nodeProject": {
       const tree = treeOf(group!);
       return [

@@ -271,10 +271,12 @@ export class Image {
    * already names a digest keeps it (the digest given must be that one).
    */
   withBaseDigest(digest: string): Image {
-    if (this.spec.base.kind !== "image") throw new ValidationError("withBaseDigest", this.spec.name, "only an image built on an existing image has a base to pin");
+    if (this.spec.base.kind !== "image")
+      throw new ValidationError("withBaseDigest", this.spec.name, "only an image built on an existing image has a base to pin");
     const value = validateBaseDigest("withBaseDigest", digest);
     const own = parseReference(this.spec.base.ref).digest;
-    if (own !== undefined && own !== value) throw new ValidationError("withBaseDigest", value, `the base reference ${this.spec.base.ref} already names another digest`);
+    if (own !== undefined && own !== value)
+      throw new ValidationError("withBaseDigest", value, `the base reference ${this.spec.base.ref} already names another digest`);
     const spec = copySpec(this.spec);
     if (spec.base.kind === "image" && own === undefined) spec.base.digest = value;
     return new Image(spec);
@@ -382,9 +384,7 @@ export class Image {
   /** A .dockerignore whose patterns apply to every later source folder, uv and node project. */
   withDockerignore(path: string | URL): Image {
     const hostPath = resolveHostPath("withDockerignore", path, "file");
-    const patterns = parseDockerignore(readFileSync(hostPath, "utf8")).map((p, i) =>
-      requireString(`withDockerignore pattern ${i}`, p),
-    );
+    const patterns = parseDockerignore(readFileSync(hostPath, "utf8")).map((p, i) => requireString(`withDockerignore pattern ${i}`, p));
     new IgnoreMatcher(patterns); // compiles every pattern: a malformed one fails here, not at build time
     return this.addLayer("withDockerignore", { kind: "dockerIgnore", hostPath, patterns });
   }
@@ -714,13 +714,28 @@ function parseLayer(field: string, raw: unknown): Layer {
   const o = obj(field, raw);
   switch (o.kind) {
     case "aptPackages":
-      return { kind: "aptPackages", packages: nonEmptyList(field, list(`${field}.packages`, o.packages)).map((p, i) => validateAptPackage(`${field}.packages[${i}]`, p)) };
+      return {
+        kind: "aptPackages",
+        packages: nonEmptyList(field, list(`${field}.packages`, o.packages)).map((p, i) => validateAptPackage(`${field}.packages[${i}]`, p)),
+      };
     case "pipPackages":
-      return { kind: "pipPackages", packages: nonEmptyList(field, list(`${field}.packages`, o.packages)).map((p, i) => validatePipRequirement(`${field}.packages[${i}]`, p)), ...optionalPip(field, o) };
+      return {
+        kind: "pipPackages",
+        packages: nonEmptyList(field, list(`${field}.packages`, o.packages)).map((p, i) => validatePipRequirement(`${field}.packages[${i}]`, p)),
+        ...optionalPip(field, o),
+      };
     case "requirements":
-      return { kind: "requirements", hostPath: absolutePath(`${field}.hostPath`, o.hostPath), name: validateContextFileName(`${field}.name`, o.name), ...optionalPip(field, o) };
+      return {
+        kind: "requirements",
+        hostPath: absolutePath(`${field}.hostPath`, o.hostPath),
+        name: validateContextFileName(`${field}.name`, o.name),
+        ...optionalPip(field, o),
+      };
     case "commands": {
-      const layer: Layer = { kind: "commands", commands: nonEmptyList(field, list(`${field}.commands`, o.commands)).map((c, i) => validateCommand(`${field}.commands[${i}]`, c)) };
+      const layer: Layer = {
+        kind: "commands",
+        commands: nonEmptyList(field, list(`${field}.commands`, o.commands)).map((c, i) => validateCommand(`${field}.commands[${i}]`, c)),
+      };
       const secrets = o.secrets === undefined ? [] : validateSecretMounts(`${field}.secrets`, o.secrets);
       if (secrets.length > 0) layer.secrets = secrets;
       return layer;
@@ -743,7 +758,11 @@ function parseLayer(field: string, raw: unknown): Layer {
       return { kind: "dockerIgnore", hostPath: absolutePath(`${field}.hostPath`, o.hostPath), patterns };
     }
     case "uvProject": {
-      const layer: Layer = { kind: "uvProject", pyprojectHostPath: absolutePath(`${field}.pyprojectHostPath`, o.pyprojectHostPath), lockHostPath: absolutePath(`${field}.lockHostPath`, o.lockHostPath) };
+      const layer: Layer = {
+        kind: "uvProject",
+        pyprojectHostPath: absolutePath(`${field}.pyprojectHostPath`, o.pyprojectHostPath),
+        lockHostPath: absolutePath(`${field}.lockHostPath`, o.lockHostPath),
+      };
       if (o.extraArgs !== undefined) layer.extraArgs = argList(`${field}.extraArgs`, o.extraArgs);
       return layer;
     }
@@ -752,7 +771,13 @@ function parseLayer(field: string, raw: unknown): Layer {
       if (manager !== "npm" && manager !== "pnpm") throw new ValidationError(`${field}.manager`, manager, 'expected "npm" or "pnpm"');
       const lockfile = requireString(`${field}.lockfile`, o.lockfile);
       if (!LOCKFILES[manager].includes(lockfile)) throw new ValidationError(`${field}.lockfile`, lockfile, `is not a ${manager} lockfile`);
-      return { kind: "nodeProject", hostPath: absolutePath(`${field}.hostPath`, o.hostPath), dest: validateContainerPath(`${field}.dest`, o.dest), manager, lockfile };
+      return {
+        kind: "nodeProject",
+        hostPath: absolutePath(`${field}.hostPath`, o.hostPath),
+        dest: validateContainerPath(`${field}.dest`, o.dest),
+        manager,
+        lockfile,
+      };
     }
     case "labels":
       return { kind: "labels", labels: pairs(`${field}.labels`, o.labels, validateLabelKey, validateLabelValue) };
@@ -824,13 +849,20 @@ function parseNestedBase(o: Obj, ancestors: readonly Obj[]): ImageSpec {
   const at = ancestors.indexOf(o);
   if (at >= 0) {
     const chain = [...ancestors.slice(at), o].map((a) => describeRaw(a));
-    throw new ValidationError("base.image", chain.join(" -> "), `is a cycle: ${describeRaw(ancestors[ancestors.length - 1]!)} is based on ${describeRaw(o)}, which is itself built on it`, {
-      hint: "an image cannot be (directly or through other images) its own base",
-      details: { image: describeRaw(ancestors[ancestors.length - 1]!), base: describeRaw(o), chain },
-    });
+    throw new ValidationError(
+      "base.image",
+      chain.join(" -> "),
+      `is a cycle: ${describeRaw(ancestors[ancestors.length - 1]!)} is based on ${describeRaw(o)}, which is itself built on it`,
+      {
+        hint: "an image cannot be (directly or through other images) its own base",
+        details: { image: describeRaw(ancestors[ancestors.length - 1]!), base: describeRaw(o), chain },
+      },
+    );
   }
   if (ancestors.length >= MAX_CHAIN_DEPTH) {
-    throw new ValidationError("base.image", describeRaw(o), `nests more than ${MAX_CHAIN_DEPTH} Kiln images`, { hint: "a chain of base images this deep is almost certainly a mistake" });
+    throw new ValidationError("base.image", describeRaw(o), `nests more than ${MAX_CHAIN_DEPTH} Kiln images`, {
+      hint: "a chain of base images this deep is almost certainly a mistake",
+    });
   }
   return parseSpecBody(o, ancestors);
 }

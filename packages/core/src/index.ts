@@ -31,11 +31,29 @@ export type { Architecture, Layer, LayerKind, BaseSpec, ImageSpec, PipOptions, P
 // events and plugin interfaces
 export type { BuildEvent, BuildEventType, BuildEventInput, EventListener, SerializedError } from "./events.js";
 export { KILN_API_VERSION } from "./builder.js";
-export type { ImageChecker, ImageCheckerClass, ImageCheckerLike, ImageCheckOptions, ImageBuilder, ImageBuild, BuildImageOptions, CanBuildAnswer } from "./builder.js";
+export type {
+  ImageChecker,
+  ImageCheckerClass,
+  ImageCheckerLike,
+  ImageCheckOptions,
+  ImageBuilder,
+  ImageBuild,
+  BuildImageOptions,
+  CanBuildAnswer,
+} from "./builder.js";
 
 // image spec (image.ts)
 export { Image, DEFAULT_PYTHON_VERSION, DEFAULT_NODE_VERSION, DEFAULT_IMAGE_NAME, DEFAULT_UV_IMAGE, DEFAULT_PLATFORMS, KILN_SPEC_VERSION } from "./image.js";
-export type { CommonImageOptions, DebianBaseOptions, NodeBaseOptions, DockerfileOptions, CloneOptions, UvProjectOptions, NodeProjectOptions, ImageJSON } from "./image.js";
+export type {
+  CommonImageOptions,
+  DebianBaseOptions,
+  NodeBaseOptions,
+  DockerfileOptions,
+  CloneOptions,
+  UvProjectOptions,
+  NodeProjectOptions,
+  ImageJSON,
+} from "./image.js";
 
 // references and content tags (reference.ts, hash.ts, context.ts)
 export { parseReference, formatReference, DOCKER_HUB_REGISTRY, OCI_LAYOUT_PREFIX, isOciLayoutTarget } from "./reference.js";

@@ -156,7 +156,11 @@ function createExclusive(path: string, data: Buffer): number | undefined {
     // A lock created but never written (e.g. the disk filled in between) would make the next run
     // wait for it to go stale: it is ours, so remove it.
     closeSync(fd);
-    try { unlinkSync(path); } catch { /* already gone */ }
+    try {
+      unlinkSync(path);
+    } catch {
+      /* already gone */
+    }
     throw error;
   }
 }
@@ -245,7 +249,9 @@ function takeBreaker(path: string): { release(): void } | undefined {
   if (fd === undefined) {
     // Left by a process that died while breaking: remove it so the next attempt can go ahead.
     const other = observe(breaker);
-    const abandoned = other?.kind === "foreign" || (other?.kind === "lock" && (Date.now() - other.mtimeMs > BREAKER_STALE_MS || (other.content !== undefined && holderState(other.content) === "dead")));
+    const abandoned =
+      other?.kind === "foreign" ||
+      (other?.kind === "lock" && (Date.now() - other.mtimeMs > BREAKER_STALE_MS || (other.content !== undefined && holderState(other.content) === "dead")));
     if (abandoned) removeIfStill(breaker, other!.id);
     return undefined;
   }
@@ -254,7 +260,11 @@ function takeBreaker(path: string): { release(): void } | undefined {
     release() {
       const now = observe(breaker);
       if (now?.kind === "lock" && now.dev === ours.dev && now.ino === ours.ino) {
-        try { unlinkSync(breaker); } catch { /* already gone */ }
+        try {
+          unlinkSync(breaker);
+        } catch {
+          /* already gone */
+        }
       }
       closeSync(fd);
     },
@@ -333,7 +343,11 @@ function forget(lock: HeldLock): void {
   if (lock.timer) clearInterval(lock.timer);
   held.delete(lock);
   removeIfOurs(lock);
-  try { closeSync(lock.fd); } catch { /* already closed */ }
+  try {
+    closeSync(lock.fd);
+  } catch {
+    /* already closed */
+  }
 }
 
 function installExitHook(): void {

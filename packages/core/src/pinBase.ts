@@ -25,7 +25,9 @@ export const PIN_BASE_ENV = "KILN_PIN_BASE";
 /** The global setting: option > init > KILN_PIN_BASE > config > off. */
 export function selectPinBase(option: boolean | undefined, config: LoadedConfig): boolean {
   if (option !== undefined && typeof option !== "boolean") {
-    throw new ConfigError(`Invalid build({ pinBase }) ${describeValue(option)}: expected true or false`, { hint: "Pass pinBase: true to pin base images by digest." });
+    throw new ConfigError(`Invalid build({ pinBase }) ${describeValue(option)}: expected true or false`, {
+      hint: "Pass pinBase: true to pin base images by digest.",
+    });
   }
   if (option !== undefined) return option;
   const fromInit = getInitOptions().pinBase;

@@ -9,19 +9,36 @@ import { PluginLoadError, describeValue } from "./errors.js";
 /** The methods each kind must have, on the object, on a class's prototype, or (checkers) static. */
 const REQUIRED_METHODS: Record<ProviderKind, { methods: string[]; expected: string; staticAllowed?: boolean }> = {
   imageBuilder: { methods: ["buildImage"], expected: "an ImageBuilder (an object or a class with a buildImage(image, options) method)" },
-  imageChecker: { methods: ["imageExists"], expected: "an ImageChecker (a class with a static imageExists, or an object/class with an imageExists method)", staticAllowed: true },
-  credentialProvider: { methods: ["matches", "getCredentials"], expected: "a CredentialProvider (an object or a class with matches(host) and getCredentials(host))" },
+  imageChecker: {
+    methods: ["imageExists"],
+    expected: "an ImageChecker (a class with a static imageExists, or an object/class with an imageExists method)",
+    staticAllowed: true,
+  },
+  credentialProvider: {
+    methods: ["matches", "getCredentials"],
+    expected: "a CredentialProvider (an object or a class with matches(host) and getCredentials(host))",
+  },
   lockProvider: { methods: ["acquire"], expected: "a LockProvider (an object or a class with acquire(request))" },
-  checkCache: { methods: ["lookup", "putPresent", "putAbsent", "invalidate", "releaseClaim"], expected: "a CheckCache (lookup, putPresent, putAbsent, invalidate and releaseClaim)" },
+  checkCache: {
+    methods: ["lookup", "putPresent", "putAbsent", "invalidate", "releaseClaim"],
+    expected: "a CheckCache (lookup, putPresent, putAbsent, invalidate and releaseClaim)",
+  },
 };
 
 const KIND_LABEL: Record<ProviderKind, string> = {
-  imageBuilder: "image builder", imageChecker: "image checker", credentialProvider: "credential provider", lockProvider: "lock provider", checkCache: "check cache",
+  imageBuilder: "image builder",
+  imageChecker: "image checker",
+  credentialProvider: "credential provider",
+  lockProvider: "lock provider",
+  checkCache: "check cache",
 };
 
 function hasAll(target: unknown, methods: string[]): boolean {
-  return (typeof target === "object" || typeof target === "function") && target !== null &&
-    methods.every((m) => typeof (target as Record<string, unknown>)[m] === "function");
+  return (
+    (typeof target === "object" || typeof target === "function") &&
+    target !== null &&
+    methods.every((m) => typeof (target as Record<string, unknown>)[m] === "function")
+  );
 }
 
 /** True when `value` has the shape the engine would accept for `kind`. */
@@ -45,10 +62,12 @@ export async function verifyProvider(provider: DiscoveredProvider): Promise<Plug
   if (hasProviderShape(provider.kind, value)) return undefined;
   const { expected } = REQUIRED_METHODS[provider.kind];
   const got = typeof value === "function" ? `class/function ${(value as { name?: string }).name || "(anonymous)"}` : typeof value;
-  return problem(new PluginLoadError(
-    `The ${KIND_LABEL[provider.kind]} ${describeValue(provider.name)} of ${provider.packageName} (${provider.entry}) has the wrong shape: expected ${expected}, got ${got}`,
-    { hint: `Make the export ${provider.exportName} ${expected}.`, details: { package: provider.packageName, entry: provider.entry } },
-  ));
+  return problem(
+    new PluginLoadError(
+      `The ${KIND_LABEL[provider.kind]} ${describeValue(provider.name)} of ${provider.packageName} (${provider.entry}) has the wrong shape: expected ${expected}, got ${got}`,
+      { hint: `Make the export ${provider.exportName} ${expected}.`, details: { package: provider.packageName, entry: provider.entry } },
+    ),
+  );
 }
 
 /** Every discovered entry verified (concurrently); the problems found, in discovery order. */

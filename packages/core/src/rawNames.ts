@@ -68,7 +68,9 @@ export function hostPathForFs(path: string): string | Buffer {
 /** A name for people to read: each escaped byte as `\xNN` (as Go's %q shows it); other text as is. */
 export function displayName(s: string): string {
   if (!hasRawBytes(s)) return s;
-  return s.replace(/[\ud800-\udbff][\udc00-\udfff]|[\udc80-\udcff]/g, (unit) => (unit.length === 2 ? unit : `\\x${(unit.charCodeAt(0) - ESCAPE_BASE).toString(16).padStart(2, "0")}`));
+  return s.replace(/[\ud800-\udbff][\udc00-\udfff]|[\udc80-\udcff]/g, (unit) =>
+    unit.length === 2 ? unit : `\\x${(unit.charCodeAt(0) - ESCAPE_BASE).toString(16).padStart(2, "0")}`,
+  );
 }
 
 /** A name quoted for a message (JSON string syntax), each escaped byte shown as `\xNN`. */

@@ -13,8 +13,10 @@ const PATTERNS: Array<[RegExp, string | ((...m: string[]) => string)]> = [
   // scheme://user:pass@host  and  scheme://token@host
   [/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@"'<>]+@/gi, `$1${REDACTED}@`],
   // Authorization: Bearer xyz / Basic xyz / raw value, as a header line or a JSON/object field
-  [/\b((?:proxy-)?authorization|x-registry-auth|x-amz-security-token)(["']?\s*[:=]\s*["']?)(?:(bearer|basic|token)\s+)?[^\s"',}]+/gi,
-    (_m, name: string, sep: string, scheme?: string) => `${name}${sep}${scheme ? `${scheme} ` : ""}${REDACTED}`],
+  [
+    /\b((?:proxy-)?authorization|x-registry-auth|x-amz-security-token)(["']?\s*[:=]\s*["']?)(?:(bearer|basic|token)\s+)?[^\s"',}]+/gi,
+    (_m, name: string, sep: string, scheme?: string) => `${name}${sep}${scheme ? `${scheme} ` : ""}${REDACTED}`,
+  ],
   // Bare "Bearer <token>" / "Basic <b64>" anywhere else
   [/\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}/gi, `$1 ${REDACTED}`],
   // "password": "...", token=..., secret: ...

@@ -86,8 +86,11 @@ export function parseReference(ref: string): ParsedReference {
   if (typeof ref !== "string" || ref.length === 0) {
     // Not `String(ref)` alone: it throws for an object without a prototype, hiding this typed error.
     const shown = typeof ref === "string" ? ref : safeString(ref);
-    throw invalid(shown, typeof ref === "string" ? "it is empty" : `expected a string, got ${ref === null ? "null" : typeof ref}`,
-      "Give an image reference such as `ubuntu:22.04` or `ghcr.io/acme/app:1.0`.");
+    throw invalid(
+      shown,
+      typeof ref === "string" ? "it is empty" : `expected a string, got ${ref === null ? "null" : typeof ref}`,
+      "Give an image reference such as `ubuntu:22.04` or `ghcr.io/acme/app:1.0`.",
+    );
   }
   if (HEX64_RE.test(ref)) {
     throw invalid(ref, "a 64-character hexadecimal string is an image ID, not a repository name", "Use `name@sha256:<digest>` to pin a digest.");
@@ -125,7 +128,11 @@ export function parseReference(ref: string): ParsedReference {
     path = remainder.slice(0, colon);
   }
   if (path.toLowerCase() !== path) {
-    throw invalid(ref, `the repository name ${JSON.stringify(path)} must be lowercase`, "Use only lowercase letters in the repository name (the registry host may have any case).");
+    throw invalid(
+      ref,
+      `the repository name ${JSON.stringify(path)} must be lowercase`,
+      "Use only lowercase letters in the repository name (the registry host may have any case).",
+    );
   }
   if (!DOMAIN_RE.test(domain)) {
     throw invalid(ref, `${JSON.stringify(domain)} is not a valid registry host`, "A registry is `host`, `host:port` or `[ipv6]:port`, e.g. `localhost:5000`.");
@@ -164,9 +171,10 @@ export interface FormatReferenceOptions {
 export function formatReference(ref: ParsedReference, options: FormatReferenceOptions = {}): string {
   let name = `${ref.registry}/${ref.repository}`;
   if (options.familiar && ref.registry === DOCKER_HUB_REGISTRY) {
-    name = ref.repository.startsWith(OFFICIAL_REPO_PREFIX) && !ref.repository.slice(OFFICIAL_REPO_PREFIX.length).includes("/")
-      ? ref.repository.slice(OFFICIAL_REPO_PREFIX.length)
-      : ref.repository;
+    name =
+      ref.repository.startsWith(OFFICIAL_REPO_PREFIX) && !ref.repository.slice(OFFICIAL_REPO_PREFIX.length).includes("/")
+        ? ref.repository.slice(OFFICIAL_REPO_PREFIX.length)
+        : ref.repository;
   }
   return `${name}${ref.tag !== undefined ? `:${ref.tag}` : ""}${ref.digest !== undefined ? `@${ref.digest}` : ""}`;
 }

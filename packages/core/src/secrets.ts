@@ -27,16 +27,17 @@ type SecretSource = Readonly<Record<string, string | undefined>>;
  * non-empty string, else a MissingSecretError naming every missing id (never a value). Provided ids
  * the image does not declare are ignored (one secrets map may serve many images).
  */
-export function resolveBuildSecrets(
-  image: ImageLike,
-  provided?: Readonly<Record<string, string>>,
-  env: SecretSource = process.env,
-): Map<string, string> {
+export function resolveBuildSecrets(image: ImageLike, provided?: Readonly<Record<string, string>>, env: SecretSource = process.env): Map<string, string> {
   if (provided !== undefined && (typeof provided !== "object" || provided === null || Array.isArray(provided))) {
     // Show the kind only: a misplaced argument may be the secret itself.
-    throw new ValidationError("secrets", Array.isArray(provided) ? "an array" : provided === null ? "null" : typeof provided, "expected an object of { ID: value }", {
-      hint: 'pass { secrets: { NPM_TOKEN: process.env.NPM_TOKEN } }',
-    });
+    throw new ValidationError(
+      "secrets",
+      Array.isArray(provided) ? "an array" : provided === null ? "null" : typeof provided,
+      "expected an object of { ID: value }",
+      {
+        hint: "pass { secrets: { NPM_TOKEN: process.env.NPM_TOKEN } }",
+      },
+    );
   }
   const resolved = new Map<string, string>();
   const missing: Array<{ id: string; reason: string }> = [];
@@ -51,13 +52,10 @@ export function resolveBuildSecrets(
   if (missing.length > 0) {
     const ids = missing.map((m) => m.id);
     const first = ids[0]!;
-    throw new MissingSecretError(
-      `Build secret${ids.length > 1 ? "s" : ""} without a value: ${missing.map((m) => `${m.id} (${m.reason})`).join(", ")}`,
-      {
-        hint: `pass { secrets: { ${first}: value } } to build(), \`--secret id=${first},env=VAR\` to kiln build, or set the environment variable ${first}`,
-        details: { missing: ids },
-      },
-    );
+    throw new MissingSecretError(`Build secret${ids.length > 1 ? "s" : ""} without a value: ${missing.map((m) => `${m.id} (${m.reason})`).join(", ")}`, {
+      hint: `pass { secrets: { ${first}: value } } to build(), \`--secret id=${first},env=VAR\` to kiln build, or set the environment variable ${first}`,
+      details: { missing: ids },
+    });
   }
   return resolved;
 }

@@ -62,18 +62,38 @@ const builderCache = new Map<string, Promise<ImageBuilder>>();
 
 /** Sets process-wide defaults (the reference guide's `flyte.init(image_builder=…)`). Replaces earlier init options. */
 export function init(options: InitOptions = {}): void {
-  if (options.imageBuilder !== undefined && typeof options.imageBuilder !== "string" &&
-      (typeof options.imageBuilder !== "object" || typeof options.imageBuilder?.buildImage !== "function")) {
+  if (
+    options.imageBuilder !== undefined &&
+    typeof options.imageBuilder !== "string" &&
+    (typeof options.imageBuilder !== "object" || typeof options.imageBuilder?.buildImage !== "function")
+  ) {
     throw new ConfigError(`Invalid init({ imageBuilder }) ${describeValue(String(options.imageBuilder))}: expected a builder name or an ImageBuilder`, {
       hint: 'Pass a name such as "docker" or an object with buildImage(image, options).',
     });
   }
   validateChoice("lockProvider", options.lockProvider, ["acquire"], 'Pass "file", a plugin name such as "redis", or an object with acquire(request).');
-  validateChoice("checkCache", options.checkCache, ["lookup", "putPresent", "putAbsent", "invalidate", "releaseClaim"], 'Pass "none", a plugin name such as "redis", or a CheckCache object.');
-  rejectUnknownKeys("init options", optionsObject("init options", options), ["imageBuilder", "imageRegistry", "strict", "imageCheckers", "lockProvider", "checkCache", "promoteFrom", "projectDir", "pinBase"]);
+  validateChoice(
+    "checkCache",
+    options.checkCache,
+    ["lookup", "putPresent", "putAbsent", "invalidate", "releaseClaim"],
+    'Pass "none", a plugin name such as "redis", or a CheckCache object.',
+  );
+  rejectUnknownKeys("init options", optionsObject("init options", options), [
+    "imageBuilder",
+    "imageRegistry",
+    "strict",
+    "imageCheckers",
+    "lockProvider",
+    "checkCache",
+    "promoteFrom",
+    "projectDir",
+    "pinBase",
+  ]);
   validateCheckerChoices("init({ imageCheckers })", options.imageCheckers);
   if (options.pinBase !== undefined && typeof options.pinBase !== "boolean") {
-    throw new ConfigError(`Invalid init({ pinBase }) ${describeValue(options.pinBase)}: expected true or false`, { hint: "Pass pinBase: true to pin base images by digest." });
+    throw new ConfigError(`Invalid init({ pinBase }) ${describeValue(options.pinBase)}: expected true or false`, {
+      hint: "Pass pinBase: true to pin base images by digest.",
+    });
   }
   initState = { ...options, ...(options.promoteFrom !== undefined ? { promoteFrom: validatePromoteFrom("init({ promoteFrom })", options.promoteFrom) } : {}) };
   discoveryCache.clear();
@@ -195,9 +215,10 @@ export async function selectBuilder(
       ? `No image builder is installed in ${projectDir}`
       : `Several image builders are installed (${available.join(", ")}) and none is selected`,
     {
-      hint: available.length === 0
-        ? `Install one, e.g. \`${addDevCommand(projectDir)} @kiln/docker\`, or pass an ImageBuilder to init({ imageBuilder }).`
-        : 'Choose one with init({ imageBuilder }), KILN_IMAGE_BUILDER, --builder, or "imageBuilder" in kiln.config.json.',
+      hint:
+        available.length === 0
+          ? `Install one, e.g. \`${addDevCommand(projectDir)} @kiln/docker\`, or pass an ImageBuilder to init({ imageBuilder }).`
+          : 'Choose one with init({ imageBuilder }), KILN_IMAGE_BUILDER, --builder, or "imageBuilder" in kiln.config.json.',
       details: { available, projectDir },
     },
   );

@@ -222,7 +222,11 @@ export class FileDigestCache {
         writeFileSync(temp, out);
         renameSync(temp, file);
       } catch (error) {
-        try { unlinkSync(temp); } catch { /* never created */ }
+        try {
+          unlinkSync(temp);
+        } catch {
+          /* never created */
+        }
         throw error;
       }
       this.loadedMtimeMs = fileMtimeMs(file);

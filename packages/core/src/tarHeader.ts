@@ -90,7 +90,7 @@ function paxRecord(key: string, value: Buffer): Buffer {
   const body = Buffer.concat([Buffer.from(` ${key}=`, "latin1"), value, Buffer.from("\n")]);
   const len = body.length;
   let digits = Math.floor(Math.log(len) / Math.log(10)) + 1;
-  if (len + digits >= Math.pow(10, digits)) digits++;
+  if (len + digits >= 10 ** digits) digits++;
   return Buffer.concat([Buffer.from(String(len + digits), "latin1"), body]);
 }
 

@@ -106,7 +106,12 @@ export function refuseCredentialUrls(field: string, value: unknown, context: Cre
 export function optionsObject<T extends object>(field: string, value: T | undefined): T {
   if (value === undefined) return {} as T;
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    fail(field, value, `expected an options object, got ${value === null ? "null" : Array.isArray(value) ? "an array" : typeof value}`, "pass an object like { registry: \"ghcr.io/acme\" }, or leave it out");
+    fail(
+      field,
+      value,
+      `expected an options object, got ${value === null ? "null" : Array.isArray(value) ? "an array" : typeof value}`,
+      'pass an object like { registry: "ghcr.io/acme" }, or leave it out',
+    );
   }
   return value;
 }
@@ -130,11 +135,26 @@ const PEP508_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?/;
 const VERSION_OP = /^(===|~=|==|!=|<=|>=|<|>)\s*/;
 const VERSION = /^[A-Za-z0-9_.*+!-]+/;
 const MARKER_VARIABLES = new Set([
-  "python_version", "python_full_version", "os_name", "sys_platform", "platform_release",
-  "platform_system", "platform_version", "platform_machine", "platform_python_implementation",
-  "implementation_name", "implementation_version", "extra", "os.name", "sys.platform",
-  "platform.version", "platform.machine", "platform.python_implementation", "python_implementation",
-  "dependency_groups", "extras",
+  "python_version",
+  "python_full_version",
+  "os_name",
+  "sys_platform",
+  "platform_release",
+  "platform_system",
+  "platform_version",
+  "platform_machine",
+  "platform_python_implementation",
+  "implementation_name",
+  "implementation_version",
+  "extra",
+  "os.name",
+  "sys.platform",
+  "platform.version",
+  "platform.machine",
+  "platform.python_implementation",
+  "python_implementation",
+  "dependency_groups",
+  "extras",
 ]);
 
 /** Validates a PEP 508 marker expression token by token (variables, quoted strings, operators, and/or, parens). */
@@ -147,14 +167,23 @@ function checkMarker(field: string, spec: string, marker: string): void {
     if (/^\s*$/.test(marker.slice(pos))) break;
     token.lastIndex = pos;
     const m = token.exec(marker);
-    if (!m) fail(field, spec, `cannot parse the environment marker near ${JSON.stringify(marker.slice(pos, pos + 20))}`,
-      "markers look like `; python_version < \"3.12\" and sys_platform == \"linux\"`");
+    if (!m)
+      fail(
+        field,
+        spec,
+        `cannot parse the environment marker near ${JSON.stringify(marker.slice(pos, pos + 20))}`,
+        'markers look like `; python_version < "3.12" and sys_platform == "linux"`',
+      );
     const t = m[1]!;
     if (t === "(") depth++;
     else if (t === ")" && --depth < 0) fail(field, spec, "unbalanced parentheses in the environment marker");
     else if (/^[A-Za-z_]/.test(t) && !/^(not\s+in|in|and|or)$/.test(t) && !MARKER_VARIABLES.has(t)) {
-      fail(field, spec, `unknown environment marker variable ${JSON.stringify(t)}`,
-        "use a PEP 508 marker variable such as python_version, sys_platform or platform_machine");
+      fail(
+        field,
+        spec,
+        `unknown environment marker variable ${JSON.stringify(t)}`,
+        "use a PEP 508 marker variable such as python_version, sys_platform or platform_machine",
+      );
     }
     pos = token.lastIndex;
     count++;
@@ -167,11 +196,16 @@ function checkMarker(field: string, spec: string, marker: string): void {
 export function validatePipRequirement(field: string, value: unknown): string {
   // Direct references (`name @ url`), VCS URLs (`git+https://…`) and bare URLs alike.
   refuseCredentialUrls(field, value, "python");
-  const spec = requireSingleLine(field, value, "give one requirement per argument, e.g. \"numpy<2\"");
+  const spec = requireSingleLine(field, value, 'give one requirement per argument, e.g. "numpy<2"');
   const hint = 'use a PEP 508 requirement such as "pandas", "numpy<2", "uvicorn[standard]>=0.30" or "pkg @ https://host/pkg.whl"';
   if (spec.trim() !== spec) fail(field, spec, "has leading or trailing whitespace", hint);
-  if (spec.startsWith("-")) fail(field, spec, "starts with `-` (pip would read it as an option)",
-    "pass installer options through PipOptions (indexUrl, extraIndexUrls, pre, extraArgs)");
+  if (spec.startsWith("-"))
+    fail(
+      field,
+      spec,
+      "starts with `-` (pip would read it as an option)",
+      "pass installer options through PipOptions (indexUrl, extraIndexUrls, pre, extraArgs)",
+    );
   const nameMatch = PEP508_NAME.exec(spec);
   if (!nameMatch) fail(field, spec, "does not start with a package name", hint);
   let rest = spec.slice(nameMatch[0].length);
@@ -225,7 +259,8 @@ export function validateAptPackage(field: string, value: unknown): string {
   const m = /^([^:=/]+)(?::([^=/]+))?(?:=([^/]+)|\/([^=]+))?$/.exec(pkg);
   if (!m) fail(field, pkg, "is not a package name", hint);
   const [, name, arch, version, release] = m;
-  if (!APT_NAME.test(name!)) fail(field, pkg, "package names are lowercase letters, digits, `+`, `-` and `.`, at least two characters, starting with a letter or digit", hint);
+  if (!APT_NAME.test(name!))
+    fail(field, pkg, "package names are lowercase letters, digits, `+`, `-` and `.`, at least two characters, starting with a letter or digit", hint);
   if (arch !== undefined && !APT_ARCH.test(arch)) fail(field, pkg, `architecture ${JSON.stringify(arch)} is not valid`, hint);
   if (version !== undefined && !APT_VERSION.test(version)) fail(field, pkg, `version ${JSON.stringify(version)} is not a Debian version`, hint);
   if (release !== undefined && !APT_RELEASE.test(release)) fail(field, pkg, `release ${JSON.stringify(release)} is not valid`, hint);
@@ -238,23 +273,25 @@ export function validateAptPackage(field: string, value: unknown): string {
 export function validateEnvKey(field: string, value: unknown): string {
   const key = requireString(field, value);
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
-    fail(field, key, "environment variable names are letters, digits and `_`, not starting with a digit",
-      "rename the variable, e.g. MY_SETTING");
+    fail(field, key, "environment variable names are letters, digits and `_`, not starting with a digit", "rename the variable, e.g. MY_SETTING");
   }
   return key;
 }
 
 export function validateEnvValue(field: string, value: unknown): string {
   refuseCredentialUrls(field, value, "config");
-  return requireSingleLine(field, value,
-    "a Dockerfile ENV value is one line; encode newlines yourself (e.g. base64) or ship the text with withSourceFile");
+  return requireSingleLine(field, value, "a Dockerfile ENV value is one line; encode newlines yourself (e.g. base64) or ship the text with withSourceFile");
 }
 
 export function validateLabelKey(field: string, value: unknown): string {
   const key = requireString(field, value);
   if (!/^[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?$/.test(key) || key.length > 255) {
-    fail(field, key, "label keys are letters, digits, `.`, `-`, `_` and `/`, starting and ending with a letter or digit",
-      "use a reverse-DNS key such as org.opencontainers.image.source");
+    fail(
+      field,
+      key,
+      "label keys are letters, digits, `.`, `-`, `_` and `/`, starting and ending with a letter or digit",
+      "use a reverse-DNS key such as org.opencontainers.image.source",
+    );
   }
   return key;
 }
@@ -312,9 +349,10 @@ const SECRET_TARGET_SEGMENT = /^[A-Za-z0-9_.@+:~-]+$/;
 
 export function validateSecretId(field: string, value: unknown): string {
   if (typeof value !== "string" || !SECRET_ID_PATTERN.test(value)) {
-    const reason = typeof value !== "string"
-      ? `expected a secret id string, got ${value === null ? "null" : typeof value}`
-      : "secret ids are 1-64 letters, digits, `_`, `.` and `-`, starting with a letter or `_`";
+    const reason =
+      typeof value !== "string"
+        ? `expected a secret id string, got ${value === null ? "null" : typeof value}`
+        : "secret ids are 1-64 letters, digits, `_`, `.` and `-`, starting with a letter or `_`";
     fail(field, value, reason, 'use an id such as "NPM_TOKEN" or "pip_conf" (by default it is also the environment variable that holds the value)');
   }
   return value;
@@ -340,7 +378,12 @@ export function validateSecretTarget(field: string, value: unknown): string {
  * valid ids and targets, no id or target twice. */
 export function validateSecretMounts(field: string, value: unknown): SecretMount[] {
   if (!Array.isArray(value)) {
-    fail(field, value, "expected a list of secret ids or { id, target } objects", 'e.g. ["NPM_TOKEN", { id: "pip_conf", target: "/root/.config/pip/pip.conf" }]');
+    fail(
+      field,
+      value,
+      "expected a list of secret ids or { id, target } objects",
+      'e.g. ["NPM_TOKEN", { id: "pip_conf", target: "/root/.config/pip/pip.conf" }]',
+    );
   }
   const ids = new Set<string>();
   const targets = new Set<string>();
@@ -406,8 +449,12 @@ export function validateRegistry(field: string, value: unknown): string {
     fail(field, registry, "must not include a URL scheme", `drop the scheme: ${JSON.stringify(registry.replace(/^[a-z][a-z0-9+.-]*:\/\//i, ""))}`);
   }
   if (!REGISTRY_RE.test(registry) || registry.length > 255) {
-    fail(field, registry, "expected host[:port][/namespace] with a lowercase namespace",
-      'e.g. "ghcr.io/acme", "localhost:5000" or "123456789012.dkr.ecr.eu-west-1.amazonaws.com"');
+    fail(
+      field,
+      registry,
+      "expected host[:port][/namespace] with a lowercase namespace",
+      'e.g. "ghcr.io/acme", "localhost:5000" or "123456789012.dkr.ecr.eu-west-1.amazonaws.com"',
+    );
   }
   // Docker's rule: a first component is a host only with a `.` or `:` in it, as `localhost`, or with an
   // uppercase letter (as parseReference splits it). Anything else is a Docker Hub namespace ("acme" is
@@ -430,8 +477,12 @@ function validateOciLayoutRegistry(field: string, registry: string): string {
 export function validateRepositoryName(field: string, value: unknown, registry?: string): string {
   const name = requireString(field, value);
   if (!REPOSITORY_RE.test(name)) {
-    fail(field, name, "repository names are lowercase letters and digits, separated by `.`, `_`, `__` or `-`, in `/`-joined components",
-      name.toLowerCase() !== name ? `use lowercase: ${JSON.stringify(name.toLowerCase())}` : 'e.g. "my-app" or "team/my_app"');
+    fail(
+      field,
+      name,
+      "repository names are lowercase letters and digits, separated by `.`, `_`, `__` or `-`, in `/`-joined components",
+      name.toLowerCase() !== name ? `use lowercase: ${JSON.stringify(name.toLowerCase())}` : 'e.g. "my-app" or "team/my_app"',
+    );
   }
   const full = registry === undefined ? name : `${registry}/${name}`;
   if (full.length > 255) fail(field, name, "the full repository name is longer than 255 characters", "use a shorter name");
@@ -449,7 +500,7 @@ export function validateTag(field: string, value: unknown): string {
 /** A full image reference as written in `FROM` (e.g. `python:3.11-slim-bookworm`, `localhost:5000/x@sha256:...`).
  * The grammar is reference.ts's `parseReference` (one copy of it); its reason and hint are kept. */
 export function validateImageReference(field: string, value: unknown): string {
-  const ref = requireSingleLine(field, value, "an image reference is one line, e.g. \"python:3.11-slim-bookworm\"");
+  const ref = requireSingleLine(field, value, 'an image reference is one line, e.g. "python:3.11-slim-bookworm"');
   if (ref.length === 0) fail(field, ref, "must not be empty", 'e.g. "python:3.11-slim-bookworm" or "ghcr.io/acme/base@sha256:<64 hex>"');
   try {
     parseReference(ref);
@@ -508,8 +559,12 @@ export function validateNodeVersion(field: string, value: unknown): number {
 export function validateContextFileName(field: string, value: unknown): string {
   const name = requireSingleLine(field, value, "rename the file so its name has no control characters");
   if (name === "" || name === "." || name === ".." || /[*?[\]\\/]/.test(name)) {
-    fail(field, name, "file names copied into an image must not contain `*`, `?`, `[`, `]`, `\\` or `/`",
-      "rename the file, or copy its folder with withSourceFolder");
+    fail(
+      field,
+      name,
+      "file names copied into an image must not contain `*`, `?`, `[`, `]`, `\\` or `/`",
+      "rename the file, or copy its folder with withSourceFolder",
+    );
   }
   return name;
 }

@@ -138,7 +138,7 @@ export function walkDirectory(root: string, patterns: readonly string[], options
         throw unreadable(abs, error);
       }
       const isDir = st.isDirectory();
-      let info: ParentMatchInfo = undefined;
+      let info: ParentMatchInfo;
       let childUnderExcluded = false;
       if (byName !== undefined) {
         // Every rule is `**/<name glob>` without `!`: a path is excluded exactly when its own name (or

@@ -36,11 +36,15 @@ class RecordingBuilder implements ImageBuilder {
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(resolve, this.delayMs);
-        options.signal?.addEventListener("abort", () => {
-          clearTimeout(timer);
-          this.aborted.push(image.name);
-          reject(options.signal!.reason);
-        }, { once: true });
+        options.signal?.addEventListener(
+          "abort",
+          () => {
+            clearTimeout(timer);
+            this.aborted.push(image.name);
+            reject(options.signal!.reason);
+          },
+          { once: true },
+        );
       });
       if (this.failing.has(image.name)) throw new Error(`step failed in ${image.name}`);
       const base = image.spec.base;
@@ -120,7 +124,10 @@ describe("buildAll", () => {
     const builder = new RecordingBuilder();
     builder.delayMs = 60;
     const id = unique();
-    const images = Array.from({ length: 10 }, (_, i) => ({ name: `img${i}`, image: Image.fromBase("busybox:1.35", { registry: "reg.example", name: `many-${id}-${i}` }).withEnvVars({ I: String(i) }) }));
+    const images = Array.from({ length: 10 }, (_, i) => ({
+      name: `img${i}`,
+      image: Image.fromBase("busybox:1.35", { registry: "reg.example", name: `many-${id}-${i}` }).withEnvVars({ I: String(i) }),
+    }));
     const results = await buildAll(images, { builder, concurrency: 3 });
     expect(results.map((r) => [r.name, r.action])).toEqual(images.map((i) => [i.name, "built"]));
     expect(results.every((r) => r.digest === `sha256:${"d".repeat(64)}` && r.uri === images.find((i) => i.name === r.name)!.image.uri)).toBe(true);
@@ -128,7 +135,10 @@ describe("buildAll", () => {
     expect(builder.built).toHaveLength(10);
     const defaults = new RecordingBuilder();
     defaults.delayMs = 60;
-    await buildAll(images.map((i) => i.image.withEnvVars({ D: id })), { builder: defaults });
+    await buildAll(
+      images.map((i) => i.image.withEnvVars({ D: id })),
+      { builder: defaults },
+    );
     expect(defaults.maxInFlight).toBe(DEFAULT_BUILD_CONCURRENCY);
   });
 
@@ -138,16 +148,28 @@ describe("buildAll", () => {
     const base = Image.fromBase("busybox:1.35", { registry: "reg.example", name: `shared-${id}` }).withEnvVars({ S: "1" });
     const a = Image.fromBase(base, { registry: "reg.example", name: `a-${id}` }).withEnvVars({ A: "1" });
     const b = Image.fromBase(base, { registry: "reg.example", name: `b-${id}` }).withEnvVars({ B: "1" });
-    const results = await buildAll([{ name: "a", image: a }, { name: "b", image: b }], { builder, concurrency: 1 });
+    const results = await buildAll(
+      [
+        { name: "a", image: a },
+        { name: "b", image: b },
+      ],
+      { builder, concurrency: 1 },
+    );
     expect(builder.built.filter((x) => x.uri === base.uri)).toHaveLength(1);
     expect(builder.built[0]!.uri).toBe(base.uri);
-    expect(results.map((r) => [r.name, r.action, r.dependency])).toEqual([["a", "built", false], ["b", "built", false], [base.uri, "built", true]]);
+    expect(results.map((r) => [r.name, r.action, r.dependency])).toEqual([
+      ["a", "built", false],
+      ["b", "built", false],
+      [base.uri, "built", true],
+    ]);
   });
 
   it("keeps going when images fail: each failure reported, images above a failed base fail without building", async () => {
     const builder = new RecordingBuilder();
     const id = unique();
-    const ok = Array.from({ length: 5 }, (_, i) => Image.fromBase("busybox:1.35", { registry: "reg.example", name: `ok-${id}-${i}` }).withEnvVars({ I: String(i) }));
+    const ok = Array.from({ length: 5 }, (_, i) =>
+      Image.fromBase("busybox:1.35", { registry: "reg.example", name: `ok-${id}-${i}` }).withEnvVars({ I: String(i) }),
+    );
     const broken = Image.fromBase("busybox:1.35", { registry: "reg.example", name: `broken-${id}` }).withEnvVars({ X: "1" });
     const brokenBase = Image.fromBase("busybox:1.35", { registry: "reg.example", name: `brokenbase-${id}` }).withEnvVars({ X: "2" });
     const above = Image.fromBase(brokenBase, { registry: "reg.example", name: `above-${id}` }).withEnvVars({ X: "3" });
@@ -168,7 +190,9 @@ describe("buildAll", () => {
   it("failFast: the first failure aborts the builds under way through their AbortSignal; the rest are cancelled", async () => {
     const builder = new RecordingBuilder();
     const id = unique();
-    const images = Array.from({ length: 8 }, (_, i) => Image.fromBase("busybox:1.35", { registry: "reg.example", name: `ff-${id}-${i}` }).withEnvVars({ I: String(i) }));
+    const images = Array.from({ length: 8 }, (_, i) =>
+      Image.fromBase("busybox:1.35", { registry: "reg.example", name: `ff-${id}-${i}` }).withEnvVars({ I: String(i) }),
+    );
     // The first fails fast; the second is slow and still running when it does.
     builder.failing.add(images[0]!.name);
     const slow = images[1]!.name;

@@ -139,7 +139,10 @@ let relay: ConnectionRelay;
 let client: RegistryClient;
 const events: BuildEvent[] = [];
 
-const isManifest = (method: string) => ({ method: m, path }: { method: string; path: string }) => m === method && path.includes("/manifests/");
+const isManifest =
+  (method: string) =>
+  ({ method: m, path }: { method: string; path: string }) =>
+    m === method && path.includes("/manifests/");
 
 beforeAll(async () => {
   registry = await startRegistry({ auth: "basic" });

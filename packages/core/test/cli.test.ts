@@ -2,37 +2,18 @@
  * The real `kiln` binary (dist/cli/main.js, built in beforeAll) against a real local registry and a
  * temporary user project that installs a fixture builder plugin with npm.
  */
-import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRegistry, pushTestImage, type TestRegistry } from "../../test-utils/src/registry.js";
+import { pushTestImage, type TestRegistry } from "../../test-utils/src/registry.js";
 import { createRenderer } from "../src/cli/render.js";
 import type { BuildEvent } from "../src/events.js";
-import { makeProject, type TempProject } from "./fixtures/plugins/projects.js";
+import type { TempProject } from "./fixtures/plugins/projects.js";
+import { CORE_DIR as CORE, KILN_BIN as BIN, runKiln, type KilnRun, type RunKilnOptions } from "./support/runKiln.js";
+import { startCliFixture, type CliFixture } from "./support/cliProject.js";
 
-const CORE = resolve(import.meta.dirname, "..");
-const BIN = join(CORE, "dist/cli/main.js");
-
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function kiln(args: string[], options: { cwd?: string; env?: Record<string, string>; onStderr?: (text: string, child: ReturnType<typeof spawn>) => void } = {}): Promise<Run> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: options.cwd ?? project.projectDir,
-      env: { ...process.env, KILN_LOCK_DIR: lockDir, ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => {
-      stderr += c;
-      options.onStderr?.(stderr, child);
-    });
-    child.on("close", (code) => resolvePromise({ code, stdout, stderr }));
-  });
+function kiln(args: string[], options: Partial<RunKilnOptions> = {}): Promise<KilnRun> {
+  return runKiln(args, { ...options, cwd: options.cwd ?? project.projectDir, env: { KILN_LOCK_DIR: lockDir, ...options.env } });
 }
 
 async function manifestStatus(uri: string): Promise<number> {
@@ -48,38 +29,41 @@ async function manifestStatus(uri: string): Promise<number> {
 let registry: TestRegistry;
 let project: TempProject;
 let lockDir: string;
-const events = (stderr: string) => stderr.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as BuildEvent);
+let fixture: CliFixture | undefined;
+const events = (stderr: string) =>
+  stderr
+    .trim()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as BuildEvent);
 
 beforeAll(async () => {
-  if (!process.env.KILN_TEST_SKIP_BUILD) execFileSync("pnpm", ["exec", "tsup"], { cwd: CORE, stdio: "pipe" });
-  registry = await startRegistry();
-  lockDir = mkdtempSync(join(tmpdir(), "kiln-cli-locks-"));
-  project = makeProject("npm", {}, { "kiln-fixture-cli": "cli-plugin" }, { type: "module" });
-  // The spec imports @kiln/core: link this checkout (as a workspace or `npm link` would).
-  mkdirSync(join(project.projectDir, "node_modules/@kiln"), { recursive: true });
-  symlinkSync(CORE, join(project.projectDir, "node_modules/@kiln/core"));
+  fixture = await startCliFixture("kiln-cli-locks-");
+  ({ registry, project, lockDir } = fixture);
   const dir = project.projectDir;
   writeFileSync(join(dir, "Dockerfile"), "FROM scratch\nCOPY hello.txt /hello.txt\n");
   writeFileSync(join(dir, "hello.txt"), "hello\n");
-  writeFileSync(join(dir, "images.ts"), `
+  writeFileSync(
+    join(dir, "images.ts"),
+    `
 import { Image } from "@kiln/core";
 const registry: string = process.env.TEST_REGISTRY!;
 export const api = Image.fromBase("kiln-test/busybox:1.35", { registry, name: "cli/api" }).withEnvVars({ RUN: process.env.RUN_ID ?? "1" });
 export const worker = api.withEnvVars({ ROLE: "worker" }).clone({ name: "cli/worker" });
 export default api;
-`);
-  writeFileSync(join(dir, "images.mjs"), `
+`,
+  );
+  writeFileSync(
+    join(dir, "images.mjs"),
+    `
 import { Image } from "@kiln/core";
 export const fromDockerfile = Image.fromDockerfile("./Dockerfile", { registry: process.env.TEST_REGISTRY, name: "cli/df" });
 export const base = Image.fromBase("kiln-test/busybox:1.35");
-`);
+`,
+  );
 }, 300_000);
 
-afterAll(async () => {
-  await registry?.stop();
-  project?.cleanup();
-  if (lockDir) rmSync(lockDir, { recursive: true, force: true });
-});
+afterAll(() => fixture?.stop());
 
 describe("kiln (no command, --help, --version)", () => {
   it("prints help for kiln and for every command, with examples", async () => {
@@ -140,7 +124,20 @@ describe("kiln build", () => {
     expect(await manifestStatus(uri)).toBe(200);
     const types = events(run.stderr).map((e) => e.type);
     // Checked again under the build lock before building (another process may have pushed meanwhile).
-    expect(types).toEqual(["check.start", "check.result", "check.start", "check.result", "build.start", "build.step", "build.log", "build.step", "push.progress", "push.progress", "push.done", "done"]);
+    expect(types).toEqual([
+      "check.start",
+      "check.result",
+      "check.start",
+      "check.result",
+      "build.start",
+      "build.step",
+      "build.log",
+      "build.step",
+      "push.progress",
+      "push.progress",
+      "push.done",
+      "done",
+    ]);
     expect(events(run.stderr).at(-1)).toMatchObject({ type: "done", built: true, uri });
 
     // Second run: the checker finds it, nothing is built.
@@ -211,8 +208,14 @@ describe("kiln plan, check, explain, dockerfile", () => {
     expect(built.code).toBe(0);
     const run = await kiln(["plan", "images.ts", "--json"], { env });
     expect(run.code).toBe(0);
-    const rows = run.stdout.trim().split("\n").map((l) => JSON.parse(l));
-    expect(rows.map((r) => [r.export, r.exists, r.action])).toEqual([["api", false, "build"], ["worker", true, "skip"]]);
+    const rows = run.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(rows.map((r) => [r.export, r.exists, r.action])).toEqual([
+      ["api", false, "build"],
+      ["worker", true, "skip"],
+    ]);
     expect(rows[1].uri).toBe(built.stdout.trim());
     // The answer comes from the builder's own checkers, as `kiln build` would ask them.
     expect(rows.map((r) => r.checkedBy)).toEqual(["fixture_push", "fixture_push"]);

@@ -63,15 +63,18 @@ describe("builderOptions", () => {
     expect(withBuilderOptions({ buildkit: { pull: true } }).builderOptions).toEqual({ buildkit: { pull: true } });
   });
 
-  it.each([[["buildkit"]], ["buildkit"], [{ buildkit: "tcp://x:1" }], [{ buildkit: null }], [{ "bad name!": {} }]])("rejects %j with a ConfigError naming file and key", (value) => {
-    let caught: unknown;
-    try {
-      withBuilderOptions(value);
-    } catch (error) {
-      caught = error;
-    }
-    expect(ConfigError.isInstance(caught)).toBe(true);
-    expect((caught as ConfigError).message).toContain(join(project, "kiln.config.json"));
-    expect((caught as ConfigError).details).toMatchObject({ key: "builderOptions" });
-  });
+  it.each([[["buildkit"]], ["buildkit"], [{ buildkit: "tcp://x:1" }], [{ buildkit: null }], [{ "bad name!": {} }]])(
+    "rejects %j with a ConfigError naming file and key",
+    (value) => {
+      let caught: unknown;
+      try {
+        withBuilderOptions(value);
+      } catch (error) {
+        caught = error;
+      }
+      expect(ConfigError.isInstance(caught)).toBe(true);
+      expect((caught as ConfigError).message).toContain(join(project, "kiln.config.json"));
+      expect((caught as ConfigError).details).toMatchObject({ key: "builderOptions" });
+    },
+  );
 });

@@ -213,7 +213,15 @@ describe("createBuildContext", () => {
     const ctx = createBuildContext(s, { dockerfile: renderDockerfile(s) });
     expect(ctx.dockerfilePath).toBe("kiln-layers/Dockerfile");
     const entries = await readTar(ctx.stream);
-    expect(entries.map((e) => e.name)).toEqual([".dockerignore", "src", "src/a.txt", "kiln-layers", "kiln-layers/Dockerfile", "kiln-layers/0", `kiln-layers/0/${extraName}`]);
+    expect(entries.map((e) => e.name)).toEqual([
+      ".dockerignore",
+      "src",
+      "src/a.txt",
+      "kiln-layers",
+      "kiln-layers/Dockerfile",
+      "kiln-layers/0",
+      `kiln-layers/0/${extraName}`,
+    ]);
     // The user's Dockerfile lies outside the context: listed for the tag, not sent.
     expect(listSpecFiles(s).dockerfile).toMatchObject({ path: dockerfileName, type: "file" });
     // The rendered Dockerfile is appended to the user's .dockerignore, so the daemon drops it after reading.
@@ -262,7 +270,8 @@ describe("walk", () => {
   it("prunes an excluded directory unless a `!` pattern starts with it, like the docker CLI", () => {
     const dir = join(root, `prune-${n++}`);
     for (const d of ["build/sub", "cache/sub"]) mkdirSync(join(dir, d), { recursive: true });
-    for (const f of ["build/keep.txt", "build/drop.txt", "build/sub/keep.txt", "cache/keep.txt", "cache/sub/keep.txt", "keep.txt"]) writeFileSync(join(dir, f), "");
+    for (const f of ["build/keep.txt", "build/drop.txt", "build/sub/keep.txt", "cache/keep.txt", "cache/sub/keep.txt", "keep.txt"])
+      writeFileSync(join(dir, f), "");
     const paths = walkDirectory(dir, ["build", "cache", "!build/keep.txt", "!**/keep.txt"]).map((e) => e.path);
     // build/ is walked (a `!` pattern starts with "build/"); cache/ is not, even though !**/keep.txt would match inside.
     // build/sub is pruned too: no `!` pattern starts with "build/sub/".

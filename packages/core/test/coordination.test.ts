@@ -71,12 +71,20 @@ describe("discovery and selection of lock providers and check caches", () => {
   it("`kiln plugins --json` lists them, with the configured names", async () => {
     const dir = projectWith({ lockProvider: "mem", checkCache: "mem" });
     let out = "";
-    const context = { signal: new AbortController().signal, stdout: { write: (t: string) => (out += t) }, stderr: { write: () => true }, interactive: false, json: true } as unknown as CommandContext;
+    const context = {
+      signal: new AbortController().signal,
+      stdout: { write: (t: string) => (out += t) },
+      stderr: { write: () => true },
+      interactive: false,
+      json: true,
+    } as unknown as CommandContext;
     // The fixture's "broken" lock provider is a problem `kiln plugins` reports (exit 1).
     expect(await pluginsCommand(["--json", "--project", dir], context)).toBe(1);
     const listed = JSON.parse(out);
     expect(listed.lockProviders.map((p: { name: string }) => p.name).sort()).toEqual(["broken", "mem"]);
-    expect(listed.checkCaches).toMatchObject([{ name: "mem", package: "kiln-fixture-coordination", version: "1.0.0", entry: "./lib/index.js#MemoryCheckCache" }]);
+    expect(listed.checkCaches).toMatchObject([
+      { name: "mem", package: "kiln-fixture-coordination", version: "1.0.0", entry: "./lib/index.js#MemoryCheckCache" },
+    ]);
     expect(listed.problems).toMatchObject([{ kind: "lockProvider", name: "broken", message: expect.stringMatching(/wrong shape: expected a LockProvider/) }]);
     expect(listed.config).toMatchObject({ lockProvider: "mem", checkCache: "mem" });
   });
@@ -84,7 +92,12 @@ describe("discovery and selection of lock providers and check caches", () => {
   it("precedence: build() option › init() › KILN_LOCK_PROVIDER / KILN_CHECK_CACHE › config file › file / none", async () => {
     const bare = projectWith();
     const configured = projectWith({ lockProvider: "mem", checkCache: "mem" });
-    const mine: LockProvider = { name: "mine", acquire: async () => { throw new Error("unused"); } };
+    const mine: LockProvider = {
+      name: "mine",
+      acquire: async () => {
+        throw new Error("unused");
+      },
+    };
     const myCache = { name: "my-cache" } as unknown as CheckCache;
 
     expect(await selectLockProvider(undefined, bare, loadConfig(bare))).toMatchObject({ name: "file", provider: undefined, source: "default" });
@@ -104,7 +117,9 @@ describe("discovery and selection of lock providers and check caches", () => {
     expect(await selectLockProvider(mine, configured, loadConfig(configured))).toMatchObject({ name: "mine", provider: mine, source: "option" });
     expect(await selectCheckCache(myCache, configured, loadConfig(configured))).toMatchObject({ name: "my-cache", cache: myCache, source: "option" });
     // One instance per project and name: one connection per process however many builds.
-    expect((await selectLockProvider("mem", configured, loadConfig(configured))).provider).toBe((await selectLockProvider("mem", configured, loadConfig(configured))).provider);
+    expect((await selectLockProvider("mem", configured, loadConfig(configured))).provider).toBe(
+      (await selectLockProvider("mem", configured, loadConfig(configured))).provider,
+    );
   });
 
   it("config file keys lockProvider / checkCache are validated; init() rejects a non-provider", () => {
@@ -152,13 +167,15 @@ class RegistryBackedBuilder implements ImageBuilder {
   seen: BuildImageOptions[] = [];
   constructor(private readonly onBuild?: (options: BuildImageOptions) => Promise<void>) {}
   getCheckers() {
-    return [{
-      name: "registry",
-      imageExists: async (repository: string, tag: string, arch?: readonly string[]) => {
-        this.checks++;
-        return (await checkImage(`${repository}:${tag}`, { platforms: arch ?? [] })).present ? `${repository}:${tag}` : null;
+    return [
+      {
+        name: "registry",
+        imageExists: async (repository: string, tag: string, arch?: readonly string[]) => {
+          this.checks++;
+          return (await checkImage(`${repository}:${tag}`, { platforms: arch ?? [] })).present ? `${repository}:${tag}` : null;
+        },
       },
-    }];
+    ];
   }
   async buildImage(image: Image, options: BuildImageOptions): Promise<ImageBuild> {
     this.builds++;
@@ -244,7 +261,9 @@ class ScriptedLockProvider implements LockProvider {
   acquired = 0;
   renewals = 0;
   released = 0;
-  constructor(private readonly script: { fencingToken?: number; leaseMs?: number; renew?: (n: number) => Promise<boolean>; acquire?: (n: number) => Promise<void> } = {}) {}
+  constructor(
+    private readonly script: { fencingToken?: number; leaseMs?: number; renew?: (n: number) => Promise<boolean>; acquire?: (n: number) => Promise<void> } = {},
+  ) {}
   async acquire(_request: LeaseRequest): Promise<Lease> {
     this.acquired++;
     await this.script.acquire?.(this.acquired);
@@ -295,11 +314,17 @@ describe("the engine with a shared lock provider", () => {
   });
 
   it("an unreachable provider: the per-host lock with a warning — or, in strict mode, CoordinationUnavailableError and nothing built", async () => {
-    const down = new ScriptedLockProvider({ acquire: async () => { throw new CoordinationUnavailableError("Redis at redis://127.0.0.1:1/0: taking the build lease failed: connect ECONNREFUSED"); } });
+    const down = new ScriptedLockProvider({
+      acquire: async () => {
+        throw new CoordinationUnavailableError("Redis at redis://127.0.0.1:1/0: taking the build lease failed: connect ECONNREFUSED");
+      },
+    });
     const builder = new RegistryBackedBuilder();
     const { events, onEvent } = collect();
     expect((await build(imageNamed("coord/fallback"), { builder, lockProvider: down, onEvent })).outcome).toBe("built");
-    expect(events.find((e) => e.type === "warning")).toMatchObject({ message: expect.stringMatching(/scripted lock provider is unreachable .*falling back to the per-host lock/) });
+    expect(events.find((e) => e.type === "warning")).toMatchObject({
+      message: expect.stringMatching(/scripted lock provider is unreachable .*falling back to the per-host lock/),
+    });
     expect(events.find((e) => e.type === "lock.acquired")).toMatchObject({ provider: "file", fallback: true });
 
     const strictBuilder = new RegistryBackedBuilder();
@@ -316,7 +341,13 @@ describe("in-process sharing of builds with coordination", () => {
     // One cache knows the image, the other does not: each call must get its own cache's answer.
     const knows = new MemoryCache();
     const empty = new MemoryCache();
-    knows.stored.set(keyText({ repository: `${registry.host}/coord/separate`, tag: image.tag, platforms: ["linux/amd64"] }), { state: "present", uri: image.uri, digest: BOGUS, ageMs: 0, stale: false });
+    knows.stored.set(keyText({ repository: `${registry.host}/coord/separate`, tag: image.tag, platforms: ["linux/amd64"] }), {
+      state: "present",
+      uri: image.uri,
+      digest: BOGUS,
+      ageMs: 0,
+      stale: false,
+    });
     const [fromKnown, fromEmpty] = await Promise.all([
       build(image, { builder, checkCache: knows, dryRun: true }),
       build(image, { builder, checkCache: empty, dryRun: true }),
@@ -340,7 +371,16 @@ describe("in-process sharing of builds with coordination", () => {
 describe("LeaseKeeper.beforePush", () => {
   it("pushes under a lease it cannot confirm only while that lease is still valid, then refuses with LeaseLostError", async () => {
     const events: BuildEvent[] = [];
-    const lease: Lease = { fencingToken: 9, waited: false, holder: "h/1", leaseMs: 1_000, renew: async () => { throw new Error("connect ECONNREFUSED"); }, release: async () => {} };
+    const lease: Lease = {
+      fencingToken: 9,
+      waited: false,
+      holder: "h/1",
+      leaseMs: 1_000,
+      renew: async () => {
+        throw new Error("connect ECONNREFUSED");
+      },
+      release: async () => {},
+    };
     const keeper = new LeaseKeeper(lease, { provider: "redis", image: "img", onEvent: (e) => events.push(e) });
     await expect(keeper.beforePush()).resolves.toBeUndefined();
     expect(events.map((e) => (e as { message?: string }).message)).toContainEqual(expect.stringMatching(/still valid for \d+ ms, pushing/));

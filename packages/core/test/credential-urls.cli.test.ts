@@ -17,11 +17,19 @@ const TSX = pathToFileURL(createRequire(join(CORE, "package.json")).resolve("tsx
 const INDEX = pathToFileURL(join(CORE, "src/index.ts")).href;
 const TOKEN = "glpat-Zx9kQw7LmN3pRt5vYb1";
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function kiln(args: string[], cwd: string): Promise<Run> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ["--import", TSX, MAIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, KILN_DEBUG: "" } });
+    const child = spawn(process.execPath, ["--import", TSX, MAIN, ...args], {
+      cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, KILN_DEBUG: "" },
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c) => (stdout += c));
@@ -41,19 +49,28 @@ let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "kiln-credentials-cli-"));
   writeFileSync(join(dir, "requirements.txt"), `rich==13.7.1\n--extra-index-url https://__token__:${TOKEN}@pypi.example.com/simple\n`);
-  writeFileSync(join(dir, "pip.ts"), `
+  writeFileSync(
+    join(dir, "pip.ts"),
+    `
 import { Image } from ${JSON.stringify(INDEX)};
 export const api = Image.fromBase("python:3.12-slim", { name: "api" })
   .withPipPackages("rich", "lib @ git+https://oauth2:${TOKEN}@gitlab.example.com/acme/lib.git@v1");
-`);
-  writeFileSync(join(dir, "requirements.ts"), `
+`,
+  );
+  writeFileSync(
+    join(dir, "requirements.ts"),
+    `
 import { Image } from ${JSON.stringify(INDEX)};
 export const api = Image.fromBase("python:3.12-slim", { name: "api" }).withRequirements("requirements.txt");
-`);
-  writeFileSync(join(dir, "env.ts"), `
+`,
+  );
+  writeFileSync(
+    join(dir, "env.ts"),
+    `
 import { Image } from ${JSON.stringify(INDEX)};
 export const api = Image.fromBase("python:3.12-slim", { name: "api" }).withEnvVars({ DATABASE_URL: "postgres://app:${TOKEN}@db:5432/app" });
-`);
+`,
+  );
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

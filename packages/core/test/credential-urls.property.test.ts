@@ -55,7 +55,8 @@ const secretUnit = fc.oneof(
 );
 const secret = fc.string({ unit: secretUnit, minLength: 10, maxLength: 30 }).filter((s) => /[A-Za-z0-9]{3}/.test(s));
 const user = fc.constantFrom("user", "__token__", "oauth2", "git", "ci-bot", "x%40y");
-const host = fc.tuple(fc.stringMatching(/^[a-z][a-z0-9-]{0,10}$/), fc.constantFrom("", ":8080", ".example.com", ".internal:443"))
+const host = fc
+  .tuple(fc.stringMatching(/^[a-z][a-z0-9-]{0,10}$/), fc.constantFrom("", ":8080", ".example.com", ".internal:443"))
   .map(([h, tail]) => `${h}${tail}`);
 const path = fc.constantFrom("", "/", "/simple", "/pkg-1.0-py3-none-any.whl", "/o/repo.git@v1", "/x?token=1", "/#egg=x");
 
@@ -67,14 +68,12 @@ interface CredentialUrl {
   userOnly: boolean;
   scheme: string;
 }
-const credentialUrl: fc.Arbitrary<CredentialUrl> = fc
-  .tuple(scheme, fc.boolean(), user, secret, host, path)
-  .map(([s, withPassword, u, sec, h, p]) => ({
-    url: `${s}://${withPassword ? `${u}:${sec}` : sec}@${h}${p}`,
-    secret: sec,
-    userOnly: !withPassword,
-    scheme: s,
-  }));
+const credentialUrl: fc.Arbitrary<CredentialUrl> = fc.tuple(scheme, fc.boolean(), user, secret, host, path).map(([s, withPassword, u, sec, h, p]) => ({
+  url: `${s}://${withPassword ? `${u}:${sec}` : sec}@${h}${p}`,
+  secret: sec,
+  userOnly: !withPassword,
+  scheme: s,
+}));
 
 /** Text on either side of the URL inside a string field (never a character a URL could continue with
  * into another `@`). */
@@ -94,7 +93,12 @@ interface Placement {
 
 const base = () => Image.fromBase("python:3.12-slim");
 const json = (edit: (j: Record<string, any>) => void) => (text: string) => {
-  const j = base().withPipPackages("rich", { indexUrl: "https://pypi.org/simple" }).withCommands("true").withEnvVars({ A: "1" }).withLabels({ a: "b" }).toJSON() as Record<string, any>;
+  const j = base()
+    .withPipPackages("rich", { indexUrl: "https://pypi.org/simple" })
+    .withCommands("true")
+    .withEnvVars({ A: "1" })
+    .withLabels({ a: "b" })
+    .toJSON() as Record<string, any>;
   edit.call(null, j);
   return Image.fromJSON(JSON.stringify(j).replaceAll("@@URL@@", JSON.stringify(text).slice(1, -1)));
 };
@@ -105,14 +109,62 @@ const PLACEMENTS: Placement[] = [
   { name: "indexUrl", field: "withPipPackages indexUrl", declare: (t) => base().withPipPackages("rich", { indexUrl: t }) },
   { name: "extraIndexUrls", field: "withPipPackages extraIndexUrls[0]", declare: (t) => base().withPipPackages("rich", { extraIndexUrls: [t] }) },
   { name: "find-links", field: "withPipPackages extraArgs[1]", declare: (t) => base().withPipPackages("rich", { extraArgs: ["--find-links", t] }) },
-  { name: "requirements extraArgs", field: "withRequirements extraArgs[0]", declare: (t) => base().withRequirements(join(project({ "r.txt": "rich\n" }), "r.txt"), { extraArgs: [`-f${t}`] }) },
-  { name: "uv project extraArgs", field: "withUvProject extraArgs[0]", declare: (t) => base().withUvProject({ pyproject: plainPyproject, uvLock: plainUvLock, extraArgs: [t] }) },
-  { name: "requirements file line", field: "withRequirements (", declare: (t) => base().withRequirements(join(project({ "requirements.txt": `rich\n--extra-index-url ${t}\n` }), "requirements.txt")) },
-  { name: "pyproject.toml", field: "withUvProject (", declare: (t) => base().withUvProject({ pyproject: join(project({ "pyproject.toml": `[tool.uv.sources]\nlib = { url = "${t.replaceAll('"', "")}" }\n` }), "pyproject.toml"), uvLock: plainUvLock }) },
-  { name: "uv.lock", field: "withUvProject (", declare: (t) => base().withUvProject({ pyproject: plainPyproject, uvLock: join(project({ "uv.lock": `version = 1\nsource = { url = "${t.replaceAll('"', "")}" }\n` }), "uv.lock") }) },
-  { name: "package.json dependency", field: "withNodeProject (", node: true, declare: (t) => Image.fromNodeBase().withNodeProject(project({ "package.json": JSON.stringify({ name: "a", dependencies: { lib: t } }), "package-lock.json": "{}" })) },
-  { name: "package-lock.json", field: "withNodeProject (", node: true, declare: (t) => Image.fromNodeBase().withNodeProject(project({ "package.json": "{}", "package-lock.json": JSON.stringify({ packages: { "node_modules/lib": { resolved: t } } }) })) },
-  { name: ".npmrc registry", field: "withNodeProject (", node: true, declare: (t) => Image.fromNodeBase().withNodeProject(project({ "package.json": "{}", "pnpm-lock.yaml": "lockfileVersion: '9.0'\n", ".npmrc": `registry=${t}\n` })) },
+  {
+    name: "requirements extraArgs",
+    field: "withRequirements extraArgs[0]",
+    declare: (t) => base().withRequirements(join(project({ "r.txt": "rich\n" }), "r.txt"), { extraArgs: [`-f${t}`] }),
+  },
+  {
+    name: "uv project extraArgs",
+    field: "withUvProject extraArgs[0]",
+    declare: (t) => base().withUvProject({ pyproject: plainPyproject, uvLock: plainUvLock, extraArgs: [t] }),
+  },
+  {
+    name: "requirements file line",
+    field: "withRequirements (",
+    declare: (t) => base().withRequirements(join(project({ "requirements.txt": `rich\n--extra-index-url ${t}\n` }), "requirements.txt")),
+  },
+  {
+    name: "pyproject.toml",
+    field: "withUvProject (",
+    declare: (t) =>
+      base().withUvProject({
+        pyproject: join(project({ "pyproject.toml": `[tool.uv.sources]\nlib = { url = "${t.replaceAll('"', "")}" }\n` }), "pyproject.toml"),
+        uvLock: plainUvLock,
+      }),
+  },
+  {
+    name: "uv.lock",
+    field: "withUvProject (",
+    declare: (t) =>
+      base().withUvProject({
+        pyproject: plainPyproject,
+        uvLock: join(project({ "uv.lock": `version = 1\nsource = { url = "${t.replaceAll('"', "")}" }\n` }), "uv.lock"),
+      }),
+  },
+  {
+    name: "package.json dependency",
+    field: "withNodeProject (",
+    node: true,
+    declare: (t) =>
+      Image.fromNodeBase().withNodeProject(project({ "package.json": JSON.stringify({ name: "a", dependencies: { lib: t } }), "package-lock.json": "{}" })),
+  },
+  {
+    name: "package-lock.json",
+    field: "withNodeProject (",
+    node: true,
+    declare: (t) =>
+      Image.fromNodeBase().withNodeProject(
+        project({ "package.json": "{}", "package-lock.json": JSON.stringify({ packages: { "node_modules/lib": { resolved: t } } }) }),
+      ),
+  },
+  {
+    name: ".npmrc registry",
+    field: "withNodeProject (",
+    node: true,
+    declare: (t) =>
+      Image.fromNodeBase().withNodeProject(project({ "package.json": "{}", "pnpm-lock.yaml": "lockfileVersion: '9.0'\n", ".npmrc": `registry=${t}\n` })),
+  },
   { name: "withCommands", field: "withCommands[0]", declare: (t) => base().withCommands(`curl -fsSL ${t} -o /tmp/x`) },
   { name: "withCommands with secrets", field: "withCommands[1]", declare: (t) => base().withCommands("true", `git clone ${t}`, { secrets: ["netrc"] }) },
   { name: "env value", field: "withEnvVars.URL", declare: (t) => base().withEnvVars({ URL: t }) },
@@ -161,7 +213,10 @@ describe("no credential-bearing URL gets past declaration, nor back out in an er
         if (image !== undefined) {
           // Accepted: it would render. Show what would have leaked, then fail.
           const outputs = [renderDockerfile(image as Image), JSON.stringify((image as Image).explain())];
-          expect(outputs.some((o) => o.includes(cred.secret)), `rendered ${JSON.stringify(text)}`).toBe(false);
+          expect(
+            outputs.some((o) => o.includes(cred.secret)),
+            `rendered ${JSON.stringify(text)}`,
+          ).toBe(false);
           expect.fail(`${placement.name} accepted ${JSON.stringify(text)}`);
         }
         expect(error, String(error)).toBeInstanceOf(ValidationError);

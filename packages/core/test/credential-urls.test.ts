@@ -75,10 +75,20 @@ describe("the detector", () => {
   });
 
   it.each([
-    "https://pypi.org/simple", "curl https://a.com/x@y", "mailto:a@b.com", "user@host", "git@github.com:o/r.git",
-    "https://@host/", "https://:@host/", "file:///tmp/a@b", "https://h/#frag@x", "https://h?q=a@b",
+    "https://pypi.org/simple",
+    "curl https://a.com/x@y",
+    "mailto:a@b.com",
+    "user@host",
+    "git@github.com:o/r.git",
+    "https://@host/",
+    "https://:@host/",
+    "file:///tmp/a@b",
+    "https://h/#frag@x",
+    "https://h?q=a@b",
     // References a shell, pip or npm fills in at build time hold no secret themselves.
-    "https://oauth2:${GITLAB_TOKEN}@gitlab.com/o/r", "https://$API_KEY@host/x", "https://${user}:${pass}@host",
+    "https://oauth2:${GITLAB_TOKEN}@gitlab.com/o/r",
+    "https://$API_KEY@host/x",
+    "https://${user}:${pass}@host",
   ])("leaves %j alone", (text) => {
     expect(findCredentialUrls(text)).toEqual([]);
     expect(maskCredentialUrls(text)).toBe(text);
@@ -109,12 +119,20 @@ describe("strings the spec declares", () => {
     ["bare URL as the requirement", () => base().withPipPackages(`https://${SECRET}:x-oauth-basic@host/pkg.whl`), "withPipPackages[0]"],
     ["indexUrl", () => base().withPipPackages("rich", { indexUrl: url }), "withPipPackages indexUrl"],
     ["extraIndexUrls", () => base().withPipPackages("rich", { extraIndexUrls: ["https://pypi.org/simple", url] }), "withPipPackages extraIndexUrls[1]"],
-    ["--find-links=URL", () => base().withPipPackages("rich", { extraArgs: [`--find-links=https://u:${SECRET}@host/wheels/`] }), "withPipPackages extraArgs[0]"],
+    [
+      "--find-links=URL",
+      () => base().withPipPackages("rich", { extraArgs: [`--find-links=https://u:${SECRET}@host/wheels/`] }),
+      "withPipPackages extraArgs[0]",
+    ],
     ["-f URL", () => base().withPipPackages("rich", { extraArgs: ["-f", `https://u:${SECRET}@host/wheels/`] }), "withPipPackages extraArgs[1]"],
     ["withCommands", () => base().withCommands("echo ok", `curl -fsS https://ci:${SECRET}@artifacts.example.com/x.tgz | tar xz`), "withCommands[1]"],
     ["withCommands with secrets", () => base().withCommands(`git clone https://${SECRET}@github.com/o/r`, { secrets: ["X"] }), "withCommands[0]"],
     ["env value", () => base().withEnvVars({ DATABASE_URL: `postgres://app:${SECRET}@db/app` }), "withEnvVars.DATABASE_URL"],
-    ["label value", () => base().withLabels({ "org.opencontainers.image.source": `https://${SECRET}@github.com/o/r` }), "withLabels.org.opencontainers.image.source"],
+    [
+      "label value",
+      () => base().withLabels({ "org.opencontainers.image.source": `https://${SECRET}@github.com/o/r` }),
+      "withLabels.org.opencontainers.image.source",
+    ],
     ["a path (generic backstop)", () => base().withWorkdir(`/srv/https://u:${SECRET}@h`), "withWorkdir"],
   ])("%s", (_name, declare, field) => {
     const error = refused(declare, field);
@@ -135,7 +153,7 @@ describe("strings the spec declares", () => {
 
   it("references and secret files are fine: the value never appears in the spec", () => {
     const image = base()
-      .withCommands('curl -fsS --netrc-file /run/secrets/netrc https://host/x', 'git clone "https://oauth2:${GL_TOKEN}@gitlab.com/o/r"', { secrets: ["netrc"] })
+      .withCommands("curl -fsS --netrc-file /run/secrets/netrc https://host/x", 'git clone "https://oauth2:${GL_TOKEN}@gitlab.com/o/r"', { secrets: ["netrc"] })
       .withEnvVars({ INDEX: "https://pypi.org/simple" })
       .withPipPackages("pkg @ https://host/pkg-1.0-py3-none-any.whl", "lib @ git+https://github.com/o/lib@v1");
     expect(renderDockerfile(image)).toContain("${GL_TOKEN}");
@@ -178,7 +196,10 @@ describe("manifests a layer copies", () => {
 
     const sources = file("pyproject.toml", `[project]\nname = "app"\n\n[tool.uv.sources]\nlib = { git = "https://oauth2:${SECRET}@gitlab.com/o/lib" }\n`);
     refused(() => base().withUvProject({ pyproject: sources, uvLock: lock }), `withUvProject (${sources}:5)`);
-    const index = file("pyproject.toml", `[project]\nname = "app"\n\n[[tool.uv.index]]\nname = "private"\nurl = "https://u:${SECRET}@pypi.example.com/simple"\n`);
+    const index = file(
+      "pyproject.toml",
+      `[project]\nname = "app"\n\n[[tool.uv.index]]\nname = "private"\nurl = "https://u:${SECRET}@pypi.example.com/simple"\n`,
+    );
     refused(() => base().withUvProject({ pyproject: index, uvLock: lock }), `withUvProject (${index}:6)`);
     const locked = file("uv.lock", `version = 1\n[[package]]\nname = "lib"\nsource = { registry = "https://${SECRET}@pypi.example.com/simple" }\n`);
     refused(() => base().withUvProject({ pyproject: plain, uvLock: locked }), `withUvProject (${locked}:4)`);
@@ -197,7 +218,7 @@ describe("manifests a layer copies", () => {
     const viaLayer = nodeProject({ ".npmrc": `//npm.example.com/:_authToken=${SECRET}\n` });
     const dockerignore = file(".dockerignore", "**/.npmrc\n");
     expect(() => Image.fromNodeBase().withDockerignore(dockerignore).withNodeProject(viaLayer)).not.toThrow();
-    const reference = nodeProject({ ".npmrc": "//npm.example.com/:_authToken=${NPM_AUTH}\n_auth = \"${LEGACY}\"\n" });
+    const reference = nodeProject({ ".npmrc": '//npm.example.com/:_authToken=${NPM_AUTH}\n_auth = "${LEGACY}"\n' });
     expect(() => Image.fromNodeBase().withNodeProject(reference)).not.toThrow();
   });
 
@@ -219,7 +240,8 @@ describe("manifests a layer copies", () => {
     refused(() => Image.fromNodeBase().withNodeProject(locked), `withNodeProject (${join(locked, "package-lock.json")}:4)`);
 
     const fine = nodeProject({
-      "package.json": '{ "name": "app", "repository": "git+ssh://git@github.com/o/app.git", "scripts": { "db": "psql postgres://postgres:postgres@localhost/app" }, "dependencies": { "lib": "github:o/lib" } }\n',
+      "package.json":
+        '{ "name": "app", "repository": "git+ssh://git@github.com/o/app.git", "scripts": { "db": "psql postgres://postgres:postgres@localhost/app" }, "dependencies": { "lib": "github:o/lib" } }\n',
       "package-lock.json": '{ "packages": { "node_modules/lib": { "resolved": "git+ssh://git@github.com/o/lib.git#0123abc" } } }\n',
     });
     expect(() => Image.fromNodeBase().withNodeProject(fine)).not.toThrow();
@@ -273,7 +295,8 @@ describe("errors never echo a credential", () => {
     refused(() => base().withLabels({ a: long }), "withLabels.a");
     // A ValidationError built anywhere masks value, message, hint and details.
     const error = new ValidationError("f", [`https://u:${SECRET}@h`], `bad https://u:${SECRET}@h`, {
-      hint: `see https://${SECRET}@h`, details: { url: `https://u:${SECRET}@h` },
+      hint: `see https://${SECRET}@h`,
+      details: { url: `https://u:${SECRET}@h` },
     });
     for (const text of [error.message, error.hint, JSON.stringify(error.value), JSON.stringify(error.details)]) expect(text).not.toContain(SECRET);
   });

@@ -3,51 +3,46 @@
  * plugins with npm: `kiln plugins` verifies every entry, `--registry` keeps a spec's own registry,
  * `--checker` chooses the checker chain (an unknown name exits 2, listing the installed ones).
  */
-import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeProject, type TempProject } from "./fixtures/plugins/projects.js";
+import { CORE_DIR as CORE, runKiln, type KilnRun } from "./support/runKiln.js";
+import { buildCoreCli } from "./support/cliProject.js";
 
-const CORE = resolve(import.meta.dirname, "..");
-const BIN = join(CORE, "dist/cli/main.js");
 const lockDir = mkdtempSync(join(tmpdir(), "kiln-day-one-locks-"));
 
-interface Run { code: number | null; stdout: string; stderr: string }
-function kiln(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...process.env, KILN_LOCK_DIR: lockDir, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+function kiln(cwd: string, args: string[], env: Record<string, string> = {}): Promise<KilnRun> {
+  return runKiln(args, { cwd, env: { KILN_LOCK_DIR: lockDir, ...env }, timeoutMs: 120_000 });
 }
 
 let broken: TempProject;
 let good: TempProject;
 beforeAll(() => {
-  if (!process.env.KILN_TEST_SKIP_BUILD) execFileSync("pnpm", ["exec", "tsup"], { cwd: CORE, stdio: "pipe" });
-  broken = makeProject("npm", {}, {
-    "kiln-fixture-cli": "cli-plugin",
-    "kiln-fixture-missing-export": "missing-export-plugin",
-    "kiln-fixture-missing-file": "missing-file-plugin",
-    "kiln-fixture-wrong-shape": "wrong-shape-plugin",
-  }, { type: "module" });
+  buildCoreCli();
+  broken = makeProject(
+    "npm",
+    {},
+    {
+      "kiln-fixture-cli": "cli-plugin",
+      "kiln-fixture-missing-export": "missing-export-plugin",
+      "kiln-fixture-missing-file": "missing-file-plugin",
+      "kiln-fixture-wrong-shape": "wrong-shape-plugin",
+    },
+    { type: "module" },
+  );
   good = makeProject("npm", {}, { "kiln-fixture-cli": "cli-plugin" }, { type: "module" });
   mkdirSync(join(good.projectDir, "node_modules/@kiln"), { recursive: true });
   symlinkSync(CORE, join(good.projectDir, "node_modules/@kiln/core"));
-  writeFileSync(join(good.projectDir, "images.ts"), `
+  writeFileSync(
+    join(good.projectDir, "images.ts"),
+    `
 import { Image } from "@kiln/core";
 export const own = Image.fromBase("kiln-test/busybox:1.35", { registry: "localhost:5998/acme", name: "own" }).withEnvVars({ A: "1" });
 export const bare = Image.fromBase("kiln-test/busybox:1.35", { name: "bare" }).withEnvVars({ A: "1" });
-`);
+`,
+  );
 }, 600_000);
 afterAll(() => {
   broken?.cleanup();
@@ -91,7 +86,10 @@ describe("--registry is for images declared without one (issue 15 item 6)", () =
     expect(uris.find((u) => u.includes("/bare:"))).toMatch(/^localhost:5999\/bare:/);
     const plan = await kiln(good.projectDir, ["plan", "images.ts", "--json", "--registry", "localhost:5999"]);
     expect(plan.stdout, plan.stderr).not.toBe("");
-    const rows = plan.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    const rows = plan.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(rows.find((r: { export: string }) => r.export === "own").uri).toMatch(/^localhost:5998\/acme\/own:/);
     expect(rows.find((r: { export: string }) => r.export === "bare").uri).toMatch(/^localhost:5999\/bare:/);
   }, 180_000);

@@ -29,16 +29,24 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
  */
 function checkerProject(config?: unknown, kilnField: Record<string, unknown> = {}): string {
   const dir = mkdtempSync(join(scratch, "project-"));
-  writeFileSync(join(dir, "package.json"), JSON.stringify({
-    name: "day-one-app", private: true, type: "module",
-    kiln: { apiVersion: 1, imageCheckers: { first: "./checkers.js#First", second: "./checkers.js#Second", third: "./checkers.js#third" }, ...kilnField },
-  }));
-  writeFileSync(join(dir, "checkers.js"), `
+  writeFileSync(
+    join(dir, "package.json"),
+    JSON.stringify({
+      name: "day-one-app",
+      private: true,
+      type: "module",
+      kiln: { apiVersion: 1, imageCheckers: { first: "./checkers.js#First", second: "./checkers.js#Second", third: "./checkers.js#third" }, ...kilnField },
+    }),
+  );
+  writeFileSync(
+    join(dir, "checkers.js"),
+    `
 const asked = (globalThis.__dayOneAsked ??= []);
 export class First { static async imageExists() { asked.push("first"); return null; } }
 export class Second { async imageExists() { asked.push("second"); return null; } }
 export const third = { async imageExists() { asked.push("third"); return null; } };
-`);
+`,
+  );
   if (config !== undefined) writeFileSync(join(dir, "kiln.config.json"), JSON.stringify(config));
   return dir;
 }
@@ -56,10 +64,16 @@ class RecordingBuilder implements ImageBuilder {
   }
 }
 /** The builder's own checker, recording into the same list. */
-const builderOwn: ImageCheckerLike = { async imageExists() { asked().push("builder-own"); return null; } };
+const builderOwn: ImageCheckerLike = {
+  async imageExists() {
+    asked().push("builder-own");
+    return null;
+  },
+};
 
 let counter = 0;
-const freshImage = () => Image.fromBase("kiln-test/busybox:1.35", { registry: "localhost:5000", name: "day-one" }).withEnvVars({ RUN: `${process.pid}-${++counter}` });
+const freshImage = () =>
+  Image.fromBase("kiln-test/busybox:1.35", { registry: "localhost:5000", name: "day-one" }).withEnvVars({ RUN: `${process.pid}-${++counter}` });
 
 const savedEnv = { ...process.env };
 beforeEach(() => {
@@ -130,13 +144,28 @@ describe("checker chain setting (issue 15 item 1)", () => {
 
 describe("strict mode with checkers that do not speak for the registry (issue 15 item 2)", () => {
   /** Like the Docker builder's local checker: answers only for registry-less names, null otherwise. */
-  const localOnly = { name: "local", answersFor: (repository: string) => !repository.includes("/") || !repository.split("/")[0]!.includes(":"), async imageExists() { return null; } };
-  const unauthorized = { name: "registry", async imageExists(): Promise<string | null> { throw new Error("registry answered 401 Unauthorized to anonymous credentials"); } };
+  const localOnly = {
+    name: "local",
+    answersFor: (repository: string) => !repository.includes("/") || !repository.split("/")[0]!.includes(":"),
+    async imageExists() {
+      return null;
+    },
+  };
+  const unauthorized = {
+    name: "registry",
+    async imageExists(): Promise<string | null> {
+      throw new Error("registry answered 401 Unauthorized to anonymous credentials");
+    },
+  };
 
   it("not found and the registry's checker could not tell: CheckFailedError, although another checker said nothing", async () => {
     const checkers = [toNamedChecker(localOnly), toNamedChecker(unauthorized)];
     const events: BuildEvent[] = [];
-    const error = await runCheckers(checkers, "localhost:5000/app", "abc", ["linux/amd64"], { image: "localhost:5000/app:abc", strict: true, onEvent: (e) => events.push(e) }).catch((e) => e);
+    const error = await runCheckers(checkers, "localhost:5000/app", "abc", ["linux/amd64"], {
+      image: "localhost:5000/app:abc",
+      strict: true,
+      onEvent: (e) => events.push(e),
+    }).catch((e) => e);
     expect(CheckFailedError.isInstance(error)).toBe(true);
     expect(error.message).toContain("registry: registry answered 401");
     // The checker that does not speak for the registry was not asked (and is no "absent").
@@ -147,15 +176,31 @@ describe("strict mode with checkers that do not speak for the registry (issue 15
   });
 
   it("a third-party checker without answersFor still counts: its error fails strict mode; found wins over errors", async () => {
-    const plain = { async imageExists(): Promise<string | null> { throw new Error("timeout") } };
-    const absent = { async imageExists() { return null; } };
-    const present = { async imageExists(repository: string, tag: string) { return `${repository}:${tag}`; } };
+    const plain = {
+      async imageExists(): Promise<string | null> {
+        throw new Error("timeout");
+      },
+    };
+    const absent = {
+      async imageExists() {
+        return null;
+      },
+    };
+    const present = {
+      async imageExists(repository: string, tag: string) {
+        return `${repository}:${tag}`;
+      },
+    };
     const opts = { image: "r.example/app:t", strict: true };
-    await expect(runCheckers([toNamedChecker(absent), toNamedChecker(plain)], "r.example/app", "t", [], opts)).rejects.toSatisfy((e: unknown) => CheckFailedError.isInstance(e));
+    await expect(runCheckers([toNamedChecker(absent), toNamedChecker(plain)], "r.example/app", "t", [], opts)).rejects.toSatisfy((e: unknown) =>
+      CheckFailedError.isInstance(e),
+    );
     expect((await runCheckers([toNamedChecker(plain), toNamedChecker(present)], "r.example/app", "t", [], opts)).uri).toBe("r.example/app:t");
     expect((await runCheckers([toNamedChecker(absent)], "r.example/app", "t", [], opts)).uri).toBeNull();
     // No checker speaks for the registry at all: nobody could tell.
-    await expect(runCheckers([toNamedChecker(localOnly)], "r.example:5000/app", "t", [], opts)).rejects.toSatisfy((e: unknown) => CheckFailedError.isInstance(e));
+    await expect(runCheckers([toNamedChecker(localOnly)], "r.example:5000/app", "t", [], opts)).rejects.toSatisfy((e: unknown) =>
+      CheckFailedError.isInstance(e),
+    );
   });
 });
 

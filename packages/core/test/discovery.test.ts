@@ -3,14 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KILN_API_VERSION } from "../src/builder.js";
 import { toNamedChecker } from "../src/checkers.js";
-import {
-  discoverPlugins,
-  loadCredentialProvider,
-  loadImageBuilder,
-  loadImageChecker,
-  resolvePackageDir,
-  type PluginDiscovery,
-} from "../src/discovery.js";
+import { discoverPlugins, loadCredentialProvider, loadImageBuilder, loadImageChecker, resolvePackageDir, type PluginDiscovery } from "../src/discovery.js";
 import { PluginLoadError } from "../src/errors.js";
 import { makeProject, type Layout, type TempProject } from "./fixtures/plugins/projects.js";
 
@@ -47,7 +40,7 @@ describe.each<Layout>(["pnpm-workspace", "npm", "npm-workspace"])("discovery in 
     const builder = await loadImageBuilder(discovery, "esm_builder");
     const result = await builder.buildImage(fakeImage, { dryRun: true });
     expect(result).toEqual({ uri: "localhost:5000/app:abc", remoteRun: { plugin: "esm", dryRun: true } });
-    const checker = toNamedChecker((await loadImageChecker(discovery, "esm_checker")));
+    const checker = toNamedChecker(await loadImageChecker(discovery, "esm_checker"));
     expect(checker.name).toBe("EsmChecker");
     expect(await checker.imageExists("r/app", "present")).toBe("r/app:present");
     expect(await checker.imageExists("r/app", "other")).toBeNull();

@@ -35,24 +35,64 @@ const withUser = (text: string, options?: { target?: string }) => renderDockerfi
 const endings: Array<[name: string, text: string, rendered: string, end: "continuation" | "complete"]> = [
   ["a continuation at end of file", "FROM b\nRUN printf '%s\\n' building \\\n", "FROM b\nRUN printf '%s\\n' building \nUSER 1234\n", "continuation"],
   ["a continuation and no final newline", "FROM b\nRUN echo building \\", "FROM b\nRUN echo building \nUSER 1234\n", "continuation"],
-  ["a continuation over several lines, CRLF line endings", "FROM b\r\nRUN echo a \\\r\n    b \\\r\n", "FROM b\r\nRUN echo a \\\r\n    b \nUSER 1234\n", "continuation"],
+  [
+    "a continuation over several lines, CRLF line endings",
+    "FROM b\r\nRUN echo a \\\r\n    b \\\r\n",
+    "FROM b\r\nRUN echo a \\\r\n    b \nUSER 1234\n",
+    "continuation",
+  ],
   // Docker keeps continuing through blank and comment lines.
-  ["a continuation then blank and comment lines", "FROM b\nRUN echo a \\\n    b \\\n\n# note\n   \n\t\n", "FROM b\nRUN echo a \\\n    b \nUSER 1234\n", "continuation"],
+  [
+    "a continuation then blank and comment lines",
+    "FROM b\nRUN echo a \\\n    b \\\n\n# note\n   \n\t\n",
+    "FROM b\nRUN echo a \\\n    b \nUSER 1234\n",
+    "continuation",
+  ],
   // A line holding only the escape character adds nothing but keeps continuing; its spaces are kept.
   ["a continuation then lines of only the escape character", "FROM b\nRUN echo a \\\n  \\\n\\\n", "FROM b\nRUN echo a   \nUSER 1234\n", "continuation"],
   ["a backtick continuation (# escape=`)", "# escape=`\nFROM b\nRUN echo a `\n", "# escape=`\nFROM b\nRUN echo a \nUSER 1234\n", "continuation"],
-  ["a backtick continuation with CRLF and no final newline", "# escape=`\r\nFROM b\r\nRUN echo a `\r\n  b `", "# escape=`\r\nFROM b\r\nRUN echo a `\r\n  b \nUSER 1234\n", "continuation"],
-  ["a trailing backslash under # escape=` (text, not a continuation)", "# escape=`\nFROM b\nRUN echo C:\\\n", "# escape=`\nFROM b\nRUN echo C:\\\nUSER 1234\n", "complete"],
+  [
+    "a backtick continuation with CRLF and no final newline",
+    "# escape=`\r\nFROM b\r\nRUN echo a `\r\n  b `",
+    "# escape=`\r\nFROM b\r\nRUN echo a `\r\n  b \nUSER 1234\n",
+    "continuation",
+  ],
+  [
+    "a trailing backslash under # escape=` (text, not a continuation)",
+    "# escape=`\nFROM b\nRUN echo C:\\\n",
+    "# escape=`\nFROM b\nRUN echo C:\\\nUSER 1234\n",
+    "complete",
+  ],
   ["a trailing backtick under the default escape (text)", "FROM b\nRUN echo a`\n", "FROM b\nRUN echo a`\nUSER 1234\n", "complete"],
   ["an escaped escape character at the end (not a continuation)", "FROM b\nRUN echo a\\\\\n", "FROM b\nRUN echo a\\\\\nUSER 1234\n", "complete"],
   // A directive after any other line is a comment: the escape stays `\`.
   ["# escape=` after a blank line (a comment)", "\n# escape=`\nFROM b\nRUN echo a \\\n", "\n# escape=`\nFROM b\nRUN echo a \nUSER 1234\n", "continuation"],
-  ["a continuation through a comment that ends the instruction", "FROM b\nRUN echo a \\\n# inside\n    b\n", "FROM b\nRUN echo a \\\n# inside\n    b\nUSER 1234\n", "complete"],
+  [
+    "a continuation through a comment that ends the instruction",
+    "FROM b\nRUN echo a \\\n# inside\n    b\n",
+    "FROM b\nRUN echo a \\\n# inside\n    b\nUSER 1234\n",
+    "complete",
+  ],
   ["a top-level comment ending in the escape character", "FROM b\nRUN echo a\n# trailing \\\n", "FROM b\nRUN echo a\n# trailing \\\nUSER 1234\n", "complete"],
-  ["a terminated heredoc whose lines end in the escape character", "FROM b\nRUN cat <<EOF > /x\nline \\\nEOF\n\n", "FROM b\nRUN cat <<EOF > /x\nline \\\nEOF\nUSER 1234\n", "complete"],
-  ["a terminated <<- heredoc (tabs before the terminator)", "FROM b\nRUN cat <<-EOF\n\thi \\\n\t\tEOF\n", "FROM b\nRUN cat <<-EOF\n\thi \\\n\t\tEOF\nUSER 1234\n", "complete"],
+  [
+    "a terminated heredoc whose lines end in the escape character",
+    "FROM b\nRUN cat <<EOF > /x\nline \\\nEOF\n\n",
+    "FROM b\nRUN cat <<EOF > /x\nline \\\nEOF\nUSER 1234\n",
+    "complete",
+  ],
+  [
+    "a terminated <<- heredoc (tabs before the terminator)",
+    "FROM b\nRUN cat <<-EOF\n\thi \\\n\t\tEOF\n",
+    "FROM b\nRUN cat <<-EOF\n\thi \\\n\t\tEOF\nUSER 1234\n",
+    "complete",
+  ],
   ["an exec-form RUN mentioning <<EOF (no heredoc)", 'FROM b\nRUN ["sh","-c","cat <<EOF"]\n', 'FROM b\nRUN ["sh","-c","cat <<EOF"]\nUSER 1234\n', "complete"],
-  ["a here-string and an arithmetic shift (no heredoc)", "FROM b\nRUN cat <<<\"x\" && x=$((1<<2))\n", "FROM b\nRUN cat <<<\"x\" && x=$((1<<2))\nUSER 1234\n", "complete"],
+  [
+    "a here-string and an arithmetic shift (no heredoc)",
+    'FROM b\nRUN cat <<<"x" && x=$((1<<2))\n',
+    'FROM b\nRUN cat <<<"x" && x=$((1<<2))\nUSER 1234\n',
+    "complete",
+  ],
   ["a complete file with trailing blank lines (as before)", "FROM b\nRUN echo a\n\n\n", "FROM b\nRUN echo a\nUSER 1234\n", "complete"],
   ["a byte order mark and a continued FROM", "\ufeffFROM b \\\n", "\ufeffFROM b \nUSER 1234\n", "continuation"],
 ];
@@ -131,36 +171,41 @@ describe("Kiln's words after a # escape=` directive use the backtick", () => {
   it("COPY words, ENV, WORKDIR and LABEL values are escaped with it; exec-form RUN is plain JSON", () => {
     const source = join(dir, "we`ird$'q.txt");
     writeFileSync(source, "x\n");
-    const layers = (image: Image) => image
-      .withCommands('echo "`echo sub`" \\ $HOME')
-      .withEnvVars({ E: 'a`b $H \\ "q"' })
-      .withWorkdir("/srv/x`y $z")
-      .withSourceFile(source, "/data/")
-      .withLabels({ note: 'l`$"\\' })
-      .withUser("1234");
-    expect(renderDockerfile(layers(Image.fromDockerfile(dockerfile("# escape=`\nFROM b\nRUN echo a `\n"))))).toBe([
-      "# escape=`",
-      "FROM b",
-      "RUN echo a ",
-      'RUN ["/bin/sh","-c","echo \\"`echo sub`\\" \\\\ $HOME"]',
-      'ENV E="a``b `$H \\ `"q`""',
-      'WORKDIR "/srv/x``y `$z"',
-      'COPY ["kiln-layers/3/we``ird`$`\'q.txt","/data/we``ird`$`\'q.txt"]',
-      "USER 1234",
-      'LABEL note="l```$`"\\"',
-      "",
-    ].join("\n"));
+    const layers = (image: Image) =>
+      image
+        .withCommands('echo "`echo sub`" \\ $HOME')
+        .withEnvVars({ E: 'a`b $H \\ "q"' })
+        .withWorkdir("/srv/x`y $z")
+        .withSourceFile(source, "/data/")
+        .withLabels({ note: 'l`$"\\' })
+        .withUser("1234");
+    expect(renderDockerfile(layers(Image.fromDockerfile(dockerfile("# escape=`\nFROM b\nRUN echo a `\n"))))).toBe(
+      [
+        "# escape=`",
+        "FROM b",
+        "RUN echo a ",
+        'RUN ["/bin/sh","-c","echo \\"`echo sub`\\" \\\\ $HOME"]',
+        'ENV E="a``b `$H \\ `"q`""',
+        'WORKDIR "/srv/x``y `$z"',
+        'COPY ["kiln-layers/3/we``ird`$`\'q.txt","/data/we``ird`$`\'q.txt"]',
+        "USER 1234",
+        'LABEL note="l```$`"\\"',
+        "",
+      ].join("\n"),
+    );
     // The same layers after a default-escape Dockerfile: escaped with `\` as always.
-    expect(renderDockerfile(layers(Image.fromDockerfile(dockerfile("FROM b\n"))))).toBe([
-      "FROM b",
-      'RUN ["/bin/sh","-c","echo \\"`echo sub`\\" \\\\ $HOME"]',
-      'ENV E="a`b \\$H \\\\ \\"q\\""',
-      'WORKDIR "/srv/x`y \\$z"',
-      'COPY ["kiln-layers/3/we`ird\\\\$\\\\\'q.txt","/data/we`ird\\\\$\\\\\'q.txt"]',
-      "USER 1234",
-      'LABEL note="l`\\$\\"\\\\"',
-      "",
-    ].join("\n"));
+    expect(renderDockerfile(layers(Image.fromDockerfile(dockerfile("FROM b\n"))))).toBe(
+      [
+        "FROM b",
+        'RUN ["/bin/sh","-c","echo \\"`echo sub`\\" \\\\ $HOME"]',
+        'ENV E="a`b \\$H \\\\ \\"q\\""',
+        'WORKDIR "/srv/x`y \\$z"',
+        'COPY ["kiln-layers/3/we`ird\\\\$\\\\\'q.txt","/data/we`ird\\\\$\\\\\'q.txt"]',
+        "USER 1234",
+        'LABEL note="l`\\$\\"\\\\"',
+        "",
+      ].join("\n"),
+    );
   });
 });
 

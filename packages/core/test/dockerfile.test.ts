@@ -42,13 +42,17 @@ const cases: Array<[name: string, make: () => Image]> = [
   ["base-debian", () => debian()],
   ["base-node", () => Image.fromNodeBase({ nodeVersion: 22 })],
   ["apt", () => debian().withAptPackages("git", "curl=7.88.1-10+deb12u5", "libc6:arm64", "vim/bookworm-backports")],
-  ["pip-uv", () => debian().withPipPackages("pandas", "numpy<2", "uvicorn[standard]>=0.30; python_version >= \"3.9\"")],
-  ["pip-uv-options", () => debian().withPipPackages("torch", {
-    indexUrl: "https://download.pytorch.org/whl/cpu",
-    extraIndexUrls: ["https://pypi.org/simple"],
-    pre: true,
-    extraArgs: ["--no-deps"],
-  })],
+  ["pip-uv", () => debian().withPipPackages("pandas", "numpy<2", 'uvicorn[standard]>=0.30; python_version >= "3.9"')],
+  [
+    "pip-uv-options",
+    () =>
+      debian().withPipPackages("torch", {
+        indexUrl: "https://download.pytorch.org/whl/cpu",
+        extraIndexUrls: ["https://pypi.org/simple"],
+        pre: true,
+        extraArgs: ["--no-deps"],
+      }),
+  ],
   ["pip-pip", () => Image.fromDebianBase({ installer: "pip" }).withPipPackages("pandas", { pre: true, indexUrl: "https://pypi.org/simple" })],
   ["requirements", () => debian().withRequirements(p("requirements.txt"))],
   ["requirements-pip", () => Image.fromDebianBase({ installer: "pip" }).withRequirements(p("requirements.txt"), { extraArgs: ["--no-deps"] })],
@@ -62,63 +66,79 @@ const cases: Array<[name: string, make: () => Image]> = [
   ["node-npm", () => Image.fromNodeBase().withWorkdir("/app").withNodeProject(p("web"))],
   ["node-pnpm", () => Image.fromNodeBase().withNodeProject(p("pweb"), { dest: "/srv/web" })],
   ["labels", () => debian().withLabels({ "org.opencontainers.image.source": "https://example.com/repo", note: 'a "b" $c' })],
-  ["user", () => debian()
-    .withCommands("useradd --create-home app")
-    .withUser("app")
-    .withAptPackages("git")
-    .withSourceFolder(p("src"), "/home/app/src")],
+  ["user", () => debian().withCommands("useradd --create-home app").withUser("app").withAptPackages("git").withSourceFolder(p("src"), "/home/app/src")],
   // Python installs write the system site-packages: as root, then back to the declared user.
-  ["user-python", () => debian()
-    .withCommands("useradd --create-home app")
-    .withUser("app")
-    .withPipPackages("rich")
-    .withRequirements(p("requirements.txt"))
-    .withUvProject({ pyproject: p("pyproject.toml"), uvLock: p("uv.lock") })],
+  [
+    "user-python",
+    () =>
+      debian()
+        .withCommands("useradd --create-home app")
+        .withUser("app")
+        .withPipPackages("rich")
+        .withRequirements(p("requirements.txt"))
+        .withUvProject({ pyproject: p("pyproject.toml"), uvLock: p("uv.lock") }),
+  ],
   ["user-python-pip", () => Image.fromDebianBase({ installer: "pip" }).withUser("1000:1000").withPipPackages("rich")],
   // Node installs run as the declared user, without root-owned cache mounts; corepack enable as root.
   ["user-node-npm", () => Image.fromNodeBase().withUser("node").withWorkdir("/home/node/app").withNodeProject(p("web"))],
   ["user-node-pnpm", () => Image.fromNodeBase().withUser("node").withNodeProject(p("pweb"), { dest: "/home/node/web" })],
-  ["ordering", () => debian()
-    .withSourceFolder(p("src"), "/app/src")
-    .withPipPackages("requests")
-    .withAptPackages("git")
-    .withRequirements(p("requirements.txt"))
-    .withLabels({ stage: "one" })
-    .withEnvVars({ MODE: "prod" })
-    .withSourceFile(p("config.yaml"), "/app/config.yaml")
-    .withAptPackages("curl")
-    .withCommands("python -m compileall /app")],
+  [
+    "ordering",
+    () =>
+      debian()
+        .withSourceFolder(p("src"), "/app/src")
+        .withPipPackages("requests")
+        .withAptPackages("git")
+        .withRequirements(p("requirements.txt"))
+        .withLabels({ stage: "one" })
+        .withEnvVars({ MODE: "prod" })
+        .withSourceFile(p("config.yaml"), "/app/config.yaml")
+        .withAptPackages("curl")
+        .withCommands("python -m compileall /app"),
+  ],
   // Copies into configuration locations stay before the installs that may read them; sources move.
-  ["config-copies", () => Image.fromDebianBase({ pythonVersion: [3, 12], installer: "pip" })
-    .withSourceFolder(p("src"), "/app/src")
-    .withSourceFile(p("config.yaml"), "/etc/apt/sources.list.d/mirror.sources")
-    .withAptPackages("git")
-    .withSourceFile(p("config.yaml"), "/root/.config/pip/pip.conf")
-    .withSourceFile(p("config.yaml"), "./.npmrc")
-    .withPipPackages("requests")
-    .withSourceFile(p("config.yaml"), "/app/config.yaml")],
+  [
+    "config-copies",
+    () =>
+      Image.fromDebianBase({ pythonVersion: [3, 12], installer: "pip" })
+        .withSourceFolder(p("src"), "/app/src")
+        .withSourceFile(p("config.yaml"), "/etc/apt/sources.list.d/mirror.sources")
+        .withAptPackages("git")
+        .withSourceFile(p("config.yaml"), "/root/.config/pip/pip.conf")
+        .withSourceFile(p("config.yaml"), "./.npmrc")
+        .withPipPackages("requests")
+        .withSourceFile(p("config.yaml"), "/app/config.yaml"),
+  ],
   // A config copy into a folder copied before it keeps that folder copy first (the later file wins);
   // an app directory under /usr (/usr/src/app) is a source and moves after the install.
-  ["config-copies-overlap", () => Image.fromDebianBase({ pythonVersion: [3, 12], installer: "pip" })
-    .withSourceFolder(p("src"), "/srv/other")
-    .withSourceFolder(p("src"), "/app")
-    .withSourceFile(p("config.yaml"), "/app/.env")
-    .withSourceFolder(p("src"), "/usr/src/app")
-    .withWorkdir("/work")
-    .withSourceFolder(p("src"), "./lib")
-    .withSourceFile(p("config.yaml"), "/work/.npmrc")
-    .withPipPackages("requests")],
+  [
+    "config-copies-overlap",
+    () =>
+      Image.fromDebianBase({ pythonVersion: [3, 12], installer: "pip" })
+        .withSourceFolder(p("src"), "/srv/other")
+        .withSourceFolder(p("src"), "/app")
+        .withSourceFile(p("config.yaml"), "/app/.env")
+        .withSourceFolder(p("src"), "/usr/src/app")
+        .withWorkdir("/work")
+        .withSourceFolder(p("src"), "./lib")
+        .withSourceFile(p("config.yaml"), "/work/.npmrc")
+        .withPipPackages("requests"),
+  ],
   // The phase follows the resolved destination: a relative copy into a config workdir is config,
   // `..` is resolved, a relative path climbing out of the unknown workdir overlaps everything.
-  ["config-copies-resolved", () => Image.fromDebianBase({ pythonVersion: [3, 12], installer: "pip" })
-    .withSourceFolder(p("src"), "/root")
-    .withWorkdir("/etc/apt/sources.list.d")
-    .withSourceFile(p("config.yaml"), "internal.list")
-    .withAptPackages("git")
-    .withWorkdir("/srv")
-    .withSourceFile(p("config.yaml"), "/usr/../etc/pip.conf")
-    .withSourceFolder(p("src"), "/srv/app")
-    .withPipPackages("requests")],
+  [
+    "config-copies-resolved",
+    () =>
+      Image.fromDebianBase({ pythonVersion: [3, 12], installer: "pip" })
+        .withSourceFolder(p("src"), "/root")
+        .withWorkdir("/etc/apt/sources.list.d")
+        .withSourceFile(p("config.yaml"), "internal.list")
+        .withAptPackages("git")
+        .withWorkdir("/srv")
+        .withSourceFile(p("config.yaml"), "/usr/../etc/pip.conf")
+        .withSourceFolder(p("src"), "/srv/app")
+        .withPipPackages("requests"),
+  ],
   ["from-base", () => Image.fromBase("ghcr.io/acme/base:1.0").withEnvVars({ A: "1" })],
   ["from-dockerfile-layers", () => Image.fromDockerfile(p("Dockerfile")).withPipPackages("rich").withEnvVars({ B: "2" })],
   ["from-dockerfile-target", () => Image.fromDockerfile(p("Dockerfile"), { target: "build" }).withCommands("echo more")],
@@ -142,17 +162,21 @@ describe("renderDockerfile goldens", () => {
 
 /** Build secrets exist only with BuildKit: these goldens have no classic twin (see the classic test below). */
 const secretCases: Array<[name: string, make: () => Image]> = [
-  ["commands-secrets", () => debian()
-    .withAptPackages("git")
-    .withCommands("npm whoami", "pip download --no-deps rich", {
-      secrets: ["NPM_TOKEN", { id: "pip_conf", target: "/root/.config/pip/pip.conf" }],
-    })
-    .withCommands("echo no secrets here")
-    .withWorkdir("/srv")
-    .withCommands("cat /run/secrets/api.key-2 >/dev/null", { secrets: ["api.key-2"] })
-    // After a non-root user the mount is 0444, so that user can read it.
-    .withUser("app")
-    .withCommands("cat /run/secrets/NPM_TOKEN >/dev/null", { secrets: ["NPM_TOKEN"] })],
+  [
+    "commands-secrets",
+    () =>
+      debian()
+        .withAptPackages("git")
+        .withCommands("npm whoami", "pip download --no-deps rich", {
+          secrets: ["NPM_TOKEN", { id: "pip_conf", target: "/root/.config/pip/pip.conf" }],
+        })
+        .withCommands("echo no secrets here")
+        .withWorkdir("/srv")
+        .withCommands("cat /run/secrets/api.key-2 >/dev/null", { secrets: ["api.key-2"] })
+        // After a non-root user the mount is 0444, so that user can read it.
+        .withUser("app")
+        .withCommands("cat /run/secrets/NPM_TOKEN >/dev/null", { secrets: ["NPM_TOKEN"] }),
+  ],
 ];
 
 describe("renderDockerfile goldens: build secrets", () => {
@@ -196,7 +220,10 @@ describe("renderDockerfile goldens: build secrets", () => {
     const lines = renderDockerfile(secretCases[0]![1]()).trimEnd().split("\n");
     const mounted = lines.filter((l) => l.includes("type=secret"));
     expect(mounted.map((l) => JSON.parse(l.slice(l.indexOf("[")))[2])).toEqual([
-      "npm whoami", "pip download --no-deps rich", "cat /run/secrets/api.key-2 >/dev/null", "cat /run/secrets/NPM_TOKEN >/dev/null",
+      "npm whoami",
+      "pip download --no-deps rich",
+      "cat /run/secrets/api.key-2 >/dev/null",
+      "cat /run/secrets/NPM_TOKEN >/dev/null",
     ]);
     // 0444 always: the step may run as a non-root user Kiln cannot see (the base image's USER).
     expect(mounted.every((l) => l.includes(",mode=0444"))).toBe(true);
@@ -233,10 +260,16 @@ describe("renderDockerfile rules", () => {
   it("after a non-root user, Python installs run as root and switch back; node installs stay the user's", () => {
     const lines = (text: string) => text.trimEnd().split("\n");
     for (const buildkit of [true, false]) {
-      const py = lines(renderDockerfile(debian().withUser("app")
-        .withPipPackages("rich")
-        .withRequirements(p("requirements.txt"))
-        .withUvProject({ pyproject: p("pyproject.toml"), uvLock: p("uv.lock") }), { buildkit }));
+      const py = lines(
+        renderDockerfile(
+          debian()
+            .withUser("app")
+            .withPipPackages("rich")
+            .withRequirements(p("requirements.txt"))
+            .withUvProject({ pyproject: p("pyproject.toml"), uvLock: p("uv.lock") }),
+          { buildkit },
+        ),
+      );
       for (const installer of [/"uv","pip","install"/, /uv sync/]) {
         const at = py.findIndex((l) => installer.test(l));
         expect(at, `${installer}`).toBeGreaterThan(0);
@@ -245,10 +278,18 @@ describe("renderDockerfile rules", () => {
       }
       expect(py.at(-1)).toBe("USER app");
 
-      for (const [dir, manager] of [["web", "npm"], ["pweb", "pnpm"]] as const) {
+      for (const [dir, manager] of [
+        ["web", "npm"],
+        ["pweb", "pnpm"],
+      ] as const) {
         const node = lines(renderDockerfile(Image.fromNodeBase().withUser("node").withNodeProject(p(dir)), { buildkit }));
-        const install = node.findIndex((l) => l.includes(`${manager} `) && l.includes("install") || l.includes("npm ci"));
-        expect(node.slice(0, install).filter((l) => l.startsWith("USER ")).at(-1)).toBe("USER node");
+        const install = node.findIndex((l) => (l.includes(`${manager} `) && l.includes("install")) || l.includes("npm ci"));
+        expect(
+          node
+            .slice(0, install)
+            .filter((l) => l.startsWith("USER "))
+            .at(-1),
+        ).toBe("USER node");
         expect(node.join("\n")).not.toContain("/root/");
         if (manager === "pnpm") expect(node.slice(0, install)).toEqual(expect.arrayContaining(["USER root", 'RUN ["corepack","enable"]']));
         // No cache mount a non-root user could not write (BuildKit makes it root-owned); caches are cleaned.

@@ -141,9 +141,29 @@ describe("IgnoreMatcher (moby patternmatcher)", () => {
 describe("@balena/dockerignore as a cross-check", () => {
   const patterns = ["*.log", "!keep.log", "build", "!build/keep", "**/tmp", "docs/*.md", "!docs/README.md", "a?c", "x/**/y", "[a-c]*.txt", "/abs", "./rel/"];
   const paths = [
-    "a.log", "keep.log", "dir/a.log", "build", "build/x", "build/keep", "src/tmp", "src/tmp/z", "tmp",
-    "docs/a.md", "docs/README.md", "docs/sub/a.md", "abc", "a/c", "x/y", "x/1/2/y", "x/1/y/z", "b1.txt", "d1.txt",
-    "abs", "abs/q", "rel/f", "other",
+    "a.log",
+    "keep.log",
+    "dir/a.log",
+    "build",
+    "build/x",
+    "build/keep",
+    "src/tmp",
+    "src/tmp/z",
+    "tmp",
+    "docs/a.md",
+    "docs/README.md",
+    "docs/sub/a.md",
+    "abc",
+    "a/c",
+    "x/y",
+    "x/1/2/y",
+    "x/1/y/z",
+    "b1.txt",
+    "d1.txt",
+    "abs",
+    "abs/q",
+    "rel/f",
+    "other",
   ];
 
   it("agrees on the subset where both follow moby (case-sensitive, no regexp metacharacters)", () => {

@@ -65,7 +65,10 @@ describe("cross-process build lock", () => {
     const victim = startWorker(store, runId, 60_000);
     await new Promise<void>((resolve) => {
       const poll = setInterval(() => {
-        if (victim.lines.some((l) => l.building)) { clearInterval(poll); resolve(); }
+        if (victim.lines.some((l) => l.building)) {
+          clearInterval(poll);
+          resolve();
+        }
       }, 50);
     });
     victim.child.kill("SIGKILL");
@@ -102,8 +105,17 @@ describe("cross-process build lock", () => {
     let asked = 0;
     const built: string[] = [];
     const builder = {
-      getCheckers: () => [{ async imageExists(repository: string, tag: string) { return ++asked >= 2 ? `${repository}:${tag}` : null; } }],
-      async buildImage(image: Image) { built.push(image.uri); return { uri: image.uri }; },
+      getCheckers: () => [
+        {
+          async imageExists(repository: string, tag: string) {
+            return ++asked >= 2 ? `${repository}:${tag}` : null;
+          },
+        },
+      ],
+      async buildImage(image: Image) {
+        built.push(image.uri);
+        return { uri: image.uri };
+      },
     };
     const projectDir = join(scratch, "recheck");
     mkdirSync(projectDir, { recursive: true });

@@ -96,19 +96,34 @@ describe("existence check", () => {
 
   it("checkers receive the image's platforms", async () => {
     const asked: unknown[] = [];
-    const builder = new RecordingBuilder([{ async imageExists(_r, _t, arch) { asked.push(arch); return null; } }]);
+    const builder = new RecordingBuilder([
+      {
+        async imageExists(_r, _t, arch) {
+          asked.push(arch);
+          return null;
+        },
+      },
+    ]);
     const image = freshImage().clone({ platform: ["linux/amd64", "linux/arm64"] });
     await build(image, { builder });
-    expect(asked).toEqual([["linux/amd64", "linux/arm64"], ["linux/amd64", "linux/arm64"]]); // again under the lock
+    expect(asked).toEqual([
+      ["linux/amd64", "linux/arm64"],
+      ["linux/amd64", "linux/arm64"],
+    ]); // again under the lock
   });
 
   it("a checker class with a static imageExists, a class with an instance method, and an instance all work", async () => {
     class StaticChecker {
       static calls = 0;
-      static async imageExists() { StaticChecker.calls++; return null; }
+      static async imageExists() {
+        StaticChecker.calls++;
+        return null;
+      }
     }
     class InstanceChecker {
-      async imageExists(repository: string, tag: string) { return `${repository}:${tag}`; }
+      async imageExists(repository: string, tag: string) {
+        return `${repository}:${tag}`;
+      }
     }
     const builder = new RecordingBuilder([StaticChecker, InstanceChecker as unknown as ImageCheckerLike]);
     const image = freshImage();
@@ -241,7 +256,10 @@ describe("registry and builder selection", () => {
     // The only installed builder: the project's own package.json declares exactly one.
     const solo = mkdtempSync(join(scratch, "solo-"));
     writeFileSync(join(solo, "b.mjs"), "export class Solo { async buildImage(image) { return { uri: image.uri, remoteRun: 'solo' }; } }");
-    writeFileSync(join(solo, "package.json"), JSON.stringify({ name: "solo", version: "1.0.0", kiln: { apiVersion: 1, imageBuilders: { solo: "./b.mjs#Solo" } } }));
+    writeFileSync(
+      join(solo, "package.json"),
+      JSON.stringify({ name: "solo", version: "1.0.0", kiln: { apiVersion: 1, imageBuilders: { solo: "./b.mjs#Solo" } } }),
+    );
     init({ projectDir: solo });
     expect((await build(freshImage())).remoteRun).toBe("solo");
   });
@@ -340,7 +358,9 @@ describe("no duplicate work", () => {
 
   it("a builder failure becomes a BuildFailedError event with credentials redacted", async () => {
     const builder: ImageBuilder = {
-      async buildImage() { throw new Error("push to https://ci:s3cret@reg.example/v2 denied; X-Registry-Auth: eyJzZWNyZXQiOiJ4In0="); },
+      async buildImage() {
+        throw new Error("push to https://ci:s3cret@reg.example/v2 denied; X-Registry-Auth: eyJzZWNyZXQiOiJ4In0=");
+      },
     };
     const events: BuildEvent[] = [];
     const error = await build(freshImage(), { builder, onEvent: (e) => events.push(e) }).catch((e) => e);

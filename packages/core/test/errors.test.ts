@@ -1,4 +1,12 @@
-import { it, expect } from "vitest"; import { describeValue, KilnError, ValidationError } from "../src/errors.js"; import { Image } from "../src/image.js"; it("marks errors", () => { const e = new ValidationError("tag", "x\n", "bad"); expect(KilnError.isInstance(e)).toBe(true); expect(ValidationError.isInstance(e)).toBe(true); expect(e.message).toContain("\\n"); });
+import { it, expect } from "vitest";
+import { describeValue, KilnError, ValidationError } from "../src/errors.js";
+import { Image } from "../src/image.js";
+it("marks errors", () => {
+  const e = new ValidationError("tag", "x\n", "bad");
+  expect(KilnError.isInstance(e)).toBe(true);
+  expect(ValidationError.isInstance(e)).toBe(true);
+  expect(e.message).toContain("\\n");
+});
 
 it("describes values JSON cannot (BigInt, circular) instead of hiding the ValidationError", () => {
   expect(() => Image.fromNodeBase({ nodeVersion: 20n as never })).toThrow(ValidationError);

@@ -3,69 +3,49 @@
  * (explain records), and `kiln explain` with a pinned base (pinBase), against a real local registry and
  * a temporary project that installs the fixture builder plugin (it pushes a tiny image per build).
  */
-import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pushTestImage, startRegistry, type TestRegistry } from "../../test-utils/src/registry.js";
+import { pushTestImage, type TestRegistry } from "../../test-utils/src/registry.js";
 import type { BuildEvent } from "../src/events.js";
-import { makeProject, type TempProject } from "./fixtures/plugins/projects.js";
-
-const CORE = resolve(import.meta.dirname, "..");
-const BIN = join(CORE, "dist/cli/main.js");
-
-interface Run { code: number | null; stdout: string; stderr: string }
+import type { TempProject } from "./fixtures/plugins/projects.js";
+import { runKiln, type KilnRun } from "./support/runKiln.js";
+import { startCliFixture, type CliFixture } from "./support/cliProject.js";
 
 let registry: TestRegistry;
 let project: TempProject;
 let lockDir: string;
+let fixture: CliFixture | undefined;
 
-function kiln(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: project.projectDir,
-      env: { ...process.env, KILN_LOCK_DIR: lockDir, TEST_REGISTRY: registry.host, KILN_EXPLAIN_RECORDS: "1", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    const timer = setTimeout(() => child.kill("SIGKILL"), 90_000);
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
+function kiln(args: string[], env: Record<string, string> = {}): Promise<KilnRun> {
+  return runKiln(args, {
+    cwd: project.projectDir,
+    env: { KILN_LOCK_DIR: lockDir, TEST_REGISTRY: registry.host, KILN_EXPLAIN_RECORDS: "1", ...env },
+    timeoutMs: 90_000,
   });
 }
 
 const src = (...parts: string[]) => join(project.projectDir, "src", ...parts);
 
 beforeAll(async () => {
-  if (!process.env.KILN_TEST_SKIP_BUILD) execFileSync("pnpm", ["exec", "tsup"], { cwd: CORE, stdio: "pipe" });
-  registry = await startRegistry();
-  lockDir = mkdtempSync(join(tmpdir(), "kiln-why-locks-"));
-  project = makeProject("npm", {}, { "kiln-fixture-cli": "cli-plugin" }, { type: "module" });
-  mkdirSync(join(project.projectDir, "node_modules/@kiln"), { recursive: true });
-  symlinkSync(CORE, join(project.projectDir, "node_modules/@kiln/core"));
+  fixture = await startCliFixture("kiln-why-locks-");
+  ({ registry, project, lockDir } = fixture);
   mkdirSync(src(), { recursive: true });
   writeFileSync(src("app.py"), "print('app')\n");
   writeFileSync(src("util.py"), "X = 1\n");
-  writeFileSync(join(project.projectDir, "images.mjs"), `
+  writeFileSync(
+    join(project.projectDir, "images.mjs"),
+    `
 import { Image } from "@kiln/core";
 const registry = process.env.TEST_REGISTRY;
 export const app = Image.fromBase("kiln-test/busybox:1.35", { registry, name: "why/cli" }).withSourceFolder("./src", "/app");
 export const pinned = Image.fromBase(registry + "/why/base:1", { registry, name: "why/pinned", pinBase: true }).withEnvVars({ A: "1" });
 export const unpinned = Image.fromBase(registry + "/why/base:1", { registry, name: "why/unpinned" }).withEnvVars({ A: "1" });
-`);
+`,
+  );
 }, 300_000);
 
-afterAll(async () => {
-  await registry?.stop();
-  project?.cleanup();
-  if (lockDir) rmSync(lockDir, { recursive: true, force: true });
-});
+afterAll(() => fixture?.stop());
 
 describe("kiln explain --diff and the build reason", () => {
   it("no record yet, then a build records it; a changed file is named by explain --diff and by kiln build", async () => {
@@ -108,11 +88,20 @@ describe("kiln explain --diff and the build reason", () => {
 
     const third = await kiln(["build", "images.mjs#app", "--json"]);
     expect(third.code).toBe(0);
-    const events = third.stderr.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as BuildEvent);
+    const events = third.stderr
+      .trim()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as BuildEvent);
     expect(events.some((e) => e.type === "build.reason")).toBe(false); // .kiln was removed: no earlier tag known
     writeFileSync(src("app.py"), "print('app 3')\n");
     const fourth = await kiln(["build", "images.mjs#app", "--json"]);
-    const reason = fourth.stderr.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as BuildEvent).find((e) => e.type === "build.reason");
+    const reason = fourth.stderr
+      .trim()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as BuildEvent)
+      .find((e) => e.type === "build.reason");
     expect(reason).toMatchObject({ type: "build.reason", reason: expect.stringContaining("file changed: layers[0] app.py") });
   });
 });

@@ -99,21 +99,31 @@ describe("explain records under .kiln/explain", () => {
 
   it("a changed pip package names the layer; changed platforms and base are named", async () => {
     const { dir } = project();
-    const pip = (version: string) => Image.fromDebianBase({ registry: "localhost:5999", name: "why/pip" }).withPipPackages(`six==${version}`).withEnvVars({ A: "1" });
+    const pip = (version: string) =>
+      Image.fromDebianBase({ registry: "localhost:5999", name: "why/pip" }).withPipPackages(`six==${version}`).withEnvVars({ A: "1" });
     await buildWithEvents(pip("1.16.0"), dir);
     const changed = await buildWithEvents(pip("1.17.0"), dir);
     expect(changed.reason?.reason).toBe(`since ${pip("1.16.0").tag}: layers[0] pipPackages changed`);
     const [now, before] = records(dir, "why/pip");
     expect(diffExplainRecords(before!, now!).layers).toEqual([
-      expect.objectContaining({ label: "layers[0] pipPackages", before: expect.stringContaining("six==1.16.0"), after: expect.stringContaining("six==1.17.0") }),
+      expect.objectContaining({
+        label: "layers[0] pipPackages",
+        before: expect.stringContaining("six==1.16.0"),
+        after: expect.stringContaining("six==1.17.0"),
+      }),
     ]);
 
     const twoPlatforms = await buildWithEvents(pip("1.17.0").clone({ platform: ["linux/amd64", "linux/arm64"] }), dir);
     expect(twoPlatforms.reason?.reason).toContain("platforms linux/amd64 → linux/amd64,linux/arm64");
-    const [withArm, ] = records(dir, "why/pip");
+    const [withArm] = records(dir, "why/pip");
     expect(withArm!.platforms).toEqual(["linux/amd64", "linux/arm64"]);
 
-    const otherBase = await buildWithEvents(Image.fromDebianBase({ registry: "localhost:5999", name: "why/pip", baseImage: "python:3.11-slim-trixie", platform: ["linux/amd64", "linux/arm64"] }).withPipPackages("six==1.17.0").withEnvVars({ A: "1" }), dir);
+    const otherBase = await buildWithEvents(
+      Image.fromDebianBase({ registry: "localhost:5999", name: "why/pip", baseImage: "python:3.11-slim-trixie", platform: ["linux/amd64", "linux/arm64"] })
+        .withPipPackages("six==1.17.0")
+        .withEnvVars({ A: "1" }),
+      dir,
+    );
     expect(otherBase.reason?.reason).toContain("base changed");
     expect(otherBase.reason?.reason).toContain("python:3.11-slim-trixie");
   });
@@ -142,7 +152,10 @@ describe("explain records under .kiln/explain", () => {
 
   it("the records are compact, written whole, and only the newest per name are kept", async () => {
     const { dir, src } = project({ "app.py": "print(1)\n", "run.sh": "#!/bin/sh\n" });
-    const image = (n: number) => Image.fromBase("busybox:1.36", { registry: "localhost:5999", name: "team/why-keep" }).withSourceFolder(src, "/app").withEnvVars({ N: String(n) });
+    const image = (n: number) =>
+      Image.fromBase("busybox:1.36", { registry: "localhost:5999", name: "team/why-keep" })
+        .withSourceFolder(src, "/app")
+        .withEnvVars({ N: String(n) });
     for (let n = 0; n < EXPLAIN_RECORDS_KEPT + 2; n++) await buildWithEvents(image(n), dir);
     const folder = join(explainDirectory(dir), encodeURIComponent("team/why-keep"));
     const files = readdirSync(folder);
@@ -152,9 +165,18 @@ describe("explain records under .kiln/explain", () => {
     expect(files).toContain(`${image(EXPLAIN_RECORDS_KEPT + 1).tag}.json`);
 
     const record = JSON.parse(readFileSync(join(folder, `${image(3).tag}.json`), "utf8")) as ExplainRecord;
-    expect(record).toMatchObject({ v: 1, name: "team/why-keep", tag: image(3).tag, outcome: "built", platforms: ["linux/amd64"], base: { ref: "busybox:1.36" } });
+    expect(record).toMatchObject({
+      v: 1,
+      name: "team/why-keep",
+      tag: image(3).tag,
+      outcome: "built",
+      platforms: ["linux/amd64"],
+      base: { ref: "busybox:1.36" },
+    });
     // Per-file digests, 16 hex each (the first 16 of the file's sha256, as `kiln explain` lists it).
-    const listed = image(3).explain().inputs.find((i) => i.label === "layers[0] app.py")!.value;
+    const listed = image(3)
+      .explain()
+      .inputs.find((i) => i.label === "layers[0] app.py")!.value;
     expect(record.files["layers[0]"]!["app.py"]).toBe(listed.slice("sha256:".length, "sha256:".length + 16));
     expect(Object.keys(record.files["layers[0]"]!).sort()).toEqual(["app.py", "run.sh"]);
     expect(record.inputs.map(([kind]) => kind)).toEqual(["recipe", "base", "platform", "installer", "layer", "layer"]);
@@ -179,13 +201,33 @@ describe("explain records under .kiln/explain", () => {
 
   it("summarizes every kind of change in one line", () => {
     const base: ExplainRecord = {
-      v: 1, name: "n", tag: "a".repeat(32), uri: "x", outcome: "built", at: "2026-01-01T00:00:00.000Z", recipe: "kiln-tag-v3",
-      platforms: ["linux/amd64"], base: { ref: "python:3.11" },
-      inputs: [["recipe", "recipe", '"kiln-tag-v3"'], ["base", "base", 'image="python:3.11"'], ["installer", "installer", 'installer="uv"']],
+      v: 1,
+      name: "n",
+      tag: "a".repeat(32),
+      uri: "x",
+      outcome: "built",
+      at: "2026-01-01T00:00:00.000Z",
+      recipe: "kiln-tag-v3",
+      platforms: ["linux/amd64"],
+      base: { ref: "python:3.11" },
+      inputs: [
+        ["recipe", "recipe", '"kiln-tag-v3"'],
+        ["base", "base", 'image="python:3.11"'],
+        ["installer", "installer", 'installer="uv"'],
+      ],
       files: {},
     };
-    const after: ExplainRecord = { ...base, tag: "b".repeat(32), recipe: "kiln-tag-v4", base: { ref: "python:3.11", digest: `sha256:${"c".repeat(64)}` },
-      inputs: [["recipe", "recipe", '"kiln-tag-v4"'], ["base", "base", `image="python:3.11" digest="sha256:${"c".repeat(64)}"`], ["installer", "installer", 'installer="pip"']] };
+    const after: ExplainRecord = {
+      ...base,
+      tag: "b".repeat(32),
+      recipe: "kiln-tag-v4",
+      base: { ref: "python:3.11", digest: `sha256:${"c".repeat(64)}` },
+      inputs: [
+        ["recipe", "recipe", '"kiln-tag-v4"'],
+        ["base", "base", `image="python:3.11" digest="sha256:${"c".repeat(64)}"`],
+        ["installer", "installer", 'installer="pip"'],
+      ],
+    };
     const line = summarizeExplainDiff(diffExplainRecords(base, after));
     expect(line).toContain("base changed");
     expect(line).toContain("installer changed");
@@ -222,13 +264,17 @@ describe("explain records next to the image (docker-registry 2.8)", () => {
       process.env[EXPLAIN_RECORDS_ENV] = "local";
     }
     expect(events.filter((e) => e.type === "warning")).toEqual([]);
-    const tags = await (await fetch(`${registry.url}/v2/why/attached/tags/list`)).json() as { tags: string[] };
+    const tags = (await (await fetch(`${registry.url}/v2/why/attached/tags/list`)).json()) as { tags: string[] };
     expect(tags.tags).toContain(explainArtifactTag(result.digest!));
     const attached = await readAttachedExplainRecord(result.uri!);
     const local = records(dir, "why/attached")[0]!;
     expect(attached).toEqual(local);
     // The artifact names the image as its subject (OCI 1.1; found through the referrers API where a registry has one).
-    const manifest = await (await fetch(`${registry.url}/v2/why/attached/manifests/${explainArtifactTag(result.digest!)}`, { headers: { accept: "application/vnd.oci.image.manifest.v1+json" } })).json() as Record<string, any>;
+    const manifest = (await (
+      await fetch(`${registry.url}/v2/why/attached/manifests/${explainArtifactTag(result.digest!)}`, {
+        headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+      })
+    ).json()) as Record<string, any>;
     expect(manifest.subject.digest).toBe(result.digest);
     expect(manifest.artifactType).toBe("application/vnd.kiln.explain.v1+json");
     // An image without a record: null, not an error.

@@ -1,32 +1,20 @@
 // The real `kiln` binary (dist/cli/main.js) on image graphs and groups (issue 17): `kiln explain`
 // shows the chain, `#group` selects a group's images, a platform mismatch is a usage error naming both
 // images, and `kiln build --help` teaches --concurrency (with the real default) and --fail-fast.
-import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_BUILD_CONCURRENCY } from "../src/buildAll.js";
 import { Image } from "../src/image.js";
+import { CORE_DIR as CORE, runKiln, type KilnRun } from "./support/runKiln.js";
+import { buildCoreCli } from "./support/cliProject.js";
 
-const CORE = resolve(import.meta.dirname, "..");
-const BIN = join(CORE, "dist/cli/main.js");
 const dir = mkdtempSync(join(tmpdir(), "kiln-graph-cli-"));
 
-function kiln(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...process.env, CI: "1", KILN_HASH_CACHE: "off" }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+function kiln(args: string[]): Promise<KilnRun> {
+  return runKiln(args, { cwd: dir, env: { CI: "1", KILN_HASH_CACHE: "off" }, timeoutMs: 60_000 });
 }
 
 const chainSource = (core: string) => `
@@ -39,7 +27,7 @@ export const upper = group("upper", [top, middle]);
 `;
 
 beforeAll(() => {
-  if (!process.env.KILN_TEST_SKIP_BUILD) execFileSync("pnpm", ["exec", "tsup"], { cwd: CORE, stdio: "pipe" });
+  buildCoreCli();
   const core = pathToFileURL(join(CORE, "dist/index.js")).href;
   writeFileSync(join(dir, "spec.mjs"), chainSource(core));
   writeFileSync(
@@ -70,13 +58,21 @@ describe("kiln CLI with image graphs", () => {
     expect(json.code, json.stderr).toBe(0);
     const record = JSON.parse(json.stdout.trim().split("\n")[0]!);
     expect(record.uri).toBe(top.uri);
-    expect(record.chain).toEqual([{ uri: middle.uri, tag: middle.tag }, { uri: bottom.uri, tag: bottom.tag }]);
+    expect(record.chain).toEqual([
+      { uri: middle.uri, tag: middle.tag },
+      { uri: bottom.uri, tag: bottom.tag },
+    ]);
   }, 60_000);
 
   it("#group selects the group's images, under their export names", async () => {
     const run = await kiln(["explain", "spec.mjs#upper", "--json"]);
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout.trim().split("\n").map((l) => JSON.parse(l).export)).toEqual(["top", "middle"]);
+    expect(
+      run.stdout
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).export),
+    ).toEqual(["top", "middle"]);
   }, 60_000);
 
   it("a base declared for fewer platforms than its dependent: exit 2, both images named", async () => {

@@ -19,7 +19,10 @@ const file = (name: string, text: string) => {
 
 /** Three images: bottom (a file), middle (env), top (a file), each on the one below. */
 function chain(bottomText = "one", middleValue = "1", topText = "top") {
-  const bottom = Image.fromBase("busybox:1.35", { registry: "localhost:5000", name: "bottom" }).withSourceFile(file(`b-${bottomText}.txt`, bottomText), "/b.txt");
+  const bottom = Image.fromBase("busybox:1.35", { registry: "localhost:5000", name: "bottom" }).withSourceFile(
+    file(`b-${bottomText}.txt`, bottomText),
+    "/b.txt",
+  );
   const middle = Image.fromBase(bottom, { registry: "localhost:5000", name: "middle" }).withEnvVars({ M: middleValue });
   const top = Image.fromBase(middle, { registry: "localhost:5000", name: "top" }).withSourceFile(file(`t-${topText}.txt`, topText), "/t.txt");
   return { bottom, middle, top };
@@ -53,7 +56,9 @@ describe("Image.fromBase(otherImage)", () => {
 
   it("the base's content tag is hashed, not its registry or name; and it differs from basing on the reference", () => {
     const { bottom, middle } = chain();
-    const moved = Image.fromBase(bottom.clone({ registry: "ghcr.io/acme", name: "elsewhere" }), { registry: "localhost:5000", name: "middle" }).withEnvVars({ M: "1" });
+    const moved = Image.fromBase(bottom.clone({ registry: "ghcr.io/acme", name: "elsewhere" }), { registry: "localhost:5000", name: "middle" }).withEnvVars({
+      M: "1",
+    });
     expect(moved.tag).toBe(middle.tag);
     expect(renderDockerfile(moved).split("\n")[0]).toBe(`FROM ghcr.io/acme/elsewhere:${bottom.tag}`);
     const byReference = Image.fromBase(bottom.uri, { registry: "localhost:5000", name: "middle" }).withEnvVars({ M: "1" });

@@ -65,7 +65,10 @@ describe("computeTag", () => {
     expect(tag(spec([{ kind: "aptPackages", packages: ["ab", "c"] }]))).not.toBe(tag(spec([{ kind: "aptPackages", packages: ["a", "bc"] }])));
     expect(tag(spec([{ kind: "commands", commands: ["ab", "c"] }]))).not.toBe(tag(spec([{ kind: "commands", commands: ["a", "bc"] }])));
     expect(tag(spec([{ kind: "env", vars: [["A", "B=C"]] }]))).not.toBe(tag(spec([{ kind: "env", vars: [["A=B", "C"]] }])));
-    const two: Layer[] = [{ kind: "aptPackages", packages: ["a"] }, { kind: "aptPackages", packages: ["b"] }];
+    const two: Layer[] = [
+      { kind: "aptPackages", packages: ["a"] },
+      { kind: "aptPackages", packages: ["b"] },
+    ];
     expect(tag(spec(two))).not.toBe(tag(spec([{ kind: "aptPackages", packages: ["a", "b"] }])));
     expect(tag(spec(two))).not.toBe(tag(spec([...two].reverse())));
   });
@@ -180,7 +183,21 @@ describe("computeTag", () => {
     expect(edited).not.toBe(before);
     writeFileSync(dockerfile, "FROM busybox\nCOPY app /srv\n");
     expect(tag(d())).not.toBe(edited);
-    expect(tag(d([["A", "1"], ["B", "2"]]))).toBe(tag(d([["B", "2"], ["A", "1"]])));
+    expect(
+      tag(
+        d([
+          ["A", "1"],
+          ["B", "2"],
+        ]),
+      ),
+    ).toBe(
+      tag(
+        d([
+          ["B", "2"],
+          ["A", "1"],
+        ]),
+      ),
+    );
     expect(tag(d([["A", "1"]]))).not.toBe(tag(d([["A", "2"]])));
   });
 
@@ -206,7 +223,9 @@ describe("explainTag", () => {
     expect(before.tag).toBe(tag(s));
     expect(before.digest.startsWith(before.tag)).toBe(true);
     const labels = before.inputs.map((i) => i.label);
-    expect(labels).toEqual(expect.arrayContaining(["recipe", "base", "platform", "layers[0] aptPackages", "layers[1] sourceFolder", "layers[1] main.py", "layers[1] run.sh"]));
+    expect(labels).toEqual(
+      expect.arrayContaining(["recipe", "base", "platform", "layers[0] aptPackages", "layers[1] sourceFolder", "layers[1] main.py", "layers[1] run.sh"]),
+    );
     expect(labels.some((l) => l.includes(".git") || l.includes("node_modules") || l.endsWith(".pyc"))).toBe(false);
     expect(before.inputs.find((i) => i.label === "layers[1] run.sh")!.value).toMatch(/^sha256:[0-9a-f]{64} \+x$/);
     expect(before.inputs.find((i) => i.label === "layers[1] entry.py")!.value).toBe("symlink -> main.py");
@@ -239,7 +258,9 @@ describe("build secrets in the tag", () => {
     expect(npm).not.toBe(none);
     expect(tag(spec([commands([{ id: "NPM_TOKEN2" }])]))).not.toBe(npm);
     expect(tag(spec([commands([{ id: "NPM_TOKEN", target: "/root/.npmrc" }])]))).not.toBe(npm);
-    expect(tag(spec([commands([{ id: "NPM_TOKEN", target: "/root/.npmrc" }])]))).not.toBe(tag(spec([commands([{ id: "NPM_TOKEN", target: "/root/.npmrc2" }])])));
+    expect(tag(spec([commands([{ id: "NPM_TOKEN", target: "/root/.npmrc" }])]))).not.toBe(
+      tag(spec([commands([{ id: "NPM_TOKEN", target: "/root/.npmrc2" }])])),
+    );
     const ab = tag(spec([commands([{ id: "a" }, { id: "b" }])]));
     expect(tag(spec([commands([{ id: "b" }, { id: "a" }])]))).not.toBe(ab);
     // Field framing: the secret id is not a command, and `secrets` is not a command list.

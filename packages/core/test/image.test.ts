@@ -81,7 +81,13 @@ describe("constructors", () => {
 
   it("fromDockerfile: context defaults to the Dockerfile's folder; build args and target are kept", () => {
     const image = Image.fromDockerfile(p("Dockerfile"), { buildArgs: { V: "1" }, target: "final" });
-    expect(image.spec.base).toEqual({ kind: "dockerfile", dockerfileHostPath: p("Dockerfile"), contextHostPath: dir, buildArgs: [["V", "1"]], target: "final" });
+    expect(image.spec.base).toEqual({
+      kind: "dockerfile",
+      dockerfileHostPath: p("Dockerfile"),
+      contextHostPath: dir,
+      buildArgs: [["V", "1"]],
+      target: "final",
+    });
     expect(image.needsBuild).toBe(true);
     const url = Image.fromDockerfile(pathToFileURL(p("Dockerfile")), { context: pathToFileURL(p("src")) });
     expect(url.spec.base).toMatchObject({ dockerfileHostPath: p("Dockerfile"), contextHostPath: p("src") });
@@ -114,7 +120,9 @@ describe("immutability", () => {
     const image = everyLayer();
     expect(Object.isFrozen(image.spec)).toBe(true);
     expect(() => (image.spec.layers as Layer[]).push({ kind: "user", user: "x" })).toThrow(TypeError);
-    expect(() => { (image.spec.platform as string[])[0] = "linux/arm64"; }).toThrow(TypeError);
+    expect(() => {
+      (image.spec.platform as string[])[0] = "linux/arm64";
+    }).toThrow(TypeError);
     const apt = image.spec.layers[0] as Extract<Layer, { kind: "aptPackages" }>;
     expect(() => apt.packages.push("vim")).toThrow(TypeError);
   });
@@ -160,8 +168,19 @@ describe("JSON", () => {
     expect(back.uri).toBe(image.uri);
     expect(Image.fromJSON(JSON.stringify(image)).toJSON()).toEqual(image.toJSON());
     expect(back.spec.layers.map((l) => l.kind)).toEqual([
-      "aptPackages", "pipPackages", "requirements", "commands", "env", "workdir", "sourceFolder", "sourceFile",
-      "dockerIgnore", "uvProject", "nodeProject", "labels", "user",
+      "aptPackages",
+      "pipPackages",
+      "requirements",
+      "commands",
+      "env",
+      "workdir",
+      "sourceFolder",
+      "sourceFile",
+      "dockerIgnore",
+      "uvProject",
+      "nodeProject",
+      "labels",
+      "user",
     ]);
   });
 
@@ -173,22 +192,97 @@ describe("JSON", () => {
       return thrown(() => Image.fromJSON(j));
     };
     const fields: Array<[string, (j: Record<string, any>) => void]> = [
-      ["kilnSpecVersion", (j) => { j.kilnSpecVersion = 2; }],
-      ["layers[0].packages[0]", (j) => { j.layers[0].packages[0] = "-y"; }],
-      ["layers[3].commands[0]", (j) => { j.layers[3].commands[0] = "a\0"; }],
-      ["layers[4].vars[0] value", (j) => { j.layers[4].vars[0][1] = "a\nb"; }],
-      ["layers[6].hostPath", (j) => { j.layers[6].hostPath = "relative/path"; }],
-      ["layers[12].kind", (j) => { j.layers[12].kind = "evil"; }],
-      ["name", (j) => { j.name = "UPPER"; }],
-      ["platform[0]", (j) => { j.platform = ["windows/amd64"]; }],
-      ["base.ref", (j) => { j.base.ref = "x y"; }],
-      ["extendable", (j) => { j.extendable = "yes"; }],
+      [
+        "kilnSpecVersion",
+        (j) => {
+          j.kilnSpecVersion = 2;
+        },
+      ],
+      [
+        "layers[0].packages[0]",
+        (j) => {
+          j.layers[0].packages[0] = "-y";
+        },
+      ],
+      [
+        "layers[3].commands[0]",
+        (j) => {
+          j.layers[3].commands[0] = "a\0";
+        },
+      ],
+      [
+        "layers[4].vars[0] value",
+        (j) => {
+          j.layers[4].vars[0][1] = "a\nb";
+        },
+      ],
+      [
+        "layers[6].hostPath",
+        (j) => {
+          j.layers[6].hostPath = "relative/path";
+        },
+      ],
+      [
+        "layers[12].kind",
+        (j) => {
+          j.layers[12].kind = "evil";
+        },
+      ],
+      [
+        "name",
+        (j) => {
+          j.name = "UPPER";
+        },
+      ],
+      [
+        "platform[0]",
+        (j) => {
+          j.platform = ["windows/amd64"];
+        },
+      ],
+      [
+        "base.ref",
+        (j) => {
+          j.base.ref = "x y";
+        },
+      ],
+      [
+        "extendable",
+        (j) => {
+          j.extendable = "yes";
+        },
+      ],
       // As strict as the with* methods: a glob in a copied file's name, a pattern that does not compile.
-      ["layers[7].hostPath file name", (j) => { j.layers[7].hostPath = "/tmp/a*b"; }],
-      ["layers[7].hostPath file name", (j) => { j.layers[7].hostPath = "/tmp/[x].txt"; }],
-      ["layers[8].patterns[1]", (j) => { j.layers[8].patterns[1] = "[a"; }],
-      ["layers[8].patterns[0]", (j) => { j.layers[8].patterns[0] = "!"; }],
-      ["layers[9].extraArgs[0]", (j) => { j.layers[9].extraArgs = ["--index-url=https://u:p@h/simple"]; }],
+      [
+        "layers[7].hostPath file name",
+        (j) => {
+          j.layers[7].hostPath = "/tmp/a*b";
+        },
+      ],
+      [
+        "layers[7].hostPath file name",
+        (j) => {
+          j.layers[7].hostPath = "/tmp/[x].txt";
+        },
+      ],
+      [
+        "layers[8].patterns[1]",
+        (j) => {
+          j.layers[8].patterns[1] = "[a";
+        },
+      ],
+      [
+        "layers[8].patterns[0]",
+        (j) => {
+          j.layers[8].patterns[0] = "!";
+        },
+      ],
+      [
+        "layers[9].extraArgs[0]",
+        (j) => {
+          j.layers[9].extraArgs = ["--index-url=https://u:p@h/simple"];
+        },
+      ],
     ];
     for (const [field, mutate] of fields) {
       const error = bad(mutate);
@@ -235,7 +329,9 @@ describe("layers", () => {
 
   it("withDockerignore stores moby-cleaned patterns and rejects malformed ones", () => {
     expect(Image.fromDebianBase().withDockerignore(p(".dockerignore")).layers[0]).toEqual({
-      kind: "dockerIgnore", hostPath: p(".dockerignore"), patterns: ["*.pyc", "!keep.pyc", "build"],
+      kind: "dockerIgnore",
+      hostPath: p(".dockerignore"),
+      patterns: ["*.pyc", "!keep.pyc", "build"],
     });
     writeFileSync(p("bad.dockerignore"), "[a\n");
     expect(() => Image.fromDebianBase().withDockerignore(p("bad.dockerignore"))).toThrow();
@@ -243,7 +339,11 @@ describe("layers", () => {
 
   it("withNodeProject picks the manager from the lockfile", () => {
     expect(Image.fromNodeBase().withNodeProject(p("node")).layers[0]).toEqual({
-      kind: "nodeProject", hostPath: p("node"), dest: ".", manager: "npm", lockfile: "package-lock.json",
+      kind: "nodeProject",
+      hostPath: p("node"),
+      dest: ".",
+      manager: "npm",
+      lockfile: "package-lock.json",
     });
     expect(Image.fromNodeBase().withNodeProject(p("both")).layers[0]).toMatchObject({ manager: "pnpm", lockfile: "pnpm-lock.yaml" });
     expect(Image.fromNodeBase().withNodeProject(p("both"), { manager: "npm" }).layers[0]).toMatchObject({ manager: "npm" });
@@ -259,7 +359,6 @@ describe("layers", () => {
     expect(thrown(() => Image.fromDebianBase().withCommands())).toBeInstanceOf(ValidationError);
   });
 });
-
 
 describe("options arguments", () => {
   it("null or a non-object options bag is a ValidationError naming the call", () => {

@@ -150,16 +150,60 @@ function pairsOf(rest: string): Array<[string, string]> {
 // ---- hostile strings ----------------------------------------------------------------------------
 
 const PIECES = [
-  "\n", "\r", "\r\n", '"', "'", "$", "$(id)", "${HOME}", "`id`", "&&", ";", "|", "\\", "\\\n", "\0",
-  "\u2028", "\u2029", "\u0085", " ", "\t", "#", "# escape=`", "RUN rm -rf /", "\nRUN evil", "\\\nRUN x", "[", "]",
-  "{", "}", "=", "-", "--", "é", "😀", "\ud800", "\udc00", "A", "a", "1", "/", ":", "@", ".", "*", "?", "_",
+  "\n",
+  "\r",
+  "\r\n",
+  '"',
+  "'",
+  "$",
+  "$(id)",
+  "${HOME}",
+  "`id`",
+  "&&",
+  ";",
+  "|",
+  "\\",
+  "\\\n",
+  "\0",
+  "\u2028",
+  "\u2029",
+  "\u0085",
+  " ",
+  "\t",
+  "#",
+  "# escape=`",
+  "RUN rm -rf /",
+  "\nRUN evil",
+  "\\\nRUN x",
+  "[",
+  "]",
+  "{",
+  "}",
+  "=",
+  "-",
+  "--",
+  "é",
+  "😀",
+  "\ud800",
+  "\udc00",
+  "A",
+  "a",
+  "1",
+  "/",
+  ":",
+  "@",
+  ".",
+  "*",
+  "?",
+  "_",
 ];
 const piece = fc.constantFrom(...PIECES);
 const hostile = fc.oneof(
   fc.string({ unit: piece, maxLength: 12 }),
   fc.string({ unit: "grapheme", maxLength: 24 }),
   fc.string({ unit: "binary", maxLength: 24 }),
-  fc.tuple(fc.constantFrom("git", "pandas", "app", "/app", "MY_KEY", "org.label", "1000", "numpy<2"), fc.string({ unit: piece, maxLength: 6 }))
+  fc
+    .tuple(fc.constantFrom("git", "pandas", "app", "/app", "MY_KEY", "org.label", "1000", "numpy<2"), fc.string({ unit: piece, maxLength: 6 }))
     .map(([a, b]) => a + b),
 );
 
@@ -167,10 +211,7 @@ const hostile = fc.oneof(
  * rendering of accepted values is what gets exercised. */
 function near(alphabet: string, prefix = ""): fc.Arbitrary<string> {
   const unit = fc.oneof({ arbitrary: fc.constantFrom(...alphabet), weight: 8 }, { arbitrary: piece, weight: 1 });
-  return fc.oneof(
-    { arbitrary: fc.string({ unit, minLength: 1, maxLength: 16 }).map((x) => prefix + x), weight: 3 },
-    { arbitrary: hostile, weight: 1 },
-  );
+  return fc.oneof({ arbitrary: fc.string({ unit, minLength: 1, maxLength: 16 }).map((x) => prefix + x), weight: 3 }, { arbitrary: hostile, weight: 1 });
 }
 const ANY_TEXT = "abcXYZ019 _-./:=@'\"$`()&;|\\#[]{}*?!~%^,<>+é😀\t";
 const text = near(ANY_TEXT);
@@ -235,178 +276,236 @@ describe("no user input adds an instruction or escapes its quoting", () => {
   });
 
   it("withCommands", () => {
-    fc.assert(fc.property(fc.array(text, { minLength: 1, maxLength: 3 }), (commands) => {
-      const image = declared(() => base().withCommands(...commands));
-      if (!image) return;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(commands.map(() => "RUN"));
-        instructions.forEach((ins, k) => expect(ins.json).toEqual(["/bin/sh", "-c", commands[k]]));
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(fc.array(text, { minLength: 1, maxLength: 3 }), (commands) => {
+        const image = declared(() => base().withCommands(...commands));
+        if (!image) return;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(commands.map(() => "RUN"));
+          instructions.forEach((ins, k) => expect(ins.json).toEqual(["/bin/sh", "-c", commands[k]]));
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("withCommands build secrets: ids and targets stay inside their --mount flag", () => {
     /** BuildKit reads a mount flag as one CSV record of key=value fields. */
     const mountFields = (flag: string) => {
       expect(flag.startsWith("--mount=")).toBe(true);
-      return flag.slice("--mount=".length).split(",").map((field) => {
-        const eq = field.indexOf("=");
-        expect(eq, `field ${JSON.stringify(field)} of ${JSON.stringify(flag)}`).toBeGreaterThan(0);
-        return [field.slice(0, eq), field.slice(eq + 1)];
-      });
+      return flag
+        .slice("--mount=".length)
+        .split(",")
+        .map((field) => {
+          const eq = field.indexOf("=");
+          expect(eq, `field ${JSON.stringify(field)} of ${JSON.stringify(flag)}`).toBeGreaterThan(0);
+          return [field.slice(0, eq), field.slice(eq + 1)];
+        });
     };
     const plainId = fc.oneof(secretId, fc.constantFrom("NPM_TOKEN", "pip.conf", "_k-1"));
-    fc.assert(fc.property(secretId, plainId, secretTarget, text, (id, id2, target, command) => {
-      const image = declared(() => base().withCommands(command, { secrets: [id, { id: id2, target }] }));
-      if (!image) return;
-      const instructions = parseDockerfile(renderDockerfile(image)).slice(1);
-      expect(instructions.map((i) => i.cmd)).toEqual(["RUN"]);
-      expect(instructions[0]!.json).toEqual(["/bin/sh", "-c", command]);
-      expect(instructions[0]!.flags.map(mountFields)).toEqual([
-        [["type", "secret"], ["id", id], ["required", "true"], ["mode", "0444"]],
-        [["type", "secret"], ["id", id2], ["required", "true"], ["target", target], ["mode", "0444"]],
-      ]);
-      // No build-arg or env expansion can reach a mount flag: nothing Docker would substitute.
-      for (const flag of instructions[0]!.flags) expect(flag).not.toMatch(/[$"'\\\s]/);
-      expect(() => renderDockerfile(image, { buildkit: false })).toThrow(BuildSecretsNeedBuildKitError);
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(secretId, plainId, secretTarget, text, (id, id2, target, command) => {
+        const image = declared(() => base().withCommands(command, { secrets: [id, { id: id2, target }] }));
+        if (!image) return;
+        const instructions = parseDockerfile(renderDockerfile(image)).slice(1);
+        expect(instructions.map((i) => i.cmd)).toEqual(["RUN"]);
+        expect(instructions[0]!.json).toEqual(["/bin/sh", "-c", command]);
+        expect(instructions[0]!.flags.map(mountFields)).toEqual([
+          [
+            ["type", "secret"],
+            ["id", id],
+            ["required", "true"],
+            ["mode", "0444"],
+          ],
+          [
+            ["type", "secret"],
+            ["id", id2],
+            ["required", "true"],
+            ["target", target],
+            ["mode", "0444"],
+          ],
+        ]);
+        // No build-arg or env expansion can reach a mount flag: nothing Docker would substitute.
+        for (const flag of instructions[0]!.flags) expect(flag).not.toMatch(/[$"'\\\s]/);
+        expect(() => renderDockerfile(image, { buildkit: false })).toThrow(BuildSecretsNeedBuildKitError);
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("withEnvVars keys and values", () => {
-    fc.assert(fc.property(envKey, text, text, (key, value, value2) => {
-      const image = declared(() => base().withEnvVars({ [key]: value, SECOND: value2 }));
-      if (!image) return;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(["ENV"]);
-        expect(new Map(pairsOf(instructions[0]!.rest))).toEqual(new Map([[key, value], ["SECOND", value2]]));
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(envKey, text, text, (key, value, value2) => {
+        const image = declared(() => base().withEnvVars({ [key]: value, SECOND: value2 }));
+        if (!image) return;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(["ENV"]);
+          expect(new Map(pairsOf(instructions[0]!.rest))).toEqual(
+            new Map([
+              [key, value],
+              ["SECOND", value2],
+            ]),
+          );
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("withLabels keys and values", () => {
-    fc.assert(fc.property(labelKey, text, (key, value) => {
-      const image = declared(() => base().withLabels({ [key]: value }));
-      if (!image) return;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(["LABEL"]);
-        expect(pairsOf(instructions[0]!.rest)).toEqual([[key, value]]);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(labelKey, text, (key, value) => {
+        const image = declared(() => base().withLabels({ [key]: value }));
+        if (!image) return;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(["LABEL"]);
+          expect(pairsOf(instructions[0]!.rest)).toEqual([[key, value]]);
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("withWorkdir and withUser", () => {
-    fc.assert(fc.property(path, userName, (path, user) => {
-      const image = declared(() => base().withWorkdir(path).withUser(user));
-      if (!image) return;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(["WORKDIR", "USER"]);
-        expect(processWord(instructions[0]!.rest)).toBe(path);
-        expect(processWord(instructions[1]!.rest)).toBe(user);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(path, userName, (path, user) => {
+        const image = declared(() => base().withWorkdir(path).withUser(user));
+        if (!image) return;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(["WORKDIR", "USER"]);
+          expect(processWord(instructions[0]!.rest)).toBe(path);
+          expect(processWord(instructions[1]!.rest)).toBe(user);
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("withAptPackages", () => {
-    fc.assert(fc.property(fc.array(aptName, { minLength: 1, maxLength: 3 }), (packages) => {
-      const image = declared(() => base().withAptPackages(...packages));
-      if (!image) return;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(["RUN"]);
-        const argv = instructions[0]!.json!;
-        expect(argv.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
-        expect(argv.slice(3)).toEqual(["sh", ...packages]);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(fc.array(aptName, { minLength: 1, maxLength: 3 }), (packages) => {
+        const image = declared(() => base().withAptPackages(...packages));
+        if (!image) return;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(["RUN"]);
+          const argv = instructions[0]!.json!;
+          expect(argv.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
+          expect(argv.slice(3)).toEqual(["sh", ...packages]);
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("withPipPackages requirement specs", () => {
-    fc.assert(fc.property(fc.array(pipSpec, { minLength: 1, maxLength: 2 }), fc.boolean(), (packages, usePip) => {
-      const image = declared(() => (usePip ? pipBase() : base()).withPipPackages(...packages));
-      if (!image) return;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(usePip ? ["RUN"] : ["COPY", "RUN"]);
-        expect(instructions.at(-1)!.json!.slice(-packages.length - 1)).toEqual(["--", ...packages]);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(fc.array(pipSpec, { minLength: 1, maxLength: 2 }), fc.boolean(), (packages, usePip) => {
+        const image = declared(() => (usePip ? pipBase() : base()).withPipPackages(...packages));
+        if (!image) return;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(usePip ? ["RUN"] : ["COPY", "RUN"]);
+          expect(instructions.at(-1)!.json!.slice(-packages.length - 1)).toEqual(["--", ...packages]);
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("every PipOption (index URLs, extra args)", () => {
-    fc.assert(fc.property(urlPart, urlPart, text, fc.boolean(), (indexPath, extraPath, extraArg, usePip) => {
-      const options = { indexUrl: `https://h/${indexPath}`, extraIndexUrls: [`http://e:8080/${extraPath}`], extraArgs: [extraArg] };
-      const image = declared(() => (usePip ? pipBase() : base()).withPipPackages("rich", options));
-      if (!image) return;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(usePip ? ["RUN"] : ["COPY", "RUN"]);
-        const argv = instructions.at(-1)!.json!;
-        expect(argv.slice(-3)).toEqual([extraArg, "--", "rich"]);
-        expect(argv[argv.indexOf("--index-url") + 1]).toBe(options.indexUrl);
-        expect(argv[argv.indexOf("--extra-index-url") + 1]).toBe(options.extraIndexUrls[0]);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(urlPart, urlPart, text, fc.boolean(), (indexPath, extraPath, extraArg, usePip) => {
+        const options = { indexUrl: `https://h/${indexPath}`, extraIndexUrls: [`http://e:8080/${extraPath}`], extraArgs: [extraArg] };
+        const image = declared(() => (usePip ? pipBase() : base()).withPipPackages("rich", options));
+        if (!image) return;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(usePip ? ["RUN"] : ["COPY", "RUN"]);
+          const argv = instructions.at(-1)!.json!;
+          expect(argv.slice(-3)).toEqual([extraArg, "--", "rich"]);
+          expect(argv[argv.indexOf("--index-url") + 1]).toBe(options.indexUrl);
+          expect(argv[argv.indexOf("--extra-index-url") + 1]).toBe(options.extraIndexUrls[0]);
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("withSourceFolder and withSourceFile destinations", () => {
-    fc.assert(fc.property(path, path, (folderDest, fileDest) => {
-      const image = declared(() => base().withSourceFolder(join(dir, "folder"), folderDest).withSourceFile(join(dir, "file.txt"), fileDest));
-      if (!image) return;
-      const fileTarget = (image.layers[1] as { dest: string }).dest;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(["COPY", "COPY"]);
-        // Which copy comes first depends on the destinations (a configuration location stays in place).
-        const copies = instructions.map((i) => i.json!.map(processWord)).sort((x, y) => x[0]!.localeCompare(y[0]!));
-        expect(copies).toEqual([["kiln-layers/0/", folderDest], ["kiln-layers/1/file.txt", fileTarget]]);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(path, path, (folderDest, fileDest) => {
+        const image = declared(() => base().withSourceFolder(join(dir, "folder"), folderDest).withSourceFile(join(dir, "file.txt"), fileDest));
+        if (!image) return;
+        const fileTarget = (image.layers[1] as { dest: string }).dest;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(["COPY", "COPY"]);
+          // Which copy comes first depends on the destinations (a configuration location stays in place).
+          const copies = instructions.map((i) => i.json!.map(processWord)).sort((x, y) => x[0]!.localeCompare(y[0]!));
+          expect(copies).toEqual([
+            ["kiln-layers/0/", folderDest],
+            ["kiln-layers/1/file.txt", fileTarget],
+          ]);
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("file names of copied files and requirements files", () => {
     let n = 0;
-    fc.assert(fc.property(text, (name) => {
-      if (name.includes("/") || name.includes("\0") || name === "" || name === "." || name === "..") return;
-      const sub = join(dir, `names-${n++}`);
-      mkdirSync(sub);
-      try {
+    fc.assert(
+      fc.property(text, (name) => {
+        if (name.includes("/") || name.includes("\0") || name === "" || name === "." || name === "..") return;
+        const sub = join(dir, `names-${n++}`);
+        mkdirSync(sub);
         try {
-          writeFileSync(join(sub, name), "x");
-        } catch {
-          return; // not a valid file name on this file system
+          try {
+            writeFileSync(join(sub, name), "x");
+          } catch {
+            return; // not a valid file name on this file system
+          }
+          const image = declared(() => pipBase().withSourceFile(join(sub, name), "/dest/").withRequirements(join(sub, name)));
+          if (!image) return;
+          for (const instructions of renderedInstructions(image)) {
+            // A dot-named copy is a configuration file and stays before the install; others move after it.
+            const order = name.startsWith(".") ? ["COPY", "COPY", "RUN"] : ["COPY", "RUN", "COPY"];
+            expect(instructions.map((i) => i.cmd)).toEqual(order);
+            const copies = instructions.filter((i) => i.cmd === "COPY").map((i) => i.json!.map(processWord));
+            const run = instructions.find((i) => i.cmd === "RUN")!;
+            expect(copies).toContainEqual([`kiln-layers/1/${name}`, `/opt/kiln/requirements/1/${name}`]);
+            expect(run.json!.slice(-2)).toEqual(["-r", `/opt/kiln/requirements/1/${name}`]);
+            expect(copies).toContainEqual([`kiln-layers/0/${name}`, `/dest/${name}`]);
+            expect(copies).toHaveLength(2);
+          }
+        } finally {
+          rmSync(sub, { recursive: true, force: true });
         }
-        const image = declared(() => pipBase().withSourceFile(join(sub, name), "/dest/").withRequirements(join(sub, name)));
-        if (!image) return;
-        for (const instructions of renderedInstructions(image)) {
-          // A dot-named copy is a configuration file and stays before the install; others move after it.
-          const order = name.startsWith(".") ? ["COPY", "COPY", "RUN"] : ["COPY", "RUN", "COPY"];
-          expect(instructions.map((i) => i.cmd)).toEqual(order);
-          const copies = instructions.filter((i) => i.cmd === "COPY").map((i) => i.json!.map(processWord));
-          const run = instructions.find((i) => i.cmd === "RUN")!;
-          expect(copies).toContainEqual([`kiln-layers/1/${name}`, `/opt/kiln/requirements/1/${name}`]);
-          expect(run.json!.slice(-2)).toEqual(["-r", `/opt/kiln/requirements/1/${name}`]);
-          expect(copies).toContainEqual([`kiln-layers/0/${name}`, `/dest/${name}`]);
-          expect(copies).toHaveLength(2);
-        }
-      } finally {
-        rmSync(sub, { recursive: true, force: true });
-      }
-    }), { numRuns: RUNS });
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("base image references, uv image and Dockerfile targets", () => {
-    fc.assert(fc.property(refText, refText, (ref, uvImage) => {
-      const image = declared(() => Image.fromBase(ref).clone({ uvImage }).withPipPackages("rich"));
-      if (!image) return;
-      for (const instructions of renderedInstructions(image, ref)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(["COPY", "RUN"]);
-        expect(instructions[0]!.flags).toEqual([`--from=${uvImage}`]);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(refText, refText, (ref, uvImage) => {
+        const image = declared(() => Image.fromBase(ref).clone({ uvImage }).withPipPackages("rich"));
+        if (!image) return;
+        for (const instructions of renderedInstructions(image, ref)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(["COPY", "RUN"]);
+          expect(instructions[0]!.flags).toEqual([`--from=${uvImage}`]);
+        }
+      }),
+      { numRuns: RUNS },
+    );
     writeFileSync(join(dir, "Dockerfile"), "FROM busybox:1.36 AS build\n");
-    fc.assert(fc.property(stageName, (target) => {
-      const image = declared(() => Image.fromDockerfile(join(dir, "Dockerfile"), { target }).withEnvVars({ A: "1" }));
-      if (!image) return;
-      const instructions = parseDockerfile(renderDockerfile(image));
-      expect(instructions.map((i) => i.cmd)).toEqual(["FROM", "FROM", "ENV"]);
-      expect(instructions[1]!.rest).toBe(`${target} AS kiln-final`);
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(stageName, (target) => {
+        const image = declared(() => Image.fromDockerfile(join(dir, "Dockerfile"), { target }).withEnvVars({ A: "1" }));
+        if (!image) return;
+        const instructions = parseDockerfile(renderDockerfile(image));
+        expect(instructions.map((i) => i.cmd)).toEqual(["FROM", "FROM", "ENV"]);
+        expect(instructions[1]!.rest).toBe(`${target} AS kiln-final`);
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("registry, name and tag stay inside the image reference", () => {
@@ -421,9 +520,18 @@ describe("no user input adds an instruction or escapes its quoting", () => {
       expect(parsed.tag).toBe(tag);
       expect(parsed.repository.endsWith(name)).toBe(true);
     };
-    fc.assert(fc.property(registryText, (registry) => check(registry, "app", "v1")), { numRuns: RUNS });
-    fc.assert(fc.property(repoName, (name) => check("localhost:5000", name, "v1")), { numRuns: RUNS });
-    fc.assert(fc.property(tagText, (tag) => check("localhost:5000", "app", tag)), { numRuns: RUNS });
+    fc.assert(
+      fc.property(registryText, (registry) => check(registry, "app", "v1")),
+      { numRuns: RUNS },
+    );
+    fc.assert(
+      fc.property(repoName, (name) => check("localhost:5000", name, "v1")),
+      { numRuns: RUNS },
+    );
+    fc.assert(
+      fc.property(tagText, (tag) => check("localhost:5000", "app", tag)),
+      { numRuns: RUNS },
+    );
   });
 
   it("uv project and node project arguments", () => {
@@ -432,43 +540,53 @@ describe("no user input adds an instruction or escapes its quoting", () => {
     mkdirSync(join(dir, "web"), { recursive: true });
     writeFileSync(join(dir, "web", "package.json"), "{}");
     writeFileSync(join(dir, "web", "package-lock.json"), "{}");
-    fc.assert(fc.property(text, path, (extraArg, dest) => {
-      const image = declared(() => base()
-        .withUvProject({ pyproject: join(dir, "pyproject.toml"), uvLock: join(dir, "uv.lock"), extraArgs: [extraArg] })
-        .withNodeProject(join(dir, "web"), { dest }));
-      if (!image) return;
-      const destDir = dest.endsWith("/") ? dest : `${dest}/`;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(["COPY", "COPY", "RUN", "COPY", "RUN", "COPY"]);
-        expect(instructions[2]!.json!.at(-1)).toBe(extraArg);
-        expect(instructions[3]!.json!.map(processWord).at(-1)).toBe(destDir);
-        expect(instructions[4]!.json!.at(-1)).toBe(destDir);
-        expect(instructions[5]!.json!.map(processWord)).toEqual(["kiln-layers/1/", destDir]);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(text, path, (extraArg, dest) => {
+        const image = declared(() =>
+          base()
+            .withUvProject({ pyproject: join(dir, "pyproject.toml"), uvLock: join(dir, "uv.lock"), extraArgs: [extraArg] })
+            .withNodeProject(join(dir, "web"), { dest }),
+        );
+        if (!image) return;
+        const destDir = dest.endsWith("/") ? dest : `${dest}/`;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(["COPY", "COPY", "RUN", "COPY", "RUN", "COPY"]);
+          expect(instructions[2]!.json!.at(-1)).toBe(extraArg);
+          expect(instructions[3]!.json!.map(processWord).at(-1)).toBe(destDir);
+          expect(instructions[4]!.json!.at(-1)).toBe(destDir);
+          expect(instructions[5]!.json!.map(processWord)).toEqual(["kiln-layers/1/", destDir]);
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 
   it("a mixed spec keeps exactly its instruction list", () => {
-    fc.assert(fc.property(text, path, text, text, userName, (envValue, workdir, command, label, user) => {
-      const image = declared(() => base()
-        .withLabels({ note: label })
-        .withEnvVars({ V: envValue })
-        .withWorkdir(workdir)
-        .withCommands(command)
-        .withUser(user)
-        .withSourceFolder(join(dir, "folder"), "/app"));
-      if (!image) return;
-      for (const instructions of renderedInstructions(image)) {
-        expect(instructions.map((i) => i.cmd)).toEqual(["ENV", "WORKDIR", "RUN", "USER", "COPY", "LABEL"]);
-        expect(pairsOf(instructions[0]!.rest)).toEqual([["V", envValue]]);
-        expect(processWord(instructions[1]!.rest)).toBe(workdir);
-        expect(instructions[2]!.json).toEqual(["/bin/sh", "-c", command]);
-        expect(processWord(instructions[3]!.rest)).toBe(user);
-        const rootUser = /^(root|0)(:.*)?$/.test(user);
-        expect(instructions[4]!.flags).toEqual(rootUser ? [] : [`--chown=${user}`]);
-        expect(pairsOf(instructions[5]!.rest)).toEqual([["note", label]]);
-      }
-    }), { numRuns: RUNS });
+    fc.assert(
+      fc.property(text, path, text, text, userName, (envValue, workdir, command, label, user) => {
+        const image = declared(() =>
+          base()
+            .withLabels({ note: label })
+            .withEnvVars({ V: envValue })
+            .withWorkdir(workdir)
+            .withCommands(command)
+            .withUser(user)
+            .withSourceFolder(join(dir, "folder"), "/app"),
+        );
+        if (!image) return;
+        for (const instructions of renderedInstructions(image)) {
+          expect(instructions.map((i) => i.cmd)).toEqual(["ENV", "WORKDIR", "RUN", "USER", "COPY", "LABEL"]);
+          expect(pairsOf(instructions[0]!.rest)).toEqual([["V", envValue]]);
+          expect(processWord(instructions[1]!.rest)).toBe(workdir);
+          expect(instructions[2]!.json).toEqual(["/bin/sh", "-c", command]);
+          expect(processWord(instructions[3]!.rest)).toBe(user);
+          const rootUser = /^(root|0)(:.*)?$/.test(user);
+          expect(instructions[4]!.flags).toEqual(rootUser ? [] : [`--chown=${user}`]);
+          expect(pairsOf(instructions[5]!.rest)).toEqual([["note", label]]);
+        }
+      }),
+      { numRuns: RUNS },
+    );
   });
 });
 
@@ -479,6 +597,6 @@ describe("the test parser itself", () => {
     expect(injected[2]!.json).toEqual(["a", "b"]);
     expect(injected[3]!.rest).toBe("echo   continued");
     expect(() => processWord("a$b")).toThrow();
-    expect(processWord('"a\\$b" c\\ d\'$x\'')).toBe("a$b c d$x");
+    expect(processWord("\"a\\$b\" c\\ d'$x'")).toBe("a$b c d$x");
   });
 });

@@ -3,65 +3,41 @@
  * plugin that pushes to a real local registry, and a stale build lock planted in KILN_LOCK_DIR the way
  * a killed Kiln leaves it after its pid was reused (a restarted container's Kiln is pid 1 again).
  */
-import { execFileSync, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startRegistry, type TestRegistry } from "../../test-utils/src/registry.js";
+import type { TestRegistry } from "../../test-utils/src/registry.js";
 import type { BuildEvent } from "../src/events.js";
 import { lockPathFor } from "../src/lock.js";
-import { makeProject, type TempProject } from "./fixtures/plugins/projects.js";
-
-const CORE = resolve(import.meta.dirname, "..");
-const BIN = join(CORE, "dist/cli/main.js");
-
-interface Run { code: number | null; stdout: string; stderr: string; ms: number }
+import type { TempProject } from "./fixtures/plugins/projects.js";
+import { runKiln, type KilnRun } from "./support/runKiln.js";
+import { startCliFixture, type CliFixture } from "./support/cliProject.js";
 
 /** Runs kiln; killed (code null) when it has not finished within `deadlineMs`. */
-function kiln(args: string[], env: Record<string, string>, deadlineMs: number): Promise<Run> {
-  return new Promise((resolveRun) => {
-    const started = performance.now();
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: project.projectDir,
-      env: { ...process.env, KILN_LOCK_DIR: lockDir, TEST_REGISTRY: registry.host, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    const timer = setTimeout(() => child.kill("SIGKILL"), deadlineMs);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolveRun({ code, stdout, stderr, ms: performance.now() - started });
-    });
-  });
+function kiln(args: string[], env: Record<string, string>, deadlineMs: number): Promise<KilnRun> {
+  return runKiln(args, { cwd: project.projectDir, env: { KILN_LOCK_DIR: lockDir, TEST_REGISTRY: registry.host, ...env }, timeoutMs: deadlineMs });
 }
 
 let registry: TestRegistry;
 let project: TempProject;
 let lockDir: string;
+let fixture: CliFixture | undefined;
 
 beforeAll(async () => {
-  if (!process.env.KILN_TEST_SKIP_BUILD) execFileSync("pnpm", ["exec", "tsup"], { cwd: CORE, stdio: "pipe" });
-  registry = await startRegistry();
-  lockDir = mkdtempSync(join(tmpdir(), "kiln-lock-cli-"));
-  project = makeProject("npm", {}, { "kiln-fixture-cli": "cli-plugin" }, { type: "module" });
-  mkdirSync(join(project.projectDir, "node_modules/@kiln"), { recursive: true });
-  symlinkSync(CORE, join(project.projectDir, "node_modules/@kiln/core"));
-  writeFileSync(join(project.projectDir, "images.ts"), `
+  fixture = await startCliFixture("kiln-lock-cli-");
+  ({ registry, project, lockDir } = fixture);
+  writeFileSync(
+    join(project.projectDir, "images.ts"),
+    `
 import { Image } from "@kiln/core";
 export default Image.fromBase("kiln-test/busybox:1.35", { registry: process.env.TEST_REGISTRY!, name: "cli/locked" }).withEnvVars({ RUN: process.env.RUN_ID ?? "1" });
-`);
+`,
+  );
 }, 300_000);
 
-afterAll(async () => {
-  await registry?.stop();
-  project?.cleanup();
-  if (lockDir) rmSync(lockDir, { recursive: true, force: true });
-});
+afterAll(() => fixture?.stop());
 
 describe("kiln build and a stale lock", () => {
   it("a lock naming a reused pid (pid 1, another start time) does not delay the build: it is broken at once, the image built and pushed", async () => {
@@ -76,23 +52,41 @@ describe("kiln build and a stale lock", () => {
     const realStart = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
     const now = Date.now();
     const lockPath = lockPathFor(`${uri}|linux/amd64`, lockDir);
-    writeFileSync(lockPath, JSON.stringify({
-      version: 2, pid: 1, host: hostname(), bootId: readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(),
-      pidNamespace: readlinkSync("/proc/self/ns/pid"), startTime: `${Number(realStart) + 1000}`,
-      nonce: randomUUID(), key: `${uri}|linux/amd64`, createdAt: now, renewedAt: now, renewals: 0, leaseMs: 30_000,
-    }), { mode: 0o600 });
+    writeFileSync(
+      lockPath,
+      JSON.stringify({
+        version: 2,
+        pid: 1,
+        host: hostname(),
+        bootId: readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim(),
+        pidNamespace: readlinkSync("/proc/self/ns/pid"),
+        startTime: `${Number(realStart) + 1000}`,
+        nonce: randomUUID(),
+        key: `${uri}|linux/amd64`,
+        createdAt: now,
+        renewedAt: now,
+        renewals: 0,
+        leaseMs: 30_000,
+      }),
+      { mode: 0o600 },
+    );
 
     const run = await kiln(["build", "images.ts", "--json"], env, 25_000);
     expect(run.code, `kiln build did not finish within 25 s (waiting on the stale lock?)\n${run.stderr}`).toBe(0);
     expect(run.ms).toBeLessThan(15_000); // far below the 30 s lease the planted lock declares
     expect(run.stdout.trim()).toBe(uri);
-    const events = run.stderr.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as BuildEvent);
+    const events = run.stderr
+      .trim()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as BuildEvent);
     expect(events.some((e) => e.type === "lock.wait")).toBe(false);
     expect(events.at(-1)).toMatchObject({ type: "done", built: true, uri });
     const slash = uri.indexOf("/");
     const colon = uri.lastIndexOf(":");
     const head = await fetch(`http://${uri.slice(0, slash)}/v2/${uri.slice(slash + 1, colon)}/manifests/${uri.slice(colon + 1)}`, {
-      method: "HEAD", headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+      method: "HEAD",
+      headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
     });
     expect(head.status).toBe(200);
     expect(readdirSync(lockDir).filter((f) => f.endsWith(".lock") || f.endsWith(".break"))).toEqual([]);

@@ -9,7 +9,19 @@
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import {
-  chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync,
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
 } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,15 +59,28 @@ type LockFields = Record<string, unknown>;
 function lockText(fields: LockFields = {}): string {
   const now = Date.now();
   return JSON.stringify({
-    version: 2, pid: process.pid, ...here, startTime: startTimeOf(process.pid),
-    nonce: randomUUID(), key: "planted", createdAt: now, renewedAt: now, renewals: 0, leaseMs: 30_000, ...fields,
+    version: 2,
+    pid: process.pid,
+    ...here,
+    startTime: startTimeOf(process.pid),
+    nonce: randomUUID(),
+    key: "planted",
+    createdAt: now,
+    renewedAt: now,
+    renewals: 0,
+    leaseMs: 30_000,
+    ...fields,
   });
 }
 function plant(path: string, fields: LockFields = {}): void {
   writeFileSync(path, lockText(fields), { mode: 0o600 });
 }
 
-interface Acquired { lock: LockHandle; ms: number; waited: boolean }
+interface Acquired {
+  lock: LockHandle;
+  ms: number;
+  waited: boolean;
+}
 
 /** acquireImageLock with a deadline: rejects "still waiting" (and stops waiting) when it has not got the lock by then. */
 async function acquireWithin(key: string, options: AcquireLockOptions, deadlineMs: number): Promise<Acquired> {
@@ -107,7 +132,13 @@ describe("a lock's holder is identified beyond its pid", () => {
     const dir = freshDir();
     // Written an hour ago by the other machine's clock: that clock is not comparable with ours, so
     // only a whole lease without a renewal, as seen from here, counts.
-    plant(lockPathFor("remote", dir), { host: "build-2.elsewhere.example", bootId: randomUUID(), pidNamespace: "pid:[4026531836]", leaseMs: 600, renewedAt: Date.now() - 3_600_000 });
+    plant(lockPathFor("remote", dir), {
+      host: "build-2.elsewhere.example",
+      bootId: randomUUID(),
+      pidNamespace: "pid:[4026531836]",
+      leaseMs: 600,
+      renewedAt: Date.now() - 3_600_000,
+    });
     const { lock, ms, waited } = await acquireWithin("remote", { dir }, 5_000);
     expect(waited).toBe(true);
     expect(ms).toBeGreaterThanOrEqual(550);
@@ -126,7 +157,10 @@ describe("a lock's holder is identified beyond its pid", () => {
     try {
       const pending = acquireWithin("renewed", { dir }, 10_000);
       let got = false;
-      void pending.then(() => (got = true), () => {});
+      void pending.then(
+        () => (got = true),
+        () => {},
+      );
       await sleep(3_000); // two leases
       expect(got).toBe(false);
       clearInterval(renewing);
@@ -179,11 +213,21 @@ describe("a lock's holder is identified beyond its pid", () => {
         child.stdout!.on("data", (chunk) => {
           out += chunk;
           const line = out.split("\n").find((l) => l.startsWith("{"));
-          if (line) { clearTimeout(timer); resolve(JSON.parse(line).held); }
+          if (line) {
+            clearTimeout(timer);
+            resolve(JSON.parse(line).held);
+          }
         });
       });
       const first = JSON.parse(readFileSync(path, "utf8"));
-      expect(first).toMatchObject({ pid: child.pid, startTime: startTimeOf(child.pid!), host: here.host, bootId: here.bootId, pidNamespace: here.pidNamespace, leaseMs: 6_000 });
+      expect(first).toMatchObject({
+        pid: child.pid,
+        startTime: startTimeOf(child.pid!),
+        host: here.host,
+        bootId: here.bootId,
+        pidNamespace: here.pidNamespace,
+        leaseMs: 6_000,
+      });
       // Renewed every lease/3 (2 s): within 4 s the lock has been rewritten with a later time.
       const deadline = Date.now() + 4_000;
       let renewed = first;
@@ -270,7 +314,10 @@ async function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Pr
 async function expectRefused(dir: string, reason: RegExp, options: AcquireLockOptions = {}): Promise<void> {
   const before = existsSync(dir) ? readdirSync(dir) : [];
   const error = await acquireImageLock("refused", options).then(
-    (lock) => { lock.release(); return undefined; },
+    (lock) => {
+      lock.release();
+      return undefined;
+    },
     (e: unknown) => e,
   );
   expect(error, `${dir} was used`).toMatchObject({ code: "KILN_UNSAFE_LOCK_DIR", name: "UnsafeLockDirectoryError" });

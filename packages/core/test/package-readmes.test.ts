@@ -18,9 +18,7 @@ interface Manifest {
 
 const rootRepository = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as Manifest).repository;
 /** `git+https://github.com/o/r.git` → `https://github.com/o/r`. */
-const repositoryWebUrl = typeof rootRepository === "object" && rootRepository.url
-  ? rootRepository.url.replace(/^git\+/, "").replace(/\.git$/, "")
-  : undefined;
+const repositoryWebUrl = typeof rootRepository === "object" && rootRepository.url ? rootRepository.url.replace(/^git\+/, "").replace(/\.git$/, "") : undefined;
 
 const published = readdirSync(join(ROOT, "packages"))
   .filter((dir) => existsSync(join(ROOT, "packages", dir, "package.json")))
@@ -46,7 +44,7 @@ describe("published packages on the npm website", () => {
   });
 
   it("the link scanner finds inline, reference and HTML links and skips code", () => {
-    const text = "[a](../x) ![i](img.png \"t\")\n[b]: ./y\n<a href=\"z.md\">z</a>\n`[c](nope)`\n```\n[d](nope)\n```\n[e](https://e.example/x) [f](#anchor)";
+    const text = '[a](../x) ![i](img.png "t")\n[b]: ./y\n<a href="z.md">z</a>\n`[c](nope)`\n```\n[d](nope)\n```\n[e](https://e.example/x) [f](#anchor)';
     expect(linkTargets(text)).toEqual(["../x", "img.png", "https://e.example/x", "#anchor", "./y", "z.md"]);
   });
 
@@ -59,11 +57,15 @@ describe("published packages on the npm website", () => {
       const readmeFile = join(ROOT, "packages", dir, "README.md");
       expect(existsSync(readmeFile), `${readmeFile} is missing`).toBe(true);
       const targets = linkTargets(readFileSync(readmeFile, "utf8"));
-      expect(targets.filter((t) => !isAbsolute(t)), `relative links in packages/${dir}/README.md`).toEqual([]);
+      expect(
+        targets.filter((t) => !isAbsolute(t)),
+        `relative links in packages/${dir}/README.md`,
+      ).toEqual([]);
       const intoRepository = targets
         .map((t) => new RegExp(`^${repositoryWebUrl!.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/(?:tree|blob)/main/([^#?]*)`).exec(t)?.[1])
         .filter((path): path is string => path !== undefined);
-      for (const path of intoRepository) expect(existsSync(join(ROOT, decodeURIComponent(path))), `packages/${dir}/README.md links to ${path}, which does not exist`).toBe(true);
+      for (const path of intoRepository)
+        expect(existsSync(join(ROOT, decodeURIComponent(path))), `packages/${dir}/README.md links to ${path}, which does not exist`).toBe(true);
     });
   }
 });

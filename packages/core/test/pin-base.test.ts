@@ -94,7 +94,10 @@ describe("pinBase: the base's digest is part of the tag", () => {
 
   it("a multi-platform base is pinned to its index (manifest list) digest", async () => {
     const pushed = await pushBase("pin/multi", "1", "oci-index-with-attestation");
-    const pinned = await pinBaseImage(Image.fromBase(`${registry.host}/pin/multi:1`, { pinBase: true, platform: ["linux/amd64", "linux/arm64"] }).withEnvVars({ A: "1" }), { projectDir });
+    const pinned = await pinBaseImage(
+      Image.fromBase(`${registry.host}/pin/multi:1`, { pinBase: true, platform: ["linux/amd64", "linux/arm64"] }).withEnvVars({ A: "1" }),
+      { projectDir },
+    );
     expect(pushed.children?.length).toBe(2);
     expect((pinned.spec.base as { digest?: string }).digest).toBe(pushed.digest);
   });
@@ -154,7 +157,9 @@ describe("pinBase: a base registry that cannot tell is an error", () => {
   });
 
   it("a base the registry does not hold is a BaseDigestError", async () => {
-    const error = await pinBaseImage(Image.fromBase(`${registry.host}/pin/absent:1`, { pinBase: true }).withEnvVars({ A: "1" }), { projectDir }).catch((e: unknown) => e);
+    const error = await pinBaseImage(Image.fromBase(`${registry.host}/pin/absent:1`, { pinBase: true }).withEnvVars({ A: "1" }), { projectDir }).catch(
+      (e: unknown) => e,
+    );
     expect(BaseDigestError.isInstance(error)).toBe(true);
     expect((error as Error).message).toContain("is not in its registry");
   });

@@ -5,60 +5,56 @@
  * staging registry behind htpasswd Basic auth (credentials from a DOCKER_CONFIG, as users have them)
  * and an open target registry.
  */
-import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BuildEvent } from "../src/events.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { pushTestImage, startRegistry, type TestRegistry } from "../../test-utils/src/registry.js";
-import { makeProject, type TempProject } from "./fixtures/plugins/projects.js";
+import type { TempProject } from "./fixtures/plugins/projects.js";
+import { CORE_DIR as CORE, runKiln, type KilnRun } from "./support/runKiln.js";
+import { buildCoreCli, linkedCliProject } from "./support/cliProject.js";
 
-const CORE = resolve(import.meta.dirname, "..");
-const BIN = join(CORE, "dist/cli/main.js");
 const scratch = mkdtempSync(join(tmpdir(), "kiln-promote-cli-"));
 let staging: TestRegistry;
 let target: TestRegistry;
 let project: TempProject;
 let env: Record<string, string>;
 
-interface Run { code: number | null; stdout: string; stderr: string }
-function kiln(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: project.projectDir, env: { ...process.env, ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c) => (stdout += c));
-    child.stderr.on("data", (c) => (stderr += c));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+function kiln(args: string[], extraEnv: Record<string, string> = {}, cwd = project.projectDir): Promise<KilnRun> {
+  return runKiln(args, { cwd, env: { ...env, ...extraEnv }, timeoutMs: 60_000 });
 }
-const events = (stderr: string) => stderr.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as BuildEvent);
+const events = (stderr: string) =>
+  stderr
+    .trim()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as BuildEvent);
 /** Ground truth: the target registry asked directly. */
 const targetDigest = async (uri: string) => (await new RegistryClient({ useDockerConfig: false }).headManifest(uri))?.digest;
 
 beforeAll(async () => {
-  if (!process.env.KILN_TEST_SKIP_BUILD) execFileSync("pnpm", ["exec", "tsup"], { cwd: CORE, stdio: "pipe" });
+  buildCoreCli();
   [staging, target] = await Promise.all([startRegistry({ auth: "basic" }), startRegistry()]);
   const dockerConfig = join(scratch, "docker");
   mkdirSync(dockerConfig, { recursive: true });
   const { username, password } = staging.credentials!;
-  writeFileSync(join(dockerConfig, "config.json"), JSON.stringify({ auths: { [staging.host]: { auth: Buffer.from(`${username}:${password}`).toString("base64") } } }));
+  writeFileSync(
+    join(dockerConfig, "config.json"),
+    JSON.stringify({ auths: { [staging.host]: { auth: Buffer.from(`${username}:${password}`).toString("base64") } } }),
+  );
   env = { DOCKER_CONFIG: dockerConfig, KILN_LOCK_DIR: join(scratch, "locks"), TEST_REGISTRY: `${target.host}/prod`, RUN_ID: `${process.pid}-${Date.now()}` };
-  project = makeProject("npm", {}, { "kiln-fixture-cli": "cli-plugin" }, { type: "module" });
-  mkdirSync(join(project.projectDir, "node_modules/@kiln"), { recursive: true });
-  symlinkSync(CORE, join(project.projectDir, "node_modules/@kiln/core"));
-  writeFileSync(join(project.projectDir, "images.ts"), `
+  project = linkedCliProject();
+  writeFileSync(
+    join(project.projectDir, "images.ts"),
+    `
 import { Image } from "@kiln/core";
 const registry: string = process.env.TEST_REGISTRY!;
 export const api = Image.fromBase("kiln-test/busybox:1.35", { registry, name: "cli/api" }).withEnvVars({ RUN: process.env.RUN_ID! });
 export const other = api.withEnvVars({ ROLE: "other" }).clone({ name: "cli/other" });
-`);
+`,
+  );
 }, 300_000);
 
 afterAll(async () => {
@@ -71,7 +67,13 @@ afterAll(async () => {
 async function plannedUris(): Promise<Record<string, string>> {
   const plan = await kiln(["plan", "images.ts", "--json"]);
   expect(plan.code).toBe(0);
-  return Object.fromEntries(plan.stdout.trim().split("\n").map((l) => JSON.parse(l) as { export: string; uri: string }).map((r) => [r.export, r.uri]));
+  return Object.fromEntries(
+    plan.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { export: string; uri: string })
+      .map((r) => [r.export, r.uri]),
+  );
 }
 
 describe("kiln plan / kiln build with promoteFrom", () => {
@@ -83,8 +85,16 @@ describe("kiln plan / kiln build with promoteFrom", () => {
 
     const plan = await kiln(["plan", "images.ts", "--json"], promoteFrom);
     expect(plan.code).toBe(0);
-    const rows = plan.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(rows.find((r) => r.export === "api")).toMatchObject({ uri: uris.api, exists: false, action: "promote", source: `${staging.host}/staging/cli/api:${tag}` });
+    const rows = plan.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows.find((r) => r.export === "api")).toMatchObject({
+      uri: uris.api,
+      exists: false,
+      action: "promote",
+      source: `${staging.host}/staging/cli/api:${tag}`,
+    });
     expect(rows.find((r) => r.export === "other")).toMatchObject({ exists: false, action: "build" });
     expect(rows.find((r) => r.export === "other")!.source).toBeUndefined();
     // Human form, and the --promote-from flag beating the environment.
@@ -110,25 +120,26 @@ describe("kiln plan with no builder installed", () => {
     mkdirSync(join(bare, "node_modules/@kiln"), { recursive: true });
     writeFileSync(join(bare, "package.json"), JSON.stringify({ name: "bare", private: true, type: "module" }));
     symlinkSync(CORE, join(bare, "node_modules/@kiln/core"));
-    writeFileSync(join(bare, "images.ts"), `
+    writeFileSync(
+      join(bare, "images.ts"),
+      `
 import { Image } from "@kiln/core";
 export const tool = Image.fromBase("kiln-test/busybox:1.35", { registry: process.env.TEST_REGISTRY!, name: "bare/tool" }).withEnvVars({ RUN: process.env.RUN_ID! });
-`);
-    const run = (extra: Record<string, string>) => new Promise<Run>((done) => {
-      const child = spawn(process.execPath, [BIN, "plan", "images.ts", "--json"], { cwd: bare, env: { ...process.env, ...env, ...extra }, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (c) => (stdout += c));
-      child.stderr.on("data", (c) => (stderr += c));
-      const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-      child.on("close", (code) => { clearTimeout(timer); done({ code, stdout, stderr }); });
-    });
+`,
+    );
+    const run = (extra: Record<string, string>) => kiln(["plan", "images.ts", "--json"], extra, bare);
     const before = JSON.parse((await run({})).stdout) as { uri: string; tag: string; checkedBy: string };
     expect(before).toMatchObject({ checkedBy: "registry", action: "build" });
     await pushTestImage(staging, "staging/bare/tool", before.tag, "oci");
     const plan = await run({ KILN_PROMOTE_FROM: `${staging.host}/staging` });
     expect(plan.code).toBe(0);
-    expect(JSON.parse(plan.stdout)).toMatchObject({ uri: before.uri, exists: false, action: "promote", checkedBy: "registry", source: `${staging.host}/staging/bare/tool:${before.tag}` });
+    expect(JSON.parse(plan.stdout)).toMatchObject({
+      uri: before.uri,
+      exists: false,
+      action: "promote",
+      checkedBy: "registry",
+      source: `${staging.host}/staging/bare/tool:${before.tag}`,
+    });
   });
 });
 

@@ -17,7 +17,7 @@ import type { ImageBuilder } from "../src/builder.js";
 import { createRenderer } from "../src/cli/render.js";
 import { loadConfig } from "../src/config.js";
 import { build } from "../src/engine.js";
-import { ConfigError, KilnError, PromotionFailedError, ValidationError } from "../src/errors.js";
+import { ConfigError, type KilnError, PromotionFailedError, ValidationError } from "../src/errors.js";
 import type { BuildEvent } from "../src/events.js";
 import { Image } from "../src/image.js";
 import type { Architecture } from "../src/layers.js";
@@ -80,7 +80,10 @@ beforeAll(async () => {
   const auth = (r: TestRegistry) => ({ auth: Buffer.from(`${r.credentials!.username}:${r.credentials!.password}`).toString("base64") });
   const dockerConfig = join(scratch, "docker");
   mkdirSync(dockerConfig, { recursive: true });
-  writeFileSync(join(dockerConfig, "config.json"), JSON.stringify({ auths: { [basic.host]: auth(basic), [corrupting.host]: auth(basic), [bearer.host]: auth(bearer) } }));
+  writeFileSync(
+    join(dockerConfig, "config.json"),
+    JSON.stringify({ auths: { [basic.host]: auth(basic), [corrupting.host]: auth(basic), [bearer.host]: auth(bearer) } }),
+  );
   process.env.DOCKER_CONFIG = dockerConfig;
   process.env.KILN_LOCK_DIR = join(scratch, "locks");
   delete process.env.KILN_PROMOTE_FROM;
@@ -101,30 +104,46 @@ const userClient = () => new RegistryClient({ retry: { retries: 1, baseDelayMs: 
 
 let counter = 0;
 function imageAt(registry: string, platform: Architecture[] = ["linux/amd64"], name = "app"): Image {
-  return Image.fromBase("kiln-test/busybox:1.35", { registry, name, platform }).withEnvVars({ RUN: `${process.pid}-${++counter}-${randomBytes(4).toString("hex")}` });
+  return Image.fromBase("kiln-test/busybox:1.35", { registry, name, platform }).withEnvVars({
+    RUN: `${process.pid}-${++counter}-${randomBytes(4).toString("hex")}`,
+  });
 }
 
 /** The registry (TestRegistry) behind a host, for pushing as a builder would. */
-const byHost = () => new Map<string, TestRegistry>([[basic.host, basic], [bearer.host, bearer], [open.host, open], [recorder.host, { ...open, url: recorder.url }]]);
+const byHost = () =>
+  new Map<string, TestRegistry>([
+    [basic.host, basic],
+    [bearer.host, bearer],
+    [open.host, open],
+    [recorder.host, { ...open, url: recorder.url }],
+  ]);
 
 /** A builder whose checker asks the registry (core's checkImage) and whose "build" pushes a real image over the API. */
 function recordingBuilder(): ImageBuilder & { builds: string[] } {
   const builds: string[] = [];
   return {
     builds,
-    getCheckers: () => [{
-      name: "registry",
-      imageExists: async (repository: string, tag: string, arch?: readonly Architecture[], options?: { signal?: AbortSignal }) => {
-        const answer = await checkImage(`${repository}:${tag}`, { platforms: arch ?? [], signal: options?.signal });
-        return answer.present ? answer.uri : null;
+    getCheckers: () => [
+      {
+        name: "registry",
+        imageExists: async (repository: string, tag: string, arch?: readonly Architecture[], options?: { signal?: AbortSignal }) => {
+          const answer = await checkImage(`${repository}:${tag}`, { platforms: arch ?? [], signal: options?.signal });
+          return answer.present ? answer.uri : null;
+        },
       },
-    }],
+    ],
     async buildImage(image) {
       builds.push(image.uri);
       const slash = image.uri.indexOf("/");
       const colon = image.uri.lastIndexOf(":");
       const registry = byHost().get(image.uri.slice(0, slash))!;
-      const pushed = await pushTestImage(registry, image.uri.slice(slash + 1, colon), image.tag, image.platform.length > 1 ? "oci-index-with-attestation" : "oci", { platforms: [...image.platform] });
+      const pushed = await pushTestImage(
+        registry,
+        image.uri.slice(slash + 1, colon),
+        image.tag,
+        image.platform.length > 1 ? "oci-index-with-attestation" : "oci",
+        { platforms: [...image.platform] },
+      );
       return { uri: image.uri, digest: pushed.digest };
     },
   };
@@ -234,8 +253,9 @@ describe("a multi-platform index", () => {
     expect(there).toMatchObject({ present: true, digest: promoted.digest, platforms: ["linux/amd64"] });
 
     // Asking for arm64 too: the source cannot provide it.
-    await expect(promoteImage(userClient(), `${staging}/app:${image.tag}`, `${bearer.host}/prod/other:${image.tag}`, { platforms: ["linux/amd64", "linux/arm64"] }))
-      .rejects.toMatchObject({ code: "KILN_PROMOTION_SOURCE_MISSING" });
+    await expect(
+      promoteImage(userClient(), `${staging}/app:${image.tag}`, `${bearer.host}/prod/other:${image.tag}`, { platforms: ["linux/amd64", "linux/arm64"] }),
+    ).rejects.toMatchObject({ code: "KILN_PROMOTION_SOURCE_MISSING" });
   });
 });
 
@@ -284,7 +304,10 @@ describe("a source with a corrupted blob", () => {
   it("promoteImage: the digest mismatch is a PromotionFailedError (reason digest-mismatch) and nothing is tagged at the target", async () => {
     const image = imageAt(`${bearer.host}/prod`);
     const staging = await corruptedSource(image);
-    const error = await promoteImage(userClient(), `${staging}/app:${image.tag}`, image.uri).then(() => undefined, (e: unknown) => e);
+    const error = await promoteImage(userClient(), `${staging}/app:${image.tag}`, image.uri).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(PromotionFailedError.isInstance(error)).toBe(true);
     expect((error as KilnError).details).toMatchObject({ reason: "digest-mismatch" });
     expect((error as KilnError).hint).toMatch(/nothing was tagged/);
@@ -295,7 +318,9 @@ describe("a source with a corrupted blob", () => {
     const image = imageAt(`${bearer.host}/prod`);
     const staging = await corruptedSource(image);
     const strictBuilder = recordingBuilder();
-    await expect(build(image, { builder: strictBuilder, projectDir, promoteFrom: [staging], strict: true })).rejects.toMatchObject({ code: "KILN_PROMOTION_FAILED" });
+    await expect(build(image, { builder: strictBuilder, projectDir, promoteFrom: [staging], strict: true })).rejects.toMatchObject({
+      code: "KILN_PROMOTION_FAILED",
+    });
     expect(strictBuilder.builds).toEqual([]);
     expect((await checkImage(image.uri, { client: userClient() })).exists).toBe(false);
 
@@ -327,7 +352,10 @@ describe("the live view and --json", () => {
     expect(sinks.plain).toMatch(new RegExp(`promoted ${pushed.digest}: 0 blob\\(s\\) mounted, 2 copied`));
     expect(sinks.plain).toContain(`promoted ${image.uri} ${pushed.digest} from ${source}`);
     expect(sinks.tty).toContain(`✔ ${image.uri}: promoted ${image.uri} ${pushed.digest} from ${source}`);
-    const lines = sinks.json.trim().split("\n").map((l) => JSON.parse(l) as BuildEvent);
+    const lines = sinks.json
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as BuildEvent);
     expect(lines.find((e) => e.type === "promote.start")).toMatchObject({ source, target: image.uri, platforms: ["linux/amd64"], mode: "stream" });
     expect(lines.find((e) => e.type === "promote.done")).toMatchObject({ source, digest: pushed.digest, copied: 2, mounted: 0 });
   });

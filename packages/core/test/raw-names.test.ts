@@ -57,7 +57,8 @@ function dir(): string {
 async function tarNames(stream: Readable): Promise<Array<{ name: Buffer; type: string; link: Buffer }>> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
-  const script = "import os,sys,tarfile\nfor m in tarfile.open(fileobj=sys.stdin.buffer, mode='r|'):\n  print(os.fsencode(m.name).hex(), m.type.decode(), os.fsencode(m.linkname).hex())";
+  const script =
+    "import os,sys,tarfile\nfor m in tarfile.open(fileobj=sys.stdin.buffer, mode='r|'):\n  print(os.fsencode(m.name).hex(), m.type.decode(), os.fsencode(m.linkname).hex())";
   const result = spawnSync("python3", ["-c", script], { input: Buffer.concat(chunks), timeout: 30_000 });
   expect(result.status, String(result.stderr)).toBe(0);
   return String(result.stdout)
@@ -87,7 +88,12 @@ describe("names that are not UTF-8", () => {
     expect(nameBytes(entries[1]!.path).equals(Buffer.from("conf\xe9.ini", "latin1"))).toBe(true);
     // Byte order throughout: a raw byte against ASCII, UTF-8 lead bytes and astral characters.
     const sorted = [esc("\xe9"), "é", "z", "\uE000", "😀", esc("\xf5"), esc("\x80")].sort(compareUtf8);
-    expect(sorted.map((s) => nameBytes(s).toString("hex"))).toEqual(sorted.map((s) => nameBytes(s)).sort(Buffer.compare).map((b) => b.toString("hex")));
+    expect(sorted.map((s) => nameBytes(s).toString("hex"))).toEqual(
+      sorted
+        .map((s) => nameBytes(s))
+        .sort(Buffer.compare)
+        .map((b) => b.toString("hex")),
+    );
   });
 
   it("count in the tag: a Latin-1 name differs from its UTF-8 twin, and is never dropped", () => {
@@ -163,7 +169,15 @@ describe(".dockerignore matching on names that are not UTF-8 (moby: bytes; Go's 
   /** Raw bytes (one char per byte) and UTF-8 text, as the name bytes they stand for. */
   const bytes = (s: string) => Buffer.from(s, "latin1");
   const utf8 = (s: string) => Buffer.from(s, "utf8");
-  const names = [bytes("skip\xe9.txt"), bytes("skip\xe9\xe9.txt"), utf8("skipé.txt"), bytes("star\xe9\xff.txt"), bytes("lit\xe9.txt"), utf8("lité.txt"), utf8("keep.txt")];
+  const names = [
+    bytes("skip\xe9.txt"),
+    bytes("skip\xe9\xe9.txt"),
+    utf8("skipé.txt"),
+    bytes("star\xe9\xff.txt"),
+    bytes("lit\xe9.txt"),
+    utf8("lité.txt"),
+    utf8("keep.txt"),
+  ];
   const excluded = (patterns: string[]) => {
     const matcher = new IgnoreMatcher(patterns);
     return names.filter((name) => matcher.matches(decodeName(name))).map((name) => name.toString("hex"));

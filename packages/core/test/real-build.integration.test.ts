@@ -61,20 +61,21 @@ async function buildBuildKit(image: Image, tag: string): Promise<void> {
   if (target) query.set("target", target);
   created.push(tag);
   const body = await new Promise<string>((resolve, reject) => {
-    const req = request(
-      { socketPath: DOCKER_SOCKET, method: "POST", path: `/build?${query}`, headers: { "Content-Type": "application/x-tar" } },
-      (res) => {
-        let text = "";
-        res.on("data", (d: Buffer) => (text += d.toString()));
-        res.on("end", () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`build HTTP ${res.statusCode}: ${text}`))));
-        res.on("error", reject);
-      },
-    );
+    const req = request({ socketPath: DOCKER_SOCKET, method: "POST", path: `/build?${query}`, headers: { "Content-Type": "application/x-tar" } }, (res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => (text += d.toString()));
+      res.on("end", () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`build HTTP ${res.statusCode}: ${text}`))));
+      res.on("error", reject);
+    });
     req.on("error", reject);
     context.stream.on("error", (e) => req.destroy(e));
     context.stream.pipe(req);
   });
-  const errors = body.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { errorDetail?: { message: string } }).filter((m) => m.errorDetail);
+  const errors = body
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { errorDetail?: { message: string } })
+    .filter((m) => m.errorDetail);
   expect(errors.map((e) => e.errorDetail!.message)).toEqual([]);
 }
 
@@ -87,13 +88,16 @@ beforeAll(async () => {
   // The base image: busybox-static in an empty image, with a root user and /tmp.
   mkdirSync(p("base"));
   copyFileSync("/bin/busybox", p("base", "busybox"));
-  writeFileSync(p("base", "Dockerfile"), [
-    "FROM scratch",
-    "COPY busybox /bin/busybox",
-    'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin && mkdir -p /etc /tmp /root && echo root:x:0:0:root:/root:/bin/sh > /etc/passwd && echo root:x:0: > /etc/group && chmod 1777 /tmp"]',
-    'CMD ["/bin/sh"]',
-    "",
-  ].join("\n"));
+  writeFileSync(
+    p("base", "Dockerfile"),
+    [
+      "FROM scratch",
+      "COPY busybox /bin/busybox",
+      'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin && mkdir -p /etc /tmp /root && echo root:x:0:0:root:/root:/bin/sh > /etc/passwd && echo root:x:0: > /etc/group && chmod 1777 /tmp"]',
+      'CMD ["/bin/sh"]',
+      "",
+    ].join("\n"),
+  );
   created.push(BASE);
   await docker(["build", "-q", "--force-rm", "-t", BASE, p("base")], { env: { DOCKER_BUILDKIT: "0" } });
   baseId = await inspect(BASE, "{{.Id}}");
@@ -142,7 +146,10 @@ function appImage(): Image {
   return Image.fromBase(BASE, { name: "kiln-a-test/app" })
     .withEnvVars({ GREETING: 'hello "world" $HOME `x` \\ end', PLAIN: "1" })
     .withWorkdir("/srv/my app")
-    .withCommands("echo app:x:1234:1234::/home/app:/bin/sh >> /etc/passwd && echo app:x:1234: >> /etc/group && mkdir -p /home/app && chown app:app /home/app", "echo 'multi line' > /created.txt\necho second >> /created.txt")
+    .withCommands(
+      "echo app:x:1234:1234::/home/app:/bin/sh >> /etc/passwd && echo app:x:1234: >> /etc/group && mkdir -p /home/app && chown app:app /home/app",
+      "echo 'multi line' > /created.txt\necho second >> /created.txt",
+    )
     .withDockerignore(p("project", ".dockerignore"))
     .withSourceFolder(p("project", "code"))
     .withSourceFile(p("project", "we$ird 'name' \"q\".txt"), "/data/")
@@ -212,9 +219,7 @@ describe("real builds on the local Docker Engine", () => {
     const image = Image.fromDockerfile(p("staged", "Dockerfile"), { target: "build" }).withCommands("echo kiln > /kiln");
     const tag = `kiln-a-test/staged:${RUN_ID}`;
     await buildClassic(image, tag);
-    expect((await run(tag, "cat /built /kiln; test -e /final && echo has-final || echo no-final")).trim().split("\n")).toEqual([
-      "built", "kiln", "no-final",
-    ]);
+    expect((await run(tag, "cat /built /kiln; test -e /final && echo has-final || echo no-final")).trim().split("\n")).toEqual(["built", "kiln", "no-final"]);
   });
 
   it("a command's failure fails the build (RUN exec form keeps the shell's exit status)", async () => {

@@ -114,7 +114,18 @@ describe("parseReference", () => {
 
 describe("parseReference with values that are not strings", () => {
   it("throws InvalidReferenceError, even for values String() cannot convert", () => {
-    for (const value of [Object.create(null), { toString: () => { throw new Error("no"); } }, 5, null, undefined, Symbol("s")]) {
+    for (const value of [
+      Object.create(null),
+      {
+        toString: () => {
+          throw new Error("no");
+        },
+      },
+      5,
+      null,
+      undefined,
+      Symbol("s"),
+    ]) {
       expect(() => parseReference(value as never), String(typeof value)).toThrow(InvalidReferenceError);
     }
     expect(() => parseReference(Object.create(null) as never)).toThrow(/expected a string, got object/);

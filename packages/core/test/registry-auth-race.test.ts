@@ -17,7 +17,10 @@ const dockerConfig = mkdtempSync(join(tmpdir(), "kiln-auth-race-"));
 beforeAll(async () => {
   registry = await startRegistry({ auth: "basic" });
   const { username, password } = registry.credentials!;
-  writeFileSync(join(dockerConfig, "config.json"), JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${username}:${password}`).toString("base64") } } }));
+  writeFileSync(
+    join(dockerConfig, "config.json"),
+    JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${username}:${password}`).toString("base64") } } }),
+  );
   await pushTestImage(registry, "race/present", "v1", "oci");
 }, 60_000);
 afterAll(async () => {

@@ -107,7 +107,10 @@ describe("docker config credentials", () => {
 
   it("asks credHelpers[host] through docker-credential-<name> get", async () => {
     await storeInHelper(bearer.host, bearer.credentials!.username, bearer.credentials!.password);
-    const env = await dockerConfig({ credHelpers: { [bearer.host]: "kilntest" }, auths: { [bearer.host]: { auth: Buffer.from("kiln:wrong").toString("base64") } } });
+    const env = await dockerConfig({
+      credHelpers: { [bearer.host]: "kilntest" },
+      auths: { [bearer.host]: { auth: Buffer.from("kiln:wrong").toString("base64") } },
+    });
     await expectPresent(client(env), `${bearer.host}/team/app:v1`);
     expect((await readFile(helperLog, "utf8")).trim()).toBe(bearer.host);
   });
@@ -138,7 +141,9 @@ describe("docker config credentials", () => {
 
   it("names a missing helper in a typed error with a hint", async () => {
     const env = await dockerConfig({ credHelpers: { [basic.host]: "absent-helper" } });
-    const error = await client(env).headManifest(`${basic.host}/team/app:v1`).catch((e: unknown) => e);
+    const error = await client(env)
+      .headManifest(`${basic.host}/team/app:v1`)
+      .catch((e: unknown) => e);
     errors.push(error);
     expect(AuthError.isInstance(error)).toBe(true);
     expect((error as AuthError).message).toContain("docker-credential-absent-helper");
@@ -147,7 +152,9 @@ describe("docker config credentials", () => {
 
   it("rejected credentials: AuthError naming the registry, never the secret", async () => {
     const env = await dockerConfig({ auths: { [bearer.host]: { username: "kiln", password: "not-the-password-42" } } });
-    const error = await client(env).headManifest(`${bearer.host}/team/app:v1`).catch((e: unknown) => e);
+    const error = await client(env)
+      .headManifest(`${bearer.host}/team/app:v1`)
+      .catch((e: unknown) => e);
     errors.push(error);
     expect(AuthError.isInstance(error)).toBe(true);
     expect((error as KilnError).message).toContain(bearer.host);
@@ -208,7 +215,9 @@ describe("credential providers", () => {
         throw new Error("backend down");
       },
     });
-    const error = await client(env).headManifest(`${basic.host}/team/app:v1`).catch((e: unknown) => e);
+    const error = await client(env)
+      .headManifest(`${basic.host}/team/app:v1`)
+      .catch((e: unknown) => e);
     expect(AuthError.isInstance(error)).toBe(true);
     expect((error as KilnError).message).toContain("broken-provider");
   });
@@ -216,10 +225,7 @@ describe("credential providers", () => {
 
 it("no credential appears in any error or event", () => {
   const secrets = [basic.credentials!.password, bearer.credentials!.password, IDENTITY_TOKEN, "not-the-password-42"];
-  const text = JSON.stringify([
-    events,
-    errors.map((e) => (KilnError.isInstance(e) ? { ...e.toJSON(), stack: e.stack } : String(e))),
-  ]);
+  const text = JSON.stringify([events, errors.map((e) => (KilnError.isInstance(e) ? { ...e.toJSON(), stack: e.stack } : String(e)))]);
   expect(events.length + errors.length).toBeGreaterThan(0);
   for (const secret of secrets) {
     expect(text).not.toContain(secret);

@@ -7,19 +7,18 @@
  * The caller's AbortSignal composes with it: abort → CancelledError, deadline → RegistryTimeoutError,
  * never "absent". Real registry behind the fault proxy, short deadlines (≈1–2 s).
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { CancelledError, ConfigError, KilnError, RateLimitError, RegistryTimeoutError } from "../src/errors.js";
+import { CancelledError, ConfigError, type KilnError, RateLimitError, RegistryTimeoutError } from "../src/errors.js";
 import type { BuildEvent } from "../src/events.js";
 import { checkImage } from "../src/registry/check.js";
 import { RegistryClient, type RegistryClientOptions } from "../src/registry/client.js";
 import { startFaultProxy, type FaultProxy } from "../../test-utils/src/faultProxy.js";
 import { pushTestImage, startRegistry, type PushedTestImage, type TestRegistry } from "../../test-utils/src/registry.js";
+import { runKiln } from "./support/runKiln.js";
 
-const CORE = resolve(import.meta.dirname, "..");
 const BOTH = ["linux/amd64", "linux/arm64"];
 const isManifestGet = ({ method, path }: { method: string; path: string }) => method === "GET" && path.includes("/manifests/");
 const isTagHead = ({ method, path }: { method: string; path: string }) => method === "HEAD" && path.endsWith("/manifests/v1");
@@ -102,7 +101,9 @@ describe("a dripping registry answers within the deadline", () => {
 
   it("KILN_REGISTRY_TIMEOUT_MS sets the deadline and the hint names it; the client option wins over it; a bad value is a ConfigError", async () => {
     proxy.setPlan({ faults: [], match: isManifestGet, then: { kind: "drip", intervalMs: 50, chunkBytes: 1 } });
-    const fromEnv = await timed(() => checkImage(ref(), { platforms: BOTH, client: client({ idleMs: 10_000 }, { env: { KILN_REGISTRY_TIMEOUT_MS: "1200" } }) }));
+    const fromEnv = await timed(() =>
+      checkImage(ref(), { platforms: BOTH, client: client({ idleMs: 10_000 }, { env: { KILN_REGISTRY_TIMEOUT_MS: "1200" } }) }),
+    );
     expect(RegistryTimeoutError.isInstance(fromEnv.result), String(fromEnv.result)).toBe(true);
     expect((fromEnv.result as KilnError).hint).toContain("KILN_REGISTRY_TIMEOUT_MS (now 1200)");
     expect((fromEnv.result as KilnError).details).toMatchObject({ timeoutMs: 1_200 });
@@ -195,7 +196,9 @@ describe("token fetches get the same deadline", () => {
     expect(ms).toBeLessThan(3_000);
     expect(tokenProxy.requests).toHaveLength(1);
     // No credential in what is reported.
-    expect(JSON.stringify([(result as KilnError).message, (result as KilnError).hint, (result as KilnError).details])).not.toContain(bearer.credentials!.password);
+    expect(JSON.stringify([(result as KilnError).message, (result as KilnError).hint, (result as KilnError).details])).not.toContain(
+      bearer.credentials!.password,
+    );
 
     tokenProxy.setPlan([]);
     expect(await checkImage(`${bearer.host}/kiln/slow:v1`, { platforms: ["linux/amd64"], client: c })).toMatchObject({ present: true });
@@ -207,22 +210,10 @@ describe("kiln check against a dripping registry", () => {
     proxy.setPlan({ faults: [], match: isManifestGet, then: { kind: "drip", intervalMs: 50, chunkBytes: 1 } });
     const dir = mkdtempSync(join(tmpdir(), "kiln-deadline-cli-"));
     try {
-      const run = await new Promise<{ code: number | null; stdout: string; stderr: string; ms: number }>((done) => {
-        const started = Date.now();
-        const child = spawn(process.execPath, [join(CORE, "dist/cli/main.js"), "check", ref(), "--json"], {
-          cwd: dir,
-          env: { ...process.env, KILN_REGISTRY_TIMEOUT_MS: "1500", DOCKER_CONFIG: join(dir, "docker") },
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (c) => (stdout += c));
-        child.stderr.on("data", (c) => (stderr += c));
-        const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-        child.on("close", (code) => {
-          clearTimeout(killer);
-          done({ code, stdout, stderr, ms: Date.now() - started });
-        });
+      const run = await runKiln(["check", ref(), "--json"], {
+        cwd: dir,
+        env: { KILN_REGISTRY_TIMEOUT_MS: "1500", DOCKER_CONFIG: join(dir, "docker") },
+        timeoutMs: 20_000,
       });
       expect(run.code, run.stderr).toBe(2);
       expect(run.ms).toBeLessThan(10_000);

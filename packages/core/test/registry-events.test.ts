@@ -28,11 +28,19 @@ let workDir: string;
 
 type RetryEvent = Extract<BuildEvent, { type: "registry.retry" }>;
 type RateLimitEvent = Extract<BuildEvent, { type: "registry.ratelimit" }>;
-const registryEvents = (events: BuildEvent[]) => events.filter((e): e is RetryEvent | RateLimitEvent => e.type === "registry.retry" || e.type === "registry.ratelimit");
+const registryEvents = (events: BuildEvent[]) =>
+  events.filter((e): e is RetryEvent | RateLimitEvent => e.type === "registry.retry" || e.type === "registry.ratelimit");
 
 const isTagHead = ({ method, path }: { method: string; path: string }) => method === "HEAD" && path.endsWith("/manifests/v1");
 /** The scenario of the issue: 429 with Retry-After: 1, then 503, then the real answer. */
-const rateLimitedThenUnavailable = () => proxy.setPlan({ faults: [{ kind: "status", status: 429, retryAfter: "1" }, { kind: "status", status: 503 }], match: isTagHead });
+const rateLimitedThenUnavailable = () =>
+  proxy.setPlan({
+    faults: [
+      { kind: "status", status: 429, retryAfter: "1" },
+      { kind: "status", status: 503 },
+    ],
+    match: isTagHead,
+  });
 
 /** A client like the shared default one: no listener of its own. */
 const quietClient = () => new RegistryClient({ useDockerConfig: false, retry: { retries: 3, baseDelayMs: 20, maxDelayMs: 100 } });
@@ -54,7 +62,16 @@ beforeEach(() => proxy.setPlan([]));
 function expectRateLimitThenRetry(events: BuildEvent[], maxBackoffMs = 100): void {
   const url = `${proxy.url}/v2/events/img/manifests/v1`;
   expect(registryEvents(events)).toEqual([
-    expect.objectContaining({ type: "registry.ratelimit", host: proxy.host, registry: proxy.host, url, status: 429, retryAfterSeconds: 1, attempt: 1, waitMs: 1000 }),
+    expect.objectContaining({
+      type: "registry.ratelimit",
+      host: proxy.host,
+      registry: proxy.host,
+      url,
+      status: 429,
+      retryAfterSeconds: 1,
+      attempt: 1,
+      waitMs: 1000,
+    }),
     expect.objectContaining({ type: "registry.retry", host: proxy.host, url, status: 429, attempt: 1, waitMs: 1000, delayMs: 1000, reason: "HTTP 429" }),
     expect.objectContaining({ type: "registry.retry", host: proxy.host, url, status: 503, attempt: 2, reason: "HTTP 503" }),
   ]);
@@ -110,7 +127,12 @@ describe("the library reports every wait", () => {
     const events: BuildEvent[] = [];
     const bytes = Buffer.from(`events-${Date.now()}`);
     const digest = `sha256:${(await import("node:crypto")).createHash("sha256").update(bytes).digest("hex")}`;
-    const uploaded = await uploadBlob(quietClient(), `${proxy.host}/events/blob`, { digest, size: bytes.length, open: () => Readable.from([bytes]) }, { onEvent: (e) => events.push(e) });
+    const uploaded = await uploadBlob(
+      quietClient(),
+      `${proxy.host}/events/blob`,
+      { digest, size: bytes.length, open: () => Readable.from([bytes]) },
+      { onEvent: (e) => events.push(e) },
+    );
     expect(uploaded).toMatchObject({ digest });
     const retries = registryEvents(events).filter((e) => e.type === "registry.retry");
     expect(retries).toEqual([expect.objectContaining({ host: proxy.host, status: 503, attempt: 1, url: `${proxy.url}/v2/events/blob/blobs/uploads/` })]);
@@ -157,7 +179,11 @@ describe("the CLI shows them", () => {
     const run = await kiln(["check", `${proxy.host}/events/img:v1`, "--json"]);
     expect(run.code, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({ status: "present" });
-    const events = run.stderr.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as BuildEvent);
+    const events = run.stderr
+      .trim()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as BuildEvent);
     // The CLI's client retries with the default back-off (a second retry waits 250–500 ms).
     expectRateLimitThenRetry(events, 500);
   });
@@ -176,10 +202,16 @@ describe("the CLI shows them", () => {
 
   it("describeEvent: one line per wait (the retry of a 429 adds nothing to its rate-limit line)", () => {
     const base = { time: 0, image: "r.example/a:1", registry: "r.example", host: "r.example", url: "https://r.example/v2/a/manifests/1" };
-    expect(describeEvent({ ...base, type: "registry.ratelimit", status: 429, retryAfterSeconds: 2, attempt: 1, waitMs: 2000 })).toBe("registry r.example rate-limited, retrying in 2 s");
+    expect(describeEvent({ ...base, type: "registry.ratelimit", status: 429, retryAfterSeconds: 2, attempt: 1, waitMs: 2000 })).toBe(
+      "registry r.example rate-limited, retrying in 2 s",
+    );
     expect(describeEvent({ ...base, type: "registry.retry", status: 429, attempt: 1, waitMs: 2000, delayMs: 2000, reason: "HTTP 429" })).toBeUndefined();
-    expect(describeEvent({ ...base, type: "registry.retry", status: 503, attempt: 2, waitMs: 250, delayMs: 250, reason: "HTTP 503" })).toBe("registry r.example answered HTTP 503, retrying in 0.3 s (retry 2)");
-    expect(describeEvent({ ...base, type: "registry.retry", attempt: 1, waitMs: 1500, delayMs: 1500, reason: "reset" })).toBe("registry r.example failed (reset), retrying in 1.5 s (retry 1)");
+    expect(describeEvent({ ...base, type: "registry.retry", status: 503, attempt: 2, waitMs: 250, delayMs: 250, reason: "HTTP 503" })).toBe(
+      "registry r.example answered HTTP 503, retrying in 0.3 s (retry 2)",
+    );
+    expect(describeEvent({ ...base, type: "registry.retry", attempt: 1, waitMs: 1500, delayMs: 1500, reason: "reset" })).toBe(
+      "registry r.example failed (reset), retrying in 1.5 s (retry 1)",
+    );
     expect(describeEvent({ ...base, type: "registry.ratelimit", status: 429, retryAfterSeconds: 60 })).toBe("registry r.example rate-limited");
     expect(describeEvent({ ...base, type: "registry.ratelimit", status: 200, limit: 100, remaining: 7 })).toBe("rate limit on r.example (7/100 left)");
   });

@@ -110,12 +110,7 @@ describe("recovers within the retry budget", () => {
     expect(await check()).toMatchObject({ present: true, digest: image.digest });
     plan([{ kind: "invalid-json" }], isManifestGet);
     expect(await check()).toMatchObject({ present: true });
-    expect(retries().map((e) => (e as { reason: string }).reason)).toEqual([
-      "reset",
-      "truncated",
-      "truncated",
-      expect.stringContaining("digest mismatch"),
-    ]);
+    expect(retries().map((e) => (e as { reason: string }).reason)).toEqual(["reset", "truncated", "truncated", expect.stringContaining("digest mismatch")]);
   });
 
   it("a registry that refuses HEAD (405) is asked with GET", async () => {
@@ -125,24 +120,22 @@ describe("recovers within the retry budget", () => {
   });
 
   it("surfaces rate-limit headers (Docker Hub's `;w=` form) as events", async () => {
-    plan(
-      [{ kind: "status", status: 429, retryAfter: "0", headers: { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600" } }],
-      isManifestHead,
-    );
+    plan([{ kind: "status", status: 429, retryAfter: "0", headers: { "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600" } }], isManifestHead);
     expect(await check()).toMatchObject({ present: true });
     expect(events.find((e) => e.type === "registry.ratelimit")).toMatchObject({ limit: 100, remaining: 0, retryAfterSeconds: 0 });
   });
 });
 
 describe("cannot tell: a typed error with a hint, never a false answer", () => {
-  const cases: Array<{ name: string; faults: Fault; match: FaultPlan["match"]; kind: typeof RegistryError | typeof RateLimitError; attemptsExpected: number }> = [
-    { name: "429 forever", faults: { kind: "status", status: 429 }, match: isManifestHead, kind: RateLimitError, attemptsExpected: RETRIES + 1 },
-    { name: "503 forever", faults: { kind: "status", status: 503 }, match: isManifestHead, kind: RegistryError, attemptsExpected: RETRIES + 1 },
-    { name: "resets forever", faults: { kind: "reset" }, match: isManifestHead, kind: RegistryError, attemptsExpected: RETRIES + 1 },
-    { name: "truncated bodies", faults: { kind: "truncate" }, match: isManifestGet, kind: RegistryError, attemptsExpected: RETRIES + 1 },
-    { name: "invalid JSON", faults: { kind: "invalid-json" }, match: isManifestGet, kind: RegistryError, attemptsExpected: RETRIES + 1 },
-    { name: "a server that never answers", faults: { kind: "hang" }, match: isManifestHead, kind: RegistryError, attemptsExpected: RETRIES + 1 },
-  ];
+  const cases: Array<{ name: string; faults: Fault; match: FaultPlan["match"]; kind: typeof RegistryError | typeof RateLimitError; attemptsExpected: number }> =
+    [
+      { name: "429 forever", faults: { kind: "status", status: 429 }, match: isManifestHead, kind: RateLimitError, attemptsExpected: RETRIES + 1 },
+      { name: "503 forever", faults: { kind: "status", status: 503 }, match: isManifestHead, kind: RegistryError, attemptsExpected: RETRIES + 1 },
+      { name: "resets forever", faults: { kind: "reset" }, match: isManifestHead, kind: RegistryError, attemptsExpected: RETRIES + 1 },
+      { name: "truncated bodies", faults: { kind: "truncate" }, match: isManifestGet, kind: RegistryError, attemptsExpected: RETRIES + 1 },
+      { name: "invalid JSON", faults: { kind: "invalid-json" }, match: isManifestGet, kind: RegistryError, attemptsExpected: RETRIES + 1 },
+      { name: "a server that never answers", faults: { kind: "hang" }, match: isManifestHead, kind: RegistryError, attemptsExpected: RETRIES + 1 },
+    ];
   for (const c of cases) {
     it(c.name, async () => {
       plan([], c.match, c.faults);
@@ -200,10 +193,7 @@ it("no credential in any error, hint, detail or event", async () => {
   const basic = Buffer.from(`${username}:${password}`).toString("base64");
   // The proxy saw the credential, so the scan below is looking for something that was really sent.
   expect(proxy.requests.some((r) => r.authorization?.includes(basic))).toBe(true);
-  const text = JSON.stringify([
-    events,
-    failures.map((e) => (KilnError.isInstance(e) ? { ...e.toJSON(), stack: e.stack, cause: String(e.cause) } : String(e))),
-  ]);
+  const text = JSON.stringify([events, failures.map((e) => (KilnError.isInstance(e) ? { ...e.toJSON(), stack: e.stack, cause: String(e.cause) } : String(e)))]);
   expect(failures.length).toBeGreaterThan(5);
   expect(text).not.toContain(password);
   expect(text).not.toContain(basic);

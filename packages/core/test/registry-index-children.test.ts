@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KilnError, RegistryError, RegistryTimeoutError } from "../src/errors.js";
+import { type KilnError, RegistryError, RegistryTimeoutError } from "../src/errors.js";
 import { checkImage } from "../src/registry/check.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { startFaultProxy, type FaultProxy } from "../../test-utils/src/faultProxy.js";
@@ -36,7 +36,9 @@ async function indexWithoutArm64(repository: string, tag: string, shape: "oci-in
 async function status(path: string, method: "GET" | "HEAD" = "HEAD"): Promise<number> {
   const res = await fetch(`${registry.url}/v2/${path}`, {
     method,
-    headers: { accept: "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json" },
+    headers: {
+      accept: "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json",
+    },
   });
   await res.arrayBuffer();
   return res.status;
@@ -61,9 +63,23 @@ describe("checkImage: each requested platform's child manifest must be held", ()
     expect(await status(`kiln/gone-oci/manifests/${arm64.digest}`)).toBe(404);
 
     const both = await checkImage(`${registry.host}/kiln/gone-oci:v1`, { platforms: BOTH, client: client() });
-    expect(both).toMatchObject({ present: false, exists: true, digest: pushed.digest, platforms: ["linux/amd64"], missing: ["linux/arm64"], brokenPlatforms: ["linux/arm64"] });
-    expect(await checkImage(`${registry.host}/kiln/gone-oci:v1`, { platforms: ["linux/arm64"], client: client() })).toMatchObject({ present: false, missing: ["linux/arm64"] });
-    expect(await checkImage(`${registry.host}/kiln/gone-oci:v1`, { platforms: ["linux/amd64"], client: client() })).toMatchObject({ present: true, missing: [], brokenPlatforms: [] });
+    expect(both).toMatchObject({
+      present: false,
+      exists: true,
+      digest: pushed.digest,
+      platforms: ["linux/amd64"],
+      missing: ["linux/arm64"],
+      brokenPlatforms: ["linux/arm64"],
+    });
+    expect(await checkImage(`${registry.host}/kiln/gone-oci:v1`, { platforms: ["linux/arm64"], client: client() })).toMatchObject({
+      present: false,
+      missing: ["linux/arm64"],
+    });
+    expect(await checkImage(`${registry.host}/kiln/gone-oci:v1`, { platforms: ["linux/amd64"], client: client() })).toMatchObject({
+      present: true,
+      missing: [],
+      brokenPlatforms: [],
+    });
   });
 
   it("a Docker manifest list whose arm64 child was deleted: the same", async () => {
@@ -157,7 +173,9 @@ describe("the CLI on an index whose arm64 child was deleted", () => {
     const ref = `${registry.host}/cli/gone:v1`;
     const both = await kiln(["check", ref, "--platform", "linux/amd64,linux/arm64"]);
     expect(both.code, both.stderr).toBe(1);
-    expect(both.stdout).toContain(`absent ${ref}: missing platform(s) linux/arm64 (has linux/amd64); its index lists linux/arm64 but the registry no longer holds that manifest`);
+    expect(both.stdout).toContain(
+      `absent ${ref}: missing platform(s) linux/arm64 (has linux/amd64); its index lists linux/arm64 but the registry no longer holds that manifest`,
+    );
     const json = await kiln(["check", ref, "--platform", "linux/amd64,linux/arm64", "--json"]);
     expect(json.code).toBe(1);
     expect(JSON.parse(json.stdout)).toMatchObject({ status: "absent", exists: true, missing: ["linux/arm64"], brokenPlatforms: ["linux/arm64"] });
@@ -179,7 +197,10 @@ describe("the CLI on an index whose arm64 child was deleted", () => {
     );
     const run = await kiln(["plan", "images.mjs", "--json"], project);
     expect(run.code, run.stderr).toBe(0);
-    const [row] = run.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const [row] = run.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(row).toMatchObject({ uri: `${registry.host}/cli/planned:v1`, exists: false, action: "build", missing: ["linux/arm64"], checkedBy: "registry" });
   });
 });

@@ -125,7 +125,12 @@ describe.each(["none", "basic", "bearer"] as const)("registry writes, auth %s", 
       JSON.stringify({
         schemaVersion: 2,
         mediaType: "application/vnd.oci.image.index.v1+json",
-        manifests: children.map((c) => ({ mediaType: c.mediaType, digest: digestOf(c.body), size: c.body.length, platform: { os: "linux", architecture: c.architecture } })),
+        manifests: children.map((c) => ({
+          mediaType: c.mediaType,
+          digest: digestOf(c.body),
+          size: c.body.length,
+          platform: { os: "linux", architecture: c.architecture },
+        })),
       }),
     );
     t.proxy.requests.length = 0;
@@ -152,7 +157,11 @@ describe("registry writes under faults (Basic auth registry behind the push faul
     t.proxy.setPlan(plan);
     t.proxy.requests.length = 0;
     try {
-      const result = await uploadBlob(client, `${t.proxy.host}/kiln/faults`, source(data), { chunkBytes: 256 * 1024, monolithicMaxBytes: 64 * 1024, ...options });
+      const result = await uploadBlob(client, `${t.proxy.host}/kiln/faults`, source(data), {
+        chunkBytes: 256 * 1024,
+        monolithicMaxBytes: 64 * 1024,
+        ...options,
+      });
       return { result, error: undefined as unknown, events, held: await held(t, "kiln/faults", digestOf(data)) };
     } catch (error) {
       return { result: undefined, error, events, held: await held(t, "kiln/faults", digestOf(data)) };
@@ -186,7 +195,10 @@ describe("registry writes under faults (Basic auth registry behind the push faul
 
   it("a 201 to the monolithic POST that stored nothing is caught by the HEAD; the chunked form then stores it", async () => {
     const data = randomBytes(2000);
-    const outcome = await attempt({ faults: [{ kind: "status", status: 201, body: "" }], match: (r) => pushSteps.uploadStart(r) && r.path.includes("digest=") }, data);
+    const outcome = await attempt(
+      { faults: [{ kind: "status", status: 201, body: "" }], match: (r) => pushSteps.uploadStart(r) && r.path.includes("digest=") },
+      data,
+    );
     expect(outcome.error).toBeUndefined();
     expect(outcome.result).toMatchObject({ via: "chunked", sessions: 2 });
     expect(outcome.held).toBe(true);
@@ -194,7 +206,9 @@ describe("registry writes under faults (Basic auth registry behind the push faul
 
   it("a refused cross-repository mount (403) falls back to an upload", async () => {
     const data = randomBytes(3000);
-    const outcome = await attempt({ faults: [{ kind: "status", status: 403 }], match: (r) => pushSteps.uploadStart(r) && r.path.includes("mount=") }, data, { mountFrom: ["kiln/elsewhere"] });
+    const outcome = await attempt({ faults: [{ kind: "status", status: 403 }], match: (r) => pushSteps.uploadStart(r) && r.path.includes("mount=") }, data, {
+      mountFrom: ["kiln/elsewhere"],
+    });
     expect(outcome.error).toBeUndefined();
     expect(outcome.result!.via).toBe("monolithic");
     expect(outcome.held).toBe(true);
@@ -217,7 +231,10 @@ describe("registry writes under faults (Basic auth registry behind the push faul
     let failed = false;
     try {
       await uploadBlob(client, `${t.proxy.host}/kiln/faults`, source(layer), { sessions: 1 });
-      await putImageManifests(client, `${t.proxy.host}/kiln/faults:never`, [], { body: Buffer.from("{}"), mediaType: "application/vnd.oci.image.manifest.v1+json" });
+      await putImageManifests(client, `${t.proxy.host}/kiln/faults:never`, [], {
+        body: Buffer.from("{}"),
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+      });
     } catch {
       failed = true;
     } finally {

@@ -73,7 +73,12 @@ for (const mode of ["none", "basic", "bearer"] as const) {
         mediaType: "application/vnd.oci.image.index.v1+json",
         manifests: [
           { mediaType: amd.mediaType, digest: amd.digest, size: amdManifest!.size, platform: { os: "linux", architecture: "amd64" } },
-          { mediaType: arm.mediaType, digest: arm.digest, size: (await client.getManifest(`${registry.host}/kiln/assembled:arm`))!.size, platform: { os: "linux", architecture: "arm64", variant: "v8" } },
+          {
+            mediaType: arm.mediaType,
+            digest: arm.digest,
+            size: (await client.getManifest(`${registry.host}/kiln/assembled:arm`))!.size,
+            platform: { os: "linux", architecture: "arm64", variant: "v8" },
+          },
         ],
       };
       const digest = await client.putManifest(`${registry.host}/kiln/assembled:multi`, JSON.stringify(index), index.mediaType);

@@ -32,7 +32,6 @@ afterAll(() => {
   else process.env.KILN_LOCK_DIR = savedLockDir;
 });
 
-
 describe("parseSecretFlag (docker's --secret syntax)", () => {
   it("id alone reads the env var of that name; env= another; src=/source= a file relative to the cwd; type= is accepted", () => {
     expect(parseSecretFlag("id=NPM_TOKEN", "/w")).toEqual({ id: "NPM_TOKEN", source: { kind: "env", name: "NPM_TOKEN" } });
@@ -116,7 +115,9 @@ describe("readSecretFlags", () => {
       expect(MissingSecretError.isInstance(error), flag).toBe(true);
       expect((error as MissingSecretError).message).toContain(message);
       expect((error as MissingSecretError).hint).toBeTruthy();
-      expect(JSON.stringify({ m: (error as MissingSecretError).message, h: (error as MissingSecretError).hint, d: (error as MissingSecretError).details })).not.toMatch(/AbC123SECRET|missing\.txt/);
+      expect(
+        JSON.stringify({ m: (error as MissingSecretError).message, h: (error as MissingSecretError).hint, d: (error as MissingSecretError).details }),
+      ).not.toMatch(/AbC123SECRET|missing\.txt/);
       expect(exitCodeFor(error, new AbortController().signal)).toBe(2);
     }
     expect(thrown(() => readSecretFlags(["id=A", "id=A,env=B"], { A: "a", B: "b" }, dir))).toBeInstanceOf(UsageError);
@@ -200,8 +201,19 @@ describe("kiln build --secret (in-process)", () => {
   it("values from a file and an env var reach the builder; stdout, stderr and --json events never show them", async () => {
     process.env.KILN_TEST_CLI_TOKEN = ENV_VALUE;
     for (const json of [false, true]) {
-      const result = await kilnBuild([spec, "--builder", "secrets_cli_echo", "--project", project, "--force",
-        "--secret", "id=NPM_TOKEN,env=KILN_TEST_CLI_TOKEN", "--secret", `id=pip,src=${join(dir, "token.txt")}`, ...(json ? ["--json"] : [])]);
+      const result = await kilnBuild([
+        spec,
+        "--builder",
+        "secrets_cli_echo",
+        "--project",
+        project,
+        "--force",
+        "--secret",
+        "id=NPM_TOKEN,env=KILN_TEST_CLI_TOKEN",
+        "--secret",
+        `id=pip,src=${join(dir, "token.txt")}`,
+        ...(json ? ["--json"] : []),
+      ]);
       expect(result.stderr).not.toContain("kiln:");
       expect(result.code).toBe(0);
       expect(result.stdout).toMatch(/^localhost:5000\/secrets-cli:[0-9a-f]{32}\n$/);
@@ -210,20 +222,42 @@ describe("kiln build --secret (in-process)", () => {
       expect(output).not.toContain(FILE_VALUE.trim());
       if (json) expect(result.stderr).toContain('"line":"printed ***"');
     }
-    expect(builder.received).toEqual([{ NPM_TOKEN: ENV_VALUE, pip: FILE_VALUE }, { NPM_TOKEN: ENV_VALUE, pip: FILE_VALUE }]);
+    expect(builder.received).toEqual([
+      { NPM_TOKEN: ENV_VALUE, pip: FILE_VALUE },
+      { NPM_TOKEN: ENV_VALUE, pip: FILE_VALUE },
+    ]);
   });
 
   it("a failing build quoting the values exits 1 without them", async () => {
     builder.fail = true;
-    const result = await kilnBuild([spec, "--builder", "secrets_cli_echo", "--project", project, "--force",
-      "--secret", `id=NPM_TOKEN,src=${join(dir, "token.txt")}`, "--secret", `id=pip,src=${join(dir, "token.txt")}`]);
+    const result = await kilnBuild([
+      spec,
+      "--builder",
+      "secrets_cli_echo",
+      "--project",
+      project,
+      "--force",
+      "--secret",
+      `id=NPM_TOKEN,src=${join(dir, "token.txt")}`,
+      "--secret",
+      `id=pip,src=${join(dir, "token.txt")}`,
+    ]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("RUN failed after printing ***");
     expect(result.stderr).not.toContain(FILE_VALUE.trim());
   });
 
   it("a secret neither passed nor in the environment: exit 2 naming the id; a missing src file: exit 2 naming the id, not the path", async () => {
-    const missing = await kilnBuild([spec, "--builder", "secrets_cli_echo", "--project", project, "--force", "--secret", `id=pip,src=${join(dir, "token.txt")}`]);
+    const missing = await kilnBuild([
+      spec,
+      "--builder",
+      "secrets_cli_echo",
+      "--project",
+      project,
+      "--force",
+      "--secret",
+      `id=pip,src=${join(dir, "token.txt")}`,
+    ]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("kiln: Build secret without a value: NPM_TOKEN (not set)");
     expect(missing.stderr).toContain("hint: pass { secrets: { NPM_TOKEN: value } }");

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { BuildImageOptions, ImageBuild, ImageBuilder, ImageCheckerLike } from "../src/builder.js";
 import { build, init } from "../src/engine.js";
-import { BuildFailedError, KilnError, MissingSecretError } from "../src/errors.js";
+import { BuildFailedError, type KilnError, MissingSecretError } from "../src/errors.js";
 import type { BuildEvent } from "../src/events.js";
 import { Image } from "../src/image.js";
 import { resolveBuildSecrets } from "../src/secrets.js";
@@ -49,7 +49,10 @@ const provided = { NPM_TOKEN: NPM_VALUE, pip_conf: CONF_VALUE, UNDECLARED: "igno
 /** A builder whose RUN step prints every secret it was given, then (optionally) fails quoting them. */
 class EchoingBuilder implements ImageBuilder {
   readonly received: Array<BuildImageOptions["secrets"]> = [];
-  constructor(private readonly fail: "kiln" | "plain" | false = false, private readonly checkers: ImageCheckerLike[] = []) {}
+  constructor(
+    private readonly fail: "kiln" | "plain" | false = false,
+    private readonly checkers: ImageCheckerLike[] = [],
+  ) {}
   getCheckers() {
     return this.checkers;
   }
@@ -96,7 +99,9 @@ describe("build secrets through the engine", () => {
 
   it("a builder's KilnError quoting secrets (message, hint, details, cause) reaches the caller and the error event scrubbed", async () => {
     const events: BuildEvent[] = [];
-    const error = await build(secretImage(), { builder: new EchoingBuilder("kiln"), secrets: provided, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+    const error = await build(secretImage(), { builder: new EchoingBuilder("kiln"), secrets: provided, onEvent: (e) => events.push(e) }).catch(
+      (e: unknown) => e,
+    );
     expect(BuildFailedError.isInstance(error)).toBe(true);
     const e = error as BuildFailedError;
     expect(e.message).toBe("step failed: ***");
@@ -112,7 +117,9 @@ describe("build secrets through the engine", () => {
 
   it("a builder's plain Error becomes a BuildFailedError without the values", async () => {
     const events: BuildEvent[] = [];
-    const error = await build(secretImage(), { builder: new EchoingBuilder("plain"), secrets: provided, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+    const error = await build(secretImage(), { builder: new EchoingBuilder("plain"), secrets: provided, onEvent: (e) => events.push(e) }).catch(
+      (e: unknown) => e,
+    );
     expect(BuildFailedError.isInstance(error)).toBe(true);
     expect((error as Error).message).toContain("daemon said: ***");
     expectNoSecret((error as Error).message);
@@ -145,7 +152,9 @@ describe("build secrets through the engine", () => {
 
   it("an image without secrets gets no secrets option, whatever the caller passes", async () => {
     const builder = new EchoingBuilder();
-    const plain = Image.fromBase("kiln-test/busybox:1.35", { registry: "localhost:5000", name: "secrets-test" }).withEnvVars({ RUN: `${process.pid}-${++counter}` });
+    const plain = Image.fromBase("kiln-test/busybox:1.35", { registry: "localhost:5000", name: "secrets-test" }).withEnvVars({
+      RUN: `${process.pid}-${++counter}`,
+    });
     await build(plain, { builder, secrets: provided });
     expect(builder.received).toEqual([undefined]);
   });

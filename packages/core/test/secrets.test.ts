@@ -15,17 +15,18 @@ import { thrown } from "./thrown.js";
 
 const base = () => Image.fromBase("busybox:1.36");
 
-
 describe("withCommands(..., { secrets })", () => {
   it("stores ids and targets as declared; without secrets the layer has no secrets field", () => {
     const image = base().withCommands("npm whoami", "pip download rich", {
       secrets: ["NPM_TOKEN", { id: "pip_conf", target: "/root/.config/pip/pip.conf" }],
     });
-    expect(image.layers).toEqual([{
-      kind: "commands",
-      commands: ["npm whoami", "pip download rich"],
-      secrets: [{ id: "NPM_TOKEN" }, { id: "pip_conf", target: "/root/.config/pip/pip.conf" }],
-    }]);
+    expect(image.layers).toEqual([
+      {
+        kind: "commands",
+        commands: ["npm whoami", "pip download rich"],
+        secrets: [{ id: "NPM_TOKEN" }, { id: "pip_conf", target: "/root/.config/pip/pip.conf" }],
+      },
+    ]);
     for (const plain of [base().withCommands("echo"), base().withCommands("echo", {}), base().withCommands("echo", { secrets: [] })]) {
       expect(plain.layers[0]).toEqual({ kind: "commands", commands: ["echo"] });
       expect("secrets" in plain.layers[0]!).toBe(false);
@@ -54,7 +55,15 @@ describe("withCommands(..., { secrets })", () => {
     ["an unknown secret option", [{ id: "a", mode: 0o400 }], "withCommands secrets[0]", "mode"],
     ["a number", [42], "withCommands secrets[0]", 42],
     ["a duplicate id", ["A", { id: "A", target: "/x" }], "withCommands secrets[1]", "A"],
-    ["two secrets at one target", [{ id: "A", target: "/x" }, { id: "B", target: "/x" }], "withCommands secrets[1]", "/x"],
+    [
+      "two secrets at one target",
+      [
+        { id: "A", target: "/x" },
+        { id: "B", target: "/x" },
+      ],
+      "withCommands secrets[1]",
+      "/x",
+    ],
     ["an explicit target equal to another's default", ["A", { id: "B", target: "/run/secrets/A" }], "withCommands secrets[1]", "/run/secrets/A"],
   ])("rejects %s with a ValidationError naming the field and value, with a hint", (_name, secrets, field, value) => {
     const error = thrown(() => base().withCommands("echo", { secrets: secrets as never }));
@@ -72,7 +81,14 @@ describe("withCommands(..., { secrets })", () => {
 
   it("accepts the documented forms: dotted and dashed ids, 64 characters, nested absolute targets", () => {
     const image = base().withCommands("true", {
-      secrets: ["_a", "pip.conf", "api-key", "A".repeat(64), { id: "x", target: "/home/app/.config/pip/pip.conf" }, { id: "y", target: "/run/secrets/y@v1+~:2" }],
+      secrets: [
+        "_a",
+        "pip.conf",
+        "api-key",
+        "A".repeat(64),
+        { id: "x", target: "/home/app/.config/pip/pip.conf" },
+        { id: "y", target: "/run/secrets/y@v1+~:2" },
+      ],
     });
     expect(secretIdsOf(image)).toEqual(["_a", "pip.conf", "api-key", "A".repeat(64), "x", "y"]);
   });
@@ -91,7 +107,9 @@ describe("JSON", () => {
   });
 
   it("fromJSON validates secrets like the declaration does", () => {
-    const json = base().withCommands("a", { secrets: ["NPM_TOKEN"] }).toJSON() as unknown as { layers: Array<Record<string, unknown>> };
+    const json = base()
+      .withCommands("a", { secrets: ["NPM_TOKEN"] })
+      .toJSON() as unknown as { layers: Array<Record<string, unknown>> };
     const withSecrets = (secrets: unknown) => ({ ...json, layers: [{ kind: "commands", commands: ["a"], secrets }] });
     const cases: Array<[unknown, string]> = [
       [[{ id: "bad id" }], "layers[0].secrets[0].id"],
@@ -194,7 +212,10 @@ describe("fromDockerfile({ secrets }): the Dockerfile's own secret mounts", () =
     const image = Image.fromDockerfile(dockerfile, { secrets: ["NPM_TOKEN"] }).withCommands("true", { secrets: ["OTHER"] });
     expect(image.spec.base).toMatchObject({ kind: "dockerfile", secrets: ["NPM_TOKEN"] });
     expect(secretIdsOf(image)).toEqual(["NPM_TOKEN", "OTHER"]);
-    expect([...resolveBuildSecrets(image, { NPM_TOKEN: "a-value" }, { OTHER: "b-value" })]).toEqual([["NPM_TOKEN", "a-value"], ["OTHER", "b-value"]]);
+    expect([...resolveBuildSecrets(image, { NPM_TOKEN: "a-value" }, { OTHER: "b-value" })]).toEqual([
+      ["NPM_TOKEN", "a-value"],
+      ["OTHER", "b-value"],
+    ]);
     const missing = thrown(() => resolveBuildSecrets(image, {}, {}));
     expect(MissingSecretError.isInstance(missing)).toBe(true);
     expect((missing as Error).message).toContain("NPM_TOKEN");

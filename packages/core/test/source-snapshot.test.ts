@@ -197,7 +197,11 @@ describe("the build context streams the snapshot the tag was computed from", () 
         renameSync(`${other.file}.new`, other.file);
       },
     });
-    expectChanged((await drain(createBuildContext(spec(other.dir), { dockerfile: "FROM x\n", snapshot: pinned }).stream)).error, other.file, /replaced by another file/);
+    expectChanged(
+      (await drain(createBuildContext(spec(other.dir), { dockerfile: "FROM x\n", snapshot: pinned }).stream)).error,
+      other.file,
+      /replaced by another file/,
+    );
   });
 
   it("a file added after the tag is not sent: the context is the listing", async () => {
@@ -270,7 +274,10 @@ describe("the engine pins one snapshot per build", () => {
     const { dir, file } = tree();
     const builder = new StreamingBuilder();
     setSnapshotTestHooks({ beforeStreaming: () => writeFileSync(file, "PUBLIC-DATA\n") });
-    const error = await build(image(dir), { builder, force: true }).then(() => undefined, (e: unknown) => e);
+    const error = await build(image(dir), { builder, force: true }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expectChanged(error, file, /content changed/);
     expect(builder.pushed).toEqual([]);
   });

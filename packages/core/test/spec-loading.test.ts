@@ -24,7 +24,11 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, NO_COLOR: "1", ...extra };
 }
 
-interface Run { code: number; stdout: string; stderr: string }
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 function run(command: string, args: string[], cwd: string, env = cleanEnv()): Promise<Run> {
   return new Promise((resolvePromise) => {
@@ -61,7 +65,10 @@ beforeAll(async () => {
   const tarball = join(work, (await readdir(work)).find((f) => f.endsWith(".tgz"))!);
   project = join(work, "my-app");
   await mkdir(project);
-  for (const [command, args] of [["npm", ["init", "-y"]], ["npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", tarball]]] as const) {
+  for (const [command, args] of [
+    ["npm", ["init", "-y"]],
+    ["npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", tarball]],
+  ] as const) {
     const step = await run(command, [...args], project);
     if (step.code !== 0) throw new Error(`${command} ${args.join(" ")} failed:\n${step.stdout}\n${step.stderr}`);
   }
@@ -126,7 +133,10 @@ describe("an npm project made with `npm init -y` (CommonJS)", () => {
   it("`kiln plan images.ts` loads a TypeScript spec (enum, extensionless helper import, __dirname, named + default exports)", async () => {
     const plan = await kiln(["plan", "images.ts", "--json"]);
     expect(plan.stderr).not.toContain("kiln:");
-    const rows = plan.stdout.trim().split("\n").map((line) => JSON.parse(line) as { export: string; uri: string });
+    const rows = plan.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { export: string; uri: string });
     expect(rows.map((r) => r.export)).toEqual(["api", "worker"]);
     const dockerfile = await kiln(["dockerfile", "images.ts#default"]);
     expect(dockerfile.code).toBe(0);
@@ -151,7 +161,7 @@ describe("an npm project made with `npm init -y` (CommonJS)", () => {
     expect(cts.stdout).toContain('ENV FROM=".cts"');
   }, 120_000);
 
-  it("in a \"type\": \"module\" package a .ts spec is an ES module: `./lib.js` finds lib.ts; top-level await", async () => {
+  it('in a "type": "module" package a .ts spec is an ES module: `./lib.js` finds lib.ts; top-level await', async () => {
     const run = await kiln(["dockerfile", "esm/images.ts"]);
     expect(run.stderr).toBe("");
     expect(run.stdout).toContain('ENV LIB="esm" N="2" URL="images.ts"');
@@ -161,8 +171,12 @@ describe("an npm project made with `npm init -y` (CommonJS)", () => {
     for (const spec of ["images.ts", "images.js"]) {
       const failed = await kiln(["plan", spec], { nodeArgs: ["--no-experimental-require-module"] });
       expect(failed.code).toBe(2);
-      expect(failed.stderr).toContain(`Loading spec "${spec}" failed: the spec runs as CommonJS (${join(project, "package.json")} has no "type": "module") and require()s an ES module`);
-      expect(failed.stderr).toContain(`add "type": "module" to ${join(project, "package.json")}, or rename it to images.${spec.endsWith(".ts") ? "mts" : "mjs"}`);
+      expect(failed.stderr).toContain(
+        `Loading spec "${spec}" failed: the spec runs as CommonJS (${join(project, "package.json")} has no "type": "module") and require()s an ES module`,
+      );
+      expect(failed.stderr).toContain(
+        `add "type": "module" to ${join(project, "package.json")}, or rename it to images.${spec.endsWith(".ts") ? "mts" : "mjs"}`,
+      );
       expect(failed.stderr).toContain("Node ≥ 20.19");
       expect(failed.stderr).not.toContain('No "exports" main defined');
     }
@@ -176,7 +190,9 @@ describe("an npm project made with `npm init -y` (CommonJS)", () => {
     expect(esm.stderr).toContain("esm-syntax.mjs");
     const cjs = await kiln(["plan", "esm/uses-require.ts"]);
     expect(cjs.code).toBe(2);
-    expect(cjs.stderr).toContain(`the spec runs as an ES module (${join(project, "esm/package.json")} has "type": "module") but uses CommonJS: require is not defined`);
+    expect(cjs.stderr).toContain(
+      `the spec runs as an ES module (${join(project, "esm/package.json")} has "type": "module") but uses CommonJS: require is not defined`,
+    );
     expect(cjs.stderr).toContain("uses-require.cts");
   }, 120_000);
 

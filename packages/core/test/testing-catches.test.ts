@@ -22,7 +22,9 @@ it("a checker and a builder that ignore the signal fail the suites' cancellation
     const config = join(packageDir, "test", "fixtures", "conformance", "vitest.config.ts");
     // It exits non-zero (tests fail): that is the point; the JSON report says which.
     await run(vitest, ["run", "--config", config, "--reporter=json", `--outputFile=${report}`], { cwd: packageDir, timeout: 90_000 }).catch(() => undefined);
-    const results = JSON.parse(await readFile(report, "utf8")) as { testResults: Array<{ assertionResults: Array<{ title: string; ancestorTitles: string[]; status: string }> }> };
+    const results = JSON.parse(await readFile(report, "utf8")) as {
+      testResults: Array<{ assertionResults: Array<{ title: string; ancestorTitles: string[]; status: string }> }>;
+    };
     const tests = results.testResults.flatMap((file) => file.assertionResults);
     const failed = tests.filter((t) => t.status === "failed").map((t) => t.title);
     const passed = tests.filter((t) => t.status === "passed").map((t) => t.title);
@@ -36,7 +38,14 @@ it("a checker and a builder that ignore the signal fail the suites' cancellation
       ]),
     );
     // The rest of the contract they meet (present, absent, missing platform, dry run, build, force).
-    expect(passed).toEqual(expect.arrayContaining(["returns the image's URI when it exists for every platform", "returns null for an image that does not exist", "dry run returns the URI it would build, without building", "force rebuilds an image that exists"]));
+    expect(passed).toEqual(
+      expect.arrayContaining([
+        "returns the image's URI when it exists for every platform",
+        "returns null for an image that does not exist",
+        "dry run returns the URI it would build, without building",
+        "force rebuilds an image that exists",
+      ]),
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

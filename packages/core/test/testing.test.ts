@@ -15,22 +15,26 @@ afterAll(async () => {
   await registry?.stop();
 });
 
-describeCheckerConformance("RegistryFixtureChecker (instance)", async () => {
-  await pushTestImage(registry, "conf/app", "v1", "oci", { platforms: ["linux/amd64"] });
-  return {
-    checker: new RegistryFixtureChecker(registry.host),
-    present: { repository: `${registry.host}/conf/app`, tag: "v1", platforms: ["linux/amd64"] },
-    absent: { repository: `${registry.host}/conf/app`, tag: "nope", platforms: ["linux/amd64"] },
-    wrongArch: { repository: `${registry.host}/conf/app`, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
-    failing: () => new RegistryFixtureChecker(registry.host, "127.0.0.1:9"),
-  };
-}, {
-  // Core's registry client against a server that never answers: the abort closes its socket.
-  hanging: (server) => ({
-    checker: new RegistryFixtureChecker(server.host),
-    target: { repository: `${server.host}/conf/app`, tag: "v1", platforms: ["linux/amd64"] },
-  }),
-});
+describeCheckerConformance(
+  "RegistryFixtureChecker (instance)",
+  async () => {
+    await pushTestImage(registry, "conf/app", "v1", "oci", { platforms: ["linux/amd64"] });
+    return {
+      checker: new RegistryFixtureChecker(registry.host),
+      present: { repository: `${registry.host}/conf/app`, tag: "v1", platforms: ["linux/amd64"] },
+      absent: { repository: `${registry.host}/conf/app`, tag: "nope", platforms: ["linux/amd64"] },
+      wrongArch: { repository: `${registry.host}/conf/app`, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
+      failing: () => new RegistryFixtureChecker(registry.host, "127.0.0.1:9"),
+    };
+  },
+  {
+    // Core's registry client against a server that never answers: the abort closes its socket.
+    hanging: (server) => ({
+      checker: new RegistryFixtureChecker(server.host),
+      target: { repository: `${server.host}/conf/app`, tag: "v1", platforms: ["linux/amd64"] },
+    }),
+  },
+);
 
 describeCheckerConformance("a checker class with a static imageExists", async () => {
   await pushTestImage(registry, "conf/static", "v1", "oci-index-with-attestation", { platforms: ["linux/amd64", "linux/arm64"] });

@@ -29,18 +29,18 @@ import {
   scrubSecrets,
   type CredentialSource,
 } from "@kiln/core/plugin";
-import { buildOne, type BuildOneOptions } from "./buildOne.js";
+import { buildOne, type BuildOneOptions } from "./build/buildOne.js";
 import { DockerRegistryImageChecker, LocalDockerImageChecker } from "./checkers.js";
-import { DockerDaemon, type DaemonInfo } from "./daemon.js";
-import { buildIncremental, buildsInStages } from "./incremental.js";
-import { assembleIndex, platformTag, presentPlatformManifests, pushedManifest, type PlatformManifest } from "./multiPlatform.js";
-import { sweepOrphanContainers } from "./orphanContainers.js";
-import { OrphanLedger, orphanDirectory } from "./orphanLedger.js";
+import { DockerDaemon, type DaemonInfo } from "./daemon/daemon.js";
+import { buildIncremental, buildsInStages } from "./incremental/incremental.js";
+import { assembleIndex, platformTag, presentPlatformManifests, pushedManifest, type PlatformManifest } from "./push/multiPlatform.js";
+import { sweepOrphanContainers } from "./orphans/orphanContainers.js";
+import { OrphanLedger, orphanDirectory } from "./orphans/orphanLedger.js";
 import { provenanceLabels } from "./provenance.js";
-import { pruneStages } from "./prune.js";
-import { pushIdleTimeoutMs, pushTag } from "./push.js";
-import { encodeRegistryAuth, registryHost, type RegistryAuth } from "./registryAuth.js";
-import { stageRepository } from "./stages.js";
+import { pruneStages } from "./incremental/prune.js";
+import { pushIdleTimeoutMs, pushTag } from "./push/push.js";
+import { encodeRegistryAuth, registryHost, type RegistryAuth } from "./push/registryAuth.js";
+import { stageRepository } from "./incremental/stages.js";
 
 export interface DockerImageBuilderOptions {
   /**
@@ -109,7 +109,10 @@ export class DockerImageBuilder implements ImageBuilder {
   canBuild(image: Image): CanBuildAnswer {
     const registry = image.spec.registry ?? "";
     if (isOciLayoutTarget(registry)) {
-      return { ok: false, reason: `its registry "${registry}" is an OCI image layout directory, which the Docker builder cannot write (it pushes to registries); the oci builder writes layouts` };
+      return {
+        ok: false,
+        reason: `its registry "${registry}" is an OCI image layout directory, which the Docker builder cannot write (it pushes to registries); the oci builder writes layouts`,
+      };
     }
     return { ok: true };
   }
@@ -189,12 +192,31 @@ export class DockerImageBuilder implements ImageBuilder {
         await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${tag}` });
         if (!auth) result = { uri };
         else {
-          const pushed = await pushTag(daemon, { repository, tag, registry: auth.registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs, beforePush: options.beforePush });
+          const pushed = await pushTag(daemon, {
+            repository,
+            tag,
+            registry: auth.registry,
+            registryAuth: auth.header,
+            image: uri,
+            onEvent,
+            signal,
+            redact,
+            idleTimeoutMs,
+            beforePush: options.beforePush,
+          });
           emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
           result = { uri, digest: pushed.digest };
         }
       } else {
-        result = await this.buildMultiPlatform(daemon, info, image, platforms, { ...common, repository, tag, auth, idleTimeoutMs, force: options.force ?? false, beforePush: options.beforePush });
+        result = await this.buildMultiPlatform(daemon, info, image, platforms, {
+          ...common,
+          repository,
+          tag,
+          auth,
+          idleTimeoutMs,
+          force: options.force ?? false,
+          beforePush: options.beforePush,
+        });
       }
       if (incremental && buildsInStages(image.spec) && built.length > 0) {
         await pruneStages(daemon, {
@@ -239,7 +261,12 @@ export class DockerImageBuilder implements ImageBuilder {
     image: Image,
     platforms: Architecture[],
     common: Omit<PlatformBuildOptions, "platform" | "tagRef"> & {
-      repository: string; tag: string; auth: RegistryAuth | undefined; idleTimeoutMs: number; force: boolean; beforePush: BuildImageOptions["beforePush"];
+      repository: string;
+      tag: string;
+      auth: RegistryAuth | undefined;
+      idleTimeoutMs: number;
+      force: boolean;
+      beforePush: BuildImageOptions["beforePush"];
     },
   ): Promise<ImageBuild> {
     const { repository, tag, auth, onEvent, signal, redact, idleTimeoutMs, force, beforePush } = common;
@@ -262,7 +289,11 @@ export class DockerImageBuilder implements ImageBuilder {
     // Reusing per-platform images is only safe under the content tag (an explicit tag may hide new
     // content) and when nothing asks for a fresh build. The engine pins the content tag explicitly,
     // so "is the content tag" is decided by computing it, not by the tag being unset.
-    const reusable = !force && !this.options.noCache && !this.options.pull && (image.spec.tag === undefined || image.spec.tag === (snapshotOf(image)?.tag ?? computeTag(image)));
+    const reusable =
+      !force &&
+      !this.options.noCache &&
+      !this.options.pull &&
+      (image.spec.tag === undefined || image.spec.tag === (snapshotOf(image)?.tag ?? computeTag(image)));
     const present = reusable ? await presentPlatformManifests(this.registryClient, repository, tag, platforms) : new Map<Architecture, PlatformManifest>();
     const missing = platforms.filter((p) => !present.has(p));
     if (present.size > 0) emit(onEvent, { type: "build.platforms-present", image: uri, present: [...present.keys()], missing });
@@ -271,7 +302,18 @@ export class DockerImageBuilder implements ImageBuilder {
     for (const platform of missing) {
       const archTag = platformTag(tag, platform);
       await buildPlatform(daemon, { ...common, platform, tagRef: `${repository}:${archTag}` });
-      const pushed = await pushTag(daemon, { repository, tag: archTag, registry, registryAuth: auth.header, image: uri, onEvent, signal, redact, idleTimeoutMs, beforePush });
+      const pushed = await pushTag(daemon, {
+        repository,
+        tag: archTag,
+        registry,
+        registryAuth: auth.header,
+        image: uri,
+        onEvent,
+        signal,
+        redact,
+        idleTimeoutMs,
+        beforePush,
+      });
       emit(onEvent, { type: "push.done", image: uri, digest: pushed.digest, platform });
       manifests.set(platform, await pushedManifest(this.registryClient, { repository, registry, ...pushed }, signal));
     }

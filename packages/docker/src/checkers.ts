@@ -11,8 +11,8 @@
  */
 import { CancelledError, type Architecture, type ImageChecker, type ImageCheckOptions } from "@kiln/core";
 import { checkImage, type RegistryClient } from "@kiln/core/plugin";
-import { DockerDaemon } from "./daemon.js";
-import { platformTag } from "./multiPlatform.js";
+import { DockerDaemon } from "./daemon/daemon.js";
+import { platformTag } from "./push/multiPlatform.js";
 
 /** True when the first path component names a registry host (has a dot or port, or is localhost). */
 export function hasRegistryHost(repository: string): boolean {

@@ -3,8 +3,8 @@
  * @kiln/buildkit shares with this package (one implementation, two builders). Not a stable public
  * API: it follows @kiln/docker's own version, and only Kiln's packages should import it.
  */
-export { readFields, asString, asBytes, asNumber, asBool, encodeVarint, varintField, lengthDelimitedField } from "./protobuf.js";
-export type { WireField, WireValue } from "./protobuf.js";
+export { readFields, asString, asBytes, asNumber, asBool, encodeVarint, varintField, lengthDelimitedField } from "./session/protobuf.js";
+export type { WireField, WireValue } from "./session/protobuf.js";
 export {
   serveGrpc,
   GrpcStatus,
@@ -16,12 +16,19 @@ export {
   encodeGrpcMessageHeader,
   readGrpcMessages,
   writeWithBackpressure,
-} from "./grpcServer.js";
-export type { UnaryHandler, StreamingHandler, StreamingCall, GrpcConnection, GrpcConnectionOptions } from "./grpcServer.js";
-export { GET_SECRET_METHOD, HEALTH_CHECK_METHOD, ServingStatus, decodeGetSecretRequest, encodeGetSecretRequest, decodeGetSecretResponse } from "./sessionMessages.js";
-export { secretSessionHandlers, checkedSecrets, MAX_BUILD_SECRET_BYTES } from "./buildSession.js";
-export type { SecretSessionHandlers } from "./buildSession.js";
-export { HijackedStream } from "./hijackedStream.js";
+} from "./session/grpcServer.js";
+export type { UnaryHandler, StreamingHandler, StreamingCall, GrpcConnection, GrpcConnectionOptions } from "./session/grpcServer.js";
+export {
+  GET_SECRET_METHOD,
+  HEALTH_CHECK_METHOD,
+  ServingStatus,
+  decodeGetSecretRequest,
+  encodeGetSecretRequest,
+  decodeGetSecretResponse,
+} from "./session/sessionMessages.js";
+export { secretSessionHandlers, checkedSecrets, MAX_BUILD_SECRET_BYTES } from "./session/buildSession.js";
+export type { SecretSessionHandlers } from "./session/buildSession.js";
+export { HijackedStream } from "./session/hijackedStream.js";
 export {
   DIFF_COPY_METHOD,
   SourceTree,
@@ -44,16 +51,16 @@ export {
   contentExactModTime,
   contentModTime,
 } from "./session/contextSources.js";
-export { sourcesOf } from "./buildOne.js";
+export { sourcesOf } from "./build/buildOne.js";
 export { upgradeToH2c, sessionRequest } from "./session/engineUpgrade.js";
 export type { UpgradeFailures, UpgradeTarget } from "./session/engineUpgrade.js";
 export type { LinkLookup, DirLookup } from "./session/followPaths.js";
-export { followBuild } from "./buildProgress.js";
-export type { BuildOutcome, BuildProgressOptions } from "./buildProgress.js";
-export { pushTag, pushIdleTimeoutMs, AUTH_FAILURE } from "./push.js";
-export type { PushOptions, PushResult } from "./push.js";
-export { encodeRegistryAuth, registryHost } from "./registryAuth.js";
-export type { RegistryAuth } from "./registryAuth.js";
-export { pushedManifest, presentPlatformManifests } from "./multiPlatform.js";
-export type { PlatformManifest } from "./multiPlatform.js";
+export { followBuild } from "./build/buildProgress.js";
+export type { BuildOutcome, BuildProgressOptions } from "./build/buildProgress.js";
+export { pushTag, pushIdleTimeoutMs, AUTH_FAILURE } from "./push/push.js";
+export type { PushOptions, PushResult } from "./push/push.js";
+export { encodeRegistryAuth, registryHost } from "./push/registryAuth.js";
+export type { RegistryAuth } from "./push/registryAuth.js";
+export { pushedManifest, presentPlatformManifests } from "./push/multiPlatform.js";
+export type { PlatformManifest } from "./push/multiPlatform.js";
 export { provenanceLabels } from "./provenance.js";

@@ -11,7 +11,7 @@ import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Image } from "@kiln/core";
-import { LABEL_STAGE } from "./stages.js";
+import { LABEL_STAGE } from "./incremental/stages.js";
 
 export const LABEL_KILN_VERSION = "dev.kiln.version";
 export const LABEL_TAG_INPUTS = "dev.kiln.tag-inputs";

@@ -108,7 +108,9 @@ describe("configuration copied before an install is in place when it runs", () =
       .withSourceFile(`${conf}/pip.conf`, "/etc/pip.conf")
       .withPipPackages("kiln-dep==0.1.0");
     // The rendering: the config copy stays before the install; the application source moves after it.
-    const copies = renderDockerfile(image, { buildkit: false }).split("\n").filter((l) => /^(COPY|RUN)/.test(l));
+    const copies = renderDockerfile(image, { buildkit: false })
+      .split("\n")
+      .filter((l) => /^(COPY|RUN)/.test(l));
     expect(copies.map((l) => l.split(" ")[0])).toEqual(["COPY", "RUN", "COPY"]);
     expect(copies[0]).toContain("/etc/pip.conf");
     expect(copies[2]).toContain("/srv/app");
@@ -170,7 +172,11 @@ describe("DockerImageBuilder — fromDockerfile", () => {
       ".dockerignore": "*.log\n",
     });
     dirs.push(ctx);
-    const image = Image.fromDockerfile(`${ctx}/Dockerfile`, { buildArgs: { FLAVOUR: "spicy" }, registry: registry.host, name: uniqueName("kiln-df") }).withEnvVars({
+    const image = Image.fromDockerfile(`${ctx}/Dockerfile`, {
+      buildArgs: { FLAVOUR: "spicy" },
+      registry: registry.host,
+      name: uniqueName("kiln-df"),
+    }).withEnvVars({
       ADDED: "by-kiln",
     });
     cleanup.image(image.uri);

@@ -48,14 +48,20 @@ describeCheckerConformance("DockerRegistryImageChecker", {
       wrongArch: { repository: `${registry.host}/conf/amd`, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
       // Wrong credentials: it must throw, not answer.
       failing: () =>
-        new DockerRegistryImageChecker({ client: new RegistryClient({ useDockerConfig: false, credentials: { [registry.host]: { username: "kiln", password: "wrong" } } }) }),
+        new DockerRegistryImageChecker({
+          client: new RegistryClient({ useDockerConfig: false, credentials: { [registry.host]: { username: "kiln", password: "wrong" } } }),
+        }),
       cleanup: () => registry.stop(),
     };
   },
   // A loopback "registry" that never answers; patient timeouts, so only the abort ends the request.
   hanging: (server) => ({
     checker: new DockerRegistryImageChecker({
-      client: new RegistryClient({ useDockerConfig: false, retry: { retries: 2, baseDelayMs: 10 }, timeouts: { connectMs: 5_000, idleMs: 30_000, totalMs: 60_000 } }),
+      client: new RegistryClient({
+        useDockerConfig: false,
+        retry: { retries: 2, baseDelayMs: 10 },
+        timeouts: { connectMs: 5_000, idleMs: 30_000, totalMs: 60_000 },
+      }),
     }),
     target: { repository: `${server.host}/kiln/abort`, tag: "t1", platforms: ["linux/amd64"] },
   }),

@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { AuthError, ConfigError, OCI_INDEX, registerCredentialProvider, resolveRegistryCredentials, scrubSecrets } from "@kiln/core";
 import { describe, expect, it } from "vitest";
 import { hasRegistryHost } from "../src/checkers.js";
-import { resolveDockerConnection } from "../src/connection.js";
-import { assembleIndex, platformTag } from "../src/multiPlatform.js";
-import { encodeRegistryAuth } from "../src/registryAuth.js";
+import { resolveDockerConnection } from "../src/daemon/connection.js";
+import { assembleIndex, platformTag } from "../src/push/multiPlatform.js";
+import { encodeRegistryAuth } from "../src/push/registryAuth.js";
 
 describe("resolveDockerConnection", () => {
   it("defaults to the local socket", () => {
@@ -15,7 +15,10 @@ describe("resolveDockerConnection", () => {
     expect(resolveDockerConnection({ DOCKER_HOST: "unix:///tmp/d.sock" }).options).toEqual({ socketPath: "/tmp/d.sock" });
   });
   it("uses plain HTTP for tcp:// without TLS variables", () => {
-    expect(resolveDockerConnection({ DOCKER_HOST: "tcp://10.0.0.5:2375" })).toMatchObject({ kind: "tcp", options: { protocol: "http", host: "10.0.0.5", port: "2375" } });
+    expect(resolveDockerConnection({ DOCKER_HOST: "tcp://10.0.0.5:2375" })).toMatchObject({
+      kind: "tcp",
+      options: { protocol: "http", host: "10.0.0.5", port: "2375" },
+    });
   });
   it("reads ca/cert/key from DOCKER_CERT_PATH with DOCKER_TLS_VERIFY", () => {
     const dir = mkdtempSync(join(tmpdir(), "kiln-certs-"));
@@ -80,17 +83,27 @@ describe("core's resolveRegistryCredentials (the lookup the X-Registry-Auth head
   it("explicit credentials, then credential providers, then the Docker config", async () => {
     const env = { DOCKER_CONFIG: dockerConfigDir() };
     expect(await resolveRegistryCredentials(host, { env })).toMatchObject({ username: "from-config" });
-    const remove = registerCredentialProvider({ name: "kiln-docker-order-test", matches: (h) => h === host, getCredentials: () => ({ username: "from-provider", password: "pw-provider" }) });
+    const remove = registerCredentialProvider({
+      name: "kiln-docker-order-test",
+      matches: (h) => h === host,
+      getCredentials: () => ({ username: "from-provider", password: "pw-provider" }),
+    });
     try {
       expect(await resolveRegistryCredentials(host, { env })).toMatchObject({ username: "from-provider" });
-      expect(await resolveRegistryCredentials(host, { env, credentials: { [host]: { username: "explicit", password: "pw" } } })).toMatchObject({ username: "explicit" });
+      expect(await resolveRegistryCredentials(host, { env, credentials: { [host]: { username: "explicit", password: "pw" } } })).toMatchObject({
+        username: "explicit",
+      });
     } finally {
       remove();
     }
   });
 
   it("a provider that throws is an AuthError naming it", async () => {
-    const remove = registerCredentialProvider({ name: "kiln-docker-throwing", matches: (h) => h === host, getCredentials: () => Promise.reject(new Error("boom")) });
+    const remove = registerCredentialProvider({
+      name: "kiln-docker-throwing",
+      matches: (h) => h === host,
+      getCredentials: () => Promise.reject(new Error("boom")),
+    });
     try {
       const error = await resolveRegistryCredentials(host, { env: { DOCKER_CONFIG: "/nonexistent" } }).catch((e) => e);
       expect(AuthError.isInstance(error)).toBe(true);
@@ -113,8 +126,14 @@ describe("multi-platform helpers", () => {
     ]);
     const doc = JSON.parse(index.body.toString());
     expect(doc.mediaType).toBe(OCI_INDEX);
-    expect(doc.manifests.map((m: { platform: unknown }) => m.platform)).toEqual([{ architecture: "amd64", os: "linux" }, { architecture: "arm64", os: "linux" }]);
-    expect(doc.manifests.map((m: { digest: string; size: number }) => [m.digest.slice(7, 8), m.size])).toEqual([["a", 10], ["b", 11]]);
+    expect(doc.manifests.map((m: { platform: unknown }) => m.platform)).toEqual([
+      { architecture: "amd64", os: "linux" },
+      { architecture: "arm64", os: "linux" },
+    ]);
+    expect(doc.manifests.map((m: { digest: string; size: number }) => [m.digest.slice(7, 8), m.size])).toEqual([
+      ["a", 10],
+      ["b", 11],
+    ]);
   });
   it("tells registry repositories from local names", () => {
     expect(hasRegistryHost("127.0.0.1:5000/app")).toBe(true);

@@ -2,9 +2,9 @@
 // overriding the environment Kiln was handed.
 import { ConfigError, DaemonUnavailableError } from "@kiln/core";
 import { afterEach, describe, expect, it } from "vitest";
-import { resolveDockerConnection } from "../src/connection.js";
-import { DockerDaemon } from "../src/daemon.js";
-import { withoutModemDebug } from "../src/modemDebug.js";
+import { resolveDockerConnection } from "../src/daemon/connection.js";
+import { DockerDaemon } from "../src/daemon/daemon.js";
+import { withoutModemDebug } from "../src/daemon/modemDebug.js";
 
 const saved = { DOCKER_HOST: process.env.DOCKER_HOST, DOCKER_CERT_PATH: process.env.DOCKER_CERT_PATH, DOCKER_TLS_VERIFY: process.env.DOCKER_TLS_VERIFY };
 afterEach(() => {
@@ -43,7 +43,9 @@ describe("the process environment does not leak into an explicit connection", ()
   it("a broken process DOCKER_CERT_PATH is a ConfigError, not a raw ENOENT", async () => {
     process.env.DOCKER_HOST = "tcp://127.0.0.1:2376";
     process.env.DOCKER_CERT_PATH = "/nonexistent/kiln-certs";
-    const error = await DockerDaemon.fromEnv({}).docker().catch((e) => e);
+    const error = await DockerDaemon.fromEnv({})
+      .docker()
+      .catch((e) => e);
     expect(ConfigError.isInstance(error)).toBe(true);
     expect(error.details).toMatchObject({ field: "DOCKER_CERT_PATH", value: "/nonexistent/kiln-certs" });
   });

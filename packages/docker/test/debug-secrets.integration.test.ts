@@ -7,7 +7,7 @@ import { Image, RegistryClient } from "@kiln/core";
 import { DockerCleanup, ensureBusyboxImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
 import { afterAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../src/builder.js";
-import { encodeRegistryAuth } from "../src/registryAuth.js";
+import { encodeRegistryAuth } from "../src/push/registryAuth.js";
 import { dockerConfigWith } from "./helpers.js";
 
 process.env.DEBUG = "*";
@@ -55,7 +55,11 @@ describe("DEBUG=*", () => {
     expect((await new RegistryClient({ env }).headManifest(image.uri))?.digest).toBe(result.digest);
     const stderr = written.join("");
     expect(stderr).toContain("kiln-debug-probe");
-    for (const secret of [password, Buffer.from(`${username}:${password}`).toString("base64"), encodeRegistryAuth(registry.host, { username, password }).header]) {
+    for (const secret of [
+      password,
+      Buffer.from(`${username}:${password}`).toString("base64"),
+      encodeRegistryAuth(registry.host, { username, password }).header,
+    ]) {
       expect(stderr).not.toContain(secret);
     }
   });

@@ -36,7 +36,10 @@ async function buildBothWays(image: Image, buildkit: boolean) {
   await new DockerImageBuilder({ buildkit }).buildImage(staged, { onEvent: c1.onEvent });
   for (const e of c1.of("build.stage")) cleanup.image(e.ref);
   // Really two paths: stage 0 (the Dockerfile alone) then Kiln's stage(s), against a single build.
-  const builtStages = c1.of("build.stage").filter((e) => e.status === "built").map((e) => e.stage);
+  const builtStages = c1
+    .of("build.stage")
+    .filter((e) => e.status === "built")
+    .map((e) => e.stage);
   expect(builtStages[0]).toBe(0);
   expect(builtStages.length).toBeGreaterThanOrEqual(2);
   const c2 = collector();
@@ -82,9 +85,9 @@ describe.each([true, false])("a user Dockerfile ending inside an instruction, th
     expect(config.Env).toContain(`WEIRD=${env}`);
     expect((config.Labels as Record<string, string>).note).toBe(label);
     for (const uri of uris) {
-      expect((await runInImage(uri, ["sh", "-c", "cat /ran-as /built /cmd-out '/data/we`ird$name.txt'; printf '%s\\n' \"$WEIRD\"; pwd; id -u"])).trim().split("\n")).toEqual([
-        "0", "C:\\dir", "more", "sub", "copied", env, "/srv/we`ird $x", "1234",
-      ]);
+      expect(
+        (await runInImage(uri, ["sh", "-c", "cat /ran-as /built /cmd-out '/data/we`ird$name.txt'; printf '%s\\n' \"$WEIRD\"; pwd; id -u"])).trim().split("\n"),
+      ).toEqual(["0", "C:\\dir", "more", "sub", "copied", env, "/srv/we`ird $x", "1234"]);
     }
   });
 

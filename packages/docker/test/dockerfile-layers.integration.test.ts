@@ -7,7 +7,7 @@ import { Image } from "@kiln/core";
 import { DockerCleanup, ensureBusyboxImage, inspectImage, runInImage, uniqueName } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../src/builder.js";
-import { LABEL_STAGE, stageRepository } from "../src/stages.js";
+import { LABEL_STAGE, stageRepository } from "../src/incremental/stages.js";
 import { collector, tempTree, type Collector } from "./helpers.js";
 
 let busybox: string;
@@ -135,7 +135,12 @@ describe.each([true, false])("fromDockerfile with Kiln layers, in stages (buildk
     });
     const src = await tempTree({ "k.txt": "k\n" });
     dirs.push(ctx, elsewhere, src);
-    const image = Image.fromDockerfile(join(elsewhere, "build.Dockerfile"), { context: ctx, name: uniqueName("kiln-dflayers"), target: "first", buildArgs: { WORD: "spicy" } })
+    const image = Image.fromDockerfile(join(elsewhere, "build.Dockerfile"), {
+      context: ctx,
+      name: uniqueName("kiln-dflayers"),
+      target: "first",
+      buildArgs: { WORD: "spicy" },
+    })
       .withSourceFile(join(src, "k.txt"), "/k.txt")
       .withUser("1000:1000");
     cleanup.image(image.uri);

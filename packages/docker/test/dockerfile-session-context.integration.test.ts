@@ -55,7 +55,9 @@ describe("BuildKit: a fromDockerfile context served through the session (remote=
   it("with Kiln layers on top (the user's Dockerfile as stage 0, in stages and in one go): no hidden Dockerfile in /app", async () => {
     const ctx = await tree({ "app.txt": "a" });
     const elsewhere = await tree({ "build.Dockerfile": `FROM ${busybox}\nCOPY . /app\n` });
-    const image = Image.fromDockerfile(join(elsewhere, "build.Dockerfile"), { context: ctx, name: uniqueName("kiln-sessctx") }).withCommands("echo layered > /layered.txt");
+    const image = Image.fromDockerfile(join(elsewhere, "build.Dockerfile"), { context: ctx, name: uniqueName("kiln-sessctx") }).withCommands(
+      "echo layered > /layered.txt",
+    );
     expect(await appListing(image, { incremental: true })).toEqual([".", "..", "app.txt"]);
     // In one go the rendered Dockerfile (kiln-layers/Dockerfile) is hidden the same way; Kiln's layer
     // files sit under kiln-layers/ in that context, the user's `COPY .` included (as before).

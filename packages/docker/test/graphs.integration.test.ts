@@ -81,8 +81,18 @@ describe("image graphs with the docker builder", () => {
     const a = Image.fromBase(base, { registry: registry.host, name: uniqueName("kiln-graph-a") }).withEnvVars({ A: "1" });
     const b = Image.fromBase(base, { registry: registry.host, name: uniqueName("kiln-graph-b") }).withEnvVars({ B: "1" });
     for (const image of [base, a, b]) cleanup.image(image.uri);
-    const results = await buildAll([{ name: "a", image: a }, { name: "b", image: b }], { builder: new DockerImageBuilder() });
-    expect(results.map((r) => [r.name, r.action, r.dependency])).toEqual([["a", "built", false], ["b", "built", false], [base.uri, "built", true]]);
+    const results = await buildAll(
+      [
+        { name: "a", image: a },
+        { name: "b", image: b },
+      ],
+      { builder: new DockerImageBuilder() },
+    );
+    expect(results.map((r) => [r.name, r.action, r.dependency])).toEqual([
+      ["a", "built", false],
+      ["b", "built", false],
+      [base.uri, "built", true],
+    ]);
     for (const r of results) expect(r.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(await runInImage(b.uri, ["sh", "-c", "echo $SHARED"])).toBe(`${shared}\n`);
   }, 600_000);

@@ -8,7 +8,7 @@ import { Image } from "@kiln/core";
 import { docker, DockerCleanup, ensureBusyboxImage, inspectImage, localImageExists, runInImage, uniqueName } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../src/builder.js";
-import { LABEL_STAGE, planStages, stageRepository } from "../src/stages.js";
+import { LABEL_STAGE, planStages, stageRepository } from "../src/incremental/stages.js";
 import { collector, tempTree } from "./helpers.js";
 
 let busybox: string;
@@ -34,7 +34,14 @@ async function dataFolder(count: number, size: number): Promise<string> {
 
 async function sha256Listing(dir: string): Promise<string[]> {
   const names = (await readdir(dir)).sort();
-  return Promise.all(names.map(async (name) => `${createHash("sha256").update(await readFile(join(dir, name))).digest("hex")}  ${name}`));
+  return Promise.all(
+    names.map(
+      async (name) =>
+        `${createHash("sha256")
+          .update(await readFile(join(dir, name)))
+          .digest("hex")}  ${name}`,
+    ),
+  );
 }
 
 /** Every stage ref the events mention (for cleanup), and the stage events of one build. */
@@ -123,7 +130,9 @@ describe("incremental builds (BuildKit)", () => {
   it("KILN_DOCKER_INCREMENTAL=0 builds in one go", async () => {
     const src = await tempTree({ "a.txt": "a\n" });
     dirs.push(src);
-    const image = Image.fromBase(busybox, { name: uniqueName("kiln-incr-off") }).withCommands("true").withSourceFolder(src, "/src");
+    const image = Image.fromBase(busybox, { name: uniqueName("kiln-incr-off") })
+      .withCommands("true")
+      .withSourceFolder(src, "/src");
     cleanup.image(image.uri);
     expect(planStages(image.spec, { buildkit: true, platform: "linux/amd64" })!.stages).toHaveLength(2);
     const c = collector();
@@ -139,7 +148,8 @@ describe("incremental builds (classic builder) — pruning", () => {
     const src = await tempTree({ "app.txt": "app\n" });
     dirs.push(src);
     const name = uniqueName("kiln-prune");
-    const spec = (word: string) => Image.fromBase(busybox, { name }).withCommands(`echo ${word} > /word.txt`).withSourceFolder(data, "/data").withSourceFolder(src, "/src");
+    const spec = (word: string) =>
+      Image.fromBase(busybox, { name }).withCommands(`echo ${word} > /word.txt`).withSourceFolder(data, "/data").withSourceFolder(src, "/src");
     // No grace period: the stages of v1, built a second ago, count as superseded.
     const builder = new DockerImageBuilder({ buildkit: false, stagePruneGraceMs: 0 });
 
@@ -147,7 +157,9 @@ describe("incremental builds (classic builder) — pruning", () => {
     cleanup.image(v1.uri);
     const c1 = collector();
     await builder.buildImage(v1, { onEvent: c1.onEvent });
-    const oldStages = stageEvents(c1).filter((e) => e.ref !== v1.uri).map((e) => e.ref);
+    const oldStages = stageEvents(c1)
+      .filter((e) => e.ref !== v1.uri)
+      .map((e) => e.ref);
     expect(oldStages).toHaveLength(2);
 
     // Things prune must leave alone: an unlabelled image under a stage-like tag of this name, a
@@ -181,7 +193,8 @@ describe("incremental builds (classic builder) — pruning", () => {
     const src = await tempTree({ "app.txt": "app\n" });
     dirs.push(src);
     const name = uniqueName("kiln-prune-grace");
-    const spec = (word: string) => Image.fromBase(busybox, { name }).withCommands(`echo ${word} > /word.txt`).withSourceFolder(data, "/data").withSourceFolder(src, "/src");
+    const spec = (word: string) =>
+      Image.fromBase(busybox, { name }).withCommands(`echo ${word} > /word.txt`).withSourceFolder(data, "/data").withSourceFolder(src, "/src");
     // Long enough for the reusing build to finish within it even on a loaded machine.
     const graceMs = 10_000;
     const builder = new DockerImageBuilder({ buildkit: false, stagePruneGraceMs: graceMs });
@@ -190,7 +203,9 @@ describe("incremental builds (classic builder) — pruning", () => {
     cleanup.image(v1.uri);
     const c1 = collector();
     await builder.buildImage(v1, { onEvent: c1.onEvent });
-    const v1Stages = stageEvents(c1).filter((e) => e.ref !== v1.uri).map((e) => e.ref);
+    const v1Stages = stageEvents(c1)
+      .filter((e) => e.ref !== v1.uri)
+      .map((e) => e.ref);
     expect(v1Stages).toHaveLength(2);
     await new Promise((r) => setTimeout(r, graceMs + 500)); // v1's stages are now older than the grace period
 
@@ -201,7 +216,9 @@ describe("incremental builds (classic builder) — pruning", () => {
     const reusedAt = Date.now();
     const c1b = collector();
     await new DockerImageBuilder({ buildkit: false, stagePruneGraceMs: graceMs }).buildImage(v1b, { onEvent: c1b.onEvent });
-    const reused = stageEvents(c1b).filter((e) => e.status === "reused").map((e) => e.ref);
+    const reused = stageEvents(c1b)
+      .filter((e) => e.status === "reused")
+      .map((e) => e.ref);
     expect(reused).toEqual(v1Stages);
     for (const ref of reused) {
       const lastTag = Date.parse((await inspectImage(ref)).Metadata?.LastTagTime ?? "");

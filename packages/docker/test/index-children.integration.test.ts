@@ -14,7 +14,7 @@ import { RegistryClient } from "@kiln/core";
 import { DockerCleanup, deleteTestManifest, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RegistryImageChecker } from "../src/checkers.js";
-import { platformTag } from "../src/multiPlatform.js";
+import { platformTag } from "../src/push/multiPlatform.js";
 import { linkedKilnProject, runKiln, type CliRun } from "./reliability/kilnProject.js";
 
 const BOTH = ["linux/amd64", "linux/arm64"] as const;
@@ -47,7 +47,10 @@ const events = (run: CliRun) =>
   run.stderr
     .split("\n")
     .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as { type: string; checker?: string; result?: string; present?: string[]; missing?: string[]; platform?: string; dryRun?: boolean });
+    .map(
+      (line) =>
+        JSON.parse(line) as { type: string; checker?: string; result?: string; present?: string[]; missing?: string[]; platform?: string; dryRun?: boolean },
+    );
 
 /** `repository` and the digest of each platform's manifest in the index the registry serves for `uri`. */
 async function indexChildren(uri: string): Promise<Record<string, string>> {

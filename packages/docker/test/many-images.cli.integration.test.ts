@@ -23,7 +23,8 @@ beforeAll(async () => {
     `import { Image, group } from "@kiln/core";`,
     `const image = (name) => Image.fromBase(${JSON.stringify(busybox)}, { registry: ${JSON.stringify(registry.host)}, name: ${JSON.stringify(run)} + "-" + name });`,
   ];
-  for (let i = 1; i <= 18; i++) lines.push(`export const img${String(i).padStart(2, "0")} = image("img${i}").withEnvVars({ IMAGE: "${i}", RUN: ${JSON.stringify(run)} });`);
+  for (let i = 1; i <= 18; i++)
+    lines.push(`export const img${String(i).padStart(2, "0")} = image("img${i}").withEnvVars({ IMAGE: "${i}", RUN: ${JSON.stringify(run)} });`);
   lines.push(`export const A_fail1 = image("fail1").withCommands("echo first-broken-step >&2; exit 3");`);
   lines.push(`export const A_fail2 = image("fail2").withCommands("echo second-broken-step >&2; exit 4");`);
   lines.push(`export const pair = group("pair", [img03, img04]);`);
@@ -56,8 +57,16 @@ describe("kiln build with many images", () => {
   it("#group and #export select; --dry-run lists what would be built", async () => {
     const group = await kiln(["build", "spec.mjs#pair", "--builder", "docker", "--dry-run"]);
     expect(group.code, group.stderr).toBe(0);
-    expect(group.stdout.trim().split("\n").map((uri) => uri.slice(registry.host.length + 1).split(":")[0])).toEqual([`${run}-img3`, `${run}-img4`]);
-    expect(summaryRows(group.stderr).map((r) => [r[0], r[1]])).toEqual([["img03", "would-build"], ["img04", "would-build"]]);
+    expect(
+      group.stdout
+        .trim()
+        .split("\n")
+        .map((uri) => uri.slice(registry.host.length + 1).split(":")[0]),
+    ).toEqual([`${run}-img3`, `${run}-img4`]);
+    expect(summaryRows(group.stderr).map((r) => [r[0], r[1]])).toEqual([
+      ["img03", "would-build"],
+      ["img04", "would-build"],
+    ]);
     const one = await kiln(["build", "spec.mjs#img07", "--builder", "docker", "--dry-run"]);
     expect(one.code, one.stderr).toBe(0);
     expect(one.stdout.trim().split("\n")).toHaveLength(1);
@@ -86,8 +95,14 @@ describe("kiln build with many images", () => {
     expect(uris).toHaveLength(18);
     for (let i = 1; i <= 18; i++) expect(uris.some((u) => u.startsWith(`${registry.host}/${run}-img${i}:`))).toBe(true);
     const errorLines = result.stderr.split("\n").filter((l) => l.startsWith("kiln: "));
-    expect(errorLines.filter((l) => l.includes(`${run}-fail1:`)), result.stderr).toHaveLength(1);
-    expect(errorLines.filter((l) => l.includes(`${run}-fail2:`)), result.stderr).toHaveLength(1);
+    expect(
+      errorLines.filter((l) => l.includes(`${run}-fail1:`)),
+      result.stderr,
+    ).toHaveLength(1);
+    expect(
+      errorLines.filter((l) => l.includes(`${run}-fail2:`)),
+      result.stderr,
+    ).toHaveLength(1);
     const rows = summaryRows(result.stderr);
     expect(rows).toHaveLength(20);
     const byName = new Map(rows.map((r) => [r[0], r]));
@@ -104,10 +119,19 @@ describe("kiln build with many images", () => {
     // --json: the same as NDJSON summary lines; everything found now but the two failures.
     const json = await kiln(["build", "spec.mjs", "--builder", "docker", "--json"]);
     expect(json.code).toBe(1);
-    const summary = json.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).filter((e) => e.type === "summary");
+    const summary = json.stderr
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.type === "summary");
     expect(summary).toHaveLength(20);
     expect(summary.filter((s) => s.action === "found")).toHaveLength(18);
-    expect(summary.filter((s) => s.action === "failed").map((s) => s.image).sort()).toEqual(["A_fail1", "A_fail2"]);
+    expect(
+      summary
+        .filter((s) => s.action === "failed")
+        .map((s) => s.image)
+        .sort(),
+    ).toEqual(["A_fail1", "A_fail2"]);
     expect(summary.find((s) => s.image === "A_fail1").error.message).toBeTruthy();
   }, 500_000);
 });

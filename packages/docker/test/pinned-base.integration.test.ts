@@ -2,8 +2,8 @@
 // builds on exactly the pinned base, even after its tag moved; build({ pinBase }) resolves the tag's
 // current digest, so the image built then is on the moved base (and has another tag).
 import { rm } from "node:fs/promises";
-import { Image, RegistryClient, build, clearBaseDigestCache } from "@kiln/core";
-import { DockerCleanup, docker, ensureBusyboxImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
+import { Image, build, clearBaseDigestCache } from "@kiln/core";
+import { DockerCleanup, docker, ensureBusyboxImage, pushMovingBase, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../src/builder.js";
 
@@ -21,21 +21,12 @@ afterAll(async () => {
   await Promise.all([registry?.stop(), ...dirs.map((d) => rm(d, { recursive: true, force: true }))]);
 });
 
-const digestOf = async (ref: string) => (await new RegistryClient({ useDockerConfig: false }).headManifest(ref))!.digest;
 const run = (uri: string, script: string) => docker(["run", "--rm", "--network", "none", uri, "sh", "-c", script], { timeoutMs: 120_000 });
 
 describe("DockerImageBuilder with a base pinned by digest", () => {
   it("builds FROM the pinned digest after the tag moved; pinBase then picks up the moved base", async () => {
-    const busybox = await ensureBusyboxImage();
-    const baseRef = `${registry.host}/${uniqueName("pin-base")}:1`;
-    cleanup.image(baseRef);
-    await docker(["tag", busybox, baseRef]);
-    await docker(["push", baseRef], { timeoutMs: 120_000 });
-    const original = await digestOf(baseRef);
     // The tag moves upstream: a base with a marker file.
-    await docker(["build", "-t", baseRef, "-"], { input: `FROM ${busybox}\nRUN touch /moved\n`, timeoutMs: 120_000 });
-    await docker(["push", baseRef], { timeoutMs: 120_000 });
-    const moved = await digestOf(baseRef);
+    const { baseRef, original, moved } = await pushMovingBase(registry.host, uniqueName("pin-base"), cleanup);
     expect(moved).not.toBe(original);
 
     const declared = Image.fromBase(baseRef, { registry: registry.host, name: uniqueName("pinned-app") }).withEnvVars({ MODE: "pinned" });

@@ -2,9 +2,9 @@
 // the registry's description of a just-pushed manifest.
 import { PushFailedError } from "@kiln/core";
 import { describe, expect, it } from "vitest";
-import type { DockerDaemon } from "../src/daemon.js";
-import { pushedManifest } from "../src/multiPlatform.js";
-import { AUTH_FAILURE, pushTag } from "../src/push.js";
+import type { DockerDaemon } from "../src/daemon/daemon.js";
+import { pushedManifest } from "../src/push/multiPlatform.js";
+import { AUTH_FAILURE, pushTag } from "../src/push/push.js";
 
 describe("AUTH_FAILURE", () => {
   it.each([
@@ -40,7 +40,16 @@ describe("pushTag retries", () => {
     const started = Date.now();
     const error = await pushTag(
       daemon,
-      { repository: "127.0.0.1:1/app", tag: "t", registry: "127.0.0.1:1", registryAuth: "e30=", image: "127.0.0.1:1/app:t", redact: (t) => t, idleTimeoutMs: 60_000, signal: controller.signal },
+      {
+        repository: "127.0.0.1:1/app",
+        tag: "t",
+        registry: "127.0.0.1:1",
+        registryAuth: "e30=",
+        image: "127.0.0.1:1/app:t",
+        redact: (t) => t,
+        idleTimeoutMs: 60_000,
+        signal: controller.signal,
+      },
       [60_000],
     ).catch((e) => e);
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -66,7 +75,11 @@ describe("pushedManifest", () => {
 
   it("asks again while the registry does not hold it yet", async () => {
     const c = client([null, { digest: pushed.digest, mediaType: "application/vnd.oci.image.manifest.v1+json", size: 512 }]);
-    expect(await pushedManifest(c as never, pushed, undefined, [1, 1])).toEqual({ digest: pushed.digest, size: 512, mediaType: "application/vnd.oci.image.manifest.v1+json" });
+    expect(await pushedManifest(c as never, pushed, undefined, [1, 1])).toEqual({
+      digest: pushed.digest,
+      size: 512,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+    });
     expect(c.asked).toEqual([`${pushed.repository}@${pushed.digest}`, `${pushed.repository}@${pushed.digest}`]);
   });
 
@@ -80,6 +93,10 @@ describe("pushedManifest", () => {
 
   it("assumes the Docker v2 media type only when the registry answered without one", async () => {
     const c = client([{ digest: pushed.digest, mediaType: undefined }]);
-    expect(await pushedManifest(c as never, pushed, undefined, [])).toEqual({ digest: pushed.digest, size: 99, mediaType: "application/vnd.docker.distribution.manifest.v2+json" });
+    expect(await pushedManifest(c as never, pushed, undefined, [])).toEqual({
+      digest: pushed.digest,
+      size: 99,
+      mediaType: "application/vnd.docker.distribution.manifest.v2+json",
+    });
   });
 });

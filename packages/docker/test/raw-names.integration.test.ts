@@ -37,7 +37,8 @@ async function rawTree(): Promise<string> {
 
 /** Every path under /app in the image with its raw bytes (hex per line, from `od`), and link targets. */
 async function rawListing(uri: string): Promise<string[]> {
-  const script = 'cd /app && find . -mindepth 1 | sort | while read -r p; do printf "%s" "$p" | od -An -tx1 -v | tr -d " \\n"; [ -L "$p" ] && { printf " -> "; readlink "$p" | tr -d "\\n" | od -An -tx1 -v | tr -d " \\n"; }; echo; done';
+  const script =
+    'cd /app && find . -mindepth 1 | sort | while read -r p; do printf "%s" "$p" | od -An -tx1 -v | tr -d " \\n"; [ -L "$p" ] && { printf " -> "; readlink "$p" | tr -d "\\n" | od -An -tx1 -v | tr -d " \\n"; }; echo; done';
   return (await runInImage(uri, ["sh", "-c", script])).trim().split("\n");
 }
 
@@ -56,13 +57,7 @@ describe("a source folder with names that are not UTF-8", () => {
       const uri = cleanup.image(image.uri);
       await new DockerImageBuilder(mode.options).buildImage(image, {});
       expect(await rawListing(uri)).toEqual(
-        [
-          hex("./conf\xe9.ini"),
-          `${hex("./ln")} -> ${hex("conf\xe9.ini")}`,
-          hex("./plain.txt"),
-          hex("./r\xff"),
-          hex("./r\xff/in\xe0.txt"),
-        ].sort(),
+        [hex("./conf\xe9.ini"), `${hex("./ln")} -> ${hex("conf\xe9.ini")}`, hex("./plain.txt"), hex("./r\xff"), hex("./r\xff/in\xe0.txt")].sort(),
       );
       expect(await runInImage(uri, ["sh", "-c", "cat /app/conf*.ini /app/r*/in*.txt"])).toBe("x=1\ninner\n");
     });

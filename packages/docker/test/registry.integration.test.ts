@@ -6,7 +6,7 @@ import { describeBuilderConformance } from "@kiln/core/testing";
 import { DockerCleanup, docker, ensureBusyboxImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../src/builder.js";
-import { platformTag } from "../src/multiPlatform.js";
+import { platformTag } from "../src/push/multiPlatform.js";
 import { collector, dockerConfigWith, tempTree } from "./helpers.js";
 
 let busybox: string;
@@ -122,7 +122,10 @@ describe("multi-platform images", () => {
     expect(manifests.map((m) => `${m.platform.os}/${m.platform.architecture}`)).toEqual(["linux/amd64", "linux/arm64"]);
     // Each entry is a pushed image whose config says the same platform.
     expect(await client.platforms(image.uri)).toEqual({ digest: result.digest, platforms: ["linux/amd64", "linux/arm64"] });
-    const pushedDigests = c.of("push.done").filter((e) => e.platform).map((e) => e.digest);
+    const pushedDigests = c
+      .of("push.done")
+      .filter((e) => e.platform)
+      .map((e) => e.digest);
     expect(pushedDigests).toEqual(manifests.map((m) => m.digest));
 
     // Both per-platform images exist already: said in an event, nothing is built, same index.
@@ -139,10 +142,11 @@ describe("multi-platform images through the engine (which pins the content tag)"
     const r = await registry("none");
     const src = await tempTree({ "hello.txt": "engine multi-arch\n" });
     dirs.push(src);
-    const image = Image.fromBase("scratch", { registry: r.host, name: uniqueName("kiln-multi-engine"), platform: ["linux/amd64", "linux/arm64"] }).withSourceFile(
-      `${src}/hello.txt`,
-      "/hello.txt",
-    );
+    const image = Image.fromBase("scratch", {
+      registry: r.host,
+      name: uniqueName("kiln-multi-engine"),
+      platform: ["linux/amd64", "linux/arm64"],
+    }).withSourceFile(`${src}/hello.txt`, "/hello.txt");
     const builder = new DockerImageBuilder();
     // An earlier run that pushed both per-platform images but not the index (e.g. it failed there).
     for (const p of image.platform) {
@@ -161,7 +165,12 @@ describe("multi-platform images through the engine (which pins the content tag)"
     const second = await build(image, { builder, force: true, onEvent: forced.onEvent });
     expect(second.outcome).toBe("built");
     expect(forced.of("build.platforms-present")).toHaveLength(0);
-    expect(forced.of("push.done").filter((e) => e.platform).map((e) => e.platform)).toEqual(["linux/amd64", "linux/arm64"]);
+    expect(
+      forced
+        .of("push.done")
+        .filter((e) => e.platform)
+        .map((e) => e.platform),
+    ).toEqual(["linux/amd64", "linux/arm64"]);
     expect((await new RegistryClient().platforms(image.uri))?.platforms).toEqual(["linux/amd64", "linux/arm64"]);
   });
 });
@@ -187,7 +196,9 @@ let conformanceRegistry: TestRegistry;
 describeBuilderConformance("DockerImageBuilder", async () => {
   conformanceRegistry = await registry("none");
   await ensureBusyboxImage();
-  const image = Image.fromBase(busybox ?? (await ensureBusyboxImage()), { registry: conformanceRegistry.host, name: uniqueName("kiln-conf") }).withCommands("true");
+  const image = Image.fromBase(busybox ?? (await ensureBusyboxImage()), { registry: conformanceRegistry.host, name: uniqueName("kiln-conf") }).withCommands(
+    "true",
+  );
   cleanup.image(image.uri);
   return {
     builder: new DockerImageBuilder(),

@@ -27,7 +27,9 @@ afterAll(async () => {
 async function manifestStatus(repository: string, tag: string): Promise<number> {
   const res = await fetch(`${registry.url}/v2/${repository}/manifests/${tag}`, {
     method: "HEAD",
-    headers: { accept: "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json" },
+    headers: {
+      accept: "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+    },
   });
   return res.status;
 }
@@ -75,15 +77,14 @@ describe("kiln build when a source changes during the build", () => {
   });
 
   it("a file replaced by a FIFO after the listing: exit 1 at once instead of hanging", async () => {
-    specWith(
-      "fifo.mjs",
-      `{ afterListing() { if (!done) { done = true; unlinkSync(file); execFileSync("mkfifo", [file]); } } }`,
-    );
+    specWith("fifo.mjs", `{ afterListing() { if (!done) { done = true; unlinkSync(file); execFileSync("mkfifo", [file]); } } }`);
     const started = Date.now();
     const run = await kiln(["build", "fifo.mjs", "--builder", "docker"]);
     expect(run.code, run.stderr).toBe(1);
     expect(Date.now() - started).toBeLessThan(60_000);
-    expect(run.stderr).toMatch(/main\.txt" changed after the sources were listed \(while hashing it for the content tag\): it is no longer a regular file \(now a FIFO\)/);
+    expect(run.stderr).toMatch(
+      /main\.txt" changed after the sources were listed \(while hashing it for the content tag\): it is no longer a regular file \(now a FIFO\)/,
+    );
     expect(run.stderr).toMatch(/run the build again/);
   });
 });

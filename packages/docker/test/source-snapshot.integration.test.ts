@@ -36,7 +36,9 @@ async function manifestStatus(uri: string): Promise<number> {
   const colon = uri.lastIndexOf(":");
   const res = await fetch(`http://${uri.slice(0, slash)}/v2/${uri.slice(slash + 1, colon)}/manifests/${uri.slice(colon + 1)}`, {
     method: "HEAD",
-    headers: { accept: "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json" },
+    headers: {
+      accept: "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+    },
   });
   return res.status;
 }
@@ -96,7 +98,10 @@ describe("a source file saved during an incremental build", () => {
     trackStages(again.events);
     cleanup.image(result.uri!);
     expect(result.uri).not.toBe(uri);
-    expect(again.of("build.stage").map((e) => [e.stage, e.status])).toEqual([[0, "reused"], [1, "built"]]);
+    expect(again.of("build.stage").map((e) => [e.stage, e.status])).toEqual([
+      [0, "reused"],
+      [1, "built"],
+    ]);
     expect((await runInImage(result.uri!, ["cat", "/app/main.txt"])).trim()).toBe("version TWO");
   });
 

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createBuildContext, FileDigestCache, Image, planDockerfile, renderDockerfile } from "@kiln/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { layersOnStage, planDockerfileStage, planStages, stageDockerfile } from "../src/stages.js";
-import { createStageContext } from "../src/stageContext.js";
+import { layersOnStage, planDockerfileStage, planStages, stageDockerfile } from "../src/incremental/stages.js";
+import { createStageContext } from "../src/incremental/stageContext.js";
 
 let dir: string;
 const p = (...parts: string[]) => join(dir, ...parts);

@@ -4,9 +4,9 @@ import { readFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import { BuildFailedError, type BuildEvent } from "@kiln/core";
 import { describe, expect, it } from "vitest";
-import { decodeTraceAux } from "../src/buildkitTrace.js";
-import { followBuild } from "../src/buildProgress.js";
-import { readJsonMessages } from "../src/jsonStream.js";
+import { decodeTraceAux } from "../src/build/buildkitTrace.js";
+import { followBuild } from "../src/build/buildProgress.js";
+import { readJsonMessages } from "../src/daemon/jsonStream.js";
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
 
@@ -31,7 +31,11 @@ async function run(name: string) {
 
 describe("BuildKit trace decoding", () => {
   it("decodes vertex names, cache flags and logs from the protobuf aux messages", () => {
-    const lines = fixture("buildkit-failing-run.jsonl").toString().trim().split("\n").map((l) => JSON.parse(l));
+    const lines = fixture("buildkit-failing-run.jsonl")
+      .toString()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     const traces = lines.filter((l) => l.id === "moby.buildkit.trace").map((l) => decodeTraceAux(l.aux));
     const names = new Set(traces.flatMap((t) => t.vertexes.map((v) => v.name)));
     expect(names).toContain("[stage-0 2/4] RUN echo hello-from-run && echo second line");
@@ -67,7 +71,10 @@ describe("BuildKit trace decoding", () => {
   it("returns the image ID of a successful build", async () => {
     const { outcome, error } = await run("buildkit-ok.jsonl");
     expect(error).toBeUndefined();
-    const idLine = fixture("buildkit-ok.jsonl").toString().split("\n").find((l) => l.includes("moby.image.id"))!;
+    const idLine = fixture("buildkit-ok.jsonl")
+      .toString()
+      .split("\n")
+      .find((l) => l.includes("moby.image.id"))!;
     expect(outcome?.imageId).toBe(JSON.parse(idLine).aux.ID);
   });
 });
@@ -83,7 +90,11 @@ describe("classic builder stream", () => {
   });
 
   it("fails a stream that ends without an image ID (a truncated answer)", async () => {
-    const data = fixture("buildkit-ok.jsonl").toString().split("\n").filter((l) => !l.includes("moby.image.id")).join("\n");
+    const data = fixture("buildkit-ok.jsonl")
+      .toString()
+      .split("\n")
+      .filter((l) => !l.includes("moby.image.id"))
+      .join("\n");
     const { error } = await run.call(null, "buildkit-ok.jsonl").then(async () => {
       try {
         await followBuild(Readable.from([Buffer.from(data)]), { image: "example:1" });

@@ -20,20 +20,8 @@
  * credentials, a denial is not ambiguous in the same way (your own namespace answers 404 when
  * absent), so it is an AuthError ("could not tell"). `anonymousDenial: "error"` opts out.
  */
-import {
-  DEFAULT_PLATFORMS,
-  InvalidReferenceError,
-  type Architecture,
-  type ImageChecker,
-  type ImageCheckOptions,
-} from "@kiln/core";
-import {
-  checkImage,
-  defaultCheckerInstance,
-  isDockerHub,
-  RegistryClient,
-  type RegistryClientOptions,
-} from "@kiln/core/plugin";
+import { DEFAULT_PLATFORMS, InvalidReferenceError, type Architecture, type ImageChecker, type ImageCheckOptions } from "@kiln/core";
+import { checkImage, defaultCheckerInstance, isDockerHub, RegistryClient, type RegistryClientOptions } from "@kiln/core/plugin";
 import { referenceFor, registryOf } from "./target.js";
 
 export const DOCKER_HUB_REGISTRY_URL = "https://registry-1.docker.io";
@@ -102,7 +90,10 @@ export class DockerHubImageChecker implements ImageChecker {
         details: { field: "repository", value: repository, registry: ref.registry },
       });
     }
-    const result = await checkImage({ ...ref, registry: "docker.io" }, { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client, signal: options.signal, onEvent: options.onEvent });
+    const result = await checkImage(
+      { ...ref, registry: "docker.io" },
+      { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client, signal: options.signal, onEvent: options.onEvent },
+    );
     return result.present ? `${repository}:${tag}` : null;
   }
 }

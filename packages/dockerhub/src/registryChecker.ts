@@ -46,7 +46,12 @@ export class RegistryImageChecker implements ImageChecker {
     options: ImageCheckOptions = {},
   ): Promise<string | null> {
     const ref = referenceFor(repository, tag);
-    const result = await checkImage(ref, { platforms: arch.length ? arch : DEFAULT_PLATFORMS, client: this.client, signal: options.signal, onEvent: options.onEvent });
+    const result = await checkImage(ref, {
+      platforms: arch.length ? arch : DEFAULT_PLATFORMS,
+      client: this.client,
+      signal: options.signal,
+      onEvent: options.onEvent,
+    });
     return result.present ? `${repository}:${tag}` : null;
   }
 }

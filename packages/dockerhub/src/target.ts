@@ -8,7 +8,7 @@ import { toRegistryReference, type RegistryReference } from "@kiln/core/plugin";
 export function referenceFor(repository: string, tag: string): RegistryReference {
   if (typeof repository !== "string" || repository.length === 0) {
     throw new InvalidReferenceError(`Invalid repository ${JSON.stringify(repository)}: it is empty`, {
-      hint: "Pass a repository such as \"docker.io/library/python\" or \"ghcr.io/acme/app\".",
+      hint: 'Pass a repository such as "docker.io/library/python" or "ghcr.io/acme/app".',
       details: { field: "repository", value: repository },
     });
   }

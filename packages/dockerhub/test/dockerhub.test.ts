@@ -77,7 +77,9 @@ describe("DockerHubImageChecker", () => {
   });
 
   it("with anonymousDenial: 'error' the same answer is an AuthError (could not tell)", async () => {
-    const error = await checker({ anonymousDenial: "error" }).imageExists("acme/private", "v1").catch((e: unknown) => e);
+    const error = await checker({ anonymousDenial: "error" })
+      .imageExists("acme/private", "v1")
+      .catch((e: unknown) => e);
     expect(AuthError.isInstance(error)).toBe(true);
     expect((error as AuthError).hint).toMatch(/docker login/);
   });
@@ -91,7 +93,9 @@ describe("DockerHubImageChecker", () => {
   });
 
   it("refuses a repository of another registry with a hint", async () => {
-    const error = await checker().imageExists("ghcr.io/acme/app", "v1").catch((e: unknown) => e);
+    const error = await checker()
+      .imageExists("ghcr.io/acme/app", "v1")
+      .catch((e: unknown) => e);
     expect(InvalidReferenceError.isInstance(error)).toBe(true);
     expect((error as InvalidReferenceError).hint).toMatch(/registry/);
   });
@@ -104,19 +108,22 @@ describe("DockerHubImageChecker", () => {
 // Cancellation (an aborted check rejects, never answers; an abort mid-request closes it) is part of the suite.
 describeCheckerConformance("DockerHubImageChecker", {
   create: async () => ({
-  checker: checker(),
-  present: { repository: "busybox", tag: "1.36", platforms: ["linux/amd64", "linux/arm64"] },
-  absent: { repository: "busybox", tag: "nope", platforms: ["linux/amd64"] },
-  wrongArch: { repository: "alpine", tag: "3.19", platforms: ["linux/amd64", "linux/arm64"] },
-  failing: () =>
-    new DockerHubImageChecker({
-      registryUrl: "http://127.0.0.1:1",
-      clientOptions: { useDockerConfig: false, retry: { retries: 0 }, timeouts: { connectMs: 500 } },
-    }),
+    checker: checker(),
+    present: { repository: "busybox", tag: "1.36", platforms: ["linux/amd64", "linux/arm64"] },
+    absent: { repository: "busybox", tag: "nope", platforms: ["linux/amd64"] },
+    wrongArch: { repository: "alpine", tag: "3.19", platforms: ["linux/amd64", "linux/arm64"] },
+    failing: () =>
+      new DockerHubImageChecker({
+        registryUrl: "http://127.0.0.1:1",
+        clientOptions: { useDockerConfig: false, retry: { retries: 0 }, timeouts: { connectMs: 500 } },
+      }),
   }),
   // Docker Hub's API played by a server that never answers; patient timeouts, so only the abort ends the request.
   hanging: (server) => ({
-    checker: new DockerHubImageChecker({ registryUrl: server.url, clientOptions: { useDockerConfig: false, retry: { retries: 2, baseDelayMs: 10 }, timeouts: { connectMs: 5_000, idleMs: 30_000, totalMs: 60_000 } } }),
+    checker: new DockerHubImageChecker({
+      registryUrl: server.url,
+      clientOptions: { useDockerConfig: false, retry: { retries: 2, baseDelayMs: 10 }, timeouts: { connectMs: 5_000, idleMs: 30_000, totalMs: 60_000 } },
+    }),
     target: { repository: "app", tag: "v1", platforms: ["linux/amd64"] },
   }),
 });
@@ -127,7 +134,14 @@ describe("DockerHubImageChecker.answersFor: Docker Hub's repositories only", () 
     for (const repository of ["python", "acme/app", "docker.io/library/python", "index.docker.io/acme/app", "registry-1.docker.io/acme/app"]) {
       expect(hubChecker.answersFor(repository), repository).toBe(true);
     }
-    for (const repository of ["ghcr.io/acme/app", "localhost:5000/app", "123456789012.dkr.ecr.us-east-1.amazonaws.com/app", "oci:/tmp/layout", "", "Not A Name"]) {
+    for (const repository of [
+      "ghcr.io/acme/app",
+      "localhost:5000/app",
+      "123456789012.dkr.ecr.us-east-1.amazonaws.com/app",
+      "oci:/tmp/layout",
+      "",
+      "Not A Name",
+    ]) {
       expect(hubChecker.answersFor(repository), repository).toBe(false);
     }
   });
@@ -136,7 +150,11 @@ describe("DockerHubImageChecker.answersFor: Docker Hub's repositories only", () 
     const named = toNamedChecker(DockerHubImageChecker, "dockerhub");
     expect(named.answersFor?.("busybox")).toBe(true);
     const events: BuildEvent[] = [];
-    const error = await runCheckers([named], "ghcr.io/acme/app", "v1", ["linux/amd64"], { image: "ghcr.io/acme/app:v1", strict: true, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+    const error = await runCheckers([named], "ghcr.io/acme/app", "v1", ["linux/amd64"], {
+      image: "ghcr.io/acme/app:v1",
+      strict: true,
+      onEvent: (e) => events.push(e),
+    }).catch((e: unknown) => e);
     expect(CheckFailedError.isInstance(error), String(error)).toBe(true);
     expect((error as Error).message).toMatch(/answers for ghcr\.io\/acme\/app/);
     expect(events.filter((e) => e.type === "check.start")).toHaveLength(0);

@@ -7,7 +7,7 @@
  *   RegistryTimeoutError — never "absent".
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { KilnError, RegistryError, RegistryTimeoutError } from "@kiln/core";
+import { type KilnError, RegistryError, RegistryTimeoutError } from "@kiln/core";
 import { DockerHubImageChecker, RegistryImageChecker } from "../src/index.js";
 import { startFaultProxy, type FaultProxy } from "../../test-utils/src/faultProxy.js";
 import { deleteTestManifest, pushTestImage, startRegistry, type PushedTestImage, type TestRegistry } from "../../test-utils/src/registry.js";
@@ -64,7 +64,10 @@ function genericChecker(timeouts?: { idleMs?: number; totalMs?: number }) {
   });
 }
 
-const childHead = (digest: string) => ({ method, path }: { method: string; path: string }) => method === "HEAD" && path.endsWith(`/manifests/${digest}`);
+const childHead =
+  (digest: string) =>
+  ({ method, path }: { method: string; path: string }) =>
+    method === "HEAD" && path.endsWith(`/manifests/${digest}`);
 const manifestGet = ({ method, path }: { method: string; path: string }) => method === "GET" && path.includes("/manifests/");
 
 describe("DockerHubImageChecker", () => {
@@ -77,14 +80,18 @@ describe("DockerHubImageChecker", () => {
 
   it("a child HEAD answering 503: throws RegistryError (could not tell), never found", async () => {
     hubProxy.setPlan({ faults: [], match: childHead(arm64Of(hubWhole)), then: { kind: "status", status: 503 } });
-    const error = await hubChecker().imageExists("whole", "1", [...BOTH]).catch((e: unknown) => e);
+    const error = await hubChecker()
+      .imageExists("whole", "1", [...BOTH])
+      .catch((e: unknown) => e);
     expect(RegistryError.isInstance(error), String(error)).toBe(true);
   });
 
   it("a manifest body dripped past the 1 s deadline: throws RegistryTimeoutError, never null", async () => {
     hubProxy.setPlan({ faults: [], match: manifestGet, then: { kind: "drip", intervalMs: 50, chunkBytes: 1 } });
     const started = Date.now();
-    const error = await hubChecker({ idleMs: 10_000, totalMs: 1_000 }).imageExists("whole", "1", [...BOTH]).catch((e: unknown) => e);
+    const error = await hubChecker({ idleMs: 10_000, totalMs: 1_000 })
+      .imageExists("whole", "1", [...BOTH])
+      .catch((e: unknown) => e);
     expect(RegistryTimeoutError.isInstance(error), String(error)).toBe(true);
     expect((error as KilnError).hint).toContain("timeouts.totalMs");
     expect(Date.now() - started).toBeLessThan(3_000);
@@ -102,14 +109,18 @@ describe("RegistryImageChecker", () => {
 
   it("a child HEAD answering 503: throws RegistryError (could not tell), never found", async () => {
     genericProxy.setPlan({ faults: [], match: childHead(arm64Of(genericWhole)), then: { kind: "status", status: 503 } });
-    const error = await genericChecker().imageExists(`${genericProxy.host}/team/whole`, "v1", [...BOTH]).catch((e: unknown) => e);
+    const error = await genericChecker()
+      .imageExists(`${genericProxy.host}/team/whole`, "v1", [...BOTH])
+      .catch((e: unknown) => e);
     expect(RegistryError.isInstance(error), String(error)).toBe(true);
   });
 
   it("a manifest body dripped past the 1 s deadline: throws RegistryTimeoutError, never null", async () => {
     genericProxy.setPlan({ faults: [], match: manifestGet, then: { kind: "drip", intervalMs: 50, chunkBytes: 1 } });
     const started = Date.now();
-    const error = await genericChecker({ idleMs: 10_000, totalMs: 1_000 }).imageExists(`${genericProxy.host}/team/whole`, "v1", [...BOTH]).catch((e: unknown) => e);
+    const error = await genericChecker({ idleMs: 10_000, totalMs: 1_000 })
+      .imageExists(`${genericProxy.host}/team/whole`, "v1", [...BOTH])
+      .catch((e: unknown) => e);
     expect(RegistryTimeoutError.isInstance(error), String(error)).toBe(true);
     expect(Date.now() - started).toBeLessThan(3_000);
   });

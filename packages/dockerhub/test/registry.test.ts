@@ -43,33 +43,46 @@ for (const mode of ["none", "basic", "bearer"] as const) {
 }
 
 let conformanceRegistry: TestRegistry;
-describeCheckerConformance("RegistryImageChecker", async () => {
-  conformanceRegistry = await startRegistry({ auth: "bearer" });
-  await pushTestImage(conformanceRegistry, "conf/app", "v1", "oci-index-with-attestation");
-  await pushTestImage(conformanceRegistry, "conf/amd", "v1", "docker-v2");
-  const repo = `${conformanceRegistry.host}/conf/app`;
-  return {
-    checker: new RegistryImageChecker({ useDockerConfig: false, credentials: { [conformanceRegistry.host]: conformanceRegistry.credentials! } }),
-    present: { repository: repo, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
-    absent: { repository: repo, tag: "nope", platforms: ["linux/amd64"] },
-    wrongArch: { repository: `${conformanceRegistry.host}/conf/amd`, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
-    // Wrong credentials: it must throw, not answer.
-    failing: () =>
-      new RegistryImageChecker({ useDockerConfig: false, credentials: { [conformanceRegistry.host]: { username: "kiln", password: "wrong" } } }),
-    cleanup: () => conformanceRegistry.stop(),
-  };
-}, {
-  // A loopback "registry" that never answers; patient timeouts, so only the abort ends the request.
-  hanging: (server) => ({
-    checker: new RegistryImageChecker({ useDockerConfig: false, retry: { retries: 2, baseDelayMs: 10 }, timeouts: { connectMs: 5_000, idleMs: 30_000, totalMs: 60_000 } }),
-    target: { repository: `${server.host}/library/app`, tag: "v1", platforms: ["linux/amd64"] },
-  }),
-});
+describeCheckerConformance(
+  "RegistryImageChecker",
+  async () => {
+    conformanceRegistry = await startRegistry({ auth: "bearer" });
+    await pushTestImage(conformanceRegistry, "conf/app", "v1", "oci-index-with-attestation");
+    await pushTestImage(conformanceRegistry, "conf/amd", "v1", "docker-v2");
+    const repo = `${conformanceRegistry.host}/conf/app`;
+    return {
+      checker: new RegistryImageChecker({ useDockerConfig: false, credentials: { [conformanceRegistry.host]: conformanceRegistry.credentials! } }),
+      present: { repository: repo, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
+      absent: { repository: repo, tag: "nope", platforms: ["linux/amd64"] },
+      wrongArch: { repository: `${conformanceRegistry.host}/conf/amd`, tag: "v1", platforms: ["linux/amd64", "linux/arm64"] },
+      // Wrong credentials: it must throw, not answer.
+      failing: () => new RegistryImageChecker({ useDockerConfig: false, credentials: { [conformanceRegistry.host]: { username: "kiln", password: "wrong" } } }),
+      cleanup: () => conformanceRegistry.stop(),
+    };
+  },
+  {
+    // A loopback "registry" that never answers; patient timeouts, so only the abort ends the request.
+    hanging: (server) => ({
+      checker: new RegistryImageChecker({
+        useDockerConfig: false,
+        retry: { retries: 2, baseDelayMs: 10 },
+        timeouts: { connectMs: 5_000, idleMs: 30_000, totalMs: 60_000 },
+      }),
+      target: { repository: `${server.host}/library/app`, tag: "v1", platforms: ["linux/amd64"] },
+    }),
+  },
+);
 
 describe("RegistryImageChecker.answersFor: every registry, nothing else", () => {
   it("claims any registry's repository (Docker Hub's too), declines OCI layouts and invalid names", () => {
     const checker = new RegistryImageChecker({ useDockerConfig: false });
-    for (const repository of ["ghcr.io/acme/app", "localhost:5000/app", "python", "docker.io/library/python", "123456789012.dkr.ecr.us-east-1.amazonaws.com/app"]) {
+    for (const repository of [
+      "ghcr.io/acme/app",
+      "localhost:5000/app",
+      "python",
+      "docker.io/library/python",
+      "123456789012.dkr.ecr.us-east-1.amazonaws.com/app",
+    ]) {
       expect(checker.answersFor(repository), repository).toBe(true);
     }
     for (const repository of ["oci:/tmp/layout", "", "Not A Name"]) {

@@ -19,10 +19,10 @@ import {
   type ImageCheckOptions,
 } from "@kiln/core";
 import { MANIFEST_MEDIA_TYPES, defaultCheckerInstance, missingPlatforms, platformOfConfig } from "@kiln/core/plugin";
-import { awsErrorName, toKilnError } from "./aws-errors.js";
+import { awsErrorName, toKilnError } from "./awsErrors.js";
 import { EcrClientPool, type EcrClientOptions } from "./client.js";
-import { fetchConfigPlatform, type FetchLike } from "./config-blob.js";
-import { platformsWithMissingChildren } from "./index-children.js";
+import { fetchConfigPlatform, type FetchLike } from "./configBlob.js";
+import { platformsWithMissingChildren } from "./indexChildren.js";
 import { ecrTimeoutError, requestDeadline, resolveDeadline, type EcrDeadlineSetting } from "./deadline.js";
 import { assertRegistryId, assertTag, ecrRegistryHost, parseEcrHost, splitRepository, type EcrRegistry } from "./host.js";
 import { configDigestOf, indexPlatforms, isIndexManifest } from "./platforms.js";

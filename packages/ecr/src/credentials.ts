@@ -13,11 +13,11 @@
 import { GetAuthorizationTokenCommand } from "@aws-sdk/client-ecr";
 import { AuthError, KilnError } from "@kiln/core";
 import { registerCredentialProvider } from "@kiln/core/plugin";
-import { toKilnError } from "./aws-errors.js";
+import { toKilnError } from "./awsErrors.js";
 import { EcrClientPool, type EcrClientOptions } from "./client.js";
-import { configKeyHost, dockerCredHelperFor } from "./docker-config.js";
+import { configKeyHost, dockerCredHelperFor } from "./dockerConfig.js";
 import { parseEcrHost, type EcrRegistry } from "./host.js";
-import { EcrTokenCache, type EcrToken, type TokenCacheOptions } from "./token-cache.js";
+import { EcrTokenCache, type EcrToken, type TokenCacheOptions } from "./tokenCache.js";
 
 /** Structurally core's `RegistryCredentials` (username/password form). */
 export interface EcrRegistryCredentials {

@@ -3,13 +3,13 @@
 // existence checks (registered as `ecr` in package.json `kiln.imageCheckers`)
 export { EcrImageChecker } from "./checker.js";
 export type { EcrImageCheckerOptions } from "./checker.js";
-export { withEcrChecker } from "./with-ecr-checker.js";
+export { withEcrChecker } from "./withEcrChecker.js";
 
 // push credentials (registered as `ecr` in package.json `kiln.credentialProviders`)
 export { createEcrCredentialProvider, ecrCredentialProvider, registerEcrCredentials } from "./credentials.js";
 export type { EcrCredentialProvider, EcrCredentialProviderOptions, EcrRegistryCredentials } from "./credentials.js";
-export { EcrTokenCache } from "./token-cache.js";
-export type { EcrToken, TokenCacheOptions } from "./token-cache.js";
+export { EcrTokenCache } from "./tokenCache.js";
+export type { EcrToken, TokenCacheOptions } from "./tokenCache.js";
 
 // shared client options and registry hosts
 export { EcrClientPool, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_MODE } from "./client.js";

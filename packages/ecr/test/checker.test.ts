@@ -12,7 +12,7 @@ import { CheckFailedError, KilnError, type BuildEvent } from "@kiln/core";
 import { runCheckers, toNamedChecker } from "@kiln/core/plugin";
 import { EcrImageChecker } from "../src/checker.js";
 import type { EcrWarning } from "../src/warnings.js";
-import { batchGetImage } from "./batch-get-image.js";
+import { batchGetImage } from "./batchGetImage.js";
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, indexManifest, singleArch } from "./manifests.js";
 
 const HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -83,14 +83,18 @@ describe("EcrImageChecker.imageExists — request", () => {
   });
 
   it("sends the configured registryId for a cross-account repository given without a host, and builds the URI from it", async () => {
-    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX, registryId: "999988887777" }));
+    ecr
+      .on(BatchGetImageCommand)
+      .callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX, registryId: "999988887777" }));
     const checker = new EcrImageChecker({ registryId: "999988887777", region: "ap-south-1", credentials: { accessKeyId: "a", secretAccessKey: "s" } });
     expect(await checker.imageExists("shared/base", TAG)).toBe(`999988887777.dkr.ecr.ap-south-1.amazonaws.com/shared/base:${TAG}`);
     expect(ecr.commandCalls(BatchGetImageCommand)[0]!.args[0].input.registryId).toBe("999988887777");
   });
 
   it("sends the host's account as registryId even when the caller's credentials belong to another account", async () => {
-    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX, registryId: "555566667777" }));
+    ecr
+      .on(BatchGetImageCommand)
+      .callsFake(batchGetImage({ manifest: indexManifest([{ os: "linux", architecture: "amd64" }]), mediaType: OCI_INDEX, registryId: "555566667777" }));
     const checker = new EcrImageChecker({ credentials: { accessKeyId: "a", secretAccessKey: "s" } });
     await checker.imageExists("555566667777.dkr.ecr.us-west-2.amazonaws.com/other-team/app", TAG);
     expect(ecr.commandCalls(BatchGetImageCommand)[0]!.args[0].input.registryId).toBe("555566667777");
@@ -287,7 +291,11 @@ describe("EcrImageChecker.answersFor (what the engine and strict mode use)", () 
     expect(new EcrImageChecker().answersFor("localhost:5000/app")).toBe(false);
     expect(new EcrImageChecker({ region: "eu-west-1" }).answersFor("team/app")).toBe(true);
     expect(new EcrImageChecker({ registryId: "123456789012" }).answersFor("team/app")).toBe(true);
-    expect(new EcrImageChecker({ registryAliases: { "registry.example.com": { registryId: "123456789012", region: "eu-west-1" } } }).answersFor("registry.example.com/team/app")).toBe(true);
+    expect(
+      new EcrImageChecker({ registryAliases: { "registry.example.com": { registryId: "123456789012", region: "eu-west-1" } } }).answersFor(
+        "registry.example.com/team/app",
+      ),
+    ).toBe(true);
     // The old name keeps working for one release.
     expect(new EcrImageChecker().handles("ghcr.io/acme/app")).toBe(false);
   });
@@ -297,7 +305,11 @@ describe("EcrImageChecker.answersFor (what the engine and strict mode use)", () 
     expect(toNamedChecker(EcrImageChecker).name).toBe("ecr");
     expect(named.answersFor?.(REPO)).toBe(true);
     const events: BuildEvent[] = [];
-    const error = await runCheckers([named], "ghcr.io/acme/app", TAG, ["linux/amd64"], { image: `ghcr.io/acme/app:${TAG}`, strict: true, onEvent: (e) => events.push(e) }).catch((e: unknown) => e);
+    const error = await runCheckers([named], "ghcr.io/acme/app", TAG, ["linux/amd64"], {
+      image: `ghcr.io/acme/app:${TAG}`,
+      strict: true,
+      onEvent: (e) => events.push(e),
+    }).catch((e: unknown) => e);
     expect(CheckFailedError.isInstance(error), String(error)).toBe(true);
     expect((error as Error).message).toMatch(/none of the checkers \(ecr\) answers for ghcr\.io\/acme\/app/);
     expect(events.filter((e) => e.type === "check.start")).toHaveLength(0);

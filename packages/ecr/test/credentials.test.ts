@@ -6,7 +6,7 @@ import { ECRClient, GetAuthorizationTokenCommand } from "@aws-sdk/client-ecr";
 import { mockClient } from "aws-sdk-client-mock";
 import { credentialProviders, KilnError } from "@kiln/core";
 import { createEcrCredentialProvider, ecrCredentialProvider, registerEcrCredentials } from "../src/credentials.js";
-import { configKeyHost, dockerCredHelperFor } from "../src/docker-config.js";
+import { configKeyHost, dockerCredHelperFor } from "../src/dockerConfig.js";
 
 const HOST = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
 const HOUR = 60 * 60 * 1000;
@@ -39,7 +39,14 @@ describe("ECR credential provider", () => {
   it("matches ECR hosts (all forms) and configured aliases only", () => {
     const provider = createEcrCredentialProvider({ registryAliases: { "127.0.0.1:5000": { registryId: "123456789012", region: "eu-west-1" } } });
     expect(provider.name).toBe("ecr");
-    for (const host of [HOST, "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com", "123456789012.dkr-ecr.eu-west-1.on.aws", "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "127.0.0.1:5000", `https://${HOST}`]) {
+    for (const host of [
+      HOST,
+      "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com",
+      "123456789012.dkr-ecr.eu-west-1.on.aws",
+      "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+      "127.0.0.1:5000",
+      `https://${HOST}`,
+    ]) {
       expect(provider.matches(host), host).toBe(true);
     }
     for (const host of ["ghcr.io", "docker.io", "127.0.0.1:5001", "public.ecr.aws"]) expect(provider.matches(host), host).toBe(false);
@@ -56,7 +63,9 @@ describe("ECR credential provider", () => {
 
   it("caches the token per registry", async () => {
     let n = 0;
-    ecr.on(GetAuthorizationTokenCommand).callsFake(async (input: { registryIds?: string[] }) => tokenResponse(`pw-${input.registryIds![0]}-${++n}`, Date.now() + 12 * HOUR));
+    ecr
+      .on(GetAuthorizationTokenCommand)
+      .callsFake(async (input: { registryIds?: string[] }) => tokenResponse(`pw-${input.registryIds![0]}-${++n}`, Date.now() + 12 * HOUR));
     const provider = createEcrCredentialProvider({ credentials: creds, env: emptyEnv });
     expect((await provider.getCredentials(HOST))!.password).toBe("pw-123456789012-1");
     expect((await provider.getCredentials(HOST))!.password).toBe("pw-123456789012-1");
@@ -93,7 +102,10 @@ describe("ECR credential provider", () => {
 
   it("keeps using a still-valid token when an early refresh fails, and fails once it is about to expire", async () => {
     let now = 1_000_000_000_000;
-    ecr.on(GetAuthorizationTokenCommand).resolvesOnce(tokenResponse("pw-1", now + 12 * HOUR)).rejects(Object.assign(new Error("down"), { name: "ServerException", $metadata: {} }));
+    ecr
+      .on(GetAuthorizationTokenCommand)
+      .resolvesOnce(tokenResponse("pw-1", now + 12 * HOUR))
+      .rejects(Object.assign(new Error("down"), { name: "ServerException", $metadata: {} }));
     const provider = createEcrCredentialProvider({ credentials: creds, env: emptyEnv, now: () => now });
     await provider.getCredentials(HOST);
     now += 11.5 * HOUR; // 30 minutes left: refresh attempted, fails, old token still good
@@ -122,7 +134,8 @@ describe("ECR credential provider", () => {
   });
 
   it("does not cache a failure: the next call asks again", async () => {
-    ecr.on(GetAuthorizationTokenCommand)
+    ecr
+      .on(GetAuthorizationTokenCommand)
       .rejectsOnce(Object.assign(new Error("denied"), { name: "AccessDeniedException", $metadata: { httpStatusCode: 400 } }))
       .resolves(tokenResponse("pw-after", Date.now() + 12 * HOUR));
     const provider = createEcrCredentialProvider({ credentials: creds, env: emptyEnv });
@@ -132,7 +145,9 @@ describe("ECR credential provider", () => {
   });
 
   it("never puts the token in an error about a malformed token", async () => {
-    ecr.on(GetAuthorizationTokenCommand).resolves({ authorizationData: [{ authorizationToken: Buffer.from("no-colon-secret").toString("base64"), expiresAt: new Date() }] });
+    ecr
+      .on(GetAuthorizationTokenCommand)
+      .resolves({ authorizationData: [{ authorizationToken: Buffer.from("no-colon-secret").toString("base64"), expiresAt: new Date() }] });
     const provider = createEcrCredentialProvider({ credentials: creds, env: emptyEnv });
     const error = (await provider.getCredentials(HOST).catch((e: unknown) => e)) as KilnError;
     expect(error.code).toBe("KILN_AUTH");
@@ -144,7 +159,14 @@ describe("ECR credential provider", () => {
     beforeAll(async () => {
       const dir = path.join(dockerConfigDir, "with-helper");
       await import("node:fs/promises").then((fs) => fs.mkdir(dir, { recursive: true }));
-      await writeFile(path.join(dir, "config.json"), JSON.stringify({ credHelpers: { [HOST]: "ecr-login" }, credsStore: "desktop", auths: { "999999999999.dkr.ecr.eu-west-1.amazonaws.com": { auth: "QVdTOm9sZA==" } } }));
+      await writeFile(
+        path.join(dir, "config.json"),
+        JSON.stringify({
+          credHelpers: { [HOST]: "ecr-login" },
+          credsStore: "desktop",
+          auths: { "999999999999.dkr.ecr.eu-west-1.amazonaws.com": { auth: "QVdTOm9sZA==" } },
+        }),
+      );
       env = { DOCKER_CONFIG: dir };
     });
 

@@ -13,9 +13,9 @@ import { BatchGetImageCommand, ECRClient, ServerException, type BatchGetImageCom
 import { mockClient } from "aws-sdk-client-mock";
 import { CancelledError, KilnError, RegistryTimeoutError, toNamedChecker, type ImageBuilder } from "@kiln/core";
 import { EcrImageChecker } from "../src/checker.js";
-import { withEcrChecker } from "../src/with-ecr-checker.js";
-import { batchGetImage } from "./batch-get-image.js";
-import { FakeEcr } from "./fake-ecr.js";
+import { withEcrChecker } from "../src/withEcrChecker.js";
+import { batchGetImage } from "./batchGetImage.js";
+import { FakeEcr } from "./fakeEcr.js";
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, indexWithChildren, singleArch } from "./manifests.js";
 
 const ACCOUNT = "123456789012";
@@ -37,7 +37,8 @@ async function failure(pending: Promise<unknown>): Promise<KilnError> {
 
 describe("over the wire (fake ECR endpoint)", () => {
   let ecr: FakeEcr;
-  const checker = (options: ConstructorParameters<typeof EcrImageChecker>[0] = {}) => new EcrImageChecker({ endpoint: ecr.url, credentials, maxAttempts: 2, ...options });
+  const checker = (options: ConstructorParameters<typeof EcrImageChecker>[0] = {}) =>
+    new EcrImageChecker({ endpoint: ecr.url, credentials, maxAttempts: 2, ...options });
   const digestLookups = () => ecr.calls("BatchGetImage").filter((r) => r.body.imageIds.some((id: { imageDigest?: string }) => id.imageDigest));
 
   beforeAll(async () => {
@@ -168,7 +169,9 @@ describe("SDK errors on the child lookup (aws-sdk-client-mock)", () => {
 
   it("an upstream throttling failure for a child (pull-through cache): RateLimitError, never present", async () => {
     const image = indexWithChildren([AMD64, ARM64]);
-    ecr.on(BatchGetImageCommand).callsFake(batchGetImage({ manifest: image.manifest, mediaType: OCI_INDEX }, { failing: { [image.children[1]!.digest]: "UpstreamTooManyRequests" } }));
+    ecr
+      .on(BatchGetImageCommand)
+      .callsFake(batchGetImage({ manifest: image.manifest, mediaType: OCI_INDEX }, { failing: { [image.children[1]!.digest]: "UpstreamTooManyRequests" } }));
     const error = await failure(checker().imageExists(REPO, TAG, ["linux/amd64", "linux/arm64"]));
     expect(error.code).toBe("KILN_RATE_LIMIT");
   });

@@ -12,7 +12,7 @@ import { Image, KilnError, type BuildEvent } from "@kiln/core";
 import { DockerImageBuilder } from "@kiln/docker";
 import { DockerCleanup, ensureBusyboxImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
 import { registerEcrCredentials } from "../src/credentials.js";
-import { FakeEcr } from "./fake-ecr.js";
+import { FakeEcr } from "./fakeEcr.js";
 
 const ACCOUNT = "123456789012";
 

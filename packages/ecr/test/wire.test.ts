@@ -10,7 +10,7 @@ import { KilnError } from "@kiln/core";
 import { EcrImageChecker } from "../src/checker.js";
 import { createEcrCredentialProvider } from "../src/credentials.js";
 import type { EcrWarning } from "../src/warnings.js";
-import { FakeEcr } from "./fake-ecr.js";
+import { FakeEcr } from "./fakeEcr.js";
 import { DOCKER_MANIFEST, OCI_INDEX, indexManifest, indexWithChildren, singleArch } from "./manifests.js";
 
 const ACCOUNT = "123456789012";
@@ -49,7 +49,18 @@ const checker = (options: ConstructorParameters<typeof EcrImageChecker>[0] = {})
 
 describe("EcrImageChecker over the wire", () => {
   it("sends a signed JSON 1.1 BatchGetImage and reads platforms from the returned index", async () => {
-    ecr.addImage(ACCOUNT, "team/multi", TAG, indexWithChildren([{ os: "linux", architecture: "amd64" }, { os: "linux", architecture: "arm64", variant: "v8" }], { attestations: true }));
+    ecr.addImage(
+      ACCOUNT,
+      "team/multi",
+      TAG,
+      indexWithChildren(
+        [
+          { os: "linux", architecture: "amd64" },
+          { os: "linux", architecture: "arm64", variant: "v8" },
+        ],
+        { attestations: true },
+      ),
+    );
     const c = checker();
     expect(await c.imageExists(`${HOST}/team/multi`, TAG, ["linux/amd64", "linux/arm64"])).toBe(`${HOST}/team/multi:${TAG}`);
     c.destroy();

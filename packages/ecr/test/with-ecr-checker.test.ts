@@ -3,8 +3,8 @@ import { BatchGetImageCommand, ECRClient } from "@aws-sdk/client-ecr";
 import { mockClient } from "aws-sdk-client-mock";
 import { toNamedChecker, type ImageBuilder } from "@kiln/core";
 import { EcrImageChecker } from "../src/checker.js";
-import { withEcrChecker } from "../src/with-ecr-checker.js";
-import { batchGetImage } from "./batch-get-image.js";
+import { withEcrChecker } from "../src/withEcrChecker.js";
+import { batchGetImage } from "./batchGetImage.js";
 import { OCI_INDEX, indexManifest } from "./manifests.js";
 
 const ecr = mockClient(ECRClient);

@@ -201,7 +201,10 @@ async function conffilesOf(pkg: DebPackage, files: Map<string, DebEntry>): Promi
 function md5(path: string): Promise<string> {
   return new Promise((done, fail) => {
     const hash = createHash("md5");
-    createReadStream(path).on("error", fail).on("data", (d) => hash.update(d)).on("end", () => done(hash.digest("hex")));
+    createReadStream(path)
+      .on("error", fail)
+      .on("data", (d) => hash.update(d))
+      .on("end", () => done(hash.digest("hex")));
   });
 }
 
@@ -213,25 +216,37 @@ function checkLibraries(pkg: DebPackage, state: DebianImageState): void {
   for (const entry of pkg.entries) {
     if (entry.type === "directory") continue;
     if (entry.path.startsWith("etc/ld.so.conf.d/")) {
-      throw new MaintainerScriptError(`The Debian package ${label} adds /${entry.path}: its libraries are found only after ldconfig runs, and the oci builder runs nothing`, {
-        hint: 'Build this image with a builder that runs steps (builder: "docker" or "buildkit").',
-        details: { package: label.split(" ")[0], command: "ldconfig", file: `/${entry.path}` },
-      });
+      throw new MaintainerScriptError(
+        `The Debian package ${label} adds /${entry.path}: its libraries are found only after ldconfig runs, and the oci builder runs nothing`,
+        {
+          hint: 'Build this image with a builder that runs steps (builder: "docker" or "buildkit").',
+          details: { package: label.split(" ")[0], command: "ldconfig", file: `/${entry.path}` },
+        },
+      );
     }
     if (!/\.so(\.\d+)*$/.test(entry.path)) continue;
     const dir = state.view.resolveAll(posix.dirname(entry.path));
     if (!defaults.has(dir) && configured.has(dir)) {
-      throw new MaintainerScriptError(`The Debian package ${label} installs the library /${entry.path} in /${dir}, which the dynamic linker searches only through ld.so.cache: it needs ldconfig run, and the oci builder runs nothing`, {
-        hint: 'Build this image with a builder that runs steps (builder: "docker" or "buildkit").',
-        details: { package: label.split(" ")[0], command: "ldconfig", file: `/${entry.path}` },
-      });
+      throw new MaintainerScriptError(
+        `The Debian package ${label} installs the library /${entry.path} in /${dir}, which the dynamic linker searches only through ld.so.cache: it needs ldconfig run, and the oci builder runs nothing`,
+        {
+          hint: 'Build this image with a builder that runs steps (builder: "docker" or "buildkit").',
+          details: { package: label.split(" ")[0], command: "ldconfig", file: `/${entry.path}` },
+        },
+      );
     }
   }
 }
 
 /** Directories named in the image's /etc/ld.so.conf and ld.so.conf.d/*.conf (as resolved paths). */
 function ldSoConfDirs(view: DebianRootView): Set<string> {
-  const texts = [view.read("etc/ld.so.conf")?.toString("utf8") ?? "", ...view.listKept("etc/ld.so.conf.d").filter(([n]) => n.endsWith(".conf")).map(([, d]) => d.toString("utf8"))];
+  const texts = [
+    view.read("etc/ld.so.conf")?.toString("utf8") ?? "",
+    ...view
+      .listKept("etc/ld.so.conf.d")
+      .filter(([n]) => n.endsWith(".conf"))
+      .map(([, d]) => d.toString("utf8")),
+  ];
   const out = new Set<string>();
   for (const text of texts) {
     for (const raw of text.split("\n")) {

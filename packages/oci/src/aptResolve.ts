@@ -74,44 +74,70 @@ export async function resolveAptPackages(options: AptResolveOptions): Promise<Ap
   if (options.listsCache && config.listsKey) await restoreAptLists(options.listsCache, config.listsKey, listsDir);
   const update = await run(tools.aptGet, ["-q", "update"], env, dir, UPDATE_DEADLINE_MS, signal);
   if (update.code !== 0 || /^(E|W): (Failed to fetch|The repository|GPG error|Some index files failed)/m.test(update.stderr)) {
-    throw new BuildFailedError(`apt-get update failed for ${what} (sources from the ${config.sources === "base" ? "base image" : "build machine"}): ${lastLines(update.stderr || update.stdout)}`, {
-      hint: "Check that this machine reaches the image's apt mirrors (proxies: set Acquire::http::Proxy in this machine's apt configuration, or http_proxy), or build with a builder that runs steps.",
-      details: { layer: what, base: options.baseRef, sources: config.sources },
-    });
+    throw new BuildFailedError(
+      `apt-get update failed for ${what} (sources from the ${config.sources === "base" ? "base image" : "build machine"}): ${lastLines(update.stderr || update.stdout)}`,
+      {
+        hint: "Check that this machine reaches the image's apt mirrors (proxies: set Acquire::http::Proxy in this machine's apt configuration, or http_proxy), or build with a builder that runs steps.",
+        details: { layer: what, base: options.baseRef, sources: config.sources },
+      },
+    );
   }
   if (options.listsCache && config.listsKey) await saveAptLists(options.listsCache, config.listsKey, listsDir);
 
-  const simulate = await run(tools.aptGet, ["-q", "--simulate", "--no-install-recommends", "install", "--", ...options.packages], env, dir, PLAN_DEADLINE_MS, signal);
+  const simulate = await run(
+    tools.aptGet,
+    ["-q", "--simulate", "--no-install-recommends", "install", "--", ...options.packages],
+    env,
+    dir,
+    PLAN_DEADLINE_MS,
+    signal,
+  );
   if (simulate.code !== 0) {
-    const missing = /Unable to locate package (\S+)/.exec(simulate.stderr)?.[1] ?? /Package '?([^' ]+)'? has no installation candidate/.exec(simulate.stderr)?.[1];
+    const missing =
+      /Unable to locate package (\S+)/.exec(simulate.stderr)?.[1] ?? /Package '?([^' ]+)'? has no installation candidate/.exec(simulate.stderr)?.[1];
     throw new BuildFailedError(
       missing
         ? `apt cannot find ${missing} for ${options.arch.arch} in the base image's sources (${what})`
         : `apt cannot install ${what} on the base image ${options.baseRef} (${options.arch.arch}): ${lastLines(simulate.stderr || simulate.stdout)}`,
       {
-        hint: missing ? "Check the package name and that the base's apt sources carry it for this architecture." : "Check the package names and versions against the base's Debian release.",
+        hint: missing
+          ? "Check the package name and that the base's apt sources carry it for this architecture."
+          : "Check the package names and versions against the base's Debian release.",
         details: { layer: what, base: options.baseRef, arch: options.arch.arch, ...(missing ? { package: missing } : {}) },
       },
     );
   }
   const { plan, changes } = parseSimulation(simulate.stdout, options.arch.arch);
   if (changes.length > 0) {
-    throw new BuildFailedError(`Installing ${what} would change packages of the base image ${options.baseRef}: ${changes.join(", ")}; the oci builder only adds packages`, {
-      hint: 'Use a base image with current packages, pin versions the base can take as they are, or build with a builder that runs steps (builder: "docker" or "buildkit").',
-      details: { layer: what, base: options.baseRef, changes },
-    });
+    throw new BuildFailedError(
+      `Installing ${what} would change packages of the base image ${options.baseRef}: ${changes.join(", ")}; the oci builder only adds packages`,
+      {
+        hint: 'Use a base image with current packages, pin versions the base can take as they are, or build with a builder that runs steps (builder: "docker" or "buildkit").',
+        details: { layer: what, base: options.baseRef, changes },
+      },
+    );
   }
   const debsDir = join(dir, "debs");
   await mkdir(debsDir, { recursive: true });
   if (plan.length === 0) return { plan, debs: [], sources: config.sources };
-  const download = await run(tools.aptGet, ["-q", "download", "--", ...plan.map((p) => (p.arch === "all" ? `${p.name}=${p.version}` : `${p.name}:${p.arch}=${p.version}`))], env, debsDir, DOWNLOAD_DEADLINE_MS, signal);
+  const download = await run(
+    tools.aptGet,
+    ["-q", "download", "--", ...plan.map((p) => (p.arch === "all" ? `${p.name}=${p.version}` : `${p.name}:${p.arch}=${p.version}`))],
+    env,
+    debsDir,
+    DOWNLOAD_DEADLINE_MS,
+    signal,
+  );
   if (download.code !== 0) {
     throw new BuildFailedError(`apt-get download failed for ${what}: ${lastLines(download.stderr || download.stdout)}`, {
       hint: "Check that this machine reaches the image's apt mirrors, and try again.",
       details: { layer: what, base: options.baseRef },
     });
   }
-  const debs = (await readdir(debsDir)).filter((f) => f.endsWith(".deb")).sort().map((f) => join(debsDir, f));
+  const debs = (await readdir(debsDir))
+    .filter((f) => f.endsWith(".deb"))
+    .sort()
+    .map((f) => join(debsDir, f));
   if (debs.length !== plan.length) {
     throw new BuildFailedError(`apt-get download left ${debs.length} .deb files for the ${plan.length} packages of ${what}`, {
       hint: "Try again; if it persists, build with a builder that runs steps.",
@@ -152,7 +178,17 @@ interface AptRoot {
 async function writeAptRoot(options: AptResolveOptions): Promise<AptRoot> {
   const { dir, view, arch } = options;
   const etc = join(dir, "etc");
-  for (const sub of ["etc/sources.list.d", "etc/trusted.gpg.d", "etc/preferences.d", "etc/apt.conf.d", "state/lists/partial", "cache/archives/partial", "dpkg", "log", "keyrings"]) {
+  for (const sub of [
+    "etc/sources.list.d",
+    "etc/trusted.gpg.d",
+    "etc/preferences.d",
+    "etc/apt.conf.d",
+    "state/lists/partial",
+    "cache/archives/partial",
+    "dpkg",
+    "log",
+    "keyrings",
+  ]) {
     await mkdir(join(dir, sub), { recursive: true });
   }
   await writeFile(join(dir, "dpkg", "status"), options.status);
@@ -316,7 +352,11 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv, cwd: strin
         );
       }
       if (error && (error as { killed?: boolean }).killed) {
-        return done({ code: 124, stdout: String(stdout), stderr: `${String(stderr)}\n${command} ${args[1] ?? ""} did not finish within ${Math.round(timeout / 1000)} s` });
+        return done({
+          code: 124,
+          stdout: String(stdout),
+          stderr: `${String(stderr)}\n${command} ${args[1] ?? ""} did not finish within ${Math.round(timeout / 1000)} s`,
+        });
       }
       done({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
     });
@@ -325,5 +365,11 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv, cwd: strin
 }
 
 function lastLines(text: string): string {
-  return text.trim().split("\n").filter((l) => l.trim() !== "").slice(-4).join(" / ").slice(0, 800);
+  return text
+    .trim()
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .slice(-4)
+    .join(" / ")
+    .slice(0, 800);
 }

@@ -34,7 +34,12 @@ export interface BasePlatformImage {
   config: Record<string, unknown>;
 }
 
-export async function readBase(client: RegistryClient, baseRef: string, platforms: readonly string[], signal?: AbortSignal): Promise<Map<string, BasePlatformImage>> {
+export async function readBase(
+  client: RegistryClient,
+  baseRef: string,
+  platforms: readonly string[],
+  signal?: AbortSignal,
+): Promise<Map<string, BasePlatformImage>> {
   const ref = parseReference(baseRef) as RegistryReference;
   const top = await client.getManifest(ref, { signal });
   if (!top) {

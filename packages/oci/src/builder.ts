@@ -234,7 +234,15 @@ export class OciImageBuilder implements ImageBuilder {
           await writeFile(requirementsFile, await readPinnedFile(layer.python.requirements, snapshot));
         }
         const spec = image.spec.layers[layer.layerIndex] as PythonLayer;
-        await resolvePythonPackages({ layer: spec, ...(requirementsFile ? { requirementsFile } : {}), target: python, platform, dir, env: this.env, signal: options.signal });
+        await resolvePythonPackages({
+          layer: spec,
+          ...(requirementsFile ? { requirementsFile } : {}),
+          target: python,
+          platform,
+          dir,
+          env: this.env,
+          signal: options.signal,
+        });
         layer.entries = [...layer.entries, ...(await pythonLayerEntries(dir, python, epoch))].sort((a, b) => compareUtf8(a.header.name, b.header.name));
       }
       if (layer.apt) {
@@ -247,7 +255,18 @@ export class OciImageBuilder implements ImageBuilder {
           });
         }
         const dir = await mkdtemp(join(scratch, "apt-"));
-        layer.entries = (await aptLayerEntries({ packages: layer.apt.packages, state: debian, tools: tools.tools, env: this.env, dir, mtime: epoch, ...(this.aptLists ? { listsCache: this.aptLists } : {}), signal: options.signal })).entries;
+        layer.entries = (
+          await aptLayerEntries({
+            packages: layer.apt.packages,
+            state: debian,
+            tools: tools.tools,
+            env: this.env,
+            dir,
+            mtime: epoch,
+            ...(this.aptLists ? { listsCache: this.aptLists } : {}),
+            signal: options.signal,
+          })
+        ).entries;
       }
       if (cached) {
         out.push({ ...cached, createdBy: layer.createdBy, open: onDemand(() => writeLayer(scratch, name, layerTarChunks(layer, snapshot)), cached) });
@@ -295,14 +314,26 @@ export class OciImageBuilder implements ImageBuilder {
     await options.beforePush?.();
     const mountFrom = sink.canMountFrom(base.ref.registry) ? [base.ref.repository] : [];
     for (const layer of base.layers) {
-      await this.pushBlob(sink, uri, {
-        digest: layer.digest,
-        size: layer.size,
-        open: () => openBlobStream(this.client, base.ref, layer.digest, { signal }),
-      }, mountFrom, options);
+      await this.pushBlob(
+        sink,
+        uri,
+        {
+          digest: layer.digest,
+          size: layer.size,
+          open: () => openBlobStream(this.client, base.ref, layer.digest, { signal }),
+        },
+        mountFrom,
+        options,
+      );
     }
     for (const layer of own) {
-      await this.pushBlob(sink, uri, { digest: layer.digest, size: layer.size, open: () => layer.open(), ...(layer.path ? { file: layer.path } : {}) }, [], options);
+      await this.pushBlob(
+        sink,
+        uri,
+        { digest: layer.digest, size: layer.size, open: () => layer.open(), ...(layer.path ? { file: layer.path } : {}) },
+        [],
+        options,
+      );
     }
     await this.pushBlob(sink, uri, { digest: sha256(configBody), size: configBody.length, open: () => bufferStream(configBody) }, [], options);
     const layers: Descriptor[] = [

@@ -23,7 +23,9 @@ interface Stored {
 }
 
 export function debianBaseKey(layerDigests: readonly string[]): string {
-  return createHash("sha256").update(`kiln-oci-debian-base-v${VERSION}\n${layerDigests.join("\n")}`).digest("hex");
+  return createHash("sha256")
+    .update(`kiln-oci-debian-base-v${VERSION}\n${layerDigests.join("\n")}`)
+    .digest("hex");
 }
 
 export class DebianBaseCache {

@@ -51,7 +51,7 @@ export async function openDeb(dpkgDeb: string, deb: string, scratch: string, sig
   const controlFiles = new Map<string, { data: Buffer; mode: number }>();
   await readTar(dpkgDeb, ["--ctrl-tarfile", deb], deb, signal, async (header, body) => {
     const name = normalize(header.name);
-    if (header.type !== "file" || name === "" || name.includes("/")) return body.resume(), undefined;
+    if (header.type !== "file" || name === "" || name.includes("/")) return (body.resume(), undefined);
     if ((header.size ?? 0) > MAX_CONTROL_BYTES) throw new Error(`control member ${name} is too large`);
     controlFiles.set(name, { data: await readAll(body), mode: (header.mode ?? 0o644) & 0o7777 });
   });
@@ -60,7 +60,8 @@ export async function openDeb(dpkgDeb: string, deb: string, scratch: string, sig
   controlFiles.delete("control");
   const control = controlData.data.toString("utf8");
   const fields = parseFields(control);
-  if (!fields.get("Package") || !fields.get("Version") || !fields.get("Architecture")) throw broken(deb, "its control file lacks Package, Version or Architecture");
+  if (!fields.get("Package") || !fields.get("Version") || !fields.get("Architecture"))
+    throw broken(deb, "its control file lacks Package, Version or Architecture");
 
   const dir = join(scratch, "files");
   await mkdir(dir, { recursive: true });

@@ -92,7 +92,11 @@ export function checkFileTriggers(pkg: DebPackage, fileTriggers: string | undefi
     for (const interest of interests) {
       if (path !== interest.path && !path.startsWith(`${interest.path}/`)) continue;
       if (HARMLESS_FILE_TRIGGER_OWNERS.has(interest.owner)) continue;
-      refuse(packageName(pkg), `its file ${path} fires the dpkg file trigger of ${interest.owner} (${interest.path}), which must run to finish the installation`, "file-trigger");
+      refuse(
+        packageName(pkg),
+        `its file ${path} fires the dpkg file trigger of ${interest.owner} (${interest.path}), which must run to finish the installation`,
+        "file-trigger",
+      );
     }
   }
 }
@@ -121,7 +125,10 @@ function commandsOf(script: string): string[] {
   for (const raw of joined.split("\n")) {
     const line = raw.trim();
     if (line === "" || line.startsWith("#")) continue;
-    const text = line.replace(/\s+#[^"'`]*$/, "").replace(/\s+/g, " ").trim();
+    const text = line
+      .replace(/\s+#[^"'`]*$/, "")
+      .replace(/\s+/g, " ")
+      .trim();
     // `if [ … ]; then ldconfig; fi` and `configure) ldconfig ;;` on one line: split at `; then`, `; fi`, `;;`.
     for (const part of splitStructure(text)) if (part !== "") out.push(part);
   }
@@ -163,8 +170,11 @@ function packageName(pkg: DebPackage): string {
 }
 
 function refuse(pkg: string, why: string, command: string, script?: string): never {
-  throw new MaintainerScriptError(`The Debian package ${pkg} cannot be installed without running it: ${why}. The oci builder unpacks packages and runs nothing`, {
-    hint: 'Build this image with a builder that runs steps (builder: "docker" or "buildkit"), or leave the package out.',
-    details: { package: pkg.split(" ")[0], command, ...(script ? { script } : {}) },
-  });
+  throw new MaintainerScriptError(
+    `The Debian package ${pkg} cannot be installed without running it: ${why}. The oci builder unpacks packages and runs nothing`,
+    {
+      hint: 'Build this image with a builder that runs steps (builder: "docker" or "buildkit"), or leave the package out.',
+      details: { package: pkg.split(" ")[0], command, ...(script ? { script } : {}) },
+    },
+  );
 }

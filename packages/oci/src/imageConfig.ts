@@ -12,7 +12,12 @@ export interface AddedLayer {
   createdBy: string;
 }
 
-export function composeConfig(base: Record<string, unknown>, spec: Readonly<ImageSpec>, added: readonly AddedLayer[], created: string): Record<string, unknown> {
+export function composeConfig(
+  base: Record<string, unknown>,
+  spec: Readonly<ImageSpec>,
+  added: readonly AddedLayer[],
+  created: string,
+): Record<string, unknown> {
   const baseConfig = (base.config as Record<string, unknown> | undefined) ?? {};
   const config: Record<string, unknown> = { ...baseConfig };
   const env = [...((baseConfig.Env as string[] | undefined) ?? [])];

@@ -4,7 +4,7 @@
  * keep their bytes and digests, only their descriptors' type changes), as OCI layout readers expect.
  */
 import { OCI_TYPES, type OutputTypes } from "./mediaTypes.js";
-import { OciLayoutWriter } from "./layoutWriter.js";
+import type { OciLayoutWriter } from "./layoutWriter.js";
 import type { BlobOutcome, BlobSource, ImageSink, ManifestBody } from "./sink.js";
 
 const DOCKER_TO_OCI_LAYER: Record<string, string> = {
@@ -34,9 +34,10 @@ export class LayoutSink implements ImageSink {
 
   async putBlob(source: BlobSource): Promise<BlobOutcome> {
     await (this.ready ??= this.writer.init());
-    const added = source.file !== undefined
-      ? await this.writer.putFile(source.digest, source.size, source.file)
-      : await this.writer.putStream(source.digest, source.size, source.open);
+    const added =
+      source.file !== undefined
+        ? await this.writer.putFile(source.digest, source.size, source.file)
+        : await this.writer.putStream(source.digest, source.size, source.open);
     return added ? "pushed" : "existing";
   }
 

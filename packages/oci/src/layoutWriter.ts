@@ -85,10 +85,13 @@ export class OciLayoutWriter {
       await pipeline(await open(), count, createWriteStream(temp));
       const got = `${digest.split(":")[0]}:${hash.digest("hex")}`;
       if (got !== digest || written !== size) {
-        throw new BuildFailedError(`A blob written into the OCI layout ${this.dir} is not what was expected: ${digest} (${size} bytes), got ${got} (${written} bytes)`, {
-          hint: "Build again; if it repeats, the base image in its registry may be damaged.",
-          details: { layout: this.dir, digest, got },
-        });
+        throw new BuildFailedError(
+          `A blob written into the OCI layout ${this.dir} is not what was expected: ${digest} (${size} bytes), got ${got} (${written} bytes)`,
+          {
+            hint: "Build again; if it repeats, the base image in its registry may be damaged.",
+            details: { layout: this.dir, digest, got },
+          },
+        );
       }
       await rename(temp, blobPath(this.dir, digest));
       return true;
@@ -158,7 +161,10 @@ export class OciLayoutWriter {
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       }
-      const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
+      const age = await stat(path).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
       if (age > STALE_LOCK_MS) await rm(path, { force: true });
       else if (Date.now() > deadline) {
         throw new BuildFailedError(`The OCI layout ${this.dir} stays locked by another build (${path})`, {

@@ -49,8 +49,23 @@ export function pipArguments(options: Omit<ResolvePythonOptions, "env" | "signal
   const xy = `${target.version[0]}.${target.version[1]}`;
   const pip = layer as PipOptions;
   const args = [
-    "-m", "pip", "install", "--isolated", "--disable-pip-version-check", "--no-input", "--no-compile",
-    "--target", dir, "--platform", tag, "--python-version", xy, "--implementation", "cp", "--abi", `cp${target.version[0]}${target.version[1]}`,
+    "-m",
+    "pip",
+    "install",
+    "--isolated",
+    "--disable-pip-version-check",
+    "--no-input",
+    "--no-compile",
+    "--target",
+    dir,
+    "--platform",
+    tag,
+    "--python-version",
+    xy,
+    "--implementation",
+    "cp",
+    "--abi",
+    `cp${target.version[0]}${target.version[1]}`,
     "--only-binary=:all:",
   ];
   if (pip.indexUrl !== undefined) args.push("--index-url", pip.indexUrl);
@@ -67,16 +82,21 @@ export async function resolvePythonPackages(options: ResolvePythonOptions): Prom
   const args = pipArguments(options);
   const what = options.layer.kind === "requirements" ? `withRequirements ${options.layer.name}` : `withPipPackages ${options.layer.packages.join(" ")}`;
   const result = await new Promise<{ code: number | null; stderr: string; error?: Error }>((done) => {
-    const child = execFile(python, args, { env: options.env, maxBuffer: 64 * 1024 * 1024, timeout: PIP_DEADLINE_MS, signal: options.signal }, (error, _stdout, stderr) => {
-      done({ code: error ? ((error as { code?: unknown }).code as number) ?? 1 : 0, stderr: String(stderr), ...(error ? { error } : {}) });
-    });
+    const child = execFile(
+      python,
+      args,
+      { env: options.env, maxBuffer: 64 * 1024 * 1024, timeout: PIP_DEADLINE_MS, signal: options.signal },
+      (error, _stdout, stderr) => {
+        done({ code: error ? (((error as { code?: unknown }).code as number) ?? 1) : 0, stderr: String(stderr), ...(error ? { error } : {}) });
+      },
+    );
     child.stdin?.end();
   });
   options.signal?.throwIfAborted();
   if (result.code === 0) return;
   if ((result.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") {
     throw new BuildFailedError(`The oci builder needs Python with pip on this machine to resolve ${what}; ${python} was not found`, {
-      hint: "Install python3 and python3-pip (or set KILN_PYTHON to an interpreter that has pip), or build with a builder that runs steps (builder: \"docker\").",
+      hint: 'Install python3 and python3-pip (or set KILN_PYTHON to an interpreter that has pip), or build with a builder that runs steps (builder: "docker").',
       details: { python },
     });
   }
@@ -84,13 +104,16 @@ export async function resolvePythonPackages(options: ResolvePythonOptions): Prom
   const tag = pipPlatformTag(options.platform);
   const xy = options.target.version.join(".");
   if (missing) {
-    throw new BuildFailedError(`No wheel of ${missing} for ${options.platform} (${tag}, CPython ${xy}) in the package index: the oci builder installs binary wheels only`, {
-      hint: `${missing} needs building from source (or has no ${options.platform} wheel): build this image with a builder that runs steps (builder: "docker").`,
-      details: { package: missing, platform: options.platform, pipPlatform: tag, python: xy, layer: what },
-    });
+    throw new BuildFailedError(
+      `No wheel of ${missing} for ${options.platform} (${tag}, CPython ${xy}) in the package index: the oci builder installs binary wheels only`,
+      {
+        hint: `${missing} needs building from source (or has no ${options.platform} wheel): build this image with a builder that runs steps (builder: "docker").`,
+        details: { package: missing, platform: options.platform, pipPlatform: tag, python: xy, layer: what },
+      },
+    );
   }
   throw new BuildFailedError(`pip could not resolve ${what} for ${options.platform} (CPython ${xy}): ${lastLines(result.stderr)}`, {
-    hint: "Check the package names and the index options; packages that need compiling need a builder that runs steps (builder: \"docker\").",
+    hint: 'Check the package names and the index options; packages that need compiling need a builder that runs steps (builder: "docker").',
     details: { platform: options.platform, python: xy, layer: what },
   });
 }
@@ -122,7 +145,11 @@ export async function pythonLayerEntries(dir: string, target: PythonTarget, mtim
       continue;
     }
     if (file.dir) entries.push(dirEntry(`${site}/${file.path}`));
-    else entries.push({ header: { name: `${site}/${file.path}`, type: "file", mode: file.executable ? 0o755 : 0o644, uid: 0, gid: 0, mtime, size: file.size }, hostPath: join(dir, file.path) });
+    else
+      entries.push({
+        header: { name: `${site}/${file.path}`, type: "file", mode: file.executable ? 0o755 : 0o644, uid: 0, gid: 0, mtime, size: file.size },
+        hostPath: join(dir, file.path),
+      });
   }
   // RECORD rows `../../bin/<script>` (pip's --target layout) → the script's path relative to siteDir.
   for (const entry of entries) {

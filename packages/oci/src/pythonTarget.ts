@@ -37,13 +37,19 @@ export function pythonTargetOf(spec: Readonly<ImageSpec>, baseConfig: Record<str
   const version = declared ?? fromBase;
   if (!version) {
     throw new BuildFailedError(`The oci builder cannot tell which Python the base image ${baseRef} has (no PYTHON_VERSION in its env, none declared)`, {
-      hint: "Declare it: Image.fromDebianBase({ pythonVersion: [3, 11], baseImage: ... }), or build with a builder that runs steps (builder: \"docker\").",
+      hint: 'Declare it: Image.fromDebianBase({ pythonVersion: [3, 11], baseImage: ... }), or build with a builder that runs steps (builder: "docker").',
       details: { base: baseRef },
     });
   }
   const xy = `${version[0]}.${version[1]}`;
   return fromBase
-    ? { version, interpreter: `/usr/local/bin/python${xy}`, siteDir: `/usr/local/lib/python${xy}/site-packages`, scriptsDir: "/usr/local/bin", flavour: "official" }
+    ? {
+        version,
+        interpreter: `/usr/local/bin/python${xy}`,
+        siteDir: `/usr/local/lib/python${xy}/site-packages`,
+        scriptsDir: "/usr/local/bin",
+        flavour: "official",
+      }
     : { version, interpreter: `/usr/bin/python${xy}`, siteDir: `/usr/local/lib/python${xy}/dist-packages`, scriptsDir: "/usr/local/bin", flavour: "debian" };
 }
 

@@ -23,12 +23,17 @@ export class RegistrySink implements ImageSink {
   }
 
   async putBlob(source: BlobSource, options: PutBlobOptions): Promise<BlobOutcome> {
-    const result = await uploadBlob(this.client, this.target, { digest: source.digest, size: source.size, open: source.open }, {
-      signal: options.signal,
-      mountFrom: options.mountFrom,
-      ...(this.chunkBytes ? { chunkBytes: this.chunkBytes } : {}),
-      onProgress: options.onProgress,
-    });
+    const result = await uploadBlob(
+      this.client,
+      this.target,
+      { digest: source.digest, size: source.size, open: source.open },
+      {
+        signal: options.signal,
+        mountFrom: options.mountFrom,
+        ...(this.chunkBytes ? { chunkBytes: this.chunkBytes } : {}),
+        onProgress: options.onProgress,
+      },
+    );
     return result.via === "existing" ? "existing" : result.via === "mounted" ? "mounted" : "pushed";
   }
 

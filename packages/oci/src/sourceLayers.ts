@@ -80,14 +80,14 @@ export function planSourceLayers(image: Image, snapshot: SourceSnapshot, baseWor
     if (step.consumes.length === 0 && step.lines.some((line) => /\bapt-get install -y --no-install-recommends\b/.test(line))) {
       const layerIndex = aptLayers.shift();
       if (layerIndex === undefined) throw new Error("planSourceLayers: an apt step with no withAptPackages layer left (core's plan changed?)");
-      const layer = spec.layers[layerIndex] as Extract<typeof spec.layers[number], { kind: "aptPackages" }>;
+      const layer = spec.layers[layerIndex] as Extract<(typeof spec.layers)[number], { kind: "aptPackages" }>;
       layers.push({ layerIndex, createdBy: `apt-get install ${layer.packages.join(" ")}`, entries: [], apt: { packages: [...layer.packages] } });
       continue;
     }
     if (step.consumes.length === 0 && step.lines.some((line) => /\bpip\b.*\binstall\b/.test(line))) {
       const layerIndex = pipLayers.shift();
       if (layerIndex === undefined) throw new Error("planSourceLayers: a pip step with no withPipPackages layer left (core's plan changed?)");
-      const layer = spec.layers[layerIndex] as Extract<typeof spec.layers[number], { kind: "pipPackages" }>;
+      const layer = spec.layers[layerIndex] as Extract<(typeof spec.layers)[number], { kind: "pipPackages" }>;
       layers.push({ layerIndex, createdBy: `pip install ${layer.packages.join(" ")}`, entries: [], python: {} });
       continue;
     }

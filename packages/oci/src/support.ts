@@ -16,7 +16,18 @@ import { isOciLayoutTarget, type CanBuildAnswer, type Image, type Layer } from "
 import { aptHostTools, aptMissingReason } from "./aptHost.js";
 import { isNumericUser, isRootUser } from "./users.js";
 
-const COPY_OR_CONFIG: ReadonlySet<Layer["kind"]> = new Set(["sourceFolder", "sourceFile", "dockerIgnore", "env", "workdir", "user", "labels", "pipPackages", "requirements", "aptPackages"]);
+const COPY_OR_CONFIG: ReadonlySet<Layer["kind"]> = new Set([
+  "sourceFolder",
+  "sourceFile",
+  "dockerIgnore",
+  "env",
+  "workdir",
+  "user",
+  "labels",
+  "pipPackages",
+  "requirements",
+  "aptPackages",
+]);
 
 /** Where apt and dpkg read their configuration: a copy there before an apt layer would change what it resolves. */
 const APT_CONFIG_ROOTS = ["/etc/apt", "/etc/dpkg", "/usr/share/keyrings", "/var/lib/dpkg"];
@@ -55,7 +66,10 @@ export function ociCanBuild(image: Image, env: NodeJS.ProcessEnv = process.env):
     }
   }
   if (spec.registry === undefined) {
-    return { ok: false, reason: 'it has no registry: the oci builder pushes to a registry or writes an OCI image layout (registry: "oci:./images"), never to a local daemon' };
+    return {
+      ok: false,
+      reason: 'it has no registry: the oci builder pushes to a registry or writes an OCI image layout (registry: "oci:./images"), never to a local daemon',
+    };
   }
   const kilnBase = kilnBaseProblem(spec.base);
   if (kilnBase !== undefined) return { ok: false, reason: kilnBase };

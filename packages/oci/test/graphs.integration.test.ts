@@ -6,21 +6,16 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { build, Image, RegistryClient, type BuildEvent } from "@kiln/core";
-import { docker, ensureBusyboxImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
-import { OciImageBuilder } from "../src/index.js";
+import { build, Image, type BuildEvent } from "@kiln/core";
+import { ensureBusyboxImage, uniqueName, type TestRegistry } from "@kiln/test-utils";
+import { ociBuilder, registryWithBase, runPulled } from "./helpers.js";
 
 let registry: TestRegistry;
 let baseRef: string;
 let dir: string;
 
 beforeAll(async () => {
-  const busybox = await ensureBusyboxImage();
-  registry = await startRegistry({ auth: "none" });
-  baseRef = `${registry.host}/kiln/busybox:1.35`;
-  await docker(["tag", busybox, baseRef]);
-  await docker(["push", baseRef], { timeoutMs: 120_000 });
-  await docker(["image", "rm", baseRef]).catch(() => undefined);
+  ({ registry, baseRef } = await registryWithBase(await ensureBusyboxImage(), "kiln/busybox:1.35"));
   dir = mkdtempSync(join(tmpdir(), "kiln-oci-graph-"));
   writeFileSync(join(dir, "bottom.txt"), "bottom v1\n");
   writeFileSync(join(dir, "top.txt"), "top v1\n");
@@ -31,8 +26,7 @@ afterAll(async () => {
 });
 
 const names = { bottom: uniqueName("oci-graph-bottom"), middle: uniqueName("oci-graph-middle"), top: uniqueName("oci-graph-top") };
-const builder = () =>
-  new OciImageBuilder({ client: new RegistryClient({ useDockerConfig: false }), layerCache: join(dir, "layer-cache"), env: { ...process.env, SOURCE_DATE_EPOCH: "" } });
+const builder = () => ociBuilder(join(dir, "layer-cache"));
 
 function declare(middleValue: string) {
   const bottom = Image.fromBase(baseRef, { registry: registry.host, name: names.bottom }).withSourceFile(join(dir, "bottom.txt"), "/levels/bottom.txt");
@@ -47,14 +41,7 @@ async function buildTop(top: Image): Promise<{ built: string[]; uri: string }> {
   return { built: events.filter((e): e is Extract<BuildEvent, { type: "done" }> => e.type === "done" && e.built).map((e) => level(e.image)), uri: result.uri! };
 }
 
-async function run(uri: string, script: string): Promise<string> {
-  try {
-    await docker(["pull", uri], { timeoutMs: 120_000 });
-    return await docker(["run", "--rm", "--network", "none", uri, "sh", "-c", script], { timeoutMs: 120_000 });
-  } finally {
-    await docker(["image", "rm", "-f", uri]).catch(() => undefined);
-  }
-}
+const run = (uri: string, script: string) => runPulled(uri, ["sh", "-c", script]);
 
 describe("image graphs with the oci builder", () => {
   it("builds the chain bottom first, each read from the registry; a change rebuilds that level and above only", async () => {

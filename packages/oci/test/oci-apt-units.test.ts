@@ -71,9 +71,13 @@ describe("maintainer scripts the oci builder can stand in for", () => {
   it("update-alternatives, adduser, debconf, systemd are refused, naming the command; ldconfig, dpkg-maintscript-helper and the template's structure are not", () => {
     expect(firstDisallowedCommand(NETCAT_POSTINST)).toMatch(/^update-alternatives --install \/bin\/nc/);
     expect(firstDisallowedCommand(TEMPLATE_POSTINST)).toBeUndefined();
-    expect(firstDisallowedCommand('#!/bin/sh\nset -e\nif [ "$1" = configure ]; then\n  adduser --system --group demo\nfi\n')).toBe("adduser --system --group demo");
+    expect(firstDisallowedCommand('#!/bin/sh\nset -e\nif [ "$1" = configure ]; then\n  adduser --system --group demo\nfi\n')).toBe(
+      "adduser --system --group demo",
+    );
     expect(firstDisallowedCommand("#!/bin/sh\nset -e\n. /usr/share/debconf/confmodule\ndb_get demo/x\n")).toBe(". /usr/share/debconf/confmodule");
-    expect(firstDisallowedCommand('#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then\n\tsystemctl --system daemon-reload >/dev/null || true\nfi\n')).toMatch(/^systemctl/);
+    expect(
+      firstDisallowedCommand("#!/bin/sh\nset -e\nif [ -d /run/systemd/system ]; then\n\tsystemctl --system daemon-reload >/dev/null || true\nfi\n"),
+    ).toMatch(/^systemctl/);
     expect(firstDisallowedCommand('#!/bin/sh\nif [ "$(id -u)" = 0 ]; then\n:\nfi\n')).toMatch(/^if \[ "\$\(id -u\)"/);
     expect(firstDisallowedCommand('echo "$(touch /x)" >&2\n')).toMatch(/^echo/);
   });
@@ -89,10 +93,16 @@ describe("maintainer scripts the oci builder can stand in for", () => {
     expect(MaintainerScriptError.isInstance(error)).toBe(true);
     expect((error as Error).message).toContain("demo:amd64 1.0-1");
     expect((error as { details: unknown }).details).toEqual({ package: "demo:amd64", command: "update-alternatives", script: "postinst" });
-    expect(() => checkMaintainerScripts(pkg({ postinst: TEMPLATE_POSTINST, prerm: "#!/bin/sh\nset -e\nexit 0\n", triggers: "# dh_makeshlibs\nactivate-noawait ldconfig\n" }))).not.toThrow();
+    expect(() =>
+      checkMaintainerScripts(
+        pkg({ postinst: TEMPLATE_POSTINST, prerm: "#!/bin/sh\nset -e\nexit 0\n", triggers: "# dh_makeshlibs\nactivate-noawait ldconfig\n" }),
+      ),
+    ).not.toThrow();
     expect(() => checkMaintainerScripts(pkg({ templates: "Template: demo/x\n" }))).toThrow(/debconf/);
     expect(() => checkMaintainerScripts(pkg({ triggers: "interest-noawait /usr/share/demo\n" }))).toThrow(/dpkg trigger `interest-noawait \/usr\/share\/demo`/);
-    expect(() => checkMaintainerScripts(pkg({ prerm: '#!/bin/sh\nupdate-alternatives --remove demo /usr/bin/demo\n' }))).toThrow(/prerm runs `update-alternatives/);
+    expect(() => checkMaintainerScripts(pkg({ prerm: "#!/bin/sh\nupdate-alternatives --remove demo /usr/bin/demo\n" }))).toThrow(
+      /prerm runs `update-alternatives/,
+    );
   });
 
   it("file triggers of the image's packages: debianutils' shells.d is refused, man-db's index is not", () => {
@@ -130,12 +140,18 @@ describe("the base's apt sources", () => {
     view.set("usr/share/keyrings/debian-archive-keyring.gpg", { type: "file", mode: 0o644 }, Buffer.from("base keyring"));
     view.set("etc/apt/keyrings/extra.gpg", { type: "symlink", mode: 0o777, linkname: "/usr/share/keyrings/debian-archive-keyring.gpg" });
     const dir = mkdtempSync(join(tmpdir(), "kiln-oci-apt-keyrings-"));
-    const deb822 = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
+    const deb822 =
+      "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
     const rewritten = await pointSignedBy(deb822, view, dir, createHash("sha256"));
     const copy = join(dir, "usr_share_keyrings_debian-archive-keyring.gpg");
     expect(rewritten).toContain(`Signed-By: ${copy}\n`);
     expect(readFileSync(copy, "utf8")).toBe("base keyring");
-    const oneLine = await pointSignedBy("deb [arch=amd64 signed-by=/etc/apt/keyrings/extra.gpg] http://x/debian bookworm main\n", view, dir, createHash("sha256"));
+    const oneLine = await pointSignedBy(
+      "deb [arch=amd64 signed-by=/etc/apt/keyrings/extra.gpg] http://x/debian bookworm main\n",
+      view,
+      dir,
+      createHash("sha256"),
+    );
     expect(oneLine).toBe(`deb [arch=amd64 signed-by=${join(dir, "etc_apt_keyrings_extra.gpg")}] http://x/debian bookworm main\n`);
     expect(readFileSync(join(dir, "etc_apt_keyrings_extra.gpg"), "utf8")).toBe("base keyring"); // the link followed inside the image
     expect(hasEntries("debian.sources", deb822)).toBe(true);
@@ -167,22 +183,34 @@ async function layerTar(entries: Array<[string, string | { dir: true } | { link:
 describe("the base's layers, stacked", () => {
   it("a whiteout removes a lower file, an opaque directory empties the lower one but keeps its own layer's entries; gzip and plain tar both read", async () => {
     const view = new DebianRootView();
-    await applyLayer(view, await layerTar([
-      ["bin", { link: "usr/bin" }],
-      ["etc/apt/sources.list", "deb http://a/debian bookworm main\n"],
-      ["etc/apt/sources.list.d/a.list", "deb http://a/extra bookworm main\n"],
-      ["var/lib/dpkg/status", "Package: base-files\nStatus: install ok installed\n"],
-      ["usr/bin/ls", "binary, not kept"],
-    ], true));
+    await applyLayer(
+      view,
+      await layerTar(
+        [
+          ["bin", { link: "usr/bin" }],
+          ["etc/apt/sources.list", "deb http://a/debian bookworm main\n"],
+          ["etc/apt/sources.list.d/a.list", "deb http://a/extra bookworm main\n"],
+          ["var/lib/dpkg/status", "Package: base-files\nStatus: install ok installed\n"],
+          ["usr/bin/ls", "binary, not kept"],
+        ],
+        true,
+      ),
+    );
     expect(view.read("etc/apt/sources.list")?.toString()).toContain("http://a/debian");
     expect(view.entries.get("usr/bin/ls")?.type).toBe("file");
     expect(view.contents.has("usr/bin/ls")).toBe(false);
-    await applyLayer(view, await layerTar([
-      ["etc/apt/.wh.sources.list", ""],
-      ["etc/apt/sources.list.d/b.list", "deb http://b/debian bookworm main\n"],
-      ["etc/apt/sources.list.d/.wh..wh..opq", ""],
-      ["var/lib/dpkg/status", "Package: base-files\nStatus: install ok installed\n\nPackage: jq\nStatus: install ok installed\n"],
-    ], false));
+    await applyLayer(
+      view,
+      await layerTar(
+        [
+          ["etc/apt/.wh.sources.list", ""],
+          ["etc/apt/sources.list.d/b.list", "deb http://b/debian bookworm main\n"],
+          ["etc/apt/sources.list.d/.wh..wh..opq", ""],
+          ["var/lib/dpkg/status", "Package: base-files\nStatus: install ok installed\n\nPackage: jq\nStatus: install ok installed\n"],
+        ],
+        false,
+      ),
+    );
     expect(view.entries.has("etc/apt/sources.list")).toBe(false);
     expect(view.listKept("etc/apt/sources.list.d").map(([name]) => name)).toEqual(["b.list"]);
     expect(view.read("var/lib/dpkg/status")?.toString()).toContain("Package: jq");
@@ -210,9 +238,15 @@ describe("paths in a merged-/usr image", () => {
 
 describe("dpkg status", () => {
   it("a new package's stanza says installed, lists its conffiles before the description; the file is sorted by name; Multi-Arch: same names info files pkg:arch", () => {
-    const base = parseStanzas("Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\nPackage: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5\n");
-    const added = installedStanza("Package: libjq1\nVersion: 1.6\nArchitecture: amd64\nMulti-Arch: same\nDescription: lib\n more\n", [["/etc/jq.conf", "d41d8cd98f00b204e9800998ecf8427e"]]);
-    expect(added.text).toBe("Package: libjq1\nStatus: install ok installed\nVersion: 1.6\nArchitecture: amd64\nMulti-Arch: same\nConffiles:\n /etc/jq.conf d41d8cd98f00b204e9800998ecf8427e\nDescription: lib\n more\n");
+    const base = parseStanzas(
+      "Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\nPackage: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5\n",
+    );
+    const added = installedStanza("Package: libjq1\nVersion: 1.6\nArchitecture: amd64\nMulti-Arch: same\nDescription: lib\n more\n", [
+      ["/etc/jq.conf", "d41d8cd98f00b204e9800998ecf8427e"],
+    ]);
+    expect(added.text).toBe(
+      "Package: libjq1\nStatus: install ok installed\nVersion: 1.6\nArchitecture: amd64\nMulti-Arch: same\nConffiles:\n /etc/jq.conf d41d8cd98f00b204e9800998ecf8427e\nDescription: lib\n more\n",
+    );
     expect(dpkgInfoName(added.fields)).toBe("libjq1:amd64");
     expect(dpkgInfoName(parseFields("Package: jq\nArchitecture: amd64\nMulti-Arch: foreign\n"))).toBe("jq");
     const status = renderStatus([...base, added]).toString();

@@ -11,10 +11,20 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import tarStream from "tar-stream";
-import { BuildFailedError, CannotBuildError, Image, RegistryClient, build, init, registerImageBuilder, unregisterImageBuilder, type BuildEvent, type ImageBuilder } from "@kiln/core";
-import { docker, ensureDebianPythonImage, startRegistry, type TestRegistry } from "@kiln/test-utils";
-import { OciImageBuilder } from "../src/index.js";
+import {
+  BuildFailedError,
+  CannotBuildError,
+  Image,
+  RegistryClient,
+  build,
+  init,
+  registerImageBuilder,
+  unregisterImageBuilder,
+  type ImageBuilder,
+} from "@kiln/core";
+import { docker, ensureDebianPythonImage, type TestRegistry } from "@kiln/test-utils";
 import { MaintainerScriptError } from "../src/debianScripts.js";
+import { NO_ENGINE_ENV, buildRecordingSteps, ociBuilder, registryWithBase, runPulled } from "./helpers.js";
 
 let registry: TestRegistry;
 let baseRef: string;
@@ -23,16 +33,20 @@ const tempDirs: string[] = [];
 const client = () => new RegistryClient({ useDockerConfig: false });
 // A layer-digest cache of this run only (the machine's shared one may know layers from earlier runs).
 const layerCache = mkdtempSync(join(tmpdir(), "kiln-oci-apt-layers-"));
-const ociEnv = { ...process.env, SOURCE_DATE_EPOCH: "", DOCKER_HOST: "unix:///nonexistent/docker.sock" };
-const builder = (env: NodeJS.ProcessEnv = ociEnv) => new OciImageBuilder({ client: client(), layerCache, env });
+const builder = (env: NodeJS.ProcessEnv = NO_ENGINE_ENV) => ociBuilder(layerCache, env);
 
 function declare(name: string, ...packages: string[]): Image {
-  return Image.fromBase(baseRef).withAptPackages(...packages).clone({ registry: registry.host, name, platform: ["linux/amd64"] });
+  return Image.fromBase(baseRef)
+    .withAptPackages(...packages)
+    .clone({ registry: registry.host, name, platform: ["linux/amd64"] });
 }
 
 /** jq in one apt layer, libcap2-bin (files under /sbin in its .deb) in a second one. */
 function declareTwoLayers(name: string): Image {
-  return Image.fromBase(baseRef).withAptPackages("jq").withAptPackages("libcap2-bin").clone({ registry: registry.host, name, platform: ["linux/amd64"] });
+  return Image.fromBase(baseRef)
+    .withAptPackages("jq")
+    .withAptPackages("libcap2-bin")
+    .clone({ registry: registry.host, name, platform: ["linux/amd64"] });
 }
 
 /** The entries of one of the image's layers (`fromEnd` 1: the last), as the registry holds it. */
@@ -53,12 +67,7 @@ async function layerEntries(uri: string, fromEnd: number): Promise<Map<string, {
 }
 
 beforeAll(async () => {
-  const debian = await ensureDebianPythonImage();
-  registry = await startRegistry({ auth: "none" });
-  baseRef = `${registry.host}/kiln/debian:bookworm`;
-  await docker(["tag", debian, baseRef]);
-  await docker(["push", baseRef], { timeoutMs: 300_000 });
-  await docker(["image", "rm", baseRef]).catch(() => undefined);
+  ({ registry, baseRef } = await registryWithBase(await ensureDebianPythonImage(), "kiln/debian:bookworm", 300_000));
 }, 600_000);
 
 afterAll(async () => {
@@ -71,9 +80,8 @@ describe("oci builder installs Debian packages, running nothing in the image", (
   it("withAptPackages jq, then libcap2-bin: jq runs, dpkg knows both (the second layer's status keeps the first's), /sbin stays the base's symlink to usr/sbin; same digest twice", async () => {
     const image = declareTwoLayers("kiln/apt-oci");
     expect(builder().canBuild(image)).toEqual({ ok: true });
-    const events: BuildEvent[] = [];
-    const built = await builder().buildImage(image, { onEvent: (e) => events.push(e) });
-    expect(events.filter((e) => e.type === "build.step").map((e) => (e as { step: string }).step)).toEqual(["apt-get install jq", "apt-get install libcap2-bin"]);
+    const { built, steps } = await buildRecordingSteps(builder(), image);
+    expect(steps).toEqual(["apt-get install jq", "apt-get install libcap2-bin"]);
 
     const jqLayer = await layerEntries(image.uri, 2);
     expect(jqLayer.get("usr/bin/jq")?.type).toBe("file");
@@ -94,50 +102,52 @@ describe("oci builder installs Debian packages, running nothing in the image", (
     const again = await builder().buildImage(declareTwoLayers("kiln/apt-oci-again"), {});
     expect(again.digest).toBe(built.digest);
 
-    await docker(["pull", image.uri], { timeoutMs: 120_000 });
-    try {
-      const out = await docker(
-        ["run", "--rm", "--network", "none", image.uri, "sh", "-c", [
-          "jq --version",
-          "echo '{\"a\":{\"b\":42}}' | jq -c .a",
-          "dpkg -s jq | grep '^Status:'",
-          "dpkg -s libjq1 | grep -E '^(Status|Multi-Arch):' | tr '\\n' ' '; echo",
-          "dpkg -L libcap2-bin | grep -x /sbin/capsh",
-          "dpkg -S /usr/lib/x86_64-linux-gnu/libjq.so.1 || true",
-          "echo sbin=$(readlink /sbin)",
-          "/sbin/getcap -v /usr/bin/jq",
-          // Not in the base's ld.so.cache, found on the default multiarch path all the same.
-          "echo cached=$(ldconfig -p | grep -c 'libjq.so.1' || true)",
-          "dpkg --audit && echo audit-clean",
-          "dpkg -s python3 | grep '^Status:' | sed 's/^/python3 /'",
-        ].join("; ")],
-        { timeoutMs: 120_000 },
-      );
-      expect(out).toMatch(/^jq-1\.\d/m);
-      expect(out).toContain("{\"b\":42}");
-      expect(out).toContain("Status: install ok installed");
-      expect(out).toMatch(/Status: install ok installed Multi-Arch: same/);
-      expect(out).toContain("/sbin/capsh");
-      expect(out).toContain("libjq1:amd64: /usr/lib/x86_64-linux-gnu/libjq.so.1");
-      expect(out).toContain("sbin=usr/sbin");
-      expect(out).toContain("/usr/bin/jq");
-      expect(out).toContain("cached=0");
-      expect(out).toContain("audit-clean");
-      expect(out).toContain("python3 Status: install ok installed"); // the base's packages are still there
-    } finally {
-      await docker(["image", "rm", "-f", image.uri]).catch(() => undefined);
-    }
+    const out = await runPulled(image.uri, [
+      "sh",
+      "-c",
+      [
+        "jq --version",
+        'echo \'{"a":{"b":42}}\' | jq -c .a',
+        "dpkg -s jq | grep '^Status:'",
+        "dpkg -s libjq1 | grep -E '^(Status|Multi-Arch):' | tr '\\n' ' '; echo",
+        "dpkg -L libcap2-bin | grep -x /sbin/capsh",
+        "dpkg -S /usr/lib/x86_64-linux-gnu/libjq.so.1 || true",
+        "echo sbin=$(readlink /sbin)",
+        "/sbin/getcap -v /usr/bin/jq",
+        // Not in the base's ld.so.cache, found on the default multiarch path all the same.
+        "echo cached=$(ldconfig -p | grep -c 'libjq.so.1' || true)",
+        "dpkg --audit && echo audit-clean",
+        "dpkg -s python3 | grep '^Status:' | sed 's/^/python3 /'",
+      ].join("; "),
+    ]);
+    expect(out).toMatch(/^jq-1\.\d/m);
+    expect(out).toContain('{"b":42}');
+    expect(out).toContain("Status: install ok installed");
+    expect(out).toMatch(/Status: install ok installed Multi-Arch: same/);
+    expect(out).toContain("/sbin/capsh");
+    expect(out).toContain("libjq1:amd64: /usr/lib/x86_64-linux-gnu/libjq.so.1");
+    expect(out).toContain("sbin=usr/sbin");
+    expect(out).toContain("/usr/bin/jq");
+    expect(out).toContain("cached=0");
+    expect(out).toContain("audit-clean");
+    expect(out).toContain("python3 Status: install ok installed"); // the base's packages are still there
   }, 600_000);
 
   it("a package whose postinst calls update-alternatives (netcat-openbsd): MaintainerScriptError naming it and the command; nothing pushed", async () => {
     const image = declare("kiln/apt-forbidden", "netcat-openbsd");
     expect(builder().canBuild(image)).toEqual({ ok: true }); // known only once the package is opened
-    const error = await builder().buildImage(image, {}).catch((e: unknown) => e);
+    const error = await builder()
+      .buildImage(image, {})
+      .catch((e: unknown) => e);
     expect(MaintainerScriptError.isInstance(error)).toBe(true);
     expect((error as Error).message).toContain("netcat-openbsd");
     expect((error as Error).message).toContain("postinst");
     expect((error as Error).message).toContain("update-alternatives");
-    expect((error as { details?: Record<string, unknown> }).details).toMatchObject({ package: "netcat-openbsd:amd64", command: "update-alternatives", script: "postinst" });
+    expect((error as { details?: Record<string, unknown> }).details).toMatchObject({
+      package: "netcat-openbsd:amd64",
+      command: "update-alternatives",
+      script: "postinst",
+    });
     expect((error as { hint?: string }).hint).toMatch(/docker.*buildkit/);
     expect(await client().headManifest(image.uri)).toBeNull();
   }, 300_000);
@@ -145,7 +155,7 @@ describe("oci builder installs Debian packages, running nothing in the image", (
   it("no apt on PATH: canBuild says so, buildImage is a CannotBuildError, and the engine with no builder configured takes another one", async () => {
     const emptyPath = mkdtempSync(join(tmpdir(), "kiln-oci-noapt-"));
     tempDirs.push(emptyPath);
-    const noApt = builder({ ...ociEnv, PATH: emptyPath });
+    const noApt = builder({ ...NO_ENGINE_ENV, PATH: emptyPath });
     const image = declare("kiln/apt-noapt", "jq");
     const answer = noApt.canBuild(image);
     expect(answer.ok).toBe(false);
@@ -179,14 +189,19 @@ describe("oci builder installs Debian packages, running nothing in the image", (
   it("a base whose dpkg status (in its top layer) holds an older libjq1: installing jq would upgrade it, which is refused naming it; nothing pushed", async () => {
     const dir = mkdtempSync(join(tmpdir(), "kiln-oci-apt-stale-"));
     tempDirs.push(dir);
-    const stanza = "\\nPackage: libjq1\\nStatus: install ok installed\\nArchitecture: amd64\\nMulti-Arch: same\\nSource: jq\\nVersion: 1.6-2.1\\nMaintainer: Kiln <kiln@example.invalid>\\nDescription: stale stand-in\\n";
+    const stanza =
+      "\\nPackage: libjq1\\nStatus: install ok installed\\nArchitecture: amd64\\nMulti-Arch: same\\nSource: jq\\nVersion: 1.6-2.1\\nMaintainer: Kiln <kiln@example.invalid>\\nDescription: stale stand-in\\n";
     writeFileSync(join(dir, "Dockerfile"), `FROM ${await ensureDebianPythonImage()}\nRUN printf '${stanza}' >> /var/lib/dpkg/status\n`);
     const staleRef = `${registry.host}/kiln/debian-stale:bookworm`;
     await docker(["build", "-q", "-t", staleRef, dir], { timeoutMs: 300_000 });
     await docker(["push", staleRef], { timeoutMs: 300_000 });
     await docker(["image", "rm", staleRef]).catch(() => undefined);
-    const image = Image.fromBase(staleRef).withAptPackages("jq").clone({ registry: registry.host, name: "kiln/apt-upgrade", platform: ["linux/amd64"] });
-    const error = await builder().buildImage(image, {}).catch((e: unknown) => e);
+    const image = Image.fromBase(staleRef)
+      .withAptPackages("jq")
+      .clone({ registry: registry.host, name: "kiln/apt-upgrade", platform: ["linux/amd64"] });
+    const error = await builder()
+      .buildImage(image, {})
+      .catch((e: unknown) => e);
     expect(BuildFailedError.isInstance(error)).toBe(true);
     expect(MaintainerScriptError.isInstance(error)).toBe(false);
     expect((error as Error).message).toMatch(/libjq1:amd64 1\.6-2\.1 → \S+/);

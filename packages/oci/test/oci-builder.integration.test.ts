@@ -9,7 +9,18 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BuildFailedError, CannotBuildError, Image, RegistryClient, build, init, registerImageBuilder, unregisterImageBuilder, type BuildEvent, type ImageBuilder } from "@kiln/core";
+import {
+  BuildFailedError,
+  CannotBuildError,
+  Image,
+  RegistryClient,
+  build,
+  init,
+  registerImageBuilder,
+  unregisterImageBuilder,
+  type BuildEvent,
+  type ImageBuilder,
+} from "@kiln/core";
 import { describeBuilderConformance } from "@kiln/core/testing";
 import { docker, ensureBusyboxImage, startRegistry, startPushFaultProxy, pushSteps, type TestRegistry } from "@kiln/test-utils";
 import { OciImageBuilder } from "../src/index.js";
@@ -46,7 +57,8 @@ function declare(root: string, registry: string, name: string): Image {
 
 const clientFor = (registry: TestRegistry, host = registry.host) =>
   new RegistryClient({ useDockerConfig: false, credentials: registry.credentials ? { [host]: registry.credentials } : {} });
-const builderFor = (registry: TestRegistry, host = registry.host) => new OciImageBuilder({ client: clientFor(registry, host), env: { ...process.env, SOURCE_DATE_EPOCH: "" } });
+const builderFor = (registry: TestRegistry, host = registry.host) =>
+  new OciImageBuilder({ client: clientFor(registry, host), env: { ...process.env, SOURCE_DATE_EPOCH: "" } });
 
 /** `docker run` with the registry's credentials in a DOCKER_CONFIG of the test's own (never ~/.docker). */
 async function runPushed(registry: TestRegistry, uri: string, script: string): Promise<string> {
@@ -137,7 +149,10 @@ describe("oci builder: reproducible, refuses what it cannot build", () => {
   });
 
   it("an image with a RUN step: canBuild names the layer, buildImage fails with CannotBuildError, nothing is pushed", async () => {
-    const image = Image.fromBase(baseRef).withSourceFile(join(makeSourceTree(), "config.yaml"), "/c.yaml").withCommands("echo hi").clone({ registry: baseRegistry.host, name: "kiln/cannot" });
+    const image = Image.fromBase(baseRef)
+      .withSourceFile(join(makeSourceTree(), "config.yaml"), "/c.yaml")
+      .withCommands("echo hi")
+      .clone({ registry: baseRegistry.host, name: "kiln/cannot" });
     const builder = builderFor(baseRegistry);
     const answer = builder.canBuild(image);
     expect(answer.ok).toBe(false);
@@ -150,7 +165,9 @@ describe("oci builder: reproducible, refuses what it cannot build", () => {
 
   it("a platform the base does not have is an error naming the base and its platforms", async () => {
     const image = declare(makeSourceTree(), baseRegistry.host, "kiln/arm").clone({ platform: ["linux/arm64"] });
-    const error = await builderFor(baseRegistry).buildImage(image, {}).catch((e: unknown) => e);
+    const error = await builderFor(baseRegistry)
+      .buildImage(image, {})
+      .catch((e: unknown) => e);
     expect(BuildFailedError.isInstance(error)).toBe(true);
     expect((error as Error).message).toContain(baseRef);
     expect((error as Error).message).toContain("linux/arm64");

@@ -4,36 +4,17 @@
  * the registry holds it; a target without it gets it written on demand with the cached digest; and
  * the image is the same as a build with no cache at all.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { Image, RegistryClient, type BuildEvent } from "@kiln/core";
-import { docker, ensureBusyboxImage, startRegistry, type TestRegistry } from "@kiln/test-utils";
+import { expect, it } from "vitest";
+import { Image, RegistryClient } from "@kiln/core";
+import { docker, ensureBusyboxImage, startRegistry } from "@kiln/test-utils";
 import { OciImageBuilder } from "../src/index.js";
+import { OCI_ENV, TempDirs, baseRegistryForFile, buildRecordingSteps } from "./helpers.js";
 
-let registry: TestRegistry;
-let baseRef: string;
-const tempDirs: string[] = [];
-const temp = (p: string) => {
-  const d = mkdtempSync(join(tmpdir(), p));
-  tempDirs.push(d);
-  return d;
-};
-
-beforeAll(async () => {
-  const busybox = await ensureBusyboxImage();
-  registry = await startRegistry({ auth: "none" });
-  baseRef = `${registry.host}/kiln/busybox:1.35`;
-  await docker(["tag", busybox, baseRef]);
-  await docker(["push", baseRef], { timeoutMs: 120_000 });
-  await docker(["image", "rm", baseRef]).catch(() => undefined);
-}, 300_000);
-
-afterAll(async () => {
-  await registry?.stop();
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDirs = new TempDirs();
+const base = baseRegistryForFile(ensureBusyboxImage, "kiln/busybox:1.35", { tempDirs });
+const temp = (p: string) => tempDirs.make(p);
 
 it("a one-file edit rewrites only that layer; cached layers are written on demand for a target that lacks them; same digests as with no cache", async () => {
   const src = temp("kiln-oci-cache-src-");
@@ -41,34 +22,36 @@ it("a one-file edit rewrites only that layer; cached layers are written on deman
   mkdirSync(join(src, "app"));
   for (let i = 0; i < 5; i++) writeFileSync(join(src, "data", `f${i}.bin`), Buffer.alloc(100_000, i));
   writeFileSync(join(src, "app", "main.sh"), "echo v1\n");
-  const declare = (name: string, reg = registry.host) => Image.fromBase(baseRef).withSourceFolder(join(src, "data"), "/data").withSourceFolder(join(src, "app"), "/app").clone({ registry: reg, name, platform: ["linux/amd64"] });
+  const declare = (name: string, reg = base.registry.host) =>
+    Image.fromBase(base.ref)
+      .withSourceFolder(join(src, "data"), "/data")
+      .withSourceFolder(join(src, "app"), "/app")
+      .clone({ registry: reg, name, platform: ["linux/amd64"] });
   const cacheDir = temp("kiln-oci-cache-dir-");
   const client = new RegistryClient({ useDockerConfig: false });
-  const env = { ...process.env, SOURCE_DATE_EPOCH: "" };
+  const env = OCI_ENV;
   const cachedBuilder = new OciImageBuilder({ client, env, layerCache: cacheDir });
-  const steps = async (builder: OciImageBuilder, image: Image) => {
-    const events: BuildEvent[] = [];
-    const built = await builder.buildImage(image, { onEvent: (e) => events.push(e) });
-    return { built, steps: events.filter((e) => e.type === "build.step").map((e) => (e as { step: string }).step), events };
-  };
 
-  const first = await steps(cachedBuilder, declare("kiln/cache"));
+  const first = await buildRecordingSteps(cachedBuilder, declare("kiln/cache"));
   expect(first.steps).toEqual(["COPY sourceFolder -> /data", "COPY sourceFolder -> /app"]);
 
   writeFileSync(join(src, "app", "main.sh"), "echo v2\n");
-  const second = await steps(cachedBuilder, declare("kiln/cache"));
+  const second = await buildRecordingSteps(cachedBuilder, declare("kiln/cache"));
   expect(second.steps).toEqual(["COPY sourceFolder -> /data (cached)", "COPY sourceFolder -> /app"]);
   expect(second.built.digest).not.toBe(first.built.digest);
-  const uncached = await steps(new OciImageBuilder({ client, env, layerCache: false }), declare("kiln/nocache"));
+  const uncached = await buildRecordingSteps(new OciImageBuilder({ client, env, layerCache: false }), declare("kiln/nocache"));
   expect(uncached.built.digest).toBe(second.built.digest);
 
   // Another registry (no blob there): the cached /data layer is written on demand and uploaded.
   const other = await startRegistry({ auth: "none" });
   try {
-    const elsewhere = await steps(cachedBuilder, declare("kiln/cache", other.host));
+    const elsewhere = await buildRecordingSteps(cachedBuilder, declare("kiln/cache", other.host));
     expect(elsewhere.steps).toEqual(["COPY sourceFolder -> /data (cached)", "COPY sourceFolder -> /app (cached)"]);
     expect(elsewhere.built.digest).toBe(second.built.digest);
-    const out = await docker(["run", "--rm", "--network", "none", `${other.host}/kiln/cache:${declare("kiln/cache").tag}`, "sh", "-c", "cat /app/main.sh; ls /data | wc -l"], { timeoutMs: 120_000 });
+    const out = await docker(
+      ["run", "--rm", "--network", "none", `${other.host}/kiln/cache:${declare("kiln/cache").tag}`, "sh", "-c", "cat /app/main.sh; ls /data | wc -l"],
+      { timeoutMs: 120_000 },
+    );
     expect(out).toContain("echo v2");
     expect(out.trim().endsWith("5")).toBe(true);
   } finally {

@@ -12,10 +12,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Image, RegistryClient } from "@kiln/core";
+import { Image } from "@kiln/core";
 import { docker, ensureArm64Emulation, pushArm64PythonBase, startPyIndex, startRegistry, type PyIndex, type TestRegistry } from "@kiln/test-utils";
-import { OciImageBuilder } from "../src/index.js";
 import { GZIP_OPTIONS } from "../src/layerFile.js";
+import { NO_ENGINE_ENV, ociBuilder } from "./helpers.js";
 
 let registry: TestRegistry;
 let index: PyIndex;
@@ -24,12 +24,7 @@ const tempDirs: string[] = [];
 const layerCache = mkdtempSync(join(tmpdir(), "kiln-oci-arm64-layers-"));
 tempDirs.push(layerCache);
 // No Docker Engine reachable from the builder: it never needs one.
-const builder = () =>
-  new OciImageBuilder({
-    client: new RegistryClient({ useDockerConfig: false }),
-    layerCache,
-    env: { ...process.env, SOURCE_DATE_EPOCH: "", DOCKER_HOST: "unix:///nonexistent/docker.sock" },
-  });
+const builder = () => ociBuilder(layerCache, NO_ENGINE_ENV);
 
 beforeAll(async () => {
   await ensureArm64Emulation();

@@ -4,52 +4,39 @@
  * resolves the moved tag. `docker run` of what was pushed tells which base it has (real registry and
  * daemon; the bases are made locally with docker).
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Image, RegistryClient, build, clearBaseDigestCache } from "@kiln/core";
-import { DockerCleanup, docker, ensureBusyboxImage, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
-import { OciImageBuilder } from "../src/index.js";
+import { Image, build, clearBaseDigestCache } from "@kiln/core";
+import { DockerCleanup, ensureBusyboxImage, pushMovingBase, startRegistry, uniqueName, type TestRegistry } from "@kiln/test-utils";
+import { TempDirs, ociBuilder, runPulled } from "./helpers.js";
 
 let registry: TestRegistry;
 let layerCache: string;
 const cleanup = new DockerCleanup();
+const tempDirs = new TempDirs();
 
 beforeAll(async () => {
   await ensureBusyboxImage();
   registry = await startRegistry();
-  layerCache = mkdtempSync(join(tmpdir(), "kiln-oci-pin-layers-"));
+  layerCache = tempDirs.make("kiln-oci-pin-layers-");
 });
 
 afterAll(async () => {
   await cleanup.run();
   await registry?.stop();
-  rmSync(layerCache, { recursive: true, force: true });
+  tempDirs.removeAll();
 });
 
-const client = () => new RegistryClient({ useDockerConfig: false });
-const run = async (uri: string, script: string) => {
-  cleanup.image(uri);
-  await docker(["pull", uri], { timeoutMs: 120_000 });
-  return docker(["run", "--rm", "--network", "none", uri, "sh", "-c", script], { timeoutMs: 120_000 });
-};
+const run = (uri: string, script: string) => runPulled(uri, ["sh", "-c", script]);
 
 describe("oci builder with a base pinned by digest", () => {
   it("reads the pinned digest after the tag moved; pinBase then picks up the moved base", async () => {
-    const busybox = await ensureBusyboxImage();
-    const baseRef = `${registry.host}/${uniqueName("oci-pin-base")}:1`;
-    cleanup.image(baseRef);
-    await docker(["tag", busybox, baseRef]);
-    await docker(["push", baseRef], { timeoutMs: 120_000 });
-    const original = (await client().headManifest(baseRef))!.digest;
-    await docker(["build", "-t", baseRef, "-"], { input: `FROM ${busybox}\nRUN touch /moved\n`, timeoutMs: 120_000 });
-    await docker(["push", baseRef], { timeoutMs: 120_000 });
-    const moved = (await client().headManifest(baseRef))!.digest;
+    const { baseRef, original, moved } = await pushMovingBase(registry.host, uniqueName("oci-pin-base"), cleanup);
     expect(moved).not.toBe(original);
 
-    const builder = new OciImageBuilder({ client: client(), layerCache, env: { ...process.env, SOURCE_DATE_EPOCH: "" } });
-    const declared = Image.fromBase(baseRef, { registry: registry.host, name: uniqueName("oci-pinned-app"), platform: ["linux/amd64"] }).withEnvVars({ MODE: "pinned" });
+    const builder = ociBuilder(layerCache);
+    const declared = Image.fromBase(baseRef, { registry: registry.host, name: uniqueName("oci-pinned-app"), platform: ["linux/amd64"] }).withEnvVars({
+      MODE: "pinned",
+    });
 
     const onOriginal = declared.withBaseDigest(original);
     const first = await builder.buildImage(onOriginal, {});

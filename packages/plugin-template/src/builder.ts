@@ -12,27 +12,13 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import {
-  CancelledError,
-  type BuildImageOptions,
-  type Image,
-  type ImageBuild,
-  type ImageBuilder,
-  type ImageCheckerLike,
-} from "@kiln/core";
-import {
-  createBuildContext,
-  emit,
-  pinSources,
-  renderDockerfile,
-  repositoryOf,
-} from "@kiln/core/plugin";
+import { CancelledError, type BuildImageOptions, type Image, type ImageBuild, type ImageBuilder, type ImageCheckerLike } from "@kiln/core";
+import { createBuildContext, emit, pinSources, renderDockerfile, repositoryOf } from "@kiln/core/plugin";
 import { MyImageChecker } from "./checker.js";
 import { newArtifactDir, readRecord, writeRecord, type CatalogueRecord } from "./store.js";
 
 /** The name this builder is registered under in package.json (`kiln.imageBuilders`). */
 export const BUILDER_NAME = "my_builder";
-
 
 export class MyImageBuilder implements ImageBuilder {
   /** Checkers the engine consults, in order, before it calls buildImage. */

@@ -17,8 +17,7 @@ beforeEach(async () => {
   store = await useTempStore();
   srcDir = await mkdtemp(join(tmpdir(), "kiln-my-builder-src-"));
   await writeFile(join(srcDir, "app.txt"), "version 1\n");
-  image = Image.fromBase("localhost:5000/base:1", { registry: "localhost:5000", name: "team/app" })
-    .withSourceFile(join(srcDir, "app.txt"), "/app/app.txt");
+  image = Image.fromBase("localhost:5000/base:1", { registry: "localhost:5000", name: "team/app" }).withSourceFile(join(srcDir, "app.txt"), "/app/app.txt");
 });
 
 afterEach(async () => {

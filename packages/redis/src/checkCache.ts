@@ -70,7 +70,10 @@ export class RedisCheckCache implements CheckCache {
     const env = options.env ?? process.env;
     this.ttlMs = millis("ttlMs", options.ttlMs, env, "KILN_REDIS_CACHE_TTL_MS", DEFAULT_CACHE_TTL_MS, 0, 30 * 24 * 60 * 60 * 1000);
     this.absentTtlMs = millis("absentTtlMs", options.absentTtlMs, env, "KILN_REDIS_ABSENT_TTL_MS", DEFAULT_ABSENT_TTL_MS, 1, MAX_ABSENT_TTL_MS);
-    this.retainMs = Math.max(this.ttlMs, millis("retainMs", options.retainMs, env, "KILN_REDIS_CACHE_RETAIN_MS", 7 * 24 * 60 * 60 * 1000, 1_000, 365 * 24 * 60 * 60 * 1000));
+    this.retainMs = Math.max(
+      this.ttlMs,
+      millis("retainMs", options.retainMs, env, "KILN_REDIS_CACHE_RETAIN_MS", 7 * 24 * 60 * 60 * 1000, 1_000, 365 * 24 * 60 * 60 * 1000),
+    );
     this.fillWaitMs = millis("fillWaitMs", options.fillWaitMs, env, "KILN_REDIS_FILL_WAIT_MS", 60_000, 0, 600_000);
     this.claimMs = millis("claimMs", options.claimMs, env, "KILN_REDIS_CLAIM_MS", 5_000, 100, 600_000);
     this.fillPollMs = options.fillPollMs ?? 25;
@@ -79,7 +82,10 @@ export class RedisCheckCache implements CheckCache {
 
   /** The Redis keys of a check (exported for tests and operators: `redis-cli GET …`). */
   keysOf(key: CheckCacheKey): { entry: string; fill: string } {
-    const id = createHash("sha256").update(JSON.stringify([key.repository, key.tag, [...key.platforms].sort()])).digest("hex").slice(0, 40);
+    const id = createHash("sha256")
+      .update(JSON.stringify([key.repository, key.tag, [...key.platforms].sort()]))
+      .digest("hex")
+      .slice(0, 40);
     const base = `${this.connection.keyPrefix}{check:${id}}`;
     return { entry: `${base}:entry`, fill: `${base}:fill` };
   }
@@ -90,7 +96,8 @@ export class RedisCheckCache implements CheckCache {
     const deadline = Date.now() + this.fillWaitMs;
     for (let polls = 0; ; polls++) {
       const [value, pttl, state] = (await this.connection.run("reading the check cache", (c) =>
-        this.connection.script(c, LOOKUP, [keys.entry, keys.fill], [claim, this.claimMs]))) as [unknown, unknown, unknown];
+        this.connection.script(c, LOOKUP, [keys.entry, keys.fill], [claim, this.claimMs]),
+      )) as [unknown, unknown, unknown];
       const entry = typeof value === "string" && value ? this.parse(value, Number(pttl)) : null;
       if (entry) return { entry, claimed: false };
       const claimState = Number(state);
@@ -136,11 +143,18 @@ export class RedisCheckCache implements CheckCache {
   private keepClaim(fill: string): void {
     this.dropClaim(fill);
     const started = Date.now();
-    const timer = setInterval(() => {
-      if (Date.now() - started > this.fillWaitMs) return this.dropClaim(fill);
-      this.connection.run("renewing a check claim", (c) => this.connection.script(c, RENEW, [fill], [this.claimToken, this.claimMs]))
-        .then((held) => Number(held) === 1 || this.dropClaim(fill), () => undefined);
-    }, Math.max(50, Math.floor(this.claimMs / 3)));
+    const timer = setInterval(
+      () => {
+        if (Date.now() - started > this.fillWaitMs) return this.dropClaim(fill);
+        this.connection
+          .run("renewing a check claim", (c) => this.connection.script(c, RENEW, [fill], [this.claimToken, this.claimMs]))
+          .then(
+            (held) => Number(held) === 1 || this.dropClaim(fill),
+            () => undefined,
+          );
+      },
+      Math.max(50, Math.floor(this.claimMs / 3)),
+    );
     timer.unref();
     this.claims.set(fill, timer);
   }

@@ -56,7 +56,9 @@ export class RedisLockProvider implements LockProvider {
     let lastReport = 0;
     for (;;) {
       if (signal?.aborted) throw new CancelledError(`Cancelled while waiting for the build lease of ${request.image}`, { cause: signal.reason });
-      const reply = (await this.connection.run("taking the build lease", (c) => this.connection.script(c, ACQUIRE, [leaseKey, fenceKey], [token, this.leaseMs]))) as [number, unknown, unknown?];
+      const reply = (await this.connection.run("taking the build lease", (c) =>
+        this.connection.script(c, ACQUIRE, [leaseKey, fenceKey], [token, this.leaseMs]),
+      )) as [number, unknown, unknown?];
       if (Number(reply[0]) === 1) {
         return this.lease(leaseKey, token, Number(reply[1]), waited);
       }
@@ -68,7 +70,8 @@ export class RedisLockProvider implements LockProvider {
         lastHolder = holder;
         lastReport = now;
         request.onWait?.({
-          location: leaseKey, waitedMs: now - started,
+          location: leaseKey,
+          waitedMs: now - started,
           ...(holder ? { holder } : {}),
           ...(remaining > 0 ? { remainingLeaseMs: remaining } : {}),
         });

@@ -69,13 +69,15 @@ function parse(buffer: Buffer, offset: number): { reply: Reply; next: number } |
       return { reply: new RedisReplyError(line), next: end + 2 };
     case 0x3a: // :
       return { reply: Number(line), next: end + 2 };
-    case 0x24: { // $
+    case 0x24: {
+      // $
       const length = Number(line);
       if (length < 0) return { reply: null, next: end + 2 };
       if (buffer.length < end + 2 + length + 2) return undefined;
       return { reply: buffer.toString("utf8", end + 2, end + 2 + length), next: end + 2 + length + 2 };
     }
-    case 0x2a: { // *
+    case 0x2a: {
+      // *
       const count = Number(line);
       if (count < 0) return { reply: null, next: end + 2 };
       const items: Reply[] = [];
@@ -165,9 +167,7 @@ export class RespClient {
 
   private async open(): Promise<net.Socket> {
     const { host, port, tls, connectTimeoutMs } = this.options;
-    const socket: net.Socket = tls
-      ? (await import("node:tls")).connect({ host, port, ...tls })
-      : net.connect({ host, port });
+    const socket: net.Socket = tls ? (await import("node:tls")).connect({ host, port, ...tls }) : net.connect({ host, port });
     socket.setNoDelay(true);
     this.buffer = Buffer.alloc(0);
     this.socket = socket;
@@ -176,7 +176,10 @@ export class RespClient {
     socket.on("end", () => this.drop(socket, new Error("Connection is closed by the server")));
     socket.on("close", () => this.drop(socket, new Error("Connection is closed")));
     const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => setImmediate(() => reject(new Error(`connect ETIMEDOUT ${host}:${port} (after ${connectTimeoutMs} ms)`))), connectTimeoutMs);
+      const timer = setTimeout(
+        () => setImmediate(() => reject(new Error(`connect ETIMEDOUT ${host}:${port} (after ${connectTimeoutMs} ms)`))),
+        connectTimeoutMs,
+      );
       const done = (error?: Error) => {
         clearTimeout(timer);
         socket.off("error", done);

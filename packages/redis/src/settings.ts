@@ -91,9 +91,12 @@ export function millis(name: string, option: number | undefined, env: NodeJS.Pro
   const raw = option ?? (env[envName] === undefined || env[envName] === "" ? undefined : Number(env[envName]));
   if (raw === undefined) return fallback;
   if (!Number.isInteger(raw) || raw < min || raw > max) {
-    throw new ConfigError(`Invalid ${option !== undefined ? name : envName} ${describeValue(option ?? env[envName])}: expected whole milliseconds from ${min} to ${max}`, {
-      hint: `Unset it for the default (${fallback} ms) or give a number of milliseconds.`,
-    });
+    throw new ConfigError(
+      `Invalid ${option !== undefined ? name : envName} ${describeValue(option ?? env[envName])}: expected whole milliseconds from ${min} to ${max}`,
+      {
+        hint: `Unset it for the default (${fallback} ms) or give a number of milliseconds.`,
+      },
+    );
   }
   return raw;
 }
@@ -120,16 +123,22 @@ export function resolveSettings(options: RedisConnectionOptions = {}): RedisSett
   try {
     url = new URL(rawUrl);
   } catch {
-    throw new ConfigError(`Invalid Redis URL ${describeValue(redactUrl(rawUrl))}`, { hint: "Write it as redis://[user[:password]@]host[:port][/db] or rediss://… for TLS." });
+    throw new ConfigError(`Invalid Redis URL ${describeValue(redactUrl(rawUrl))}`, {
+      hint: "Write it as redis://[user[:password]@]host[:port][/db] or rediss://… for TLS.",
+    });
   }
   if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    throw new ConfigError(`Invalid Redis URL ${describeValue(redactUrl(rawUrl))}: the scheme must be redis:// or rediss://`, { hint: "Write it as redis://host:6379/0 or rediss://host:6380/0." });
+    throw new ConfigError(`Invalid Redis URL ${describeValue(redactUrl(rawUrl))}: the scheme must be redis:// or rediss://`, {
+      hint: "Write it as redis://host:6379/0 or rediss://host:6380/0.",
+    });
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = url.port ? Number(url.port) : 6379;
   const dbText = options.db !== undefined ? String(options.db) : env.KILN_REDIS_DB || url.pathname.replace(/^\//, "") || "0";
   if (!/^\d{1,2}$/.test(dbText)) {
-    throw new ConfigError(`Invalid Redis database ${describeValue(dbText)}: expected a number (0–15 on a default server)`, { hint: "Use redis://host:6379/0, KILN_REDIS_DB=0 or { db: 0 }." });
+    throw new ConfigError(`Invalid Redis database ${describeValue(dbText)}: expected a number (0–15 on a default server)`, {
+      hint: "Use redis://host:6379/0, KILN_REDIS_DB=0 or { db: 0 }.",
+    });
   }
   const username = options.username ?? (env.KILN_REDIS_USERNAME || undefined) ?? (url.username ? decodeURIComponent(url.username) : undefined);
   const password = options.password ?? (env.KILN_REDIS_PASSWORD || undefined) ?? (url.password ? decodeURIComponent(url.password) : undefined);
@@ -155,12 +164,28 @@ export function resolveSettings(options: RedisConnectionOptions = {}): RedisSett
   const connectTimeoutMs = millis("connectTimeoutMs", options.connectTimeoutMs, env, "KILN_REDIS_CONNECT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 50, 60_000);
   const commandTimeoutMs = millis("commandTimeoutMs", options.commandTimeoutMs, env, "KILN_REDIS_COMMAND_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 50, 60_000);
   const address = `${tls ? "rediss" : "redis"}://${host.includes(":") ? `[${host}]` : host}:${port}/${Number(dbText)}`;
-  const identity = JSON.stringify([address, username ?? "", password ?? "", caFile ?? "", certFile ?? "", keyFile ?? "", tls?.servername ?? "", connectTimeoutMs, commandTimeoutMs]);
+  const identity = JSON.stringify([
+    address,
+    username ?? "",
+    password ?? "",
+    caFile ?? "",
+    certFile ?? "",
+    keyFile ?? "",
+    tls?.servername ?? "",
+    connectTimeoutMs,
+    commandTimeoutMs,
+  ]);
   return {
-    host, port, db: Number(dbText), keyPrefix, connectTimeoutMs, commandTimeoutMs, address, identity,
+    host,
+    port,
+    db: Number(dbText),
+    keyPrefix,
+    connectTimeoutMs,
+    commandTimeoutMs,
+    address,
+    identity,
     ...(username ? { username } : {}),
     ...(password ? { password } : {}),
     ...(tls ? { tls } : {}),
   };
 }
-

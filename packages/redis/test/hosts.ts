@@ -24,11 +24,20 @@ export const DOCKER_PKG = resolve(REDIS_PKG, "../docker");
  */
 export function installedProject(prefix: string): { project: string; cli: string } {
   const project = realpathSync(mkdtempSync(join(tmpdir(), prefix)));
-  writeFileSync(join(project, "package.json"), JSON.stringify({
-    name: "multi-host-app", private: true, type: "module",
-    dependencies: { "@kiln/core": "*", "@kiln/docker": "*", "@kiln/redis": "*" },
-  }));
-  for (const [name, dir] of [["core", CORE_PKG], ["docker", DOCKER_PKG], ["redis", REDIS_PKG]] as const) {
+  writeFileSync(
+    join(project, "package.json"),
+    JSON.stringify({
+      name: "multi-host-app",
+      private: true,
+      type: "module",
+      dependencies: { "@kiln/core": "*", "@kiln/docker": "*", "@kiln/redis": "*" },
+    }),
+  );
+  for (const [name, dir] of [
+    ["core", CORE_PKG],
+    ["docker", DOCKER_PKG],
+    ["redis", REDIS_PKG],
+  ] as const) {
     const target = join(project, "node_modules/@kiln", name);
     mkdirSync(join(target, "node_modules"), { recursive: true });
     cpSync(join(dir, "package.json"), join(target, "package.json"));
@@ -100,11 +109,11 @@ export interface RunOnHostOptions {
 export function runOnHost(host: string, { project, cli }: { project: string; cli: string }, args: string[], options: RunOnHostOptions): StartedRun {
   const lockDir = join(project, `locks-${host}`);
   mkdirSync(lockDir, { recursive: true, mode: 0o700 });
-  const child = spawn(
-    "unshare",
-    ["--uts", "sh", "-c", 'hostname "$KILN_TEST_HOSTNAME" && exec "$@"', "sh", process.execPath, cli, ...args],
-    { cwd: project, env: { ...options.env, KILN_TEST_HOSTNAME: host, KILN_LOCK_DIR: lockDir }, stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const child = spawn("unshare", ["--uts", "sh", "-c", 'hostname "$KILN_TEST_HOSTNAME" && exec "$@"', "sh", process.execPath, cli, ...args], {
+    cwd: project,
+    env: { ...options.env, KILN_TEST_HOSTNAME: host, KILN_LOCK_DIR: lockDir },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const events: KilnEvent[] = [];
   const started: StartedRun = { host, child, events, done: undefined as unknown as Promise<HostRun> };
   const startedAt = Date.now();

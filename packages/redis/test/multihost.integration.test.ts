@@ -11,7 +11,18 @@
 import { writeFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { RegistryClient } from "@kiln/core";
-import { DockerCleanup, ensureBusyboxImage, pushSteps, startPushFaultProxy, startRedis, startRegistry, uniqueName, type PushFaultProxy, type TestRedis, type TestRegistry } from "@kiln/test-utils";
+import {
+  DockerCleanup,
+  ensureBusyboxImage,
+  pushSteps,
+  startPushFaultProxy,
+  startRedis,
+  startRegistry,
+  uniqueName,
+  type PushFaultProxy,
+  type TestRedis,
+  type TestRegistry,
+} from "@kiln/test-utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeSharedConnections } from "../src/connection.js";
 import { RedisCheckCache } from "../src/index.js";
@@ -35,11 +46,14 @@ beforeAll(async () => {
   redis = await startRedis({ password: "multi-host-pw-31f" });
   project = await installedProjectWhenBuilt("kiln-multihost-");
   // One image per test: its name and the length of its RUN step come from the environment.
-  writeFileSync(join(project.project, "spec.mjs"), [
-    `import { Image } from "@kiln/core";`,
-    `export default Image.fromBase(${JSON.stringify(busybox)}, { registry: process.env.TEST_REGISTRY, name: process.env.TEST_NAME })`,
-    `  .withCommands(\`echo kiln-step-start && sleep \${process.env.TEST_SLEEP} && echo \${process.env.TEST_NAME} > /n.txt\`);`,
-  ].join("\n"));
+  writeFileSync(
+    join(project.project, "spec.mjs"),
+    [
+      `import { Image } from "@kiln/core";`,
+      `export default Image.fromBase(${JSON.stringify(busybox)}, { registry: process.env.TEST_REGISTRY, name: process.env.TEST_NAME })`,
+      `  .withCommands(\`echo kiln-step-start && sleep \${process.env.TEST_SLEEP} && echo \${process.env.TEST_NAME} > /n.txt\`);`,
+    ].join("\n"),
+  );
 });
 afterAll(async () => {
   await closeSharedConnections();
@@ -53,9 +67,15 @@ afterAll(async () => {
 function baseEnv(name: string, sleepSeconds: number, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
     ...process.env,
-    TEST_REGISTRY: proxy.host, TEST_NAME: name, TEST_SLEEP: String(sleepSeconds),
-    DOCKER_CONFIG: "/nonexistent", DOCKER_BUILDKIT: "0",
-    KILN_LOCK_PROVIDER: "redis", KILN_CHECK_CACHE: "redis", KILN_REDIS_URL: redis.url, KILN_REDIS_LEASE_MS: String(LEASE_MS),
+    TEST_REGISTRY: proxy.host,
+    TEST_NAME: name,
+    TEST_SLEEP: String(sleepSeconds),
+    DOCKER_CONFIG: "/nonexistent",
+    DOCKER_BUILDKIT: "0",
+    KILN_LOCK_PROVIDER: "redis",
+    KILN_CHECK_CACHE: "redis",
+    KILN_REDIS_URL: redis.url,
+    KILN_REDIS_LEASE_MS: String(LEASE_MS),
     KILN_STRICT: "0",
     ...extra,
   };
@@ -63,18 +83,27 @@ function baseEnv(name: string, sleepSeconds: number, extra: Record<string, strin
 
 /** `count` processes of `kiln build spec.mjs --json`, round-robin over the hosts. */
 function buildOnHosts(count: number, env: NodeJS.ProcessEnv, onEvent?: (event: KilnEvent, run: StartedRun) => void): StartedRun[] {
-  return Array.from({ length: count }, (_, i) => runOnHost(HOSTS[i % HOSTS.length]!, project, ["build", "spec.mjs", "--json"], { env, timeoutMs: 150_000, onEvent }));
+  return Array.from({ length: count }, (_, i) =>
+    runOnHost(HOSTS[i % HOSTS.length]!, project, ["build", "spec.mjs", "--json"], { env, timeoutMs: 150_000, onEvent }),
+  );
 }
 
 const builds = (runs: HostRun[]) => runs.flatMap((r) => r.events).filter((e) => e.type === "build.start" && !e.dryRun).length;
 const manifestPuts = (name: string) => proxy.requests.filter((r) => pushSteps.manifestPut(r) && r.path.startsWith(`/v2/${name}/manifests/`)).length;
 const registryDigest = async (uri: string) => (await new RegistryClient({ useDockerConfig: false }).headManifest(uri))?.digest;
 /** What went on in each process, for a failing assertion's message. */
-const diagnose = (runs: HostRun[]) => runs.map((r) => {
-  const notable = r.events.filter((e) => ["warning", "lock.lost", "lock.acquired", "build.start", "error", "cache.result"].includes(e.type))
-    .map((e) => `${e.type}${e.result ? `:${e.result}` : ""}${e.provider ? `:${e.provider}` : ""}${e.message ? ` ${e.message}` : ""}${e.error ? ` ${e.error.message}` : ""}`);
-  return `[${r.host} code=${r.code} signal=${r.signal}] ${notable.join(" | ")}`;
-}).join("\n");
+const diagnose = (runs: HostRun[]) =>
+  runs
+    .map((r) => {
+      const notable = r.events
+        .filter((e) => ["warning", "lock.lost", "lock.acquired", "build.start", "error", "cache.result"].includes(e.type))
+        .map(
+          (e) =>
+            `${e.type}${e.result ? `:${e.result}` : ""}${e.provider ? `:${e.provider}` : ""}${e.message ? ` ${e.message}` : ""}${e.error ? ` ${e.error.message}` : ""}`,
+        );
+      return `[${r.host} code=${r.code} signal=${r.signal}] ${notable.join(" | ")}`;
+    })
+    .join("\n");
 
 describe("one build across hosts, coordinated through Redis", () => {
   let firstImage: { name: string; uri: string; digest: string };
@@ -82,7 +111,10 @@ describe("one build across hosts, coordinated through Redis", () => {
   it("20 kiln build processes on 4 hosts: exactly one build and one push; all print the URI and digest the registry holds", async () => {
     const name = uniqueName("kiln-mh-twenty");
     const runs = await Promise.all(buildOnHosts(20, baseEnv(name, 2, { KILN_REDIS_LEASE_MS: String(CALM_LEASE_MS) })).map((r) => r.done));
-    expect(runs.map((r) => r.code), diagnose(runs)).toEqual(Array(20).fill(0));
+    expect(
+      runs.map((r) => r.code),
+      diagnose(runs),
+    ).toEqual(Array(20).fill(0));
     const uris = new Set(runs.map((r) => r.stdout.trim()));
     expect(uris.size).toBe(1);
     const uri = [...uris][0]!;
@@ -123,8 +155,14 @@ describe("one build across hosts, coordinated through Redis", () => {
     expect(killed, diagnose(runs)).toBeDefined();
     const survivors = runs.filter((r) => r.host !== killed!.host);
     expect(runs.find((r) => r.host === killed!.host)?.signal).toBe("SIGKILL");
-    expect(survivors.map((r) => r.code), diagnose(runs)).toEqual([0, 0, 0]);
-    const takeover = survivors.flatMap((r) => r.events).filter((e) => e.type === "lock.acquired" && e.time > killedAt).sort((a, b) => a.time - b.time)[0];
+    expect(
+      survivors.map((r) => r.code),
+      diagnose(runs),
+    ).toEqual([0, 0, 0]);
+    const takeover = survivors
+      .flatMap((r) => r.events)
+      .filter((e) => e.type === "lock.acquired" && e.time > killedAt)
+      .sort((a, b) => a.time - b.time)[0];
     expect(takeover, diagnose(runs)).toBeDefined();
     const takeoverMs = takeover!.time - killedAt;
     expect(takeoverMs).toBeLessThan(LEASE_MS + 1_500);
@@ -160,15 +198,24 @@ describe("one build across hosts, coordinated through Redis", () => {
       const waiters = runs.filter((r) => r !== holder && !r.events.some((e) => e.type === "lock.acquired" && e.provider === "redis"));
       expect(waiters.length).toBeGreaterThan(0);
       if (strict) {
-        expect(runs.map((r) => r.code), diagnose(runs)).toEqual(Array(8).fill(1));
+        expect(
+          runs.map((r) => r.code),
+          diagnose(runs),
+        ).toEqual(Array(8).fill(1));
         for (const run of runs) expect(run.stderr, diagnose([run])).toContain("KILN_COORDINATION_UNAVAILABLE");
         for (const run of waiters) expect(run.endedAt - stoppedAt).toBeLessThan(10_000);
         expect(manifestPuts(name)).toBe(0);
         expect(holder!.events.some((e) => e.type === "lock.lost")).toBe(true);
       } else {
-        expect(runs.map((r) => r.code), diagnose(runs)).toEqual(Array(8).fill(0));
+        expect(
+          runs.map((r) => r.code),
+          diagnose(runs),
+        ).toEqual(Array(8).fill(0));
         for (const run of waiters) {
-          expect(run.events.some((e) => e.type === "warning" && /redis lock provider is unreachable .*falling back to the per-host lock/.test(e.message)), diagnose([run])).toBe(true);
+          expect(
+            run.events.some((e) => e.type === "warning" && /redis lock provider is unreachable .*falling back to the per-host lock/.test(e.message)),
+            diagnose([run]),
+          ).toBe(true);
         }
         const uris = new Set(runs.map((r) => r.stdout.trim()));
         expect(uris.size).toBe(1);
@@ -180,7 +227,9 @@ describe("one build across hosts, coordinated through Redis", () => {
         expect(manifestPuts(name)).toBeGreaterThanOrEqual(1);
         expect(manifestPuts(name)).toBeLessThanOrEqual(HOSTS.length);
       }
-      console.info(`[redis] Redis stopped mid-run (strict=${strict}): holder on ${holderHost}; exits ${runs.map((r) => r.code).join(",")}; manifest PUTs=${manifestPuts(name)}; slowest exit ${Math.max(...runs.map((r) => r.endedAt - stoppedAt))} ms after the stop`);
+      console.info(
+        `[redis] Redis stopped mid-run (strict=${strict}): holder on ${holderHost}; exits ${runs.map((r) => r.code).join(",")}; manifest PUTs=${manifestPuts(name)}; slowest exit ${Math.max(...runs.map((r) => r.endedAt - stoppedAt))} ms after the stop`,
+      );
     }, 200_000);
   }
 
@@ -190,7 +239,10 @@ describe("one build across hosts, coordinated through Redis", () => {
       const name = uniqueName("kiln-mh-tls");
       const env = baseEnv(name, 1, { KILN_REDIS_URL: secure.url, KILN_REDIS_TLS_CA_FILE: secure.caFile!, KILN_REDIS_LEASE_MS: String(CALM_LEASE_MS) });
       const runs = await Promise.all(buildOnHosts(4, env).map((r) => r.done));
-      expect(runs.map((r) => r.code), diagnose(runs)).toEqual([0, 0, 0, 0]);
+      expect(
+        runs.map((r) => r.code),
+        diagnose(runs),
+      ).toEqual([0, 0, 0, 0]);
       expect(builds(runs)).toBe(1);
       expect(manifestPuts(name)).toBe(1);
       const acquired = runs.flatMap((r) => r.events).filter((e) => e.type === "lock.acquired");
@@ -200,7 +252,8 @@ describe("one build across hosts, coordinated through Redis", () => {
       for (const run of runs) expect(`${run.stdout}${run.stderr}`).not.toContain("tls-acl-pw-9e7");
 
       const wrong = await runOnHost(HOSTS[0]!, project, ["build", "spec.mjs", "--json"], {
-        env: { ...env, KILN_REDIS_URL: secure.url.replace("tls-acl-pw-9e7", "wrong-pw-0a1") }, timeoutMs: 60_000,
+        env: { ...env, KILN_REDIS_URL: secure.url.replace("tls-acl-pw-9e7", "wrong-pw-0a1") },
+        timeoutMs: 60_000,
       }).done;
       expect(wrong.code, wrong.stderr).toBe(0);
       expect(wrong.events.find((e) => e.type === "cache.result")).toMatchObject({ result: "error", message: expect.stringMatching(/WRONGPASS/) });
@@ -225,7 +278,12 @@ describe("one build across hosts, coordinated through Redis", () => {
     expect(run.events.filter((e) => e.type === "cache.result").map((e) => e.result)).toEqual(["invalid"]);
     expect(run.events.find((e) => e.type === "done")).toMatchObject({ built: false, digest });
     expect(builds([run])).toBe(0);
-    expect(proxy.requests.slice(before).filter((r) => r.path === `/v2/${name}/manifests/${poisoned}`).map((r) => r.method)).toEqual(["HEAD"]);
+    expect(
+      proxy.requests
+        .slice(before)
+        .filter((r) => r.path === `/v2/${name}/manifests/${poisoned}`)
+        .map((r) => r.method),
+    ).toEqual(["HEAD"]);
     const stored = JSON.parse(await redis.cli("GET", entry));
     expect(stored).toMatchObject({ state: "present", digest });
   }, 120_000);

@@ -164,7 +164,9 @@ describe("connection: credentials, TLS, failures", () => {
       expect((untrusted as { hint: string }).hint).toMatch(/KILN_REDIS_TLS_CA_FILE/);
       expect((untrusted as Error).message).not.toContain("acl-pw-5d2a");
 
-      const outside = await new RedisLockProvider({ env: { ...tlsEnv, KILN_REDIS_PREFIX: "other:" } }).acquire({ key: "tls", image: "tls" }).catch((e: unknown) => e);
+      const outside = await new RedisLockProvider({ env: { ...tlsEnv, KILN_REDIS_PREFIX: "other:" } })
+        .acquire({ key: "tls", image: "tls" })
+        .catch((e: unknown) => e);
       expect((outside as Error).message).toMatch(/NOPERM/);
       expect((outside as { hint: string }).hint).toMatch(/ACL/);
     } finally {

@@ -11,7 +11,8 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { docker, dockerWithStdin, localImageExists, withMachineLock } from "./docker.js";
+import { RegistryClient } from "@kiln/core";
+import { docker, dockerWithStdin, localImageExists, withMachineLock, type DockerCleanup } from "./docker.js";
 import { digestOf, putTestManifest, uploadBlob } from "./registry.js";
 
 export const BUSYBOX_IMAGE = "kiln-test/busybox:1.35";
@@ -56,13 +57,7 @@ export async function ensureDebianPythonImage(tag = DEBIAN_PYTHON_IMAGE): Promis
     await ensureDebootstrap();
     const root = await mkdtemp(join("/var/tmp", "kiln-rootfs-"));
     try {
-      await run("debootstrap", [
-        "--variant=minbase",
-        "--include=python3,python3-pip,ca-certificates",
-        "bookworm",
-        root,
-        DEBIAN_MIRROR,
-      ]);
+      await run("debootstrap", ["--variant=minbase", "--include=python3,python3-pip,ca-certificates", "bookworm", root, DEBIAN_MIRROR]);
       // Leave a rootfs like python:*-slim: pip usable system-wide, no caches or downloaded lists.
       await run("sh", [
         "-c",
@@ -195,23 +190,12 @@ export async function pushMultiArchBusybox(host: string, repository = "kiln-base
       for (const applet of applets) await symlink("busybox", join(root, "bin", applet)).catch(() => undefined);
       await mkdir(join(root, "tmp"), { mode: 0o1777 });
       await run("tar", ["-C", root, "--numeric-owner", "--owner=0", "--group=0", "--sort=name", "-cf", join(root, "layer.tar"), "bin", "tmp"]);
-      const layer = await readFile(join(root, "layer.tar"));
-      const config = Buffer.from(
-        JSON.stringify({
-          architecture,
-          os: "linux",
-          ...(architecture === "arm64" ? { variant: "v8" } : {}),
-          config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"] },
-          rootfs: { type: "layers", diff_ids: [digestOf(layer)] },
-        }),
-      );
-      const manifest = {
-        schemaVersion: 2,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.image.config.v1+json", ...(await uploadBlob(target, repository, config)) },
-        layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...(await uploadBlob(target, repository, layer)) }],
-      };
-      const pushed = await putTestManifest(target, repository, digestOf(JSON.stringify(manifest)), manifest, manifest.mediaType);
+      const pushed = await pushOneLayerImage(target, repository, undefined, await readFile(join(root, "layer.tar")), {
+        architecture,
+        os: "linux",
+        ...(architecture === "arm64" ? { variant: "v8" } : {}),
+        config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], Cmd: ["sh"] },
+      });
       manifests.push({
         mediaType: pushed.mediaType,
         digest: pushed.digest,
@@ -236,12 +220,43 @@ const ARM64_PYTHON_ROOTFS = join(tmpdir(), "kiln-test-cache", "python3.11-bookwo
  * dpkg, perl and tar for their maintainer scripts, which are never run here.
  */
 const ARM64_PYTHON_PACKAGES = [
-  "busybox-static", "libc6", "gcc-12-base", "libgcc-s1", "zlib1g", "libexpat1", "libssl3",
-  "libpython3.11-minimal", "python3.11-minimal", "python3-minimal", "libpython3.11-stdlib",
-  "libffi8", "libbz2-1.0", "liblzma5", "libzstd1", "libsqlite3-0", "libuuid1", "libncursesw6", "libtinfo6",
-  "libreadline8", "libnsl2", "libtirpc3", "libgssapi-krb5-2", "libkrb5-3", "libk5crypto3",
-  "libkrb5support0", "libcom-err2", "libkeyutils1", "libdb5.3", "libcrypt1", "libmd0", "libselinux1", "libpcre2-8-0", "libacl1",
-].map((name) => `${name}:arm64`).concat(["readline-common", "media-types", "libtirpc-common"]);
+  "busybox-static",
+  "libc6",
+  "gcc-12-base",
+  "libgcc-s1",
+  "zlib1g",
+  "libexpat1",
+  "libssl3",
+  "libpython3.11-minimal",
+  "python3.11-minimal",
+  "python3-minimal",
+  "libpython3.11-stdlib",
+  "libffi8",
+  "libbz2-1.0",
+  "liblzma5",
+  "libzstd1",
+  "libsqlite3-0",
+  "libuuid1",
+  "libncursesw6",
+  "libtinfo6",
+  "libreadline8",
+  "libnsl2",
+  "libtirpc3",
+  "libgssapi-krb5-2",
+  "libkrb5-3",
+  "libk5crypto3",
+  "libkrb5support0",
+  "libcom-err2",
+  "libkeyutils1",
+  "libdb5.3",
+  "libcrypt1",
+  "libmd0",
+  "libselinux1",
+  "libpcre2-8-0",
+  "libacl1",
+]
+  .map((name) => `${name}:arm64`)
+  .concat(["readline-common", "media-types", "libtirpc-common"]);
 
 /**
  * The root filesystem (a tar) of a Debian bookworm python3.11 image for linux/arm64, made once per
@@ -295,24 +310,35 @@ export async function arm64PythonRootfs(): Promise<string> {
  */
 export async function pushArm64PythonBase(host: string, repository = "kiln-base/python-arm64", tag = "3.11-bookworm"): Promise<string> {
   const target = { url: `http://${host}`, authorizationFor: () => undefined };
-  const layer = await readFile(await arm64PythonRootfs());
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: "arm64",
-      os: "linux",
-      variant: "v8",
-      config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"], Cmd: ["python3"] },
-      rootfs: { type: "layers", diff_ids: [digestOf(layer)] },
-    }),
-  );
+  await pushOneLayerImage(target, repository, tag, await readFile(await arm64PythonRootfs()), {
+    architecture: "arm64",
+    os: "linux",
+    variant: "v8",
+    config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"], Cmd: ["python3"] },
+  });
+  return `${host}/${repository}:${tag}`;
+}
+
+/**
+ * An OCI image of one uncompressed layer pushed over the registry API: `imageConfig` (architecture,
+ * os, config…) gets the layer's diff_id as its rootfs; the manifest is put under `reference`, or under
+ * its own digest when none is given (a platform's manifest, for an index).
+ */
+async function pushOneLayerImage(
+  target: Parameters<typeof uploadBlob>[0],
+  repository: string,
+  reference: string | undefined,
+  layer: Buffer,
+  imageConfig: Record<string, unknown>,
+) {
+  const config = Buffer.from(JSON.stringify({ ...imageConfig, rootfs: { type: "layers", diff_ids: [digestOf(layer)] } }));
   const manifest = {
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
     config: { mediaType: "application/vnd.oci.image.config.v1+json", ...(await uploadBlob(target, repository, config)) },
     layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar", ...(await uploadBlob(target, repository, layer)) }],
   };
-  await putTestManifest(target, repository, tag, manifest, manifest.mediaType);
-  return `${host}/${repository}:${tag}`;
+  return putTestManifest(target, repository, reference ?? digestOf(JSON.stringify(manifest)), manifest, manifest.mediaType);
 }
 
 /** dpkg knows arm64 as a foreign architecture and apt has its package lists. */
@@ -321,4 +347,21 @@ async function ensureArm64AptArchitecture(): Promise<void> {
   if (foreign.includes("arm64")) return;
   await run("dpkg", ["--add-architecture", "arm64"]);
   await run("apt-get", ["update", "-qq"]);
+}
+
+/**
+ * A base whose tag moves, for pinBase tests: the local busybox pushed as `<host>/<repository>:1`,
+ * then the tag moved (built and pushed again) to a busybox with a `/moved` marker file. Returns the
+ * ref and the registry's digest before and after the move; the local tag is left to `cleanup`.
+ */
+export async function pushMovingBase(host: string, repository: string, cleanup: DockerCleanup): Promise<{ baseRef: string; original: string; moved: string }> {
+  const busybox = await ensureBusyboxImage();
+  const baseRef = cleanup.image(`${host}/${repository}:1`);
+  const digestOfTag = async () => (await new RegistryClient({ useDockerConfig: false }).headManifest(baseRef))!.digest;
+  await docker(["tag", busybox, baseRef]);
+  await docker(["push", baseRef], { timeoutMs: 120_000 });
+  const original = await digestOfTag();
+  await docker(["build", "-t", baseRef, "-"], { input: `FROM ${busybox}\nRUN touch /moved\n`, timeoutMs: 120_000 });
+  await docker(["push", baseRef], { timeoutMs: 120_000 });
+  return { baseRef, original, moved: await digestOfTag() };
 }

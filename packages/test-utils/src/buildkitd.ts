@@ -21,7 +21,8 @@ export function testBuildkitdBinary(env: NodeJS.ProcessEnv = process.env): strin
 }
 
 /** Why the standalone-BuildKit tests do not run here (for `describe.skipIf` titles and messages). */
-export const BUILDKITD_SKIP_REASON = "KILN_TEST_BUILDKITD is not set (or names no file): standalone buildkitd tests need it (.ci/run sets it to ../shared/buildkit/buildkitd)";
+export const BUILDKITD_SKIP_REASON =
+  "KILN_TEST_BUILDKITD is not set (or names no file): standalone buildkitd tests need it (.ci/run sets it to ../shared/buildkit/buildkitd)";
 
 export interface StartBuildkitdOptions {
   /** Registry hosts (`127.0.0.1:5000`) reached over plain HTTP. */
@@ -81,7 +82,14 @@ export async function startBuildkitd(options: StartBuildkitdOptions = {}): Promi
     await daemon.terminate(15_000);
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
   };
-  await daemon.waitUntilReady({ name: "buildkitd", waitingFor: "listen", ready: async () => existsSync(socket) && (await connects(socket)), timeoutMs: 30_000, intervalMs: 200, cleanup: stop });
+  await daemon.waitUntilReady({
+    name: "buildkitd",
+    waitingFor: "listen",
+    ready: async () => existsSync(socket) && (await connects(socket)),
+    timeoutMs: 30_000,
+    intervalMs: 200,
+    cleanup: stop,
+  });
   return { unixAddress: `unix://${socket}`, ...(tcpAddress ? { tcpAddress, tlsFiles } : {}), root, log: daemon.log, stop };
 }
 

@@ -12,7 +12,14 @@ export interface DaemonProcess {
   /** SIGTERM, then SIGKILL if it has not exited within `graceMs`; resolves once it has exited. */
   terminate(graceMs: number): Promise<void>;
   /** Polls `ready` every `intervalMs` until it answers true; on exit or after `timeoutMs`, runs `cleanup` and throws. */
-  waitUntilReady(options: { name: string; waitingFor: string; ready: () => Promise<boolean>; timeoutMs: number; intervalMs: number; cleanup: () => Promise<void> }): Promise<void>;
+  waitUntilReady(options: {
+    name: string;
+    waitingFor: string;
+    ready: () => Promise<boolean>;
+    timeoutMs: number;
+    intervalMs: number;
+    cleanup: () => Promise<void>;
+  }): Promise<void>;
 }
 
 export function spawnDaemon(command: string, args: string[]): DaemonProcess {

@@ -116,7 +116,9 @@ export class DockerCleanup {
     const stageRepos = new Set([...this.images].map((ref) => `kiln-stage/${repositoryName(ref)}`));
     const stages: string[] = [];
     for (const repo of stageRepos) {
-      const listed = await docker(["image", "ls", "--filter", "label=dev.kiln.stage=1", "--format", "{{.Repository}}:{{.Tag}}", repo], { env: this.env }).catch(() => "");
+      const listed = await docker(["image", "ls", "--filter", "label=dev.kiln.stage=1", "--format", "{{.Repository}}:{{.Tag}}", repo], { env: this.env }).catch(
+        () => "",
+      );
       stages.push(...listed.split("\n").filter((line) => line.trim() !== "" && !line.endsWith(":<none>")));
     }
     await removeImages([...this.images, ...stages], this.env);

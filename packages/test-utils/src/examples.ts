@@ -16,9 +16,7 @@ export function runExampleStart(exampleDir: string, env: NodeJS.ProcessEnv = {},
   delete childEnv.KILN_IMAGE_BUILDER;
   return new Promise((resolve, reject) => {
     execFile("pnpm", ["start"], { cwd: exampleDir, env: childEnv, timeout: timeoutMs }, (error, stdout, stderr) =>
-      error
-        ? reject(new Error(`pnpm start failed: ${error.message}\n${stderr}`))
-        : resolve({ stdout, stderr, uri: stdout.trim().split("\n").pop()! }),
+      error ? reject(new Error(`pnpm start failed: ${error.message}\n${stderr}`)) : resolve({ stdout, stderr, uri: stdout.trim().split("\n").pop()! }),
     );
   });
 }

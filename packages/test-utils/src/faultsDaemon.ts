@@ -62,14 +62,7 @@ export async function startThrowawayDaemon(): Promise<ThrowawayDaemon> {
   const launch = async () => {
     await endLeftoverContainerd();
     output = "";
-    const proc = spawn(
-      "dockerd",
-      [
-        `--host=unix://${socketPath}`,
-        ...sandboxDaemonArgs(root, bridge),
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
+    const proc = spawn("dockerd", [`--host=unix://${socketPath}`, ...sandboxDaemonArgs(root, bridge)], { stdio: ["ignore", "pipe", "pipe"] });
     child = proc;
     const collect = (d: Buffer) => (output = (output + d.toString()).slice(-20_000));
     proc.stdout?.on("data", collect);
@@ -161,5 +154,3 @@ function ping(socketPath: string): Promise<boolean> {
     req.on("timeout", () => req.destroy());
   });
 }
-
-

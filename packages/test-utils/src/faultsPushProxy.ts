@@ -79,7 +79,9 @@ export async function startPushFaultProxy(target: string, plan: PushFaultPlan | 
         res.writeHead(fault.status, headers);
         res.end(
           fault.body ??
-            JSON.stringify({ errors: [{ code: fault.status === 429 ? "TOOMANYREQUESTS" : fault.status === 401 ? "UNAUTHORIZED" : "UNAVAILABLE", message: "injected fault" }] }),
+            JSON.stringify({
+              errors: [{ code: fault.status === 429 ? "TOOMANYREQUESTS" : fault.status === 401 ? "UNAUTHORIZED" : "UNAVAILABLE", message: "injected fault" }],
+            }),
         );
       });
       return;

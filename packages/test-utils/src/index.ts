@@ -14,3 +14,4 @@ export * from "./buildkitd.js";
 export * from "./sshDockerHost.js";
 export * from "./eventCollector.js";
 export * from "./tempTree.js";
+export * from "./kilnCli.js";

@@ -55,12 +55,38 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
   const port = await freePort();
   const caFile = options.tls ? await makeCertificates(dir) : undefined;
   const args = [
-    "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
-    "--logfile", path.join(dir, "redis.log"), "--protected-mode", "no", "--maxclients", "4096",
+    "--bind",
+    "127.0.0.1",
+    "--dir",
+    dir,
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--daemonize",
+    "no",
+    "--logfile",
+    path.join(dir, "redis.log"),
+    "--protected-mode",
+    "no",
+    "--maxclients",
+    "4096",
   ];
   if (options.tls) {
-    args.push("--port", "0", "--tls-port", String(port), "--tls-cert-file", path.join(dir, "server.pem"), "--tls-key-file", path.join(dir, "server-key.pem"),
-      "--tls-ca-cert-file", caFile!, "--tls-auth-clients", "no");
+    args.push(
+      "--port",
+      "0",
+      "--tls-port",
+      String(port),
+      "--tls-cert-file",
+      path.join(dir, "server.pem"),
+      "--tls-key-file",
+      path.join(dir, "server-key.pem"),
+      "--tls-ca-cert-file",
+      caFile!,
+      "--tls-auth-clients",
+      "no",
+    );
   } else {
     args.push("--port", String(port));
   }
@@ -73,7 +99,9 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
   const scheme = options.tls ? "rediss" : "redis";
   const auth = options.aclUser
     ? `${encodeURIComponent(options.aclUser.username)}:${encodeURIComponent(options.aclUser.password)}@`
-    : options.password ? `:${encodeURIComponent(options.password)}@` : "";
+    : options.password
+      ? `:${encodeURIComponent(options.password)}@`
+      : "";
   const address = `${scheme}://127.0.0.1:${port}`;
 
   let child: ChildProcess | undefined;
@@ -103,7 +131,11 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
   await start();
 
   const cliArgs = [
-    "-h", "127.0.0.1", "-p", String(port), "--no-auth-warning",
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "--no-auth-warning",
     ...(options.tls ? ["--tls", "--cacert", caFile!] : []),
     ...(options.aclUser ? ["--user", options.aclUser.username, "--pass", options.aclUser.password] : options.password ? ["-a", options.password] : []),
   ];
@@ -172,6 +204,22 @@ async function makeCertificates(dir: string): Promise<string> {
   await ssl(["genrsa", "-out", "server-key.pem", "2048"]);
   await ssl(["req", "-new", "-key", "server-key.pem", "-subj", "/CN=localhost", "-out", "server.csr"]);
   await writeFile(path.join(dir, "server-ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-  await ssl(["x509", "-req", "-days", "2", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out", "server.pem", "-extfile", "server-ext.cnf"]);
+  await ssl([
+    "x509",
+    "-req",
+    "-days",
+    "2",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca-key.pem",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-extfile",
+    "server-ext.cnf",
+  ]);
   return path.join(dir, "ca.pem");
 }

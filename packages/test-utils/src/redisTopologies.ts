@@ -60,17 +60,27 @@ export async function startRedisSentinel(): Promise<TestRedisSentinel> {
     const sentinelPort = await freePort();
     const conf = path.join(dir, "sentinel.conf");
     // The sentinel rewrites its config file (it must be writable); `resolve-hostnames` is not needed on loopback.
-    await writeFile(conf, [
-      `port ${sentinelPort}`, "bind 127.0.0.1", "protected-mode no", `dir ${dir}`,
-      `sentinel monitor kiln 127.0.0.1 ${master.port} 1`,
-      "sentinel down-after-milliseconds kiln 1000",
-      "sentinel failover-timeout kiln 5000",
-      "",
-    ].join("\n"));
+    await writeFile(
+      conf,
+      [
+        `port ${sentinelPort}`,
+        "bind 127.0.0.1",
+        "protected-mode no",
+        `dir ${dir}`,
+        `sentinel monitor kiln 127.0.0.1 ${master.port} 1`,
+        "sentinel down-after-milliseconds kiln 1000",
+        "sentinel failover-timeout kiln 5000",
+        "",
+      ].join("\n"),
+    );
     const sentinel = await spawnManaged([conf, "--sentinel"], sentinelPort, path.join(dir, "sentinel.log"));
     processes.push(sentinel);
     const masterPort = async () => Number((await cli(sentinelPort, "SENTINEL", "get-master-addr-by-name", "kiln")).trim().split("\n")[1]);
-    await waitFor(async () => (await cli(sentinelPort, "SENTINEL", "replicas", "kiln")).includes(String(replica.port)), 15_000, "the sentinel to see the replica");
+    await waitFor(
+      async () => (await cli(sentinelPort, "SENTINEL", "replicas", "kiln")).includes(String(replica.port)),
+      15_000,
+      "the sentinel to see the replica",
+    );
     return { sentinelPort, masterName: "kiln", master, replica, masterPort, stop };
   } catch (error) {
     await stop();
@@ -87,9 +97,20 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
   };
   try {
     for (let i = 0; i < 3; i++) {
-      nodes.push(await startNode(dir, `node${i}`, ["--cluster-enabled", "yes", "--cluster-config-file", path.join(dir, `nodes-${i}.conf`), "--cluster-node-timeout", "2000"]));
+      nodes.push(
+        await startNode(dir, `node${i}`, [
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          path.join(dir, `nodes-${i}.conf`),
+          "--cluster-node-timeout",
+          "2000",
+        ]),
+      );
     }
-    await run("redis-cli", ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"], { timeout: 30_000 });
+    await run("redis-cli", ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"], {
+      timeout: 30_000,
+    });
     for (const node of nodes) {
       await waitFor(async () => (await cli(node.port, "CLUSTER", "INFO")).includes("cluster_state:ok"), 20_000, `cluster node ${node.port} to be ready`);
     }
@@ -111,10 +132,27 @@ interface ManagedProcess extends RedisNode {
 
 async function startNode(dir: string, name: string, extra: string[]): Promise<ManagedProcess> {
   const port = await freePort();
-  return spawnManaged([
-    "--port", String(port), "--bind", "127.0.0.1", "--protected-mode", "no", "--dir", dir,
-    "--save", "", "--appendonly", "no", "--dbfilename", `${name}.rdb`, ...extra,
-  ], port, path.join(dir, `${name}.log`));
+  return spawnManaged(
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--protected-mode",
+      "no",
+      "--dir",
+      dir,
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--dbfilename",
+      `${name}.rdb`,
+      ...extra,
+    ],
+    port,
+    path.join(dir, `${name}.log`),
+  );
 }
 
 async function spawnManaged(args: string[], port: number, logfile: string): Promise<ManagedProcess> {
@@ -127,10 +165,14 @@ async function spawnManaged(args: string[], port: number, logfile: string): Prom
     await exited;
   };
   try {
-    await waitFor(async () => {
-      if (!running()) throw new Error(`redis-server ${args.join(" ")} exited: see ${logfile}`);
-      return accepts(port);
-    }, 15_000, `redis-server on port ${port}`);
+    await waitFor(
+      async () => {
+        if (!running()) throw new Error(`redis-server ${args.join(" ")} exited: see ${logfile}`);
+        return accepts(port);
+      },
+      15_000,
+      `redis-server on port ${port}`,
+    );
   } catch (error) {
     await kill();
     throw error;

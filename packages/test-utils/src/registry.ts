@@ -153,12 +153,7 @@ function stopChild(child: ChildProcess): Promise<void> {
 
 // ---- pushing test images over the registry API ----------------------------------------------------
 
-export type TestImageShape =
-  | "docker-v2"
-  | "oci"
-  | "oci-index-with-attestation"
-  | "docker-manifest-list"
-  | "oci-index-missing-platform";
+export type TestImageShape = "docker-v2" | "oci" | "oci-index-with-attestation" | "docker-manifest-list" | "oci-index-missing-platform";
 
 export interface PushTestImageOptions {
   /**
@@ -268,8 +263,16 @@ async function pushSingle(
 
 /** A BuildKit-style attestation manifest for `subject` (platform unknown/unknown in the index). */
 async function pushAttestation(target: PushTarget, repository: string, subject: string) {
-  const config = await uploadBlob(target, repository, Buffer.from(JSON.stringify({ architecture: "unknown", os: "unknown", config: {}, rootfs: { type: "layers", diff_ids: [] } })));
-  const statement = await uploadBlob(target, repository, Buffer.from(JSON.stringify({ _type: "https://in-toto.io/Statement/v0.1", subject: [{ digest: subject }] })));
+  const config = await uploadBlob(
+    target,
+    repository,
+    Buffer.from(JSON.stringify({ architecture: "unknown", os: "unknown", config: {}, rootfs: { type: "layers", diff_ids: [] } })),
+  );
+  const statement = await uploadBlob(
+    target,
+    repository,
+    Buffer.from(JSON.stringify({ _type: "https://in-toto.io/Statement/v0.1", subject: [{ digest: subject }] })),
+  );
   const manifest = {
     schemaVersion: 2,
     mediaType: MT.ociManifest,

@@ -15,5 +15,8 @@ export async function tempTree(files: Record<string, string>, prefix = "kiln-tes
 
 /** A Docker config dir whose config.json has `auths` for one registry. */
 export async function dockerConfigWith(registry: string, username: string, password: string): Promise<string> {
-  return tempTree({ "config.json": JSON.stringify({ auths: { [registry]: { auth: Buffer.from(`${username}:${password}`).toString("base64") } } }) }, "kiln-docker-config-");
+  return tempTree(
+    { "config.json": JSON.stringify({ auths: { [registry]: { auth: Buffer.from(`${username}:${password}`).toString("base64") } } }) },
+    "kiln-docker-config-",
+  );
 }

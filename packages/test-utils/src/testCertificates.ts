@@ -26,11 +26,43 @@ export async function makeTestCertificates(serverDir: string, clientDir: string,
   await ssl(["genrsa", "-out", "server-key.pem", "2048"]);
   await ssl(["req", "-new", "-key", "server-key.pem", "-subj", "/CN=localhost", "-out", "server.csr"]);
   await writeFile(join(serverDir, "server-ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-  await ssl(["x509", "-req", "-days", "2", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out", "server-cert.pem", "-extfile", "server-ext.cnf"]);
+  await ssl([
+    "x509",
+    "-req",
+    "-days",
+    "2",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca-key.pem",
+    "-CAcreateserial",
+    "-out",
+    "server-cert.pem",
+    "-extfile",
+    "server-ext.cnf",
+  ]);
   await ssl(["genrsa", "-out", client.key, "2048"]);
   await ssl(["req", "-new", "-key", client.key, "-subj", "/CN=kiln-test-client", "-out", "client.csr"]);
   await writeFile(join(serverDir, "client-ext.cnf"), "extendedKeyUsage=clientAuth\n");
-  await ssl(["x509", "-req", "-days", "2", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-out", client.cert, "-extfile", "client-ext.cnf"]);
+  await ssl([
+    "x509",
+    "-req",
+    "-days",
+    "2",
+    "-in",
+    "client.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca-key.pem",
+    "-CAcreateserial",
+    "-out",
+    client.cert,
+    "-extfile",
+    "client-ext.cnf",
+  ]);
   await copyFile(join(serverDir, "ca.pem"), client.ca);
   return { ca: join(serverDir, "ca.pem"), serverCert: join(serverDir, "server-cert.pem"), serverKey: join(serverDir, "server-key.pem"), client };
 }

@@ -57,7 +57,14 @@ export async function startTlsDaemon(): Promise<TlsDaemon> {
   };
 
   const tls = { ca: readFileSync(certificates.client.ca), cert: readFileSync(certificates.client.cert), key: readFileSync(certificates.client.key) };
-  await daemon.waitUntilReady({ name: "The TLS dockerd", waitingFor: "answer", ready: () => ping(port, tls), timeoutMs: 60_000, intervalMs: 300, cleanup: stop });
+  await daemon.waitUntilReady({
+    name: "The TLS dockerd",
+    waitingFor: "answer",
+    ready: () => ping(port, tls),
+    timeoutMs: 60_000,
+    intervalMs: 300,
+    cleanup: stop,
+  });
   const host = `tcp://127.0.0.1:${port}`;
   return {
     host,

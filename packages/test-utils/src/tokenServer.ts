@@ -99,7 +99,10 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
         requests.push({ method: "POST", scopes, account, grant: "refresh_token" });
         return reply(200, { access_token: issue(account, scopes), expires_in: expiresIn, issued_at: new Date().toISOString() });
       }
-      const scopes = url.searchParams.getAll("scope").flatMap((s) => s.split(" ")).filter(Boolean);
+      const scopes = url.searchParams
+        .getAll("scope")
+        .flatMap((s) => s.split(" "))
+        .filter(Boolean);
       let account = "";
       let grant: TokenRequestLog["grant"] = "anonymous";
       const authorization = req.headers.authorization;

@@ -29,15 +29,24 @@ export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
 /** `--checker a,b` → ["a", "b"] (the checker chain, in order); undefined when not given. */
 export function parseCheckerFlag(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
-  const names = value.split(",").map((n) => n.trim()).filter(Boolean);
-  if (names.length === 0) throw new UsageError("--checker needs at least one checker name", { hint: "Use e.g. --checker docker-local,registry; `kiln plugins` lists the installed checkers." });
+  const names = value
+    .split(",")
+    .map((n) => n.trim())
+    .filter(Boolean);
+  if (names.length === 0)
+    throw new UsageError("--checker needs at least one checker name", {
+      hint: "Use e.g. --checker docker-local,registry; `kiln plugins` lists the installed checkers.",
+    });
   return names;
 }
 
 /** `linux/amd64,linux/arm64` → validated Architecture[]. */
 export function parsePlatforms(value: string | undefined): Architecture[] | undefined {
   if (value === undefined) return undefined;
-  const list = value.split(",").map((p) => p.trim()).filter(Boolean);
+  const list = value
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
   if (list.length === 0) throw new UsageError("--platform needs at least one platform", { hint: `Use e.g. --platform ${ARCHITECTURES.join(",")}.` });
   for (const platform of list) {
     if (!(ARCHITECTURES as readonly string[]).includes(platform)) {

@@ -23,7 +23,10 @@ function memoized<A extends unknown[], R>(call: (reference: Reference, ...rest: 
     if (!answer) {
       answer = call(reference, ...rest);
       answers.set(key, answer);
-      answer.then((value) => value === null && answers.delete(key), () => answers.delete(key));
+      answer.then(
+        (value) => value === null && answers.delete(key),
+        () => answers.delete(key),
+      );
     }
     return answer;
   };

@@ -87,7 +87,9 @@ export function describeEvent(e: BuildEvent, pushStatus?: Map<string, string>): 
         ? `waiting for ${e.holder ?? "another host"} building the same image (${e.provider} lease${e.waitedMs ? `, ${seconds(e.waitedMs)} so far` : ""})…`
         : "waiting for another kiln process building the same image…";
     case "lock.acquired":
-      return e.waitedMs >= 1000 || e.fallback ? `build lease taken from ${e.provider}${e.fallback ? " (fallback)" : ""} after ${seconds(e.waitedMs)}` : undefined;
+      return e.waitedMs >= 1000 || e.fallback
+        ? `build lease taken from ${e.provider}${e.fallback ? " (fallback)" : ""} after ${seconds(e.waitedMs)}`
+        : undefined;
     case "lock.lost":
       return `build lease lost (${e.provider}): ${e.message}`;
     case "cache.result":

@@ -20,9 +20,18 @@ export interface CommandContext {
 export type CommandModule = { run(args: string[], context: CommandContext): Promise<number> };
 
 const USAGE_CODES = new Set([
-  "KILN_USAGE", "KILN_VALIDATION", "KILN_INVALID_REFERENCE", "KILN_SPEC_LOAD", "KILN_CONFIG",
-  "KILN_UNKNOWN_BUILDER", "KILN_UNKNOWN_CHECKER", "KILN_PLUGIN_LOAD", "KILN_CHECK_FAILED", "KILN_SOURCE_NOT_FOUND",
-  "KILN_MISSING_SECRET", "KILN_SECRETS_NEED_BUILDKIT",
+  "KILN_USAGE",
+  "KILN_VALIDATION",
+  "KILN_INVALID_REFERENCE",
+  "KILN_SPEC_LOAD",
+  "KILN_CONFIG",
+  "KILN_UNKNOWN_BUILDER",
+  "KILN_UNKNOWN_CHECKER",
+  "KILN_PLUGIN_LOAD",
+  "KILN_CHECK_FAILED",
+  "KILN_SOURCE_NOT_FOUND",
+  "KILN_MISSING_SECRET",
+  "KILN_SECRETS_NEED_BUILDKIT",
 ]);
 
 export function exitCodeFor(error: unknown, signal: AbortSignal): number {

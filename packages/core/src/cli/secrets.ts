@@ -19,7 +19,6 @@ export interface SecretFlag {
 
 const HINT = "use --secret id=ID (env var ID), --secret id=ID,env=VAR or --secret id=ID,src=PATH";
 
-
 /** One `--secret` value → its id and source. Bad syntax is a UsageError (exit 2). */
 export function parseSecretFlag(flag: string, cwd = process.cwd()): SecretFlag {
   const fields = new Map<string, string>();

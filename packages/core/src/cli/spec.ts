@@ -87,7 +87,9 @@ export async function loadSpec(arg: string, cwd: string = process.cwd()): Promis
   // Named exports first so `export default api` next to `export const api` is listed once, as "api".
   const found: SpecImage[] = [];
   const seen = new Set<unknown>();
-  const names = Object.keys(mod).filter((n) => n !== "default").sort();
+  const names = Object.keys(mod)
+    .filter((n) => n !== "default")
+    .sort();
   if ("default" in mod) names.push("default");
   for (const name of names) {
     const value = mod[name];
@@ -125,10 +127,13 @@ export async function loadSpec(arg: string, cwd: string = process.cwd()): Promis
     const picked = exportName in mod ? asImage(mod[exportName]) : undefined;
     if (!picked) {
       const groupNames = [...groups.keys()];
-      throw new SpecLoadError(`Spec ${describeValue(rawFile)} has no Image export named ${describeValue(exportName)}; its Image exports: ${found.map((f) => f.exportName).join(", ") || "(none)"}${groupNames.length ? `; its groups: ${groupNames.join(", ")}` : ""}`, {
-        hint: `Use ${rawFile}#<name> with one of the names listed.`,
-        details: { file, exportName },
-      });
+      throw new SpecLoadError(
+        `Spec ${describeValue(rawFile)} has no Image export named ${describeValue(exportName)}; its Image exports: ${found.map((f) => f.exportName).join(", ") || "(none)"}${groupNames.length ? `; its groups: ${groupNames.join(", ")}` : ""}`,
+        {
+          hint: `Use ${rawFile}#<name> with one of the names listed.`,
+          details: { file, exportName },
+        },
+      );
     }
     return [{ exportName, image: picked }];
   }

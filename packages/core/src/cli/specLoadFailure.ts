@@ -18,7 +18,8 @@ const REQUIRE_ESM_CODES = new Set(["ERR_REQUIRE_ESM", "ERR_REQUIRE_ASYNC_MODULE"
 /** An exports map without a "require"/"default" condition, as ES-module-only packages have. */
 const NO_REQUIRE_EXPORT = /No "exports" main defined|is not defined by "exports"/;
 /** ES module syntax in a file Node runs as CommonJS. */
-const ESM_SYNTAX_IN_CJS = /Cannot use import statement outside a module|Unexpected token 'export'|Cannot use 'import\.meta' outside a module|await is only valid in async functions and the top level bodies of modules/;
+const ESM_SYNTAX_IN_CJS =
+  /Cannot use import statement outside a module|Unexpected token 'export'|Cannot use 'import\.meta' outside a module|await is only valid in async functions and the top level bodies of modules/;
 /** CommonJS-only names in a file Node runs as an ES module. */
 const CJS_GLOBALS_IN_ESM = /\b(require|module|exports|__dirname|__filename) is not defined in ES module scope/;
 
@@ -55,13 +56,14 @@ export function specLoadFailure(error: unknown, file: string): SpecLoadFailure {
   const format = moduleFormatOf(file);
   if (format === "commonjs" && (REQUIRE_ESM_CODES.has(code as string) || NO_REQUIRE_EXPORT.test(full))) {
     const canRequireEsm = (process.features as { require_module?: boolean }).require_module === true;
-    const why = code === "ERR_REQUIRE_ASYNC_MODULE"
-      ? "that ES module uses top-level await, which require() cannot load"
-      : NO_REQUIRE_EXPORT.test(full)
-        ? "that package exports nothing for require() (an ES-module-only package, or a @kiln release before require() support)"
-        : canRequireEsm
-          ? "require() of it failed"
-          : `this Node (${process.version}) does not require() ES modules (Node ≥ 20.19 and ≥ 22.12 do, unless run with --no-experimental-require-module)`;
+    const why =
+      code === "ERR_REQUIRE_ASYNC_MODULE"
+        ? "that ES module uses top-level await, which require() cannot load"
+        : NO_REQUIRE_EXPORT.test(full)
+          ? "that package exports nothing for require() (an ES-module-only package, or a @kiln release before require() support)"
+          : canRequireEsm
+            ? "require() of it failed"
+            : `this Node (${process.version}) does not require() ES modules (Node ≥ 20.19 and ≥ 22.12 do, unless run with --no-experimental-require-module)`;
     return {
       message: `the spec runs as CommonJS (${formatReason(file)}) and require()s an ES module; ${why}: ${firstLine(full)}`,
       hint: `@kiln packages are ES modules. Either ${makeModuleFix(file)}${code === "ERR_REQUIRE_ESM" && !canRequireEsm ? ", or run Node ≥ 20.19 (≥ 22.12 on Node 22), which can require() ES modules" : ""}.`,

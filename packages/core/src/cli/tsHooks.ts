@@ -12,10 +12,26 @@ import { fileURLToPath } from "node:url";
 import { isTypeScriptFile, moduleFormatOf } from "./moduleFormat.js";
 import { transpileTypeScript } from "./typescript.js";
 
-interface ResolveContext { parentURL?: string; conditions: string[]; importAttributes?: Record<string, string> }
-interface ResolveResult { url: string; format?: string | null; shortCircuit?: boolean }
-interface LoadContext { format?: string | null; conditions: string[]; importAttributes?: Record<string, string> }
-interface LoadResult { format: string; source?: string | ArrayBuffer | Uint8Array | null; shortCircuit?: boolean }
+interface ResolveContext {
+  parentURL?: string;
+  conditions: string[];
+  importAttributes?: Record<string, string>;
+}
+interface ResolveResult {
+  url: string;
+  format?: string | null;
+  shortCircuit?: boolean;
+}
+interface LoadContext {
+  format?: string | null;
+  conditions: string[];
+  importAttributes?: Record<string, string>;
+}
+interface LoadResult {
+  format: string;
+  source?: string | ArrayBuffer | Uint8Array | null;
+  shortCircuit?: boolean;
+}
 
 function typeScriptPath(url: string | undefined): string | undefined {
   if (!url?.startsWith("file:")) return undefined;
@@ -54,11 +70,7 @@ export async function resolve(
   }
 }
 
-export async function load(
-  url: string,
-  context: LoadContext,
-  nextLoad: (url: string, context: LoadContext) => Promise<LoadResult>,
-): Promise<LoadResult> {
+export async function load(url: string, context: LoadContext, nextLoad: (url: string, context: LoadContext) => Promise<LoadResult>): Promise<LoadResult> {
   const file = typeScriptPath(url);
   if (!file) return nextLoad(url, context);
   const format = moduleFormatOf(file);

@@ -11,7 +11,9 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { TYPESCRIPT_EXTENSIONS } from "./moduleFormat.js";
 import { transpileTypeScript } from "./typescript.js";
 
-interface CompilableModule { _compile(code: string, filename: string): unknown }
+interface CompilableModule {
+  _compile(code: string, filename: string): unknown;
+}
 
 let requireHookInstalled = false;
 let importHooksRegistered = false;

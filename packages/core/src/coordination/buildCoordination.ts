@@ -140,10 +140,15 @@ export class BuildCoordination {
     const shared = this.options.lock.provider;
     let providerName = shared ? this.options.lock.name : "file";
     let fallback = false;
-    const onWait = (wait: LockWait) => emit(onEvent, {
-      type: "lock.wait", image, lockPath: wait.location ?? lockKey, provider: providerName,
-      ...(wait.holder ? { holder: wait.holder } : {}), waitedMs: wait.waitedMs,
-    });
+    const onWait = (wait: LockWait) =>
+      emit(onEvent, {
+        type: "lock.wait",
+        image,
+        lockPath: wait.location ?? lockKey,
+        provider: providerName,
+        ...(wait.holder ? { holder: wait.holder } : {}),
+        waitedMs: wait.waitedMs,
+      });
     let lease: Lease;
     if (!shared) {
       lease = await file.acquire({ key: lockKey, image, signal });
@@ -153,20 +158,35 @@ export class BuildCoordination {
       } catch (error) {
         if (signal.aborted || CancelledError.isInstance(error)) throw error;
         if (strict) {
-          throw new CoordinationUnavailableError(`Cannot take the build lease for ${image} from the ${providerName} lock provider (strict mode): ${message(error)}`, {
-            hint: `Check that ${providerName} is reachable from this host (address, TLS, credentials), or run without strict mode to fall back to the per-host lock.`,
-            cause: error,
-            details: { image, provider: providerName },
-          });
+          throw new CoordinationUnavailableError(
+            `Cannot take the build lease for ${image} from the ${providerName} lock provider (strict mode): ${message(error)}`,
+            {
+              hint: `Check that ${providerName} is reachable from this host (address, TLS, credentials), or run without strict mode to fall back to the per-host lock.`,
+              cause: error,
+              details: { image, provider: providerName },
+            },
+          );
         }
-        emit(onEvent, { type: "warning", image, message: `the ${providerName} lock provider is unreachable (${message(error)}); falling back to the per-host lock — hosts may build this image in parallel` });
+        emit(onEvent, {
+          type: "warning",
+          image,
+          message: `the ${providerName} lock provider is unreachable (${message(error)}); falling back to the per-host lock — hosts may build this image in parallel`,
+        });
         providerName = "file";
         fallback = true;
         lease = await file.acquire({ key: lockKey, image, signal });
       }
     }
     // Reported with a shared provider only: the default per-host lock's events stay as they always were.
-    if (shared) emit(onEvent, { type: "lock.acquired", image, provider: providerName, fencingToken: lease.fencingToken, waitedMs: Date.now() - started, ...(fallback ? { fallback } : {}) });
+    if (shared)
+      emit(onEvent, {
+        type: "lock.acquired",
+        image,
+        provider: providerName,
+        fencingToken: lease.fencingToken,
+        waitedMs: Date.now() - started,
+        ...(fallback ? { fallback } : {}),
+      });
     return new LeaseKeeper(lease, { provider: providerName, image, onEvent });
   }
 
@@ -180,11 +200,27 @@ export class BuildCoordination {
       exists = (await client.headManifest(`${repository}@${digest}`, { signal })) !== null;
     } catch (error) {
       if (signal.aborted) throw error;
-      emit(onEvent, { type: "cache.result", image, cache: name, result: "error", digest, ageMs, message: `could not re-verify the cached digest: ${message(error)}` });
+      emit(onEvent, {
+        type: "cache.result",
+        image,
+        cache: name,
+        result: "error",
+        digest,
+        ageMs,
+        message: `could not re-verify the cached digest: ${message(error)}`,
+      });
       return undefined;
     }
     if (!exists) {
-      emit(onEvent, { type: "cache.result", image, cache: name, result: "invalid", digest, ageMs, message: `the registry has no manifest ${digest} for ${repository}; entry dropped` });
+      emit(onEvent, {
+        type: "cache.result",
+        image,
+        cache: name,
+        result: "invalid",
+        digest,
+        ageMs,
+        message: `the registry has no manifest ${digest} for ${repository}; entry dropped`,
+      });
       await this.quietly(() => cache.invalidate(this.key));
       return undefined;
     }
@@ -199,7 +235,13 @@ export class BuildCoordination {
     try {
       await write();
     } catch (error) {
-      emit(this.options.onEvent, { type: "cache.result", image: this.options.image, cache: selected?.name ?? "cache", result: "error", message: `could not update the cache: ${message(error)}` });
+      emit(this.options.onEvent, {
+        type: "cache.result",
+        image: this.options.image,
+        cache: selected?.name ?? "cache",
+        result: "error",
+        message: `could not update the cache: ${message(error)}`,
+      });
     }
   }
 }
@@ -208,6 +250,9 @@ type HeadClient = { headManifest(reference: string, options: { signal?: AbortSig
 let client: HeadClient | undefined;
 /** One client per process, loaded on demand, with few retries and short deadlines (as for a found image's digest). */
 async function verifyClient(): Promise<HeadClient> {
-  client ??= new (await import("../registry/client.js")).RegistryClient({ retry: { retries: 1, baseDelayMs: 200 }, timeouts: { connectMs: 3_000, idleMs: 10_000, totalMs: 15_000 } });
+  client ??= new (await import("../registry/client.js")).RegistryClient({
+    retry: { retries: 1, baseDelayMs: 200 },
+    timeouts: { connectMs: 3_000, idleMs: 10_000, totalMs: 15_000 },
+  });
   return client;
 }

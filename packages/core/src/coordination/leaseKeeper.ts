@@ -35,7 +35,11 @@ export class LeaseKeeper {
   private warnedUnreachable = false;
   private released = false;
 
-  constructor(private readonly lease: Lease, private readonly options: LeaseKeeperOptions, acquiredAt = Date.now()) {
+  constructor(
+    private readonly lease: Lease,
+    private readonly options: LeaseKeeperOptions,
+    acquiredAt = Date.now(),
+  ) {
     this.fencingToken = lease.fencingToken;
     this.waited = lease.waited;
     this.validUntil = lease.leaseMs === undefined ? Infinity : acquiredAt + lease.leaseMs;
@@ -56,7 +60,8 @@ export class LeaseKeeper {
     const left = this.validUntil - Date.now();
     if (left > this.safetyMarginMs()) {
       emit(this.options.onEvent, {
-        type: "warning", image: this.options.image,
+        type: "warning",
+        image: this.options.image,
         message: `cannot reach the ${this.options.provider} lock provider to confirm the build lease; it is still valid for ${left} ms, pushing`,
       });
       return;
@@ -74,7 +79,8 @@ export class LeaseKeeper {
       await this.lease.release();
     } catch (error) {
       emit(this.options.onEvent, {
-        type: "warning", image: this.options.image,
+        type: "warning",
+        image: this.options.image,
         message: `could not release the build lease with ${this.options.provider} (it expires on its own): ${redactSecrets((error as Error)?.message ?? String(error))}`,
       });
     }
@@ -88,28 +94,32 @@ export class LeaseKeeper {
     if (this.lostReason !== undefined || this.released) return Promise.resolve("lost");
     if (this.renewing) return this.renewing;
     const sentAt = Date.now();
-    this.renewing = this.lease.renew().then(
-      (held): Renewal => {
-        if (held) {
-          this.validUntil = sentAt + (this.lease.leaseMs ?? 0);
-          return "held";
-        }
-        this.markLost("the lease expired and was taken over by another holder");
-        return "lost";
-      },
-      (error): Renewal => {
-        if (!this.warnedUnreachable) {
-          this.warnedUnreachable = true;
-          emit(this.options.onEvent, {
-            type: "warning", image: this.options.image,
-            message: `cannot renew the build lease with ${this.options.provider}: ${redactSecrets((error as Error)?.message ?? String(error))}`,
-          });
-        }
-        return "unreachable";
-      },
-    ).finally(() => {
-      this.renewing = undefined;
-    });
+    this.renewing = this.lease
+      .renew()
+      .then(
+        (held): Renewal => {
+          if (held) {
+            this.validUntil = sentAt + (this.lease.leaseMs ?? 0);
+            return "held";
+          }
+          this.markLost("the lease expired and was taken over by another holder");
+          return "lost";
+        },
+        (error): Renewal => {
+          if (!this.warnedUnreachable) {
+            this.warnedUnreachable = true;
+            emit(this.options.onEvent, {
+              type: "warning",
+              image: this.options.image,
+              message: `cannot renew the build lease with ${this.options.provider}: ${redactSecrets((error as Error)?.message ?? String(error))}`,
+            });
+          }
+          return "unreachable";
+        },
+      )
+      .finally(() => {
+        this.renewing = undefined;
+      });
     return this.renewing;
   }
 

@@ -49,7 +49,12 @@ function loadOnce<T>(kind: string, projectDir: string, name: string, load: () =>
 }
 
 /** The first choice given, by precedence, with where it came from. */
-function firstChoice<T>(option: T | undefined, init: T | undefined, env: string | undefined, config: string | undefined): { choice: T | string; source: CoordinationSource } | undefined {
+function firstChoice<T>(
+  option: T | undefined,
+  init: T | undefined,
+  env: string | undefined,
+  config: string | undefined,
+): { choice: T | string; source: CoordinationSource } | undefined {
   if (option !== undefined) return { choice: option, source: "option" };
   if (init !== undefined) return { choice: init, source: "init" };
   if (env) return { choice: env, source: "env" };
@@ -72,7 +77,11 @@ export async function selectLockProvider(option: string | LockProvider | undefin
   return { name: choice, provider, source };
 }
 
-export async function selectCheckCache(option: string | CheckCache | undefined, projectDir: string, config: LoadedConfig): Promise<SelectedCheckCache | undefined> {
+export async function selectCheckCache(
+  option: string | CheckCache | undefined,
+  projectDir: string,
+  config: LoadedConfig,
+): Promise<SelectedCheckCache | undefined> {
   const picked = firstChoice(option, getInitOptions().checkCache, process.env.KILN_CHECK_CACHE, config.checkCache);
   if (!picked || (typeof picked.choice === "string" && NO_CACHE_NAMES.has(picked.choice.toLowerCase()))) return undefined;
   const { choice, source } = picked;

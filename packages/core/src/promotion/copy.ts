@@ -71,11 +71,20 @@ interface BlobToCopy {
 const DEFAULT_CONCURRENCY = 4;
 
 /** Copies `source` to `target` (both full references; the target needs a tag). See the module comment. */
-export async function promoteImage(client: RegistryClient, source: string | RegistryReference, target: string | RegistryReference, options: PromoteImageOptions = {}): Promise<PromotedImage> {
+export async function promoteImage(
+  client: RegistryClient,
+  source: string | RegistryReference,
+  target: string | RegistryReference,
+  options: PromoteImageOptions = {},
+): Promise<PromotedImage> {
   const from = toReference(source);
   const to = toReference(target);
   const label = options.image ?? describeRef(to);
-  if (!to.tag) throw new PromotionFailedError(`Cannot promote to ${describeRef(to)}: the target has no tag`, { hint: "Give the target reference a tag.", details: { target: describeRef(to) } });
+  if (!to.tag)
+    throw new PromotionFailedError(`Cannot promote to ${describeRef(to)}: the target has no tag`, {
+      hint: "Give the target reference a tag.",
+      details: { target: describeRef(to) },
+    });
   const request: RegistryRequestOptions = { signal: options.signal, onEvent: options.onEvent };
   const requested = [...new Set((options.platforms ?? []).map((p) => normalizePlatform(p)))];
   const missing = (what: string): PromotionSourceMissingError =>
@@ -108,7 +117,8 @@ export async function promoteImage(client: RegistryClient, source: string | Regi
         }
         const child = await client.getManifest({ registry: from.registry, repository: from.repository, digest: entry.digest }, request);
         if (!child) {
-          if (required.has(entry.digest)) throw missing(`the registry no longer holds its ${entry.platform ? normalizePlatform(entry.platform) : ""} manifest ${entry.digest}`);
+          if (required.has(entry.digest))
+            throw missing(`the registry no longer holds its ${entry.platform ? normalizePlatform(entry.platform) : ""} manifest ${entry.digest}`);
           reducedIndex = true;
           continue;
         }
@@ -126,24 +136,37 @@ export async function promoteImage(client: RegistryClient, source: string | Regi
     const blobs = uniqueBlobs([...(isIndex ? children : [top])]);
     const counts = { mounted: 0, copied: 0, existing: 0 };
     let bytesCopied = 0;
-    await forEachBounded(blobs, Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY), async (blob) => {
-      const copied = await copyBlob(client, from, to, blob, mode, options, label);
-      if (copied.via === "mounted") counts.mounted++;
-      else if (copied.via === "existing") counts.existing++;
-      else {
-        counts.copied++;
-        bytesCopied += copied.size;
-      }
-    }, options.signal);
+    await forEachBounded(
+      blobs,
+      Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY),
+      async (blob) => {
+        const copied = await copyBlob(client, from, to, blob, mode, options, label);
+        if (copied.via === "mounted") counts.mounted++;
+        else if (copied.via === "existing") counts.existing++;
+        else {
+          counts.copied++;
+          bytesCopied += copied.size;
+        }
+      },
+      options.signal,
+    );
 
     const childManifests = children.map((child) => ({ body: child.body, mediaType: mediaTypeOf(child) }));
     const digest = await putImageManifests(client, { ...to, digest: undefined }, childManifests, tagged, { ...request, beforeTag: options.beforeTag });
     return {
-      source: describeRef(from), target: describeRef(to), digest, mediaType: tagged.mediaType, mode,
-      blobs: counts, bytesCopied, manifests: childManifests.length + 1, reducedIndex,
+      source: describeRef(from),
+      target: describeRef(to),
+      digest,
+      mediaType: tagged.mediaType,
+      mode,
+      blobs: counts,
+      bytesCopied,
+      manifests: childManifests.length + 1,
+      reducedIndex,
     };
   } catch (error) {
-    if (options.signal?.aborted) throw CancelledError.isInstance(error) ? error : new CancelledError(`Promotion of ${describeRef(from)} cancelled`, { cause: error });
+    if (options.signal?.aborted)
+      throw CancelledError.isInstance(error) ? error : new CancelledError(`Promotion of ${describeRef(from)} cancelled`, { cause: error });
     if (PromotionFailedError.isInstance(error) || PromotionSourceMissingError.isInstance(error) || LeaseLostError.isInstance(error)) throw error;
     const message = KilnError.isInstance(error) || error instanceof Error ? error.message : String(error);
     throw new PromotionFailedError(`Promoting ${describeRef(from)} to ${describeRef(to)} failed: ${message}`, {
@@ -168,23 +191,42 @@ async function copyBlob(
   let sourceFailure: Error | undefined;
   const layer = blob.digest.replace(/^sha256:/, "").slice(0, 12);
   try {
-    const uploaded = await uploadBlob(client, { ...to, tag: undefined, digest: undefined }, {
-      digest: blob.digest,
-      ...(blob.size !== undefined ? { size: blob.size } : {}),
-      open: async (): Promise<Readable> => {
-        sourceFailure = undefined;
-        const stream = await openBlobStream(client, { ...from, tag: undefined }, blob.digest, { signal: options.signal, onEvent: options.onEvent });
-        stream.on("error", (error) => (sourceFailure = error));
-        return stream;
+    const uploaded = await uploadBlob(
+      client,
+      { ...to, tag: undefined, digest: undefined },
+      {
+        digest: blob.digest,
+        ...(blob.size !== undefined ? { size: blob.size } : {}),
+        open: async (): Promise<Readable> => {
+          sourceFailure = undefined;
+          const stream = await openBlobStream(client, { ...from, tag: undefined }, blob.digest, { signal: options.signal, onEvent: options.onEvent });
+          stream.on("error", (error) => (sourceFailure = error));
+          return stream;
+        },
       },
-    }, {
-      mountFrom: mode === "mount" ? [from.repository] : [],
-      signal: options.signal,
-      onEvent: options.onEvent,
-      ...(options.chunkBytes !== undefined ? { chunkBytes: options.chunkBytes } : {}),
-      onProgress: (sent) => emit(options.onEvent, { type: "push.progress", image: label, layer, status: "copying", current: sent, ...(blob.size !== undefined ? { total: blob.size } : {}) }),
+      {
+        mountFrom: mode === "mount" ? [from.repository] : [],
+        signal: options.signal,
+        onEvent: options.onEvent,
+        ...(options.chunkBytes !== undefined ? { chunkBytes: options.chunkBytes } : {}),
+        onProgress: (sent) =>
+          emit(options.onEvent, {
+            type: "push.progress",
+            image: label,
+            layer,
+            status: "copying",
+            current: sent,
+            ...(blob.size !== undefined ? { total: blob.size } : {}),
+          }),
+      },
+    );
+    emit(options.onEvent, {
+      type: "push.progress",
+      image: label,
+      layer,
+      status: uploaded.via === "mounted" ? "mounted" : uploaded.via === "existing" ? "exists" : "copied",
+      ...(blob.size !== undefined ? { current: blob.size, total: blob.size } : {}),
     });
-    emit(options.onEvent, { type: "push.progress", image: label, layer, status: uploaded.via === "mounted" ? "mounted" : uploaded.via === "existing" ? "exists" : "copied", ...(blob.size !== undefined ? { current: blob.size, total: blob.size } : {}) });
     return uploaded;
   } catch (error) {
     if (options.signal?.aborted) throw error;
@@ -194,7 +236,12 @@ async function copyBlob(
       throw new PromotionFailedError(`Promoting ${describeRef(from)}: blob ${blob.digest} did not arrive intact (${failure.message})`, {
         hint: "The source registry serves damaged bytes for this blob: nothing was tagged at the target. Repair or re-push the image in the source, or build it.",
         cause: error,
-        details: { reason: /truncated/.test(failure.message) ? "truncated" : "digest-mismatch", source: describeRef(from), target: describeRef(to), digest: blob.digest },
+        details: {
+          reason: /truncated/.test(failure.message) ? "truncated" : "digest-mismatch",
+          source: describeRef(from),
+          target: describeRef(to),
+          digest: blob.digest,
+        },
       });
     }
     throw error;
@@ -208,7 +255,8 @@ function uniqueBlobs(manifests: readonly FetchedManifest[]): BlobToCopy[] {
     const descriptors = [manifest.config, ...(Array.isArray(manifest.layers) ? manifest.layers : [])] as (Descriptor | undefined)[];
     for (const descriptor of descriptors) {
       if (!descriptor || typeof descriptor.digest !== "string" || (Array.isArray(descriptor.urls) && descriptor.urls.length > 0)) continue;
-      if (!seen.has(descriptor.digest)) seen.set(descriptor.digest, { digest: descriptor.digest, ...(typeof descriptor.size === "number" ? { size: descriptor.size } : {}) });
+      if (!seen.has(descriptor.digest))
+        seen.set(descriptor.digest, { digest: descriptor.digest, ...(typeof descriptor.size === "number" ? { size: descriptor.size } : {}) });
     }
   }
   return [...seen.values()];
@@ -216,7 +264,14 @@ function uniqueBlobs(manifests: readonly FetchedManifest[]): BlobToCopy[] {
 
 function mediaTypeOf(fetched: FetchedManifest): string {
   const own = fetched.manifest.mediaType;
-  return fetched.mediaType ?? (typeof own === "string" ? own : Array.isArray(fetched.manifest.manifests) ? "application/vnd.oci.image.index.v1+json" : "application/vnd.oci.image.manifest.v1+json");
+  return (
+    fetched.mediaType ??
+    (typeof own === "string"
+      ? own
+      : Array.isArray(fetched.manifest.manifests)
+        ? "application/vnd.oci.image.index.v1+json"
+        : "application/vnd.oci.image.manifest.v1+json")
+  );
 }
 
 /** Runs `work` over `items`, at most `limit` at a time; the first failure stops new work and is thrown. */

@@ -71,7 +71,11 @@ export class PromotionStep {
             details: { image: image.uri, source, reason: "source-unreachable" },
           });
         }
-        emit(onEvent, { type: "warning", image: image.uri, message: `promotion source ${source} could not be asked (${problem.message}); trying the next one` });
+        emit(onEvent, {
+          type: "warning",
+          image: image.uri,
+          message: `promotion source ${source} could not be asked (${problem.message}); trying the next one`,
+        });
       }
     }
     return undefined;
@@ -93,12 +97,23 @@ export class PromotionStep {
       // By digest: a source tag moved since the check cannot mix two images.
       const source = { ...toReference(candidate.source), tag: undefined, digest: candidate.digest };
       const promoted = await promoteImage(this.client, source, image.uri, {
-        platforms, signal, onEvent, image: image.uri, ...(beforeTag ? { beforeTag } : {}),
+        platforms,
+        signal,
+        onEvent,
+        image: image.uri,
+        ...(beforeTag ? { beforeTag } : {}),
       });
       emit(onEvent, {
-        type: "promote.done", image: image.uri, source: candidate.source, target: image.uri, digest: promoted.digest,
-        durationMs: Date.now() - started, mounted: promoted.blobs.mounted, copied: promoted.blobs.copied,
-        existing: promoted.blobs.existing, bytesCopied: promoted.bytesCopied,
+        type: "promote.done",
+        image: image.uri,
+        source: candidate.source,
+        target: image.uri,
+        digest: promoted.digest,
+        durationMs: Date.now() - started,
+        mounted: promoted.blobs.mounted,
+        copied: promoted.blobs.copied,
+        existing: promoted.blobs.existing,
+        bytesCopied: promoted.bytesCopied,
       });
       return { ...promoted, source: candidate.source, uri: image.uri };
     } catch (error) {

@@ -20,4 +20,3 @@ export function selectPromoteFrom(option: readonly string[] | undefined, config:
   if (config.promoteFrom !== undefined) return { sources: [...config.promoteFrom], source: "config" };
   return { sources: [], source: "default" };
 }
-

@@ -38,7 +38,13 @@ export function promoteFromEnv(env: NodeJS.ProcessEnv = process.env): string[] |
   const raw = env[PROMOTE_FROM_ENV];
   if (raw === undefined || raw.trim() === "") return undefined;
   try {
-    return validatePromoteFrom(PROMOTE_FROM_ENV, raw.split(",").map((entry) => entry.trim()).filter(Boolean));
+    return validatePromoteFrom(
+      PROMOTE_FROM_ENV,
+      raw
+        .split(",")
+        .map((entry) => entry.trim())
+        .filter(Boolean),
+    );
   } catch (error) {
     if (!ValidationError.isInstance(error)) throw error;
     throw new ConfigError(`Invalid ${PROMOTE_FROM_ENV} ${describeValue(raw)}: ${error.message}`, {

@@ -21,7 +21,7 @@ import { createHash, type Hash } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import { Transform, type Readable, type TransformCallback } from "node:stream";
-import { KilnError } from "../errors.js";
+import type { KilnError } from "../errors.js";
 import type { RegistryRequestOptions } from "./abort.js";
 import { describeRef, toReference, type RegistryClient, type RegistryReference, type SendResult } from "./client.js";
 
@@ -66,7 +66,12 @@ const DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024;
 const DEFAULT_MONOLITHIC_MAX = 4 * 1024 * 1024;
 
 /** HEAD …/blobs/<digest>: true when the repository holds it. */
-export function blobExists(client: RegistryClient, reference: string | RegistryReference, digest: string, options: RegistryRequestOptions = {}): Promise<boolean> {
+export function blobExists(
+  client: RegistryClient,
+  reference: string | RegistryReference,
+  digest: string,
+  options: RegistryRequestOptions = {},
+): Promise<boolean> {
   return client.blobExists(reference, digest, options);
 }
 
@@ -116,8 +121,7 @@ export async function uploadBlob(
     }
   }
   const monolithicMax = options.monolithicMaxBytes ?? DEFAULT_MONOLITHIC_MAX;
-  let form: UploadForm =
-    options.form ?? (expected !== undefined && source.size !== undefined && source.size <= monolithicMax ? "monolithic" : "chunked");
+  let form: UploadForm = options.form ?? (expected !== undefined && source.size !== undefined && source.size <= monolithicMax ? "monolithic" : "chunked");
   const sessions = Math.max(1, options.sessions ?? 3);
   let lastError: unknown;
   for (let session = 1; session <= sessions; session++) {
@@ -207,7 +211,15 @@ async function uploadChunked(
   options: UploadBlobOptions,
 ): Promise<{ digest: string; size: number }> {
   if (location === undefined) {
-    const posted = await client.exchange({ method: "POST", ref, path: "blobs/uploads/", body: Buffer.alloc(0), actions: "pull,push", signal: options.signal, onEvent: options.onEvent });
+    const posted = await client.exchange({
+      method: "POST",
+      ref,
+      path: "blobs/uploads/",
+      body: Buffer.alloc(0),
+      actions: "pull,push",
+      signal: options.signal,
+      onEvent: options.onEvent,
+    });
     if (posted.response.status !== 202) throw client.failureOf(posted, ref, "blob upload");
     location = locationOf(client, ref, posted);
   }
@@ -289,11 +301,15 @@ export async function openBlobStream(
     }
     if (status !== 200) {
       response.resume();
-      throw client.registryError(`${describeRef(ref)}: reading blob ${digest} failed with HTTP ${status}`, "Try again later; the registry could not serve the layer.", {
-        registry: ref.registry,
-        repository: ref.repository,
-        status,
-      });
+      throw client.registryError(
+        `${describeRef(ref)}: reading blob ${digest} failed with HTTP ${status}`,
+        "Try again later; the registry could not serve the layer.",
+        {
+          registry: ref.registry,
+          repository: ref.repository,
+          status,
+        },
+      );
     }
     const declared = response.headers["content-length"] === undefined ? undefined : Number(response.headers["content-length"]);
     const out = new DigestCheck(digest, declared, describeRef(ref));

@@ -79,7 +79,13 @@ export async function checkImage(reference: string | RegistryReference, options:
   const isIndex = isIndexMediaType(fetched.mediaType) || Array.isArray(fetched.manifest.manifests);
   // Only the requested platforms the index lists are asked about: one child HEAD each.
   const broken = isIndex
-    ? await platformsWithMissingChildren(client, ref, fetched.manifest, requested.filter((p) => missingPlatforms([p], listed).length === 0), request)
+    ? await platformsWithMissingChildren(
+        client,
+        ref,
+        fetched.manifest,
+        requested.filter((p) => missingPlatforms([p], listed).length === 0),
+        request,
+      )
     : [];
   const platforms = listed.filter((p) => !broken.includes(p));
   const missing = missingPlatforms(requested, platforms);

@@ -117,10 +117,7 @@ export class RegistryClient {
     const envTotal = explicitTotal === undefined ? registryTimeoutFromEnv(options.env ?? process.env) : undefined;
     const deadlineSource: DeadlineSource = explicitTotal !== undefined ? "option" : envTotal !== undefined ? "env" : "default";
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...(envTotal !== undefined ? { totalMs: envTotal } : {}), ...stripUndefined(options.timeouts ?? {}) };
-    this.insecure = [
-      ...(options.insecureRegistries ?? []).map((r) => r.toLowerCase()),
-      ...insecureRegistriesFromEnv(options.env ?? process.env),
-    ];
+    this.insecure = [...(options.insecureRegistries ?? []).map((r) => r.toLowerCase()), ...insecureRegistriesFromEnv(options.env ?? process.env)];
     this.maxDocumentBytes = options.maxDocumentBytes ?? 4 * 1024 * 1024;
     this.errors = new ErrorMapper({
       retries: retry.retries,
@@ -129,11 +126,7 @@ export class RegistryClient {
       anonymousDenialMeansAbsent: options.anonymousDenialMeansAbsent,
     });
     this.transport = new RetryTransport(retry, this.timeouts, this.errors, options.onEvent);
-    this.auth = new RegistryAuth(
-      { credentials: options.credentials, env: options.env, useDockerConfig: options.useDockerConfig },
-      this.transport,
-      this.errors,
-    );
+    this.auth = new RegistryAuth({ credentials: options.credentials, env: options.env, useDockerConfig: options.useDockerConfig }, this.transport, this.errors);
   }
 
   /** The API base URL used for a registry name. */
@@ -200,21 +193,14 @@ export class RegistryClient {
     });
     const { response } = result;
     if (response.status >= 200 && response.status < 300) {
-      const mediaType =
-        bareMediaType(header(response, "content-type")) ??
-        (typeof parsed!.mediaType === "string" ? (parsed!.mediaType as string) : undefined);
+      const mediaType = bareMediaType(header(response, "content-type")) ?? (typeof parsed!.mediaType === "string" ? (parsed!.mediaType as string) : undefined);
       return { digest: digest!, mediaType, size: response.body.length, body: response.body, manifest: parsed! };
     }
     return this.errors.absentOrThrow(result, ref, "manifest");
   }
 
   /** PUT a manifest (or index) under the reference's tag or digest; returns its digest. */
-  async putManifest(
-    reference: string | RegistryReference,
-    body: Buffer | string,
-    mediaType: string,
-    options: RegistryRequestOptions = {},
-  ): Promise<string> {
+  async putManifest(reference: string | RegistryReference, body: Buffer | string, mediaType: string, options: RegistryRequestOptions = {}): Promise<string> {
     const ref = toReference(reference);
     const bytes = Buffer.from(body);
     const digest = sha256(bytes);
@@ -268,12 +254,7 @@ export class RegistryClient {
   }
 
   /** Cross-repository mount of a blob already in `fromRepository` (same registry). True when mounted. */
-  async mountBlob(
-    reference: string | RegistryReference,
-    digest: string,
-    fromRepository: string,
-    options: RegistryRequestOptions = {},
-  ): Promise<boolean> {
+  async mountBlob(reference: string | RegistryReference, digest: string, fromRepository: string, options: RegistryRequestOptions = {}): Promise<boolean> {
     const ref = toReference(reference);
     const result = await this.requestMount(ref, digest, fromRepository, options);
     if (result.response.status === 201) return true;
@@ -287,10 +268,7 @@ export class RegistryClient {
    * The platforms an image provides, normalised (`linux/amd64`, `linux/arm64`, …): from the index's
    * entries (attestations left out) or the config blob of a single-arch manifest. Null when absent.
    */
-  async platforms(
-    reference: string | RegistryReference,
-    options: RegistryRequestOptions = {},
-  ): Promise<{ digest: string; platforms: string[] } | null> {
+  async platforms(reference: string | RegistryReference, options: RegistryRequestOptions = {}): Promise<{ digest: string; platforms: string[] } | null> {
     const ref = toReference(reference);
     const fetched = await this.getManifest(ref, options);
     if (!fetched) return null;
@@ -298,11 +276,7 @@ export class RegistryClient {
   }
 
   /** Platforms of an already fetched manifest (content-addressed, so cached by digest). */
-  async platformsOfManifest(
-    reference: string | RegistryReference,
-    fetched: FetchedManifest,
-    options: RegistryRequestOptions = {},
-  ): Promise<string[]> {
+  async platformsOfManifest(reference: string | RegistryReference, fetched: FetchedManifest, options: RegistryRequestOptions = {}): Promise<string[]> {
     const ref = toReference(reference);
     const cached = this.platformCache.get(fetched.digest);
     if (cached) return cached;

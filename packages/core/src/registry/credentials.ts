@@ -61,9 +61,7 @@ export function secretsOf(credentials: RegistryCredentials | undefined): string[
 }
 
 export function hasCredentials(credentials: RegistryCredentials | undefined): credentials is RegistryCredentials {
-  return Boolean(
-    credentials && (credentials.registryToken || credentials.identityToken || (credentials.username && credentials.password !== undefined)),
-  );
+  return Boolean(credentials && (credentials.registryToken || credentials.identityToken || (credentials.username && credentials.password !== undefined)));
 }
 
 /** Replaces every occurrence of a secret in `text` with `***`. */

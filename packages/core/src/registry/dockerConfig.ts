@@ -37,7 +37,10 @@ export function dockerConfigPath(env: NodeJS.ProcessEnv = process.env): string {
 
 /** `https://ghcr.io/v1/` → `ghcr.io`; Docker Hub's many names → `docker.io`. */
 export function normalizeConfigKey(key: string): string {
-  const host = key.replace(/^[a-z]+:\/\//i, "").split("/")[0]!.toLowerCase();
+  const host = key
+    .replace(/^[a-z]+:\/\//i, "")
+    .split("/")[0]!
+    .toLowerCase();
   return DOCKER_HUB_HOSTS.has(host) ? "docker.io" : host;
 }
 
@@ -120,7 +123,7 @@ export function runCredentialHelper(
   if (!/^[A-Za-z0-9_.-]+$/.test(helper)) {
     return Promise.reject(
       new ConfigError(`Invalid credential helper name ${JSON.stringify(helper)} in the docker config`, {
-        hint: "credHelpers / credsStore values are suffixes of a docker-credential-<name> program, e.g. \"pass\" or \"ecr-login\".",
+        hint: 'credHelpers / credsStore values are suffixes of a docker-credential-<name> program, e.g. "pass" or "ecr-login".',
       }),
     );
   }

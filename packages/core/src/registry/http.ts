@@ -81,15 +81,8 @@ export function httpRequest(request: HttpRequest): Promise<HttpResponse> {
     if (body) headers["content-length"] = String(body.length);
 
     const req = transport.request(url, { method: request.method, headers, agent });
-    timers.push(
-      setTimeout(
-        () => finish(new TransportError("deadline", `no complete answer within ${request.totalTimeoutMs} ms`)),
-        request.totalTimeoutMs,
-      ),
-    );
-    req.setTimeout(request.idleTimeoutMs, () =>
-      finish(new TransportError("timeout", `no data for ${request.idleTimeoutMs} ms`)),
-    );
+    timers.push(setTimeout(() => finish(new TransportError("deadline", `no complete answer within ${request.totalTimeoutMs} ms`)), request.totalTimeoutMs));
+    req.setTimeout(request.idleTimeoutMs, () => finish(new TransportError("timeout", `no data for ${request.idleTimeoutMs} ms`)));
     req.on("socket", (socket) => {
       // A reused keep-alive socket is already connected; only a new one gets a connect deadline.
       if (!socket.connecting) return;

@@ -35,7 +35,12 @@ export async function putImageManifests(
     throw client.registryError(`${describeRef(ref)}: no tag to put the image under`, "Give the reference a tag.", { registry: ref.registry });
   }
   for (const child of children) {
-    const digest = await client.putManifest({ registry: ref.registry, repository: ref.repository, digest: sha256(child.body) }, child.body, child.mediaType, options);
+    const digest = await client.putManifest(
+      { registry: ref.registry, repository: ref.repository, digest: sha256(child.body) },
+      child.body,
+      child.mediaType,
+      options,
+    );
     const held = await client.headManifest({ registry: ref.registry, repository: ref.repository, digest }, options);
     if (held === null) {
       throw client.registryError(

@@ -20,10 +20,7 @@ export interface ResolveRegistryCredentialsOptions {
  * Credentials for `host` (a registry host such as `ghcr.io` or `127.0.0.1:5000`), or undefined for
  * anonymous access. A credential provider that throws becomes an AuthError naming the provider.
  */
-export async function resolveRegistryCredentials(
-  host: string,
-  options: ResolveRegistryCredentialsOptions = {},
-): Promise<RegistryCredentials | undefined> {
+export async function resolveRegistryCredentials(host: string, options: ResolveRegistryCredentialsOptions = {}): Promise<RegistryCredentials | undefined> {
   const source = options.credentials;
   if (typeof source === "function") {
     const found = await source(host);

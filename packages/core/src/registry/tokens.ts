@@ -228,7 +228,9 @@ export class RegistryAuth {
     if (response.status === 401 || response.status === 403) {
       throw this.errors.error(
         AuthError,
-        hasCredentials(credentials) ? `The token service of ${registry} rejected the credentials Kiln found for it` : `The registry ${registry} requires credentials`,
+        hasCredentials(credentials)
+          ? `The token service of ${registry} rejected the credentials Kiln found for it`
+          : `The registry ${registry} requires credentials`,
         {
           hint: hasCredentials(credentials)
             ? `Run \`docker login ${registry}\` again (or fix the credential provider for it).`

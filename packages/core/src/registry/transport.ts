@@ -79,7 +79,11 @@ export class RetryTransport {
     const pause = async (url: URL, delayMs: number, reason: string, status?: number) => {
       if (signal?.aborted) throw this.errors.cancelled(ref, signal);
       retries++;
-      reportRetry(sinks, { ref, url, attempt: retries, waitMs: delayMs, reason: `${reasonPrefix}${reason}`, ...(status !== undefined ? { status } : {}) }, scrub);
+      reportRetry(
+        sinks,
+        { ref, url, attempt: retries, waitMs: delayMs, reason: `${reasonPrefix}${reason}`, ...(status !== undefined ? { status } : {}) },
+        scrub,
+      );
       // A back-off (or a registry's Retry-After) ends at once on abort, and no attempt follows it.
       try {
         await sleep(delayMs, signal);

@@ -105,7 +105,11 @@ export function describeBuilderConformance(
       });
       // A builder that reports nothing is aborted shortly after it started.
       const fallback = setTimeout(abort, 200);
-      const outcome = await within(settle(running, () => abortedAt), 120_000, "the aborted build");
+      const outcome = await within(
+        settle(running, () => abortedAt),
+        120_000,
+        "the aborted build",
+      );
       clearTimeout(fallback);
       expect(abortedAt, `the build ended before the abort (events: ${events.map((e) => e.type).join(", ")})`).toBeGreaterThan(0);
       expect(outcome.rejected, `built ${JSON.stringify(outcome.value)} although it was aborted`).toBe(true);

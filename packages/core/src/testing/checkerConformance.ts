@@ -57,7 +57,9 @@ export interface CheckerConformanceSuite extends CheckerConformanceOptions {
 
 async function ask(checker: ImageCheckerLike, target: CheckTarget, options?: ImageCheckOptions): Promise<string | null> {
   const named = toNamedChecker(checker);
-  return options ? named.imageExists(target.repository, target.tag, target.platforms, options) : named.imageExists(target.repository, target.tag, target.platforms);
+  return options
+    ? named.imageExists(target.repository, target.tag, target.platforms, options)
+    : named.imageExists(target.repository, target.tag, target.platforms);
 }
 
 /** The checker contract (see the file comment); `options` adds the mid-request abort case and the plugin's own tests. */
@@ -135,13 +137,21 @@ export function describeCheckerConformance(
           // Already aborted: no request at all.
           const early = AbortSignal.abort(new Error("conformance: cancelled before the check"));
           const refused = await settle(within(ask(check.checker, check.target, { signal: early }), abortDeadlineMs, "an already-aborted check"), () => 0);
-          expect(refused.rejected && isAbortError(refused.error, early), `an already-aborted check gave ${refused.rejected ? String(refused.error) : JSON.stringify(refused.value)}`).toBe(true);
+          expect(
+            refused.rejected && isAbortError(refused.error, early),
+            `an already-aborted check gave ${refused.rejected ? String(refused.error) : JSON.stringify(refused.value)}`,
+          ).toBe(true);
           expect(server.requested, "an already-aborted check sent a request").toBe(0);
           const controller = new AbortController();
           let abortedAt = 0;
           const settled = settle(ask(check.checker, check.target, { signal: controller.signal }), () => abortedAt);
           // The request is in flight: it reached the server, which will never answer.
-          await Promise.race([server.waitForRequest(5_000), settled.then((o) => Promise.reject(new Error(`the check ended before its request reached the server: ${o.rejected ? String(o.error) : JSON.stringify(o.value)}`)))]);
+          await Promise.race([
+            server.waitForRequest(5_000),
+            settled.then((o) =>
+              Promise.reject(new Error(`the check ended before its request reached the server: ${o.rejected ? String(o.error) : JSON.stringify(o.value)}`)),
+            ),
+          ]);
           abortedAt = Date.now();
           controller.abort(new Error("conformance: cancelled mid-request"));
           const outcome = await within(settled, abortDeadlineMs + 5_000, "the aborted check");

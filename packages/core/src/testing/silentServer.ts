@@ -67,8 +67,18 @@ export async function startSilentServer(): Promise<SilentServer> {
     get open() {
       return openRequested();
     },
-    waitForRequest: (ms) => waitFor(() => requested.size > 0, ms, () => `no request reached the silent server within ${ms} ms`),
-    waitUntilClosed: (ms) => waitFor(() => openRequested() === 0, ms, () => `${openRequested()} connection(s) still open ${ms} ms after the abort`),
+    waitForRequest: (ms) =>
+      waitFor(
+        () => requested.size > 0,
+        ms,
+        () => `no request reached the silent server within ${ms} ms`,
+      ),
+    waitUntilClosed: (ms) =>
+      waitFor(
+        () => openRequested() === 0,
+        ms,
+        () => `${openRequested()} connection(s) still open ${ms} ms after the abort`,
+      ),
     async stop() {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

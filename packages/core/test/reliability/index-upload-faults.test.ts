@@ -115,7 +115,11 @@ describe("index upload through a faulty registry", () => {
   });
 
   it("429 without Retry-After then 500/502: backoff, completes on the 4th attempt; a 503 burst past the 3-retry budget is a RegistryError", async () => {
-    const recovered = await upload(basic, [{ kind: "status", status: 429 }, { kind: "status", status: 500 }, { kind: "status", status: 502 }]);
+    const recovered = await upload(basic, [
+      { kind: "status", status: 429 },
+      { kind: "status", status: 500 },
+      { kind: "status", status: 502 },
+    ]);
     expectSound(recovered);
     expect(recovered.error).toBeUndefined();
     expect(recovered.puts).toBe(4);
@@ -197,7 +201,11 @@ describe("Bearer tokens expiring mid-upload", () => {
   it("an account the token server refuses: AuthError with a hint, nothing stored, no credential in the error", async () => {
     const t = await target("bearer");
     const events: BuildEvent[] = [];
-    const wrong = new RegistryClient({ useDockerConfig: false, credentials: { [t.proxy.host]: { username: "kiln", password: "not-the-Secret-42" } }, onEvent: (e) => events.push(e) });
+    const wrong = new RegistryClient({
+      useDockerConfig: false,
+      credentials: { [t.proxy.host]: { username: "kiln", password: "not-the-Secret-42" } },
+      onEvent: (e) => events.push(e),
+    });
     const error = await wrong.putManifest(`${t.proxy.host}/kiln/idx:denied`, t.index, OCI_INDEX).catch((e) => e);
     expect(AuthError.isInstance(error), String(error)).toBe(true);
     expect(error.hint).toBeTruthy();

@@ -43,8 +43,17 @@ export async function sessionContext({ spec, dockerfile, snapshot }: ContextSour
   await assertDockerfileAsHashed(spec, dockerfile, snapshot);
   const listing = filesFor(spec, snapshot);
   const roots = listing.groups.map((group) => [group.contextDir, rootOf(group.entries[0])]);
-  const sharedKey = createHash("sha256").update(JSON.stringify(["kiln-docker-context-v1", roots])).digest("hex").slice(0, 32);
-  return { trees: new Map([[CONTEXT_SOURCE, contextTree(listing, snapshot)], [DOCKERFILE_SOURCE, dockerfileTree(dockerfile)]]), sharedKey };
+  const sharedKey = createHash("sha256")
+    .update(JSON.stringify(["kiln-docker-context-v1", roots]))
+    .digest("hex")
+    .slice(0, 32);
+  return {
+    trees: new Map([
+      [CONTEXT_SOURCE, contextTree(listing, snapshot)],
+      [DOCKERFILE_SOURCE, dockerfileTree(dockerfile)],
+    ]),
+    sharedKey,
+  };
 }
 
 /** The `context` source: every listed file, dir and symlink, each file with its pinned digest. Shared with @kiln/buildkit. */
@@ -66,7 +75,14 @@ export function rootOf(entry: WalkEntry | undefined): string {
 function sourceEntry(entry: WalkEntry, snapshot: SourceSnapshot): SourceEntry {
   if (entry.type === "dir") return { path: entry.contextPath, type: "dir", mode: 0o755, size: 0, modTimeNs: 0n };
   if (entry.type === "symlink") {
-    return { path: entry.contextPath, type: "symlink", mode: 0o777, size: 0, modTimeNs: BigInt(Math.trunc(entry.mtimeMs * 1000)) * 1000n, linkTarget: entry.linkTarget ?? "" };
+    return {
+      path: entry.contextPath,
+      type: "symlink",
+      mode: 0o777,
+      size: 0,
+      modTimeNs: BigInt(Math.trunc(entry.mtimeMs * 1000)) * 1000n,
+      linkTarget: entry.linkTarget ?? "",
+    };
   }
   const digest = pinnedDigest(snapshot, entry);
   return {

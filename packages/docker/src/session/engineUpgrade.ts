@@ -8,8 +8,8 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import type { Socket } from "node:net";
-import type { DockerConnection } from "../connection.js";
-import { HijackedStream } from "../hijackedStream.js";
+import type { DockerConnection } from "../daemon/connection.js";
+import { HijackedStream } from "./hijackedStream.js";
 import { dialStdio, type SshEngineOptions } from "./sshDialStdio.js";
 
 export interface UpgradeTarget {
@@ -98,7 +98,11 @@ export function sessionRequest(connection: DockerConnection, base: http.RequestO
   const o = connection.options as Record<string, unknown>;
   if (connection.kind === "ssh") {
     const ssh = o as unknown as SshEngineOptions;
-    return http.request({ ...base, host: "docker", createConnection: (_options, callback) => void dialStdio(ssh, (error, stream) => callback(error, stream!)) } as http.RequestOptions);
+    return http.request({
+      ...base,
+      host: "docker",
+      createConnection: (_options, callback) => void dialStdio(ssh, (error, stream) => callback(error, stream!)),
+    } as http.RequestOptions);
   }
   // `agent: false`: a connection of its own, never returned to (or taken from) a pool.
   if (connection.kind === "unix" || connection.kind === "npipe") return http.request({ ...base, socketPath: String(o.socketPath), agent: false });

@@ -24,8 +24,8 @@
 import { createHash, type Hash } from "node:crypto";
 import { open, type FileHandle } from "node:fs/promises";
 import { assertListed, IgnoreMatcher, openFailure, openPath, OPEN_LISTED_FLAGS, sizeChanged, sourceChanged, type WalkEntry } from "@kiln/core/plugin";
-import { GrpcStatus, GrpcStatusError, type StreamingCall, type StreamingHandler } from "../grpcServer.js";
-import { asBytes, asNumber, encodeVarint, lengthDelimitedField, readFields, varintField } from "../protobuf.js";
+import { frameInPlace, GrpcStatus, GrpcStatusError, type StreamingCall, type StreamingHandler } from "./grpcServer.js";
+import { asBytes, asNumber, encodeVarint, lengthDelimitedField, readFields, varintField } from "./protobuf.js";
 import { followLinks } from "./followPaths.js";
 
 export const DIFF_COPY_METHOD = "/moby.filesync.v1.FileSync/DiffCopy";
@@ -42,6 +42,12 @@ const GO_MODE_SYMLINK = 0x08000000;
 
 /** Bytes per DATA packet: fsutil sends 32 KiB; 1 MiB costs both ends fewer messages (bench/RESULTS.md) and stays well under the 4 MiB gRPC message limit of the daemon's session client. */
 const DATA_CHUNK = 1024 * 1024;
+/**
+ * Room left in front of each chunk read from a file, for its DATA packet header (≤ 12 bytes: type,
+ * a 32-bit ID, the data key and length) and gRPC prefix (5): the chunk goes out framed in place, as
+ * one buffer, never copied (grpcServer.ts writeWithBackpressure says why one buffer).
+ */
+const FRAME_HEADROOM = 32;
 
 export interface SourceEntry {
   /** Relative POSIX path, no `.`/`..` parts. */
@@ -104,7 +110,11 @@ export class SourceTree {
    */
   select(includePatterns: readonly string[], excludePatterns: readonly string[], followPaths: readonly string[] = []): SourceEntry[] {
     if (followPaths.length > 0) {
-      const followed = followLinks(followPaths, (path) => this.linkAt(path), (dir) => this.namesIn(dir));
+      const followed = followLinks(
+        followPaths,
+        (path) => this.linkAt(path),
+        (dir) => this.namesIn(dir),
+      );
       if (followed) includePatterns = [...includePatterns, ...followed];
     }
     const excludes = excludePatterns.length > 0 ? new IgnoreMatcher(excludePatterns) : undefined;
@@ -157,11 +167,25 @@ export function encodePacket(type: number, fields: { stat?: Buffer; id?: number;
   return Buffer.concat(parts);
 }
 
-/** A DATA packet as [everything before the bytes, the bytes]: file content is sent without being copied into the packet. */
+/** A DATA packet as [everything before the bytes, the bytes] (the gRPC server joins them into the one buffer it writes). */
 export function encodeDataPacketParts(id: number, data: Buffer): [Buffer, Buffer] {
-  // Field 4 (data), wire type 2: key byte (4 << 3) | 2, then the length; the bytes follow uncopied.
-  const header = Buffer.concat([varintField(1, PACKET_DATA), ...(id ? [varintField(3, id)] : []), Buffer.from([0x22]), encodeVarint(data.length)]);
-  return [header, data];
+  return [dataPacketHeader(id, data.length), data];
+}
+
+function dataPacketHeader(id: number, length: number): Buffer {
+  // Field 4 (data), wire type 2: key byte (4 << 3) | 2, then the length; the bytes follow.
+  return Buffer.concat([varintField(1, PACKET_DATA), ...(id ? [varintField(3, id)] : []), Buffer.from([0x22]), encodeVarint(length)]);
+}
+
+/**
+ * The framed DATA packet for the bytes at [FRAME_HEADROOM, end) of `buffer` (a buffer of the caller's
+ * own, read into after FRAME_HEADROOM free bytes): header and prefix are written in front of the bytes.
+ */
+function frameDataPacketInPlace(id: number, buffer: Buffer, end: number): Buffer {
+  const header = dataPacketHeader(id, end - FRAME_HEADROOM);
+  const start = FRAME_HEADROOM - header.length;
+  header.copy(buffer, start);
+  return frameInPlace(buffer, start, end);
 }
 
 export function decodePacket(buf: Buffer): { type: number; id: number; data: Buffer } {
@@ -188,7 +212,11 @@ export interface TransferProgress {
  * the transfer at once (the daemon fails the build); `onFailure` is told Kiln's own error for it
  * (a SourceChangedError), which the daemon only sees as a message.
  */
-export function diffCopyHandler(trees: ReadonlyMap<string, SourceTree>, onProgress?: (progress: TransferProgress) => void, onFailure?: (error: unknown) => void): StreamingHandler {
+export function diffCopyHandler(
+  trees: ReadonlyMap<string, SourceTree>,
+  onProgress?: (progress: TransferProgress) => void,
+  onFailure?: (error: unknown) => void,
+): StreamingHandler {
   return (call) => serveDiffCopy(call, trees, onProgress, onFailure);
 }
 
@@ -206,7 +234,12 @@ function metadataValues(call: StreamingCall, key: string): string[] {
   });
 }
 
-async function serveDiffCopy(call: StreamingCall, trees: ReadonlyMap<string, SourceTree>, onProgress?: (progress: TransferProgress) => void, onFailure?: (error: unknown) => void): Promise<void> {
+async function serveDiffCopy(
+  call: StreamingCall,
+  trees: ReadonlyMap<string, SourceTree>,
+  onProgress?: (progress: TransferProgress) => void,
+  onFailure?: (error: unknown) => void,
+): Promise<void> {
   const dir = call.values("dir-name")[0] ?? "";
   const tree = trees.get(dir);
   if (!tree) throw new GrpcStatusError(GrpcStatus.NOT_FOUND, `no access allowed to dir ${JSON.stringify(dir)}`);
@@ -214,7 +247,12 @@ async function serveDiffCopy(call: StreamingCall, trees: ReadonlyMap<string, Sou
 
   // One writer at a time on the stream: stats and file data interleave as requests come in.
   let chain: Promise<void> = Promise.resolve();
-  const send = (packet: Buffer | readonly Buffer[]): Promise<void> => (chain = chain.then(() => call.send(packet)));
+  const send = (packet: Outgoing): Promise<void> =>
+    (chain = chain.then(() => {
+      if (!("framed" in packet)) return call.send(packet);
+      // A transport that takes framed messages gets the chunk as it was read; otherwise packet and bytes as parts.
+      return call.sendFramed ? call.sendFramed(packet.framed) : call.send(encodeDataPacketParts(packet.id, packet.data));
+    }));
   const progress: TransferProgress = { dir, bytes: 0, files: 0, done: false };
 
   const requestable = new Map<number, SourceEntry>();
@@ -273,7 +311,16 @@ async function serveDiffCopy(call: StreamingCall, trees: ReadonlyMap<string, Sou
   throw new GrpcStatusError(GrpcStatus.CANCELLED, "the receiver ended the transfer before FIN");
 }
 
-async function sendFile(entry: SourceEntry, id: number, send: (packet: Buffer | readonly Buffer[]) => Promise<void>, signal: AbortSignal, sent: (n: number) => void): Promise<void> {
+/** A packet to send: bytes (or parts), or a file chunk read with room in front (framed in place when the transport takes it so). */
+type Outgoing = Buffer | readonly Buffer[] | { framed: Buffer; id: number; data: Buffer };
+
+async function sendFile(
+  entry: SourceEntry,
+  id: number,
+  send: (packet: Outgoing) => Promise<void>,
+  signal: AbortSignal,
+  sent: (n: number) => void,
+): Promise<void> {
   if (entry.content) {
     for (let offset = 0; offset < entry.content.length; offset += DATA_CHUNK) {
       const data = entry.content.subarray(offset, offset + DATA_CHUNK);
@@ -289,33 +336,35 @@ async function sendFile(entry: SourceEntry, id: number, send: (packet: Buffer | 
       if (listed) throw openFailure(listed.entry, error, SENDING);
       throw new GrpcStatusError(GrpcStatus.NOT_FOUND, `cannot read ${entry.path}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
     }
-    let next: Promise<Buffer> | undefined;
+    let next: Promise<{ buffer: Buffer; data: Buffer }> | undefined;
     try {
       if (listed) assertListed(listed.entry, await handle.stat(), SENDING);
       const hash = listed ? createHash("sha256") : undefined;
       let remaining = entry.size;
-      const readChunk = async (): Promise<Buffer> => {
-        const buffer = Buffer.allocUnsafe(Math.min(DATA_CHUNK, remaining));
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      // Each chunk is read into a buffer of its own, never reused: once sent, it is the transport's.
+      const readChunk = async (): Promise<{ buffer: Buffer; data: Buffer }> => {
+        const size = Math.min(DATA_CHUNK, remaining);
+        const buffer = Buffer.allocUnsafe(FRAME_HEADROOM + size);
+        const { bytesRead } = await handle.read(buffer, FRAME_HEADROOM, size, null);
         // A file that shrank since it was listed (and hashed): refuse rather than send other bytes.
         if (bytesRead === 0) {
           if (listed) throw sizeChanged(listed.entry, entry.size - remaining, SENDING);
           throw new GrpcStatusError(GrpcStatus.INTERNAL, `${entry.path} changed while it was sent (shrank)`);
         }
         remaining -= bytesRead;
-        const chunk = buffer.subarray(0, bytesRead);
-        hash?.update(chunk);
-        return chunk;
+        const data = buffer.subarray(FRAME_HEADROOM, FRAME_HEADROOM + bytesRead);
+        hash?.update(data);
+        return { buffer, data };
       };
       // The next chunk is read while the current one is being sent: the disk and the wire overlap.
       next = remaining > 0 ? readChunk() : undefined;
       while (next && !signal.aborted) {
-        const data = await next;
+        const { buffer, data } = await next;
         next = remaining > 0 ? readChunk() : undefined;
         next?.catch(() => undefined); // awaited on the next turn (or dropped when the send fails)
         // The last bytes go only once the whole file is the one hashed for the content tag.
         if (remaining === 0 && listed) await assertAsHashed(listed, handle, hash!);
-        await send(encodeDataPacketParts(id, data));
+        await send({ framed: frameDataPacketInPlace(id, buffer, FRAME_HEADROOM + data.length), id, data });
         sent(data.length);
       }
     } finally {

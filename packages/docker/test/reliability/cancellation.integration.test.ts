@@ -83,7 +83,10 @@ async function abortedBuild(image: Image, when: (e: BuildEvent) => boolean, dela
         }, delayMs);
       }
     },
-  }).then(() => undefined, (e: unknown) => e);
+  }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   return { error, events, afterAbortMs: Date.now() - abortedAt, abortedAt };
 }
 
@@ -105,7 +108,10 @@ describe("cancelled while checking (registry stalled by a slow drip)", () => {
 
   it("SIGINT to the CLI while checking: exit 130 within 3 s, no URI, no build, no temp files, no lock", async () => {
     const tmp = mkdtempSync(join(project, "tmp-"));
-    writeFileSync(join(project, "check.mjs"), `import { Image } from "@kiln/core";\nexport default Image.fromBase(${JSON.stringify(busybox)}, { registry: ${JSON.stringify(stalled.host)}, name: ${JSON.stringify(uniqueName("kiln-rel-cancel-cli"))} }).withCommands("true");\n`);
+    writeFileSync(
+      join(project, "check.mjs"),
+      `import { Image } from "@kiln/core";\nexport default Image.fromBase(${JSON.stringify(busybox)}, { registry: ${JSON.stringify(stalled.host)}, name: ${JSON.stringify(uniqueName("kiln-rel-cancel-cli"))} }).withCommands("true");\n`,
+    );
     let sentAt = 0;
     const run = await kiln(["build", "check.mjs", "--json"], { TMPDIR: tmp, DOCKER_CONFIG: "/nonexistent", DOCKER_BUILDKIT: "0" }, (text, child) => {
       if (!sentAt && text.includes('"checker":"docker-registry"')) {
@@ -140,7 +146,10 @@ describe("cancelled while sending a 200 MB context to the daemon", () => {
   it("SIGINT to the CLI while sending: exit 130 within 5 s, no URI, no temp files, no lock, no image", async () => {
     const tmp = mkdtempSync(join(project, "tmp-"));
     const name = uniqueName("kiln-rel-cancel-ctx-cli");
-    writeFileSync(join(project, "big.mjs"), `import { Image } from "@kiln/core";\nexport default Image.fromBase(${JSON.stringify(busybox)}, { name: ${JSON.stringify(name)} }).withSourceFolder("big", "/big");\n`);
+    writeFileSync(
+      join(project, "big.mjs"),
+      `import { Image } from "@kiln/core";\nexport default Image.fromBase(${JSON.stringify(busybox)}, { name: ${JSON.stringify(name)} }).withSourceFolder("big", "/big");\n`,
+    );
     let sentAt = 0;
     const run = await kiln(["build", "big.mjs", "--json"], { TMPDIR: tmp, DOCKER_BUILDKIT: "0", KILN_DOCKER_INCREMENTAL: "0" }, (text, child) => {
       if (!sentAt && text.includes('"type":"build.start"')) {
@@ -168,12 +177,19 @@ describe("SIGINT / SIGTERM to the CLI while pushing (the daemon's push stalled b
     { step: "the manifest PUT never answered", plan: { faults: [], match: pushSteps.manifestPut, then: { kind: "hang" } }, stalledKind: "hang" },
     // A blob upload's closing PUT reaches the registry but its answer is held back; the plan is lifted at
     // the signal, so a push the daemon carried on with would complete and the registry would hold the tag.
-    { step: "a blob upload answered late", plan: { faults: [], match: (r) => pushSteps.uploadData(r) && r.method === "PUT", then: { kind: "drip", intervalMs: DRIP_MS } }, stalledKind: "drip" },
+    {
+      step: "a blob upload answered late",
+      plan: { faults: [], match: (r) => pushSteps.uploadData(r) && r.method === "PUT", then: { kind: "drip", intervalMs: DRIP_MS } },
+      stalledKind: "drip",
+    },
   ];
 
   /** `push.mjs` declaring a fresh image with a layer of its own (the name in a file), so the push really uploads a blob. */
   function pushSpec(name: string): Image {
-    writeFileSync(join(project, "push.mjs"), `import { Image } from "@kiln/core";\nexport default Image.fromBase(${JSON.stringify(busybox)}, { registry: ${JSON.stringify(pushProxy.host)}, name: ${JSON.stringify(name)} }).withCommands(${JSON.stringify(`echo ${name} > /id.txt`)});\n`);
+    writeFileSync(
+      join(project, "push.mjs"),
+      `import { Image } from "@kiln/core";\nexport default Image.fromBase(${JSON.stringify(busybox)}, { registry: ${JSON.stringify(pushProxy.host)}, name: ${JSON.stringify(name)} }).withCommands(${JSON.stringify(`echo ${name} > /id.txt`)});\n`,
+    );
     const declared = Image.fromBase(busybox, { registry: pushProxy.host, name }).withCommands(`echo ${name} > /id.txt`);
     cleanup.image(declared.uri);
     return declared;
@@ -189,7 +205,11 @@ describe("SIGINT / SIGTERM to the CLI while pushing (the daemon's push stalled b
     expect(run.code, run.stderr.slice(-600)).toBe(0);
     expect(run.stdout.trim()).toBe(declared.uri);
     expect(pushProxy.requests.some((r) => r.fault === "drip")).toBe(true);
-    const done = run.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { type: string; digest?: string }).find((e) => e.type === "done");
+    const done = run.stderr
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { type: string; digest?: string })
+      .find((e) => e.type === "done");
     const held = await new RegistryClient({ useDockerConfig: false }).headManifest(`${registry.host}/${name}:${declared.tag}`);
     expect(held?.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(done?.digest).toBe(held!.digest);
@@ -225,7 +245,10 @@ describe("SIGINT / SIGTERM to the CLI while pushing (the daemon's push stalled b
 
         // Nothing reported pushed or done, no URI result.
         expect(run.stdout).toBe("");
-        const events = run.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { type: string; image?: string; error?: { code: string } });
+        const events = run.stderr
+          .split("\n")
+          .filter((l) => l.startsWith("{"))
+          .map((l) => JSON.parse(l) as { type: string; image?: string; error?: { code: string } });
         expect(events.filter((e) => e.type === "push.progress").length).toBeGreaterThan(0);
         expect(new Set(events.filter((e) => e.image).map((e) => e.image))).toEqual(new Set([declared.uri]));
         expect(events.filter((e) => e.type === "push.done" || e.type === "done")).toEqual([]);
@@ -244,7 +267,10 @@ describe("SIGINT / SIGTERM to the CLI while pushing (the daemon's push stalled b
         expect(manifestPuts.map((r) => r.fault)).toEqual(stall.stalledKind === "hang" ? ["hang"] : []);
         const direct = new RegistryClient({ useDockerConfig: false });
         expect(await direct.headManifest(`${registry.host}/${name}:${declared.tag}`)).toBeNull();
-        const head = await fetch(`${registry.url}/v2/${name}/manifests/${declared.tag}`, { method: "HEAD", headers: { accept: "application/vnd.docker.distribution.manifest.v2+json" } });
+        const head = await fetch(`${registry.url}/v2/${name}/manifests/${declared.tag}`, {
+          method: "HEAD",
+          headers: { accept: "application/vnd.docker.distribution.manifest.v2+json" },
+        });
         expect(head.status).toBe(404);
         console.info(`[reliability] ${signal} while pushing (${stall.step}): exit ${run.code} ${exitedAt - sentAt} ms after the signal`);
       }, 90_000);

@@ -93,7 +93,12 @@ describe("3 concurrent `kiln build` processes on one image", () => {
     const uris = runs.map((r) => r.stdout.trim());
     expect(new Set(uris).size).toBe(1);
     cleanup.image(uris[0]!);
-    const events = runs.map((r) => r.stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { type: string; built?: boolean; digest?: string; dryRun?: boolean }));
+    const events = runs.map((r) =>
+      r.stderr
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { type: string; built?: boolean; digest?: string; dryRun?: boolean }),
+    );
     const builds = events.flat().filter((e) => e.type === "build.start" && !e.dryRun).length;
     expect(builds).toBe(1);
     const done = events.map((list) => list.find((e) => e.type === "done")!);
@@ -115,12 +120,16 @@ describe("3 concurrent `kiln build` processes on one image", () => {
         `import { Image } from "@kiln/core";\nexport default Image.fromBase(${JSON.stringify(busybox)}, { registry: process.env.TEST_REGISTRY, name: ${JSON.stringify(name)} }).withCommands("echo slow-start && sleep 60");\n`,
       );
       let sentAt = 0;
-      const run = await kiln(["build", "slow.mjs", "--json"], { TEST_REGISTRY: registry.host, DOCKER_CONFIG: "/nonexistent", DOCKER_BUILDKIT: "0" }, (text, child) => {
-        if (!sentAt && text.includes("slow-start")) {
-          sentAt = Date.now();
-          child.kill(signal);
-        }
-      });
+      const run = await kiln(
+        ["build", "slow.mjs", "--json"],
+        { TEST_REGISTRY: registry.host, DOCKER_CONFIG: "/nonexistent", DOCKER_BUILDKIT: "0" },
+        (text, child) => {
+          if (!sentAt && text.includes("slow-start")) {
+            sentAt = Date.now();
+            child.kill(signal);
+          }
+        },
+      );
       expect(sentAt).toBeGreaterThan(0);
       expect(run.code, run.stderr.slice(-500)).toBe(130);
       expect(Date.now() - sentAt).toBeLessThan(10_000);

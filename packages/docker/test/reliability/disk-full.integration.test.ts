@@ -21,7 +21,9 @@ let mounted = false;
 
 /** Every regular file under `dir`, relative. */
 function filesUnder(dir: string, prefix = ""): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name), `${prefix}${e.name}/`) : [`${prefix}${e.name}`]));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? filesUnder(join(dir, e.name), `${prefix}${e.name}/`) : [`${prefix}${e.name}`],
+  );
 }
 
 beforeAll(async () => {
@@ -60,7 +62,10 @@ describe("ENOSPC in the temp area", () => {
     try {
       const image = Image.fromBase(busybox, { registry: registry.host, name: uniqueName("kiln-rel-enospc") }).withCommands("echo x > /x");
       const started = Date.now();
-      const error = await build(image, { builder: new DockerImageBuilder({ buildkit: false, env: { ...process.env, DOCKER_CONFIG: "/nonexistent" } }), projectDir: project }).catch((e: unknown) => e);
+      const error = await build(image, {
+        builder: new DockerImageBuilder({ buildkit: false, env: { ...process.env, DOCKER_CONFIG: "/nonexistent" } }),
+        projectDir: project,
+      }).catch((e: unknown) => e);
       expect(KilnError.isInstance(error), String(error)).toBe(true);
       expect((error as KilnError).code).toBe("KILN_BUILD_FAILED");
       expect((error as KilnError).message).toMatch(/no space left.*ENOSPC/);
@@ -78,7 +83,13 @@ describe("ENOSPC in the temp area", () => {
       join(project, "spec.mjs"),
       `import { Image } from "@kiln/core";\nexport default Image.fromBase(${JSON.stringify(busybox)}, { registry: ${JSON.stringify(registry.host)}, name: ${JSON.stringify(uniqueName("kiln-rel-enospc-cli"))} }).withSourceFile("app.txt", "/app.txt");\n`,
     );
-    const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: join(full, "tmp"), XDG_CACHE_HOME: join(full, "cache"), DOCKER_CONFIG: "/nonexistent", DOCKER_BUILDKIT: "0" };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      TMPDIR: join(full, "tmp"),
+      XDG_CACHE_HOME: join(full, "cache"),
+      DOCKER_CONFIG: "/nonexistent",
+      DOCKER_BUILDKIT: "0",
+    };
     delete env.KILN_LOCK_DIR;
     delete env.XDG_RUNTIME_DIR;
     const run = await runKiln(project, ["build", "spec.mjs", "--json"], { env, timeoutMs: 60_000 });

@@ -12,9 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerImageBuilder } from "../../src/builder.js";
-import { DockerDaemon } from "../../src/daemon.js";
-import { recordLostStepContainer } from "../../src/orphanContainers.js";
-import { OrphanLedger, orphanDirectory } from "../../src/orphanLedger.js";
+import { DockerDaemon } from "../../src/daemon/daemon.js";
+import { recordLostStepContainer } from "../../src/orphans/orphanContainers.js";
+import { OrphanLedger, orphanDirectory } from "../../src/orphans/orphanLedger.js";
 import { collector } from "../helpers.js";
 
 let daemon: ThrowawayDaemon;
@@ -96,7 +96,9 @@ describe("the Docker daemon goes away", () => {
     // running when containerd survived the kill, else keeps it stopped — or, rarely, it is gone.
     const leftovers = await daemon.containers();
     const stillRunning = (await daemon.docker(["ps", "-q"])).split("\n").filter(Boolean);
-    console.info(`[reliability] containers left by a dockerd SIGKILL mid-build: ${leftovers.length} (${stillRunning.length} running); Kiln recorded ${strandedId}`);
+    console.info(
+      `[reliability] containers left by a dockerd SIGKILL mid-build: ${leftovers.length} (${stillRunning.length} running); Kiln recorded ${strandedId}`,
+    );
 
     const after = collector();
     const next = await timed(() => builder().buildImage(localImage("echo after-crash > /x"), { onEvent: after.onEvent }));
@@ -193,7 +195,11 @@ describe("Kiln removes the step containers it recorded, and nothing else", () =>
     expect(await exists(late)).toBe(true);
     expect(await exists(old)).toBe(true);
     expect(ledger().list(daemon.host)).toEqual([]);
-    expect(ledger().list(other).map((r) => r.containerId)).toEqual([short(user)]);
+    expect(
+      ledger()
+        .list(other)
+        .map((r) => r.containerId),
+    ).toEqual([short(user)]);
     const warnings = c.of("warning");
     expect(warnings, JSON.stringify(warnings)).toHaveLength(1);
     const message = warnings[0]!.message;
@@ -227,7 +233,11 @@ describe("Kiln removes the step containers it recorded, and nothing else", () =>
     const later = await recordLostStepContainer(gone, ledger(), { id: short(second), buildStartedAt: started - 10_000 }, { image: "app:3" });
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(later.kept).toEqual([short(second)]);
-    expect(ledger().list(daemon.host).map((r) => r.containerId)).toEqual([short(second)]);
+    expect(
+      ledger()
+        .list(daemon.host)
+        .map((r) => r.containerId),
+    ).toEqual([short(second)]);
     expect(await exists(second)).toBe(true);
     const c = collector();
     await builder().buildImage(localImage("echo later > /x"), { onEvent: c.onEvent });

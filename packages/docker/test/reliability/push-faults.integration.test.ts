@@ -121,7 +121,12 @@ describe("push through a faulty registry (real daemon, real registry)", () => {
 
   it("429 without Retry-After, then 500/502/503 on the layer upload: retried, completes", async () => {
     const outcome = await pushThrough(proxy, registry, {
-      faults: [{ kind: "status", status: 429 }, { kind: "status", status: 500 }, { kind: "status", status: 502 }, { kind: "status", status: 503 }],
+      faults: [
+        { kind: "status", status: 429 },
+        { kind: "status", status: 500 },
+        { kind: "status", status: 502 },
+        { kind: "status", status: 503 },
+      ],
       match: pushSteps.uploadStart,
     });
     expectSound(outcome);

@@ -89,7 +89,12 @@ beforeAll(async () => {
   busybox = await ensureBusyboxImage();
   const [auths, bearer, helper, store, provider] = await Promise.all([
     startRegistry({ auth: "basic", username: SECRETS.auths.user, password: SECRETS.auths.value }),
-    startRegistry({ auth: "bearer", username: SECRETS.bearerPassword.user, password: SECRETS.bearerPassword.value, identityTokens: [SECRETS.identityToken.value] }),
+    startRegistry({
+      auth: "bearer",
+      username: SECRETS.bearerPassword.user,
+      password: SECRETS.bearerPassword.value,
+      identityTokens: [SECRETS.identityToken.value],
+    }),
     startRegistry({ auth: "basic", username: SECRETS.helper.user, password: SECRETS.helper.value }),
     startRegistry({ auth: "basic", username: SECRETS.store.user, password: SECRETS.store.value }),
     startRegistry({ auth: "basic", username: SECRETS.provider.user, password: SECRETS.provider.value }),
@@ -113,31 +118,40 @@ beforeAll(async () => {
   wrongConfig = join(project, "docker-wrong");
   mkdirSync(goodConfig);
   mkdirSync(wrongConfig);
-  writeFileSync(join(goodConfig, "config.json"), JSON.stringify({
-    auths: {
-      [auths.host]: { auth: b64(`${SECRETS.auths.user}:${SECRETS.auths.value}`) },
-      [bearer.host]: { username: SECRETS.identityToken.user, identitytoken: SECRETS.identityToken.value },
-    },
-    credHelpers: { [helper.host]: "kilnsweep" },
-    credsStore: "kilnstore",
-  }));
-  writeFileSync(join(wrongConfig, "config.json"), JSON.stringify({
-    auths: {
-      [auths.host]: { auth: b64(`${SECRETS.wrongPassword.user}:${SECRETS.wrongPassword.value}`) },
-      [bearer.host]: { username: SECRETS.wrongIdentityToken.user, identitytoken: SECRETS.wrongIdentityToken.value },
-    },
-  }));
+  writeFileSync(
+    join(goodConfig, "config.json"),
+    JSON.stringify({
+      auths: {
+        [auths.host]: { auth: b64(`${SECRETS.auths.user}:${SECRETS.auths.value}`) },
+        [bearer.host]: { username: SECRETS.identityToken.user, identitytoken: SECRETS.identityToken.value },
+      },
+      credHelpers: { [helper.host]: "kilnsweep" },
+      credsStore: "kilnstore",
+    }),
+  );
+  writeFileSync(
+    join(wrongConfig, "config.json"),
+    JSON.stringify({
+      auths: {
+        [auths.host]: { auth: b64(`${SECRETS.wrongPassword.user}:${SECRETS.wrongPassword.value}`) },
+        [bearer.host]: { username: SECRETS.wrongIdentityToken.user, identitytoken: SECRETS.wrongIdentityToken.value },
+      },
+    }),
+  );
 
   // The spec the CLI builds, also imported in-process so both declare the very same images.
-  writeFileSync(join(project, "spec.mjs"), [
-    `import { Image } from "@kiln/core";`,
-    `const img = (host, name) => Image.fromBase(process.env.SWEEP_BASE, { registry: host, name }).withCommands("echo " + name + " " + process.env.SWEEP_SALT + " > /s.txt");`,
-    `export const auths = img(process.env.SWEEP_AUTHS, "sweep/auths");`,
-    `export const bearer = img(process.env.SWEEP_BEARER, "sweep/bearer");`,
-    `export const helper = img(process.env.SWEEP_HELPER, "sweep/helper");`,
-    `export const store = img(process.env.SWEEP_STORE, "sweep/store");`,
-    ``,
-  ].join("\n"));
+  writeFileSync(
+    join(project, "spec.mjs"),
+    [
+      `import { Image } from "@kiln/core";`,
+      `const img = (host, name) => Image.fromBase(process.env.SWEEP_BASE, { registry: host, name }).withCommands("echo " + name + " " + process.env.SWEEP_SALT + " > /s.txt");`,
+      `export const auths = img(process.env.SWEEP_AUTHS, "sweep/auths");`,
+      `export const bearer = img(process.env.SWEEP_BEARER, "sweep/bearer");`,
+      `export const helper = img(process.env.SWEEP_HELPER, "sweep/helper");`,
+      `export const store = img(process.env.SWEEP_STORE, "sweep/store");`,
+      ``,
+    ].join("\n"),
+  );
 
   process.env.KILN_LOCK_DIR = join(project, "locks");
   process.env.DOCKER_CONFIG = goodConfig;
@@ -194,7 +208,9 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
 
   it("in-process: builds and pushes through every credential source, then finds each image again (with its digest)", async () => {
     const images = await specImages(salt);
-    const providerImage = Image.fromBase(busybox, { registry: registries.provider.host, name: "sweep/provider" }).withCommands(`echo provider ${salt} > /s.txt`);
+    const providerImage = Image.fromBase(busybox, { registry: registries.provider.host, name: "sweep/provider" }).withCommands(
+      `echo provider ${salt} > /s.txt`,
+    );
     cleanup.image(providerImage.uri);
     const all = { ...images, provider: providerImage };
     const builder = new DockerImageBuilder({ buildkit: false });
@@ -229,12 +245,20 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
         recordError(`api wrong ${which}`, error);
         expect(KilnError.isInstance(error), String(error)).toBe(true);
         expect(AuthError.isInstance(error) || (error as KilnError).code === "KILN_PUSH_FAILED", String(error)).toBe(true);
-        expect(events.some((e) => e.type === "check.result" && e.result === "error"), `${which}: the check failed too`).toBe(true);
+        expect(
+          events.some((e) => e.type === "check.result" && e.result === "error"),
+          `${which}: the check failed too`,
+        ).toBe(true);
         const checkError = await checkImage(image.uri, { client: new RegistryClient() }).catch((e: unknown) => e);
         recordError(`api wrong check ${which}`, checkError);
         expect(AuthError.isInstance(checkError), String(checkError)).toBe(true);
         // Explicit credentials given in code, wrong: the same.
-        const explicit = await checkImage(image.uri, { client: new RegistryClient({ useDockerConfig: false, credentials: { [registries[which].host]: { username: SECRETS.wrongPassword.user, password: SECRETS.wrongPassword.value } } }) }).catch((e: unknown) => e);
+        const explicit = await checkImage(image.uri, {
+          client: new RegistryClient({
+            useDockerConfig: false,
+            credentials: { [registries[which].host]: { username: SECRETS.wrongPassword.user, password: SECRETS.wrongPassword.value } },
+          }),
+        }).catch((e: unknown) => e);
         recordError(`api wrong explicit ${which}`, explicit);
         expect(AuthError.isInstance(explicit), String(explicit)).toBe(true);
       }
@@ -249,7 +273,11 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
       () => Image.fromDebianBase().withPipPackages("pandas", { indexUrl: url }),
       () => Image.fromDebianBase().withPipPackages("pandas", { extraIndexUrls: [url] }),
       () => Image.fromDebianBase().withRequirements(join(project, "package.json"), { indexUrl: url }),
-      () => Image.fromJSON({ ...Image.fromDebianBase().withPipPackages("pandas").toJSON(), layers: [{ kind: "pip", packages: ["pandas"], options: { indexUrl: url } }] }),
+      () =>
+        Image.fromJSON({
+          ...Image.fromDebianBase().withPipPackages("pandas").toJSON(),
+          layers: [{ kind: "pip", packages: ["pandas"], options: { indexUrl: url } }],
+        }),
     ];
     for (const [i, attempt] of attempts.entries()) {
       let error: unknown;
@@ -270,7 +298,9 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
     const env = specEnv(salt);
     const uris = Object.values(images).map((i) => i.uri);
     // Checks of present images, every source.
-    const checks = await Promise.all(uris.flatMap((uri, k) => [kiln(`check ${k} --json`, ["check", uri, "--json"], env), kiln(`check ${k}`, ["check", uri], env)]));
+    const checks = await Promise.all(
+      uris.flatMap((uri, k) => [kiln(`check ${k} --json`, ["check", uri, "--json"], env), kiln(`check ${k}`, ["check", uri], env)]),
+    );
     for (const run of checks) expect(run.code, run.stderr).toBe(0);
     // Plans and builds that find everything.
     const [planJson, planPlain, foundJson, foundPlain] = await Promise.all([
@@ -316,15 +346,24 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
     // prints it — the log line Kiln reports must show *** instead.
     const step = (id: string, value: string, extra = "") =>
       `test "$(sha256sum < /run/secrets/${id} | cut -d' ' -f1)" = "${sha(value)}" && echo "leaking ${id}: $(cat /run/secrets/${id})"${extra}`;
-    const image = Image.fromBase(busybox, { name: uniqueName("kiln-sweep-bsec") })
-      .withCommands(`${step("SWEEP_TOKEN", SECRETS.buildSecret.value)} && echo ok > /proof`, { secrets: ["SWEEP_TOKEN"] });
+    const image = Image.fromBase(busybox, { name: uniqueName("kiln-sweep-bsec") }).withCommands(
+      `${step("SWEEP_TOKEN", SECRETS.buildSecret.value)} && echo ok > /proof`,
+      { secrets: ["SWEEP_TOKEN"] },
+    );
     cleanup.image(image.uri);
     const events: BuildEvent[] = [];
-    const built = await build(image, { builder: new DockerImageBuilder({ buildkit: true }), secrets: { SWEEP_TOKEN: SECRETS.buildSecret.value }, onEvent: (e) => events.push(e) });
+    const built = await build(image, {
+      builder: new DockerImageBuilder({ buildkit: true }),
+      secrets: { SWEEP_TOKEN: SECRETS.buildSecret.value },
+      onEvent: (e) => events.push(e),
+    });
     record("api build-secret:result", JSON.stringify(built));
     recordEvents("api build-secret", events);
     expect(built.outcome).toBe("built");
-    const logs = events.filter((e) => e.type === "build.log").map((e) => JSON.stringify(e)).join("\n");
+    const logs = events
+      .filter((e) => e.type === "build.log")
+      .map((e) => JSON.stringify(e))
+      .join("\n");
     expect(logs).toContain("leaking SWEEP_TOKEN: ***");
     // Nothing of it in the image: every layer, the config and the history.
     const saved = spawnSync("docker", ["save", image.uri], { maxBuffer: 1 << 28 });
@@ -334,10 +373,16 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
     expect(spawnSync("docker", ["run", "--rm", image.uri, "cat", "/proof"], { encoding: "utf8" }).stdout.trim()).toBe("ok");
 
     // A failing step that printed the secret: the BuildFailedError and its log tail carry *** only.
-    const failing = Image.fromBase(busybox, { name: uniqueName("kiln-sweep-bsec-fail") })
-      .withCommands(`${step("SWEEP_TOKEN", SECRETS.buildSecret.value)} && exit 3`, { secrets: ["SWEEP_TOKEN"] });
+    const failing = Image.fromBase(busybox, { name: uniqueName("kiln-sweep-bsec-fail") }).withCommands(
+      `${step("SWEEP_TOKEN", SECRETS.buildSecret.value)} && exit 3`,
+      { secrets: ["SWEEP_TOKEN"] },
+    );
     const failEvents: BuildEvent[] = [];
-    const error = await build(failing, { builder: new DockerImageBuilder({ buildkit: true }), secrets: { SWEEP_TOKEN: SECRETS.buildSecret.value }, onEvent: (e) => failEvents.push(e) }).catch((e: unknown) => e);
+    const error = await build(failing, {
+      builder: new DockerImageBuilder({ buildkit: true }),
+      secrets: { SWEEP_TOKEN: SECRETS.buildSecret.value },
+      onEvent: (e) => failEvents.push(e),
+    }).catch((e: unknown) => e);
     recordError("api build-secret failing", error);
     recordEvents("api build-secret failing", failEvents);
     expect(KilnError.isInstance(error) && error.code).toBe("KILN_BUILD_FAILED");
@@ -345,20 +390,30 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
     // The CLI: one value from an environment variable, one from a file, --json and plain.
     const secretFile = join(project, "build-secret.txt");
     writeFileSync(secretFile, SECRETS.buildSecretFile.value);
-    writeFileSync(join(project, "secret-spec.mjs"), [
-      `import { Image } from "@kiln/core";`,
-      `export const secretImage = Image.fromBase(process.env.SWEEP_BASE, { name: process.env.SWEEP_NAME })`,
-      `  .withCommands(${JSON.stringify(step("ENV_TOKEN", SECRETS.buildSecretEnv.value))}, ${JSON.stringify(step("FILE_TOKEN", SECRETS.buildSecretFile.value))}, { secrets: ["ENV_TOKEN", "FILE_TOKEN"] });`,
-      ``,
-    ].join("\n"));
-    for (const [label, extra] of [["--json", ["--json"]], ["plain", []]] as const) {
+    writeFileSync(
+      join(project, "secret-spec.mjs"),
+      [
+        `import { Image } from "@kiln/core";`,
+        `export const secretImage = Image.fromBase(process.env.SWEEP_BASE, { name: process.env.SWEEP_NAME })`,
+        `  .withCommands(${JSON.stringify(step("ENV_TOKEN", SECRETS.buildSecretEnv.value))}, ${JSON.stringify(step("FILE_TOKEN", SECRETS.buildSecretFile.value))}, { secrets: ["ENV_TOKEN", "FILE_TOKEN"] });`,
+        ``,
+      ].join("\n"),
+    );
+    for (const [label, extra] of [
+      ["--json", ["--json"]],
+      ["plain", []],
+    ] as const) {
       const name = uniqueName("kiln-sweep-bsec-cli");
-      const run = await kiln(`build secrets ${label}`, ["build", "secret-spec.mjs", "--secret", "id=ENV_TOKEN,env=SWEEP_ENV_VALUE", "--secret", `id=FILE_TOKEN,src=${secretFile}`, ...extra], {
-        ...specEnv(`${salt}-bsec`),
-        DOCKER_BUILDKIT: "1",
-        SWEEP_NAME: name,
-        SWEEP_ENV_VALUE: SECRETS.buildSecretEnv.value,
-      });
+      const run = await kiln(
+        `build secrets ${label}`,
+        ["build", "secret-spec.mjs", "--secret", "id=ENV_TOKEN,env=SWEEP_ENV_VALUE", "--secret", `id=FILE_TOKEN,src=${secretFile}`, ...extra],
+        {
+          ...specEnv(`${salt}-bsec`),
+          DOCKER_BUILDKIT: "1",
+          SWEEP_NAME: name,
+          SWEEP_ENV_VALUE: SECRETS.buildSecretEnv.value,
+        },
+      );
       if (/^\S+:[0-9a-f]{32}$/.test(run.stdout.trim())) cleanup.image(run.stdout.trim());
       expect(run.code, run.stderr.slice(-800)).toBe(0);
       expect(run.stdout.trim()).toMatch(new RegExp(`^${name}:[0-9a-f]{32}$`));
@@ -376,7 +431,11 @@ describe("secrets sweep: no credential from any source appears in anything Kiln 
       const leaks: string[] = [];
       for (const [label, secret] of Object.entries(SECRETS)) {
         for (const form of formsOf(secret)) {
-          for (const entry of entries) if (entry.text.includes(form)) leaks.push(`${label} (${form === secret.value ? "plain" : "encoded"}) in ${entry.source}: …${entry.text.slice(Math.max(0, entry.text.indexOf(form) - 80), entry.text.indexOf(form) + form.length + 40)}…`);
+          for (const entry of entries)
+            if (entry.text.includes(form))
+              leaks.push(
+                `${label} (${form === secret.value ? "plain" : "encoded"}) in ${entry.source}: …${entry.text.slice(Math.max(0, entry.text.indexOf(form) - 80), entry.text.indexOf(form) + form.length + 40)}…`,
+              );
         }
       }
       return leaks;

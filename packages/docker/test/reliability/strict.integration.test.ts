@@ -22,11 +22,14 @@ beforeAll(async () => {
   registry = await startRegistry({ auth: "basic" });
   project = linkedKilnProject("kiln-rel-strict-", "strict-app");
   scratch = mkdtempSync(join(tmpdir(), "kiln-rel-strict-"));
-  writeFileSync(join(project, "images.ts"), `
+  writeFileSync(
+    join(project, "images.ts"),
+    `
 import { Image } from "@kiln/core";
 export default Image.fromBase("kiln-test/busybox:1.35", { registry: process.env.STRICT_REGISTRY!, name: "strict/app" })
   .withEnvVars({ RUN: "${process.pid}-${Date.now()}" });
-`);
+`,
+  );
 }, 180_000);
 afterAll(async () => {
   await registry?.stop();
@@ -49,7 +52,11 @@ const kiln = (args: string[], env: Record<string, string>) =>
     timeoutMs: 120_000,
   });
 type Event = { type: string; checker?: string; result?: string; error?: { code?: string; message?: string } };
-const eventsOf = (stderr: string): Event[] => stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Event);
+const eventsOf = (stderr: string): Event[] =>
+  stderr
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Event);
 
 describe("kiln build --strict with the Docker builder, anonymous on an auth registry", () => {
   it("fails before building (exit 2, KILN_CHECK_FAILED naming docker-registry); the local checker is not asked", async () => {

@@ -21,22 +21,27 @@ import { formatSummary, summaryRecord } from "../summary.js";
 import { parsePromoteFromFlag } from "./promote.js";
 
 export async function run(args: string[], context: CommandContext): Promise<number> {
-  const { values, positionals } = parse("build", args, {
-    builder: { type: "string" },
-    checker: { type: "string" },
-    registry: { type: "string" },
-    platform: { type: "string" },
-    force: { type: "boolean" },
-    "dry-run": { type: "boolean" },
-    strict: { type: "boolean" },
-    json: { type: "boolean" },
-    project: { type: "string" },
-    secret: { type: "string", multiple: true },
-    concurrency: { type: "string" },
-    "fail-fast": { type: "boolean" },
-    "pin-base": { type: "boolean" },
-    "promote-from": { type: "string" },
-  }, { min: 1, max: 1, names: "one spec file" });
+  const { values, positionals } = parse(
+    "build",
+    args,
+    {
+      builder: { type: "string" },
+      checker: { type: "string" },
+      registry: { type: "string" },
+      platform: { type: "string" },
+      force: { type: "boolean" },
+      "dry-run": { type: "boolean" },
+      strict: { type: "boolean" },
+      json: { type: "boolean" },
+      project: { type: "string" },
+      secret: { type: "string", multiple: true },
+      concurrency: { type: "string" },
+      "fail-fast": { type: "boolean" },
+      "pin-base": { type: "boolean" },
+      "promote-from": { type: "string" },
+    },
+    { min: 1, max: 1, names: "one spec file" },
+  );
   const promoteFrom = parsePromoteFromFlag(values["promote-from"]);
   const platforms = parsePlatforms(values.platform);
   const checkers = parseCheckerFlag(values.checker);
@@ -104,7 +109,9 @@ function parseConcurrency(value: string | undefined): number {
   if (value === undefined) return DEFAULT_BUILD_CONCURRENCY;
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
-    throw new UsageError(`Invalid --concurrency ${JSON.stringify(value)}: expected a whole number of at least 1`, { hint: `e.g. --concurrency 8 (default ${DEFAULT_BUILD_CONCURRENCY})` });
+    throw new UsageError(`Invalid --concurrency ${JSON.stringify(value)}: expected a whole number of at least 1`, {
+      hint: `e.g. --concurrency 8 (default ${DEFAULT_BUILD_CONCURRENCY})`,
+    });
   }
   return n;
 }

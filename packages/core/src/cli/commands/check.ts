@@ -13,7 +13,12 @@ import { createRenderer } from "../render.js";
 import type { CommandContext } from "../run.js";
 
 export async function run(args: string[], context: CommandContext): Promise<number> {
-  const { values, positionals } = parse("check", args, { platform: { type: "string" }, json: { type: "boolean" } }, { min: 1, max: 1, names: "one image reference" });
+  const { values, positionals } = parse(
+    "check",
+    args,
+    { platform: { type: "string" }, json: { type: "boolean" } },
+    { min: 1, max: 1, names: "one image reference" },
+  );
   const platforms = parsePlatforms(values.platform) ?? ["linux/amd64"];
   const ref = positionals[0]!;
   // Plugins' credential providers (e.g. @kiln/ecr) answer for their registries, as in `kiln build`.
@@ -29,7 +34,9 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     } else if (answer.present) {
       context.stdout.write(`present ${answer.uri}${answer.digest ? `@${answer.digest}` : ""}\n`);
     } else if (answer.exists) {
-      const broken = answer.brokenPlatforms.length ? `; its index lists ${answer.brokenPlatforms.join(", ")} but the registry no longer holds that manifest` : "";
+      const broken = answer.brokenPlatforms.length
+        ? `; its index lists ${answer.brokenPlatforms.join(", ")} but the registry no longer holds that manifest`
+        : "";
       context.stdout.write(`absent ${answer.uri}: missing platform(s) ${answer.missing.join(", ")} (has ${answer.platforms.join(", ") || "none"})${broken}\n`);
     } else {
       context.stdout.write(`absent ${answer.uri}\n`);

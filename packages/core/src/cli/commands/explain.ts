@@ -18,25 +18,42 @@ import type { CommandContext } from "../run.js";
 import { loadSpec } from "../spec.js";
 
 export async function run(args: string[], context: CommandContext): Promise<number> {
-  const { values, positionals } = parse("explain", args, {
-    json: { type: "boolean" },
-    diff: { type: "boolean" },
-    against: { type: "string" },
-    "pin-base": { type: "boolean" },
-    project: { type: "string" },
-  }, { min: 1, max: 1, names: "one spec file" });
+  const { values, positionals } = parse(
+    "explain",
+    args,
+    {
+      json: { type: "boolean" },
+      diff: { type: "boolean" },
+      against: { type: "string" },
+      "pin-base": { type: "boolean" },
+      project: { type: "string" },
+    },
+    { min: 1, max: 1, names: "one spec file" },
+  );
   const projectDir = resolveProjectDir(values.project ? resolve(values.project) : undefined);
   const specs = await loadSpec(positionals[0]!);
   for (const { exportName, image: declared } of specs) {
     const image = await pinBaseImage(declared, { projectDir, signal: context.signal, ...(values["pin-base"] ? { pinBase: true } : {}) });
     const explanation = image.explain();
-    const diff = values.against !== undefined
-      ? await diffWithAttachedRecord(values.against, image, explanation, context.signal)
-      : values.diff ? diffWithLastRecord(projectDir, image, explanation) : undefined;
+    const diff =
+      values.against !== undefined
+        ? await diffWithAttachedRecord(values.against, image, explanation, context.signal)
+        : values.diff
+          ? diffWithLastRecord(projectDir, image, explanation)
+          : undefined;
     if (values.json) {
       // An image built on Kiln images (graph.ts): each of them, top first, with its tag.
-      const chain = image.baseImage ? { chain: chainOf(image).slice(1).map((base) => ({ uri: base.uri, tag: base.tag })) } : {};
-      const since = diff === undefined ? {} : { previous: diff.previous ? { tag: diff.previous.tag, at: diff.previous.at, uri: diff.previous.uri } : null, diff: diff.diff ?? null };
+      const chain = image.baseImage
+        ? {
+            chain: chainOf(image)
+              .slice(1)
+              .map((base) => ({ uri: base.uri, tag: base.tag })),
+          }
+        : {};
+      const since =
+        diff === undefined
+          ? {}
+          : { previous: diff.previous ? { tag: diff.previous.tag, at: diff.previous.at, uri: diff.previous.uri } : null, diff: diff.diff ?? null };
       context.stdout.write(`${JSON.stringify({ export: exportName, uri: image.uri, tag: image.tag, explanation, ...chain, ...since })}\n`);
       continue;
     }
@@ -51,7 +68,12 @@ export async function run(args: string[], context: CommandContext): Promise<numb
 }
 
 /** The image's inputs against the record attached to `reference` in its registry (explainArtifact.ts). */
-async function diffWithAttachedRecord(reference: string, image: Parameters<typeof compactRecord>[0], explanation: TagExplanation, signal: AbortSignal): Promise<{ previous?: ExplainRecord; diff?: ExplainDiff; lines: string[] }> {
+async function diffWithAttachedRecord(
+  reference: string,
+  image: Parameters<typeof compactRecord>[0],
+  explanation: TagExplanation,
+  signal: AbortSignal,
+): Promise<{ previous?: ExplainRecord; diff?: ExplainDiff; lines: string[] }> {
   const previous = await readAttachedExplainRecord(reference, { signal });
   if (previous === null) return { lines: [`${reference} has no explain record in its registry (or is not there): nothing to compare with`] };
   const diff = diffExplainRecords(previous, compactRecord(image, explanation, { outcome: "explain" }));
@@ -60,13 +82,22 @@ async function diffWithAttachedRecord(reference: string, image: Parameters<typeo
 }
 
 /** The image's inputs against the newest record of its name: the diff, or why there is none. */
-function diffWithLastRecord(projectDir: string, image: Parameters<typeof compactRecord>[0], explanation: TagExplanation): { previous?: ExplainRecord; diff?: ExplainDiff; lines: string[] } {
+function diffWithLastRecord(
+  projectDir: string,
+  image: Parameters<typeof compactRecord>[0],
+  explanation: TagExplanation,
+): { previous?: ExplainRecord; diff?: ExplainDiff; lines: string[] } {
   const previous = latestExplainRecord(projectDir, image.name);
   if (previous === undefined) {
-    return { lines: [`no recorded tag of ${image.name} yet: nothing to compare with (kiln build records every tag it builds or finds in ${explainDirectory(projectDir)})`] };
+    return {
+      lines: [
+        `no recorded tag of ${image.name} yet: nothing to compare with (kiln build records every tag it builds or finds in ${explainDirectory(projectDir)})`,
+      ],
+    };
   }
   const diff = diffExplainRecords(previous, compactRecord(image, explanation, { outcome: "explain" }));
-  if (previous.tag === explanation.tag) return { previous, diff, lines: [`tag ${explanation.tag} is the last recorded tag of ${image.name} (recorded ${previous.at}): nothing changed`] };
+  if (previous.tag === explanation.tag)
+    return { previous, diff, lines: [`tag ${explanation.tag} is the last recorded tag of ${image.name} (recorded ${previous.at}): nothing changed`] };
   return { previous, diff, lines: [`tag ${explanation.tag}, last recorded ${previous.tag}`, ...formatExplainDiff(diff)] };
 }
 

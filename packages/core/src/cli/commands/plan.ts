@@ -16,7 +16,7 @@ import type { BuildEvent } from "../../events.js";
 import type { Image } from "../../image.js";
 import { pinBaseImage } from "../../pinBase.js";
 import { serializeError } from "../../redact.js";
-import { KilnError, UnknownBuilderError } from "../../errors.js";
+import { type KilnError, UnknownBuilderError } from "../../errors.js";
 import { checkImage, defaultRegistryClient } from "../../registry/check.js";
 import { planRegistryClient } from "../planClient.js";
 import { activateCredentialProviders } from "../../discovery.js";
@@ -62,16 +62,21 @@ async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Prom
 }
 
 export async function run(args: string[], context: CommandContext): Promise<number> {
-  const { values, positionals } = parse("plan", args, {
-    registry: { type: "string" },
-    platform: { type: "string" },
-    concurrency: { type: "string" },
-    json: { type: "boolean" },
-    project: { type: "string" },
-    builder: { type: "string" },
-    checker: { type: "string" },
-    "promote-from": { type: "string" },
-  }, { min: 1, max: 1, names: "one spec file" });
+  const { values, positionals } = parse(
+    "plan",
+    args,
+    {
+      registry: { type: "string" },
+      platform: { type: "string" },
+      concurrency: { type: "string" },
+      json: { type: "boolean" },
+      project: { type: "string" },
+      builder: { type: "string" },
+      checker: { type: "string" },
+      "promote-from": { type: "string" },
+    },
+    { min: 1, max: 1, names: "one spec file" },
+  );
   const promoteFrom = parsePromoteFromFlag(values["promote-from"]);
   const platforms = parsePlatforms(values.platform);
   const checkers = parseCheckerFlag(values.checker);
@@ -102,8 +107,13 @@ export async function run(args: string[], context: CommandContext): Promise<numb
       image = image.clone({ ...(registry ? { registry } : {}), ...(platforms ? { platform: platforms } : {}) });
     }
     const row: PlanRow = {
-      export: exportName, uri: image.uri, tag: image.tag, platforms: [...image.platform],
-      exists: "unknown", action: "build", checkedBy: builderName ?? "registry",
+      export: exportName,
+      uri: image.uri,
+      tag: image.tag,
+      platforms: [...image.platform],
+      exists: "unknown",
+      action: "build",
+      checkedBy: builderName ?? "registry",
     };
     if (!image.needsBuild) row.action = "skip";
     if (builderName === undefined) {
@@ -117,7 +127,14 @@ export async function run(args: string[], context: CommandContext): Promise<numb
           // As the engine would: an absent image a promoteFrom registry holds is copied, not built.
           if (!answer.present && image.needsBuild && image.tag !== "latest") {
             const sources = selectPromoteFrom(promoteFrom, config).sources;
-            const candidate = await new PromotionStep({ image, sources, strict: false, signal: context.signal, onEvent: () => {}, ...(client ? { client } : {}) }).findCandidate();
+            const candidate = await new PromotionStep({
+              image,
+              sources,
+              strict: false,
+              signal: context.signal,
+              onEvent: () => {},
+              ...(client ? { client } : {}),
+            }).findCandidate();
             if (candidate) row.source = candidate.source;
           }
         } catch (error) {
@@ -128,14 +145,26 @@ export async function run(args: string[], context: CommandContext): Promise<numb
       const events: BuildEvent[] = [];
       try {
         // With no --builder the engine picks per image (the first installed builder that can build it).
-        const result = await build(image, { builder: values.builder, ...(checkers ? { checkers } : {}), ...(promoteFrom ? { promoteFrom } : {}), dryRun: true, projectDir, signal: context.signal, onEvent: (e) => events.push(e) });
+        const result = await build(image, {
+          builder: values.builder,
+          ...(checkers ? { checkers } : {}),
+          ...(promoteFrom ? { promoteFrom } : {}),
+          dryRun: true,
+          projectDir,
+          signal: context.signal,
+          onEvent: (e) => events.push(e),
+        });
         if (result.builder !== undefined) row.builder = row.checkedBy = result.builder;
         const checks = events.filter((e): e is Extract<BuildEvent, { type: "check.result" }> => e.type === "check.result");
         if (result.outcome === "would-promote") row.source = result.promotedFrom;
         if (result.outcome === "found") row.exists = true;
         // One checker erroring means "could not tell" even if another said absent (e.g. the local
         // daemon's checker answers absent for every registry image): never a false "exists: false".
-        else if (checks.some((c) => c.result === "error")) row.reason = checks.filter((c) => c.result === "error").map((c) => `${c.checker}: ${c.error?.message}`).join("; ");
+        else if (checks.some((c) => c.result === "error"))
+          row.reason = checks
+            .filter((c) => c.result === "error")
+            .map((c) => `${c.checker}: ${c.error?.message}`)
+            .join("; ");
         else if (checks.length > 0) row.exists = false;
         // The shared check cache answered "absent" (checked by another host seconds ago).
         else if (events.some((e) => e.type === "cache.result" && e.result === "absent")) row.exists = false;
@@ -158,7 +187,9 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     const uriWidth = Math.max(3, ...rows.map((r) => r.uri.length));
     context.stdout.write(`${"IMAGE".padEnd(uriWidth)}  EXISTS   ACTION   BUILDER\n`);
     for (const row of rows) {
-      context.stdout.write(`${row.uri.padEnd(uriWidth)}  ${String(row.exists).padEnd(7)}  ${row.action.padEnd(7)}  ${row.builder ?? "-"}${row.source ? ` (from ${row.source})` : ""}${row.missing ? ` (missing ${row.missing.join(", ")})` : ""}${row.reason ? ` (${row.reason})` : ""}\n`);
+      context.stdout.write(
+        `${row.uri.padEnd(uriWidth)}  ${String(row.exists).padEnd(7)}  ${row.action.padEnd(7)}  ${row.builder ?? "-"}${row.source ? ` (from ${row.source})` : ""}${row.missing ? ` (missing ${row.missing.join(", ")})` : ""}${row.reason ? ` (${row.reason})` : ""}\n`,
+      );
     }
   }
   return rows.some((r) => r.reason !== undefined) ? 2 : 0;

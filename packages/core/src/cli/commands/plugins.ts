@@ -16,19 +16,38 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   const problems = [...discovery.problems, ...broken];
   const isBroken = (p: DiscoveredProvider) => broken.some((b) => b.kind === p.kind && b.name === p.name);
   const exitCode = problems.length > 0 ? 1 : 0;
-  const summary = (p: DiscoveredProvider) => ({ name: p.name, package: p.packageName, version: p.packageVersion, entry: p.entry, ...(isBroken(p) ? { broken: true } : {}) });
+  const summary = (p: DiscoveredProvider) => ({
+    name: p.name,
+    package: p.packageName,
+    version: p.packageVersion,
+    entry: p.entry,
+    ...(isBroken(p) ? { broken: true } : {}),
+  });
   if (values.json) {
-    context.stdout.write(`${JSON.stringify({
-      projectDir,
-      config: { imageBuilder: config.imageBuilder, imageRegistry: config.imageRegistry, strict: config.strict, lockProvider: config.lockProvider, checkCache: config.checkCache, imageCheckers: config.imageCheckers },
-      imageBuilders: discovery.imageBuilders.map(summary),
-      imageCheckers: discovery.imageCheckers.map(summary),
-      credentialProviders: discovery.credentialProviders.map(summary),
-      lockProviders: discovery.lockProviders.map(summary),
-      checkCaches: discovery.checkCaches.map(summary),
-      missing: discovery.missing,
-      problems: problems.map((p) => ({ package: p.packageName, name: p.name, kind: p.kind, message: p.error.message, hint: p.error.hint })),
-    }, null, 2)}\n`);
+    context.stdout.write(
+      `${JSON.stringify(
+        {
+          projectDir,
+          config: {
+            imageBuilder: config.imageBuilder,
+            imageRegistry: config.imageRegistry,
+            strict: config.strict,
+            lockProvider: config.lockProvider,
+            checkCache: config.checkCache,
+            imageCheckers: config.imageCheckers,
+          },
+          imageBuilders: discovery.imageBuilders.map(summary),
+          imageCheckers: discovery.imageCheckers.map(summary),
+          credentialProviders: discovery.credentialProviders.map(summary),
+          lockProviders: discovery.lockProviders.map(summary),
+          checkCaches: discovery.checkCaches.map(summary),
+          missing: discovery.missing,
+          problems: problems.map((p) => ({ package: p.packageName, name: p.name, kind: p.kind, message: p.error.message, hint: p.error.hint })),
+        },
+        null,
+        2,
+      )}\n`,
+    );
     return exitCode;
   }
   const out: string[] = [`Project: ${projectDir}`];
@@ -41,7 +60,10 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     out.push("", `${title}:`);
     if (list.length === 0) out.push("  (none)");
     const width = Math.max(0, ...list.map((p) => p.name.length));
-    for (const p of list) out.push(`  ${p.name.padEnd(width)}  ${p.packageName}${p.packageVersion ? `@${p.packageVersion}` : ""}  ${p.entry}${isBroken(p) ? "  (broken, see Problems)" : ""}`);
+    for (const p of list)
+      out.push(
+        `  ${p.name.padEnd(width)}  ${p.packageName}${p.packageVersion ? `@${p.packageVersion}` : ""}  ${p.entry}${isBroken(p) ? "  (broken, see Problems)" : ""}`,
+      );
   };
   section("Image builders", discovery.imageBuilders);
   section("Image checkers", discovery.imageCheckers);

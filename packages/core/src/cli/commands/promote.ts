@@ -26,7 +26,13 @@ import type { CommandContext } from "../run.js";
 export function parsePromoteFromFlag(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
   try {
-    return validatePromoteFrom("--promote-from", value.split(",").map((entry) => entry.trim()).filter(Boolean));
+    return validatePromoteFrom(
+      "--promote-from",
+      value
+        .split(",")
+        .map((entry) => entry.trim())
+        .filter(Boolean),
+    );
   } catch (error) {
     if (!ValidationError.isInstance(error)) throw error;
     throw new UsageError(error.message, { hint: "Use e.g. --promote-from ghcr.io/acme-staging,localhost:5000/cache." });
@@ -34,20 +40,27 @@ export function parsePromoteFromFlag(value: string | undefined): string[] | unde
 }
 
 export async function run(args: string[], context: CommandContext): Promise<number> {
-  const { values, positionals } = parse("promote", args, {
-    platform: { type: "string" },
-    name: { type: "string" },
-    tag: { type: "string" },
-    json: { type: "boolean" },
-    project: { type: "string" },
-  }, { min: 2, max: 2, names: "an image reference and a target registry" });
+  const { values, positionals } = parse(
+    "promote",
+    args,
+    {
+      platform: { type: "string" },
+      name: { type: "string" },
+      tag: { type: "string" },
+      json: { type: "boolean" },
+      project: { type: "string" },
+    },
+    { min: 2, max: 2, names: "an image reference and a target registry" },
+  );
   const platforms = parsePlatforms(values.platform) ?? [];
   const source = parseReference(positionals[0]!);
   const targetRegistry = usage(() => validateRegistry("target registry", positionals[1]), "E.g. kiln promote ghcr.io/acme-staging/api:1f0c… ghcr.io/acme");
   const name = usage(() => validateRepositoryName("--name", values.name ?? source.repository.split("/").at(-1)), "E.g. --name api or --name team/api.");
   const tag = values.tag ?? source.tag;
   if (!tag || !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) {
-    throw new UsageError(tag ? `Invalid --tag ${describeValue(tag)}` : `${positionals[0]} has no tag to give the target`, { hint: "Pass --tag <tag> (a reference by digest has none)." });
+    throw new UsageError(tag ? `Invalid --tag ${describeValue(tag)}` : `${positionals[0]} has no tag to give the target`, {
+      hint: "Pass --tag <tag> (a reference by digest has none).",
+    });
   }
   const target = `${targetRegistry}/${name}:${tag}`;
 
@@ -66,11 +79,28 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     }
     const started = Date.now();
     const sameHost = parseReference(target).registry === source.registry;
-    renderer.onEvent({ type: "promote.start", time: Date.now(), image: target, source: describeRef(source), target, platforms, mode: sameHost ? "mount" : "stream" });
+    renderer.onEvent({
+      type: "promote.start",
+      time: Date.now(),
+      image: target,
+      source: describeRef(source),
+      target,
+      platforms,
+      mode: sameHost ? "mount" : "stream",
+    });
     const promoted = await promoteImage(client, source, target, { platforms, signal: context.signal, onEvent: renderer.onEvent, image: target });
     renderer.onEvent({
-      type: "promote.done", time: Date.now(), image: target, source: promoted.source, target: promoted.target, digest: promoted.digest,
-      durationMs: Date.now() - started, mounted: promoted.blobs.mounted, copied: promoted.blobs.copied, existing: promoted.blobs.existing, bytesCopied: promoted.bytesCopied,
+      type: "promote.done",
+      time: Date.now(),
+      image: target,
+      source: promoted.source,
+      target: promoted.target,
+      digest: promoted.digest,
+      durationMs: Date.now() - started,
+      mounted: promoted.blobs.mounted,
+      copied: promoted.blobs.copied,
+      existing: promoted.blobs.existing,
+      bytesCopied: promoted.bytesCopied,
     });
     renderer.close();
     writeResult(context, values.json, { status: "promoted", ...promoted });
@@ -80,7 +110,11 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   }
 }
 
-function writeResult(context: CommandContext, json: boolean | undefined, result: { status: string; target: string; digest?: string } & Record<string, unknown>): void {
+function writeResult(
+  context: CommandContext,
+  json: boolean | undefined,
+  result: { status: string; target: string; digest?: string } & Record<string, unknown>,
+): void {
   context.stdout.write(json ? `${JSON.stringify(result)}\n` : `${result.target}${result.digest ? `@${result.digest}` : ""}\n`);
 }
 
