@@ -10,6 +10,7 @@
  * "Could not tell" is never "unpinned": an unreachable registry, refused credentials, a timeout or a
  * reference the registry does not hold is a BaseDigestError naming the base and its registry.
  */
+import { InFlight } from "./dedupe.js";
 import { BaseDigestError, KilnError } from "./errors.js";
 import type { EventListener } from "./events.js";
 import { parseReference } from "./reference.js";
@@ -28,10 +29,12 @@ export interface ResolveBaseDigestOptions {
 
 interface Cached {
   at: number;
-  digest: Promise<string>;
+  digest: string;
 }
 
 const cache = new Map<string, Cached>();
+/** Lookups under way: each caller's signal cancels its own wait only, never the others' (dedupe.ts). */
+const lookups = new InFlight<string>();
 
 /** Forgets every resolved digest (tests; or a process that wants the next build to look again). */
 export function clearBaseDigestCache(): void {
@@ -47,17 +50,18 @@ export function resolveBaseDigest(ref: string, options: ResolveBaseDigestOptions
   const key = `${parsed.registry}/${parsed.repository}:${parsed.tag ?? "latest"}`;
   const known = cache.get(key);
   // A client of the caller's own (other credentials, endpoints) asks for itself.
-  if (options.client === undefined && known !== undefined && Date.now() - known.at < BASE_DIGEST_TTL_MS) return known.digest;
-  const digest = lookUp(ref, parsed.registry, options);
-  if (options.client === undefined) {
-    const entry = { at: Date.now(), digest };
-    cache.set(key, entry);
-    // A failure is not remembered: the next build asks again.
-    digest.catch(() => {
-      if (cache.get(key) === entry) cache.delete(key);
-    });
-  }
-  return digest;
+  if (options.client !== undefined) return lookUp(ref, parsed.registry, options);
+  if (known !== undefined && Date.now() - known.at < BASE_DIGEST_TTL_MS) return Promise.resolve(known.digest);
+  // A failure is not remembered: the next build asks again.
+  return lookups.run(
+    key,
+    async (signal, emit) => {
+      const digest = await lookUp(ref, parsed.registry, { signal, onEvent: emit });
+      cache.set(key, { at: Date.now(), digest });
+      return digest;
+    },
+    { signal: options.signal, onEvent: options.onEvent },
+  );
 }
 
 async function lookUp(ref: string, registry: string, options: ResolveBaseDigestOptions): Promise<string> {

@@ -13,10 +13,13 @@
  *   (in the order given), then the bases only pulled in by them, in the order they finished.
  */
 import { BUILD_OPTION_KEYS, buildGraphNode, type EngineBuildOptions, type EngineImageBuild } from "./engine.js";
+import { loadConfig } from "./config.js";
 import { CancelledError, KilnError, ValidationError } from "./errors.js";
-import type { EventListener } from "./events.js";
+import { emit, type EventListener } from "./events.js";
 import { Image } from "./image.js";
 import { rejectUnknownKeys } from "./optionKeys.js";
+import { needsBasePin, pinBaseImage, selectPinBase } from "./pinBase.js";
+import { resolveProjectDir } from "./selection.js";
 import { optionsObject } from "./validate.js";
 
 /** Images checked or built at once by `buildAll` and `kiln build` (each mostly waits on a daemon or a registry). */
@@ -75,6 +78,8 @@ interface Node {
   image: Image;
   dependency: boolean;
   base?: Node;
+  /** Its base could not be pinned (pinBase): it fails with this, never built unpinned. */
+  pinError?: unknown;
   settled?: Promise<BuildAllResult>;
 }
 
@@ -83,11 +88,19 @@ export async function buildAll(inputs: Iterable<BuildAllInput>, options: BuildAl
   const { concurrency = DEFAULT_BUILD_CONCURRENCY, failFast = false, onResult, signal: outer, onEvent, ...engineOptions } = options;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new ValidationError("concurrency", concurrency, "expected a whole number of at least 1");
 
-  const { requested, nodes } = graphOf(inputs);
+  const listed = listInputs(inputs);
   const run = new AbortController();
   const stopOuter = () => run.abort(outer?.reason);
   if (outer?.aborted) stopOuter();
   else outer?.addEventListener("abort", stopOuter, { once: true });
+  // pinBase: each chain pinned once, before the graph is made, so a base node and the copy of it
+  // inside the image above carry the same digest (and the image's tag names the base built).
+  const pinned = await Promise.all(listed.map((input) => pinInput(input, engineOptions, run.signal, onEvent)));
+  const { requested, nodes } = graphOf(pinned);
+  for (const { image } of nodes) {
+    if (image.spec.base.kind === "image" && image.spec.base.digest)
+      emit(onEvent, { type: "base.pinned", image: image.uri, base: image.spec.base.ref, digest: image.spec.base.digest });
+  }
   const slots = new Slots(concurrency);
   const finished: BuildAllResult[] = [];
 
@@ -121,8 +134,10 @@ export async function buildAll(inputs: Iterable<BuildAllInput>, options: BuildAl
   return [...ordered, ...finished.filter((r) => r.dependency)];
 }
 
+type BuildAllEngineOptions = Omit<EngineBuildOptions, "wait" | "signal" | "onEvent">;
+
 interface NodeContext {
-  engineOptions: Omit<EngineBuildOptions, "wait" | "signal" | "onEvent">;
+  engineOptions: BuildAllEngineOptions;
   onEvent: EventListener | undefined;
   slots: Slots;
   signal: AbortSignal;
@@ -152,6 +167,9 @@ async function buildNode(node: Node, context: NodeContext): Promise<BuildAllResu
     });
   }
   if (context.signal.aborted) return stopped();
+  if (node.pinError !== undefined) {
+    return ended(CancelledError.isInstance(node.pinError) ? "cancelled" : "failed", { error: node.pinError });
+  }
   let release: () => void;
   try {
     release = await context.slots.acquire(context.signal);
@@ -178,18 +196,48 @@ async function buildNode(node: Node, context: NodeContext): Promise<BuildAllResu
   }
 }
 
+interface ListedInput {
+  image: Image;
+  name: string | undefined;
+  /** Pinning its base failed: the image fails with this error, without its chain. */
+  pinError?: unknown;
+}
+
+function listInputs(inputs: Iterable<BuildAllInput>): ListedInput[] {
+  const listed: ListedInput[] = [];
+  let index = 0;
+  for (const input of inputs) {
+    const { image, name } = Image.isImage(input) ? { image: input as Image, name: undefined } : (input as { name: string; image: Image });
+    if (!Image.isImage(image)) throw new ValidationError(`buildAll images[${index}]`, input, "expected an Image or { name, image }");
+    listed.push({ image, name });
+    index++;
+  }
+  return listed;
+}
+
+/** The input with its chain's base pinned (pinBase.ts) when pinning applies to it, as build() would. */
+async function pinInput(input: ListedInput, options: BuildAllEngineOptions, signal: AbortSignal, onEvent: EventListener | undefined): Promise<ListedInput> {
+  try {
+    const globalPin = selectPinBase(options.pinBase, loadConfig(resolveProjectDir(options.projectDir)));
+    if (!needsBasePin(input.image, globalPin)) return input;
+    return { ...input, image: await pinBaseImage(input.image, { pinBase: globalPin, projectDir: options.projectDir, signal, onEvent }) };
+  } catch (error) {
+    return { ...input, pinError: error };
+  }
+}
+
 /** One node per distinct image (uri + platforms) of the inputs and their chains; `requested` in input order. */
-function graphOf(inputs: Iterable<BuildAllInput>): { requested: Node[]; nodes: Node[] } {
+function graphOf(inputs: readonly ListedInput[]): { requested: Node[]; nodes: Node[] } {
   const nodes = new Map<string, Node>();
   const requested: Node[] = [];
-  const add = (image: Image, name: string | undefined, dependency: boolean): Node => {
-    const key = `${image.uri}|${[...image.platform].sort().join(",")}`;
+  const add = (image: Image, name: string | undefined, dependency: boolean, pinError?: unknown): Node => {
+    const key = `${image.uri}|${[...image.platform].sort().join(",")}${pinError === undefined ? "" : "|unpinned"}`;
     let node = nodes.get(key);
     if (node === undefined) {
-      node = { key, name: name ?? image.uri, image, dependency };
+      node = { key, name: name ?? image.uri, image, dependency, ...(pinError === undefined ? {} : { pinError }) };
       nodes.set(key, node);
       const base = image.baseImage;
-      if (base !== undefined) node.base = add(base, undefined, true);
+      if (base !== undefined && pinError === undefined) node.base = add(base, undefined, true);
     } else if (!dependency && node.dependency) {
       // Asked for by name too: reported under that name, among the requested.
       node.dependency = false;
@@ -197,13 +245,9 @@ function graphOf(inputs: Iterable<BuildAllInput>): { requested: Node[]; nodes: N
     }
     return node;
   };
-  let index = 0;
-  for (const input of inputs) {
-    const { image, name } = Image.isImage(input) ? { image: input as Image, name: undefined } : (input as { name: string; image: Image });
-    if (!Image.isImage(image)) throw new ValidationError(`buildAll images[${index}]`, input, "expected an Image or { name, image }");
-    const node = add(image, name, false);
+  for (const { image, name, pinError } of inputs) {
+    const node = add(image, name, false, pinError);
     if (!requested.includes(node)) requested.push(node);
-    index++;
   }
   return { requested, nodes: [...nodes.values()] };
 }

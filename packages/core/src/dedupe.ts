@@ -102,17 +102,21 @@ export class InFlight<T> {
       }
     };
     const created: Entry<T> = { promise: undefined as unknown as Promise<T>, listeners, controller, callers: 0 };
+    let finished = false;
     created.promise = (async () => {
       try {
         return await work(controller.signal, fanOut);
       } finally {
+        finished = true;
         if (this.inFlight.get(key) === created) this.inFlight.delete(key);
       }
     })();
     // Callers get the outcome through their own handlers; when the last one left and the work was
     // aborted, nobody awaits it any more, and that rejection must not surface as unhandled.
     created.promise.catch(() => {});
-    this.inFlight.set(key, created);
+    // Set after the work started (a work may call `run` for its own key: it must not join itself),
+    // unless it already finished — a `work` that threw synchronously ran the `finally` above already.
+    if (!finished) this.inFlight.set(key, created);
     return created;
   }
 }

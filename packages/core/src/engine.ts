@@ -318,7 +318,7 @@ async function runBuild(image: Image, options: EngineBuildOptions, signal: Abort
   if (first?.uri) return found({ ...first, uri: first.uri });
   signal.throwIfAborted();
 
-  // Not for a forced build nor a `latest` tag: only a content tag says the copy is the same image.
+  // Not for a forced build nor an explicit tag (PromotionStep.enabled): only a content tag says the copy is the same image.
   const promotion = skip ? undefined : new PromotionStep({ image, sources: selectPromoteFrom(options.promoteFrom, config).sources, strict, signal, onEvent });
   if (dryRun && promotion?.enabled) {
     const candidate = await promotion.findCandidate();

@@ -159,6 +159,9 @@ export class CoordinationUnavailableError extends defineError("CoordinationUnava
 /** pinBase is on and the base image's digest could not be resolved: its registry is unreachable,
  * refused the credentials, or does not hold the reference. Never silently built unpinned. */
 export class BaseDigestError extends defineError("BaseDigestError", "KILN_BASE_DIGEST") {}
+/** The base an image is to be built on came back under another content tag than the one hashed into
+ * the image's own tag (e.g. its base moved between two digest lookups): never built on it. */
+export class BaseMismatchError extends defineError("BaseMismatchError", "KILN_BASE_MISMATCH") {}
 /** Promotion (copying an image from a `promoteFrom` registry instead of building it) failed: the
  * transfer, the target's answer, or a blob whose bytes do not hash to their digest (`details.reason`
  * "digest-mismatch"). Nothing is tagged at the target when it is thrown. */

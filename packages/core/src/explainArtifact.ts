@@ -49,8 +49,10 @@ export async function attachExplainRecord(
   const client = options.client ?? defaultRegistryClient();
   const repo = repositoryOf(uri);
   const request = { signal: options.signal, onEvent: options.onEvent };
-  const subject = await client.headManifest({ ...repo, digest }, request);
-  if (subject === null) throw new Error(`the image manifest ${digest} is not in ${repo.registry}/${repo.repository}`);
+  const head = await client.headManifest({ ...repo, digest }, request);
+  // A HEAD without Content-Length: the size comes from the manifest itself (a descriptor of size 0 is invalid).
+  const subject = head?.size === undefined ? await client.getManifest({ ...repo, digest }, request) : head;
+  if (subject === null || subject.size === undefined) throw new Error(`the image manifest ${digest} is not in ${repo.registry}/${repo.repository}`);
   const content = Buffer.from(JSON.stringify(record));
   await uploadBlob(client, repo, blob(EMPTY_CONFIG), request);
   await uploadBlob(client, repo, blob(content), request);
@@ -60,7 +62,7 @@ export async function attachExplainRecord(
     artifactType: EXPLAIN_ARTIFACT_TYPE,
     config: { mediaType: EMPTY_CONFIG_TYPE, digest: sha256(EMPTY_CONFIG), size: EMPTY_CONFIG.length },
     layers: [{ mediaType: EXPLAIN_ARTIFACT_TYPE, digest: sha256(content), size: content.length }],
-    subject: { mediaType: subject.mediaType ?? OCI_MANIFEST, digest, size: subject.size ?? 0 },
+    subject: { mediaType: subject.mediaType ?? OCI_MANIFEST, digest, size: subject.size },
     annotations: { "org.opencontainers.image.created": record.at },
   };
   const tag = explainArtifactTag(digest);

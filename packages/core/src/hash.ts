@@ -113,7 +113,8 @@ export function diffTagExplanations(before: TagExplanation, after: TagExplanatio
 // ---------------------------------------------------------------------------------------------
 // Framed encoding
 
-type FieldValue = string | readonly string[] | { pairs: ReadonlyArray<readonly [string, string]> };
+/** `hideValues`: hashed as usual, but explained (records, artifacts, `kiln explain`) as key → sha256 of the value. */
+type FieldValue = string | readonly string[] | { pairs: ReadonlyArray<readonly [string, string]>; hideValues?: true };
 
 /** Length-prefixed fields, batched in a buffer so a 20,000-file tree costs a few hash updates, not
  * a hundred thousand. */
@@ -251,9 +252,14 @@ function displayFields(fields: Array<[string, FieldValue]>): string {
       ? JSON.stringify(value)
       : Array.isArray(value)
         ? JSON.stringify(value)
-        : JSON.stringify(Object.fromEntries((value as { pairs: Array<[string, string]> }).pairs));
+        : JSON.stringify(Object.fromEntries(shownPairs(value as { pairs: Array<[string, string]>; hideValues?: true })));
   if (fields.length === 1 && fields[0]![0] === "value") return show(fields[0]![1]);
   return fields.map(([name, value]) => `${name}=${show(value)}`).join(" ");
+}
+
+function shownPairs(value: { pairs: Array<[string, string]>; hideValues?: true }): Array<[string, string]> {
+  if (!value.hideValues) return value.pairs;
+  return value.pairs.map(([key, v]) => [key, `sha256:${createHash("sha256").update(v, "utf8").digest("hex")}`]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,7 +323,8 @@ function encodeSpec(
       ["dockerfilePath", files.dockerfile!.path],
       ["context", tree.digest],
       ["contextEntries", String(tree.count)],
-      ["buildArgs", { pairs: [...base.buildArgs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) }],
+      // Values hashed, never shown: a build arg may carry something not meant for records on disk or in a registry.
+      ["buildArgs", { pairs: [...base.buildArgs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)), hideValues: true }],
       ["target", base.target ?? ""],
       // Ids only (never values); absent for a Dockerfile without secrets, which hashes as before.
       ...(base.secrets && base.secrets.length > 0 ? [["secrets", base.secrets] as [string, string[]]] : []),

@@ -113,7 +113,7 @@ export { pinBaseImage, selectPinBase, needsBasePin, PIN_BASE_ENV } from "./pinBa
 export type { PinBaseImageOptions } from "./pinBase.js";
 export { resolveBaseDigest, clearBaseDigestCache, baseReference, BASE_DIGEST_TTL_MS } from "./baseDigest.js";
 export type { ResolveBaseDigestOptions } from "./baseDigest.js";
-export { BaseDigestError } from "./errors.js";
+export { BaseDigestError, BaseMismatchError } from "./errors.js";
 export type { PinBaseOption } from "./image.js";
 
 // why did this rebuild: explain records under .kiln/explain and their diff (explainRecord.ts, explainDiff.ts)

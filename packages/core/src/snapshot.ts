@@ -54,6 +54,16 @@ function registry(): WeakMap<object, Bound> {
   return (global[REGISTRY_KEY] ??= new WeakMap<object, Bound>());
 }
 
+/**
+ * True when the image's tag is its content tag: no explicit tag, or pinned (`pinSources`) to the tag its
+ * snapshot computed. An explicit tag (`main`, `v1`) is false: it can move to another image.
+ */
+export function hasContentTag(image: Image): boolean {
+  if (image.spec.tag === undefined) return true;
+  const bound = registry().get(image.spec);
+  return bound !== undefined && typeof bound !== "function" && bound.tag === image.spec.tag;
+}
+
 /** True when the image's snapshot is taken (its files hashed), false when none is bound or it is bound lazily. */
 export function snapshotTaken(image: ImageLike): boolean {
   const bound = registry().get(specOf(image));

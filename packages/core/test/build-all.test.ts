@@ -1,5 +1,6 @@
 // Graph builds and many images per run through the engine (issue 17), with an in-process builder that
 // records its calls (a unit test: the real builders are exercised in @kiln/docker and @kiln/oci).
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +23,8 @@ const unique = () => `${process.pid}-${++run}-${Date.now()}`;
 class RecordingBuilder implements ImageBuilder {
   readonly built: Array<{ uri: string; from: string }> = [];
   readonly store = new Set<string>();
+  /** The digest each build reported, by URI. */
+  readonly digests = new Map<string, string>();
   inFlight = 0;
   maxInFlight = 0;
   delayMs = 20;
@@ -50,7 +53,9 @@ class RecordingBuilder implements ImageBuilder {
       const base = image.spec.base;
       this.built.push({ uri: image.uri, from: base.kind === "image" ? base.ref : "dockerfile" });
       this.store.add(image.uri);
-      return { uri: image.uri, digest: `sha256:${"d".repeat(64)}` };
+      const digest = `sha256:${createHash("sha256").update(image.uri).digest("hex")}`;
+      this.digests.set(image.uri, digest);
+      return { uri: image.uri, digest };
     } finally {
       this.inFlight--;
     }
@@ -66,7 +71,7 @@ function threeDeep(id: string, registry?: string) {
 }
 
 describe("build() of an image built on Kiln images", () => {
-  it("builds the missing ones below first, in order, FROM naming each base's built URI (default registry applied)", async () => {
+  it("builds the missing ones below first, in order, FROM naming each base's built URI and digest (default registry applied)", async () => {
     const builder = new RecordingBuilder();
     const id = unique();
     const { bottom, middle, top } = threeDeep(id); // declared without a registry
@@ -75,10 +80,12 @@ describe("build() of an image built on Kiln images", () => {
       const result = await build(top, { builder });
       expect(result.outcome).toBe("built");
       const withRegistry = (i: Image) => `reg.example:5000/${i.name}:${i.tag}`;
+      // By digest too: the very image built below, even if its tag were pushed again meanwhile.
+      const byDigest = (i: Image) => `${withRegistry(i)}@${builder.digests.get(withRegistry(i))}`;
       expect(builder.built).toEqual([
         { uri: withRegistry(bottom), from: "busybox:1.35" },
-        { uri: withRegistry(middle), from: withRegistry(bottom) },
-        { uri: withRegistry(top), from: withRegistry(middle) },
+        { uri: withRegistry(middle), from: byDigest(bottom) },
+        { uri: withRegistry(top), from: byDigest(middle) },
       ]);
       // Built again: every level is found, nothing is built.
       const again = await build(top, { builder });
@@ -130,7 +137,7 @@ describe("buildAll", () => {
     }));
     const results = await buildAll(images, { builder, concurrency: 3 });
     expect(results.map((r) => [r.name, r.action])).toEqual(images.map((i) => [i.name, "built"]));
-    expect(results.every((r) => r.digest === `sha256:${"d".repeat(64)}` && r.uri === images.find((i) => i.name === r.name)!.image.uri)).toBe(true);
+    expect(results.every((r) => r.digest === builder.digests.get(r.uri) && r.uri === images.find((i) => i.name === r.name)!.image.uri)).toBe(true);
     expect(builder.maxInFlight).toBe(3);
     expect(builder.built).toHaveLength(10);
     const defaults = new RecordingBuilder();

@@ -114,6 +114,20 @@ describe("InFlight (the one in-flight sharing helper: builds, registry tokens, E
     expect(inFlight.size).toBe(0);
   });
 
+  it("a work that throws synchronously is forgotten: the next caller runs the work again", async () => {
+    const inFlight = new InFlight<string>();
+    let runs = 0;
+    const throwsAtOnce = ((): Promise<string> => {
+      runs++;
+      if (runs === 1) throw new Error("bad arguments");
+      return Promise.resolve("second run");
+    }) as () => Promise<string>;
+    await expect(inFlight.run("k", throwsAtOnce)).rejects.toThrow("bad arguments");
+    expect(inFlight.size).toBe(0);
+    expect(await inFlight.run("k", throwsAtOnce)).toBe("second run");
+    expect(runs).toBe(2);
+  });
+
   it("an already-aborted caller starts nothing and is rejected with its cancellation error", async () => {
     const inFlight = new InFlight<string>();
     const { state, work } = controllable();

@@ -4,18 +4,21 @@
  * it emits `build.reason` naming what changed (explainDiff.ts). The builder here is a stand-in (the
  * records and reasons are the engine's; no image content matters); the records are real files.
  */
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ImageBuild } from "../src/builder.js";
 import { EXPLAIN_RECORDS_ENV } from "../src/buildReason.js";
+import { explainTag } from "../src/hash.js";
 import { build } from "../src/engine.js";
 import type { BuildEvent } from "../src/events.js";
 import { diffExplainRecords, summarizeExplainDiff } from "../src/explainDiff.js";
 import { EXPLAIN_RECORDS_KEPT, explainDirectory, readExplainRecords, type ExplainRecord } from "../src/explainRecord.js";
 import { Image } from "../src/image.js";
-import { explainArtifactTag, readAttachedExplainRecord } from "../src/explainArtifact.js";
+import { attachExplainRecord, explainArtifactTag, readAttachedExplainRecord } from "../src/explainArtifact.js";
 import { pushTestImage, startRegistry, type TestRegistry } from "../../test-utils/src/registry.js";
 
 let root: string;
@@ -126,6 +129,30 @@ describe("explain records under .kiln/explain", () => {
     );
     expect(otherBase.reason?.reason).toContain("base changed");
     expect(otherBase.reason?.reason).toContain("python:3.11-slim-trixie");
+  });
+
+  it("fromDockerfile build args: records keep each key and the sha256 of its value, never the value; a changed value is still named", async () => {
+    const { dir } = project();
+    writeFileSync(join(dir, "Dockerfile"), "FROM busybox:1.36\nARG NPM_TOKEN\n");
+    const value = (n: number) => `not-for-records-${n}-${counter}`;
+    const image = (n: number) =>
+      Image.fromDockerfile(join(dir, "Dockerfile"), { context: dir, buildArgs: { NPM_TOKEN: value(n) }, registry: "localhost:5999", name: "why/args" });
+    await buildWithEvents(image(1), dir);
+    const changed = await buildWithEvents(image(2), dir);
+    expect(changed.reason?.reason).toContain("base changed");
+    const files = readdirSync(join(explainDirectory(dir), encodeURIComponent("why/args")));
+    const onDisk = files.map((f) => readFileSync(join(explainDirectory(dir), encodeURIComponent("why/args"), f), "utf8")).join("\n");
+    expect(files).toHaveLength(2);
+    expect(onDisk).not.toContain(value(1));
+    expect(onDisk).not.toContain(value(2));
+    const [now, before] = records(dir, "why/args");
+    const sha = (v: string) => `sha256:${createHash("sha256").update(v).digest("hex")}`;
+    expect(before!.inputs.find(([kind]) => kind === "base")?.[2]).toContain(`buildArgs={"NPM_TOKEN":"${sha(value(1))}"}`);
+    const diff = diffExplainRecords(before!, now!);
+    expect(JSON.stringify(diff)).toContain(sha(value(2)));
+    expect(JSON.stringify(diff)).not.toContain(value(2));
+    // What `kiln explain` prints comes from the same inputs.
+    expect(JSON.stringify(explainTag(image(2)))).not.toContain(value(2));
   });
 
   it("a found image is recorded too; building the last recorded tag again gives no reason", async () => {
@@ -281,5 +308,54 @@ describe("explain records next to the image (docker-registry 2.8)", () => {
     const bare = await pushTestImage(registry, "why/attached", "bare", "oci");
     expect(bare.digest).not.toBe(result.digest);
     expect(await readAttachedExplainRecord(`${registry.host}/why/attached:bare`)).toBeNull();
+  });
+
+  it("a registry whose HEAD gives no Content-Length: the artifact's subject still carries the manifest's real size", async () => {
+    // A loopback proxy that drops Content-Length from HEAD answers (some CDNs in front of registries do).
+    const target = new URL(registry.url);
+    const proxy = http.createServer((req, res) => {
+      const forwarded = http.request(
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
+        (answer) => {
+          const headers = { ...answer.headers };
+          if (req.method === "HEAD") delete headers["content-length"];
+          res.writeHead(answer.statusCode ?? 502, headers);
+          answer.pipe(res);
+        },
+      );
+      forwarded.on("error", () => res.destroy());
+      req.pipe(forwarded);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const host = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    try {
+      const pushed = await pushTestImage(registry, "why/nolength", "v1", "oci");
+      const head = await fetch(`http://${host}/v2/why/nolength/manifests/${pushed.digest}`, {
+        method: "HEAD",
+        headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+      });
+      expect(head.headers.get("content-length")).toBeNull();
+      const record = {
+        v: 1,
+        name: "why/nolength",
+        tag: "v1",
+        uri: `${host}/why/nolength:v1`,
+        outcome: "built",
+        at: new Date().toISOString(),
+        recipe: "r",
+        platforms: [],
+        base: {},
+        inputs: [],
+        files: {},
+      } as ExplainRecord;
+      const tag = await attachExplainRecord(`${host}/why/nolength:v1`, pushed.digest, record);
+      const get = (ref: string) =>
+        fetch(`${registry.url}/v2/why/nolength/manifests/${ref}`, { headers: { accept: "application/vnd.oci.image.manifest.v1+json" } });
+      const imageBytes = Buffer.from(await (await get(pushed.digest)).arrayBuffer());
+      const artifact = (await (await get(tag)).json()) as { subject: { digest: string; size: number } };
+      expect(artifact.subject).toMatchObject({ digest: pushed.digest, size: imageBytes.length });
+    } finally {
+      await new Promise((resolve) => proxy.close(() => resolve(undefined)));
+    }
   });
 });

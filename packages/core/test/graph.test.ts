@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { renderDockerfile } from "../src/dockerfile.js";
-import { ValidationError } from "../src/errors.js";
+import { BaseMismatchError, ValidationError } from "../src/errors.js";
 import { chainOf, describeChain, mapChain } from "../src/graph.js";
+import { resolveKilnBase } from "../src/graphBuild.js";
 import { computeTag } from "../src/hash.js";
 import { Image } from "../src/image.js";
 
@@ -141,5 +142,21 @@ describe("graph rules", () => {
     const error = expectNamesBoth(() => Image.fromJSON(json), "localhost:5000/middle", "localhost:5000/bottom");
     expect(error.message).toMatch(/cycle/);
     expect(error.details).toMatchObject({ image: "localhost:5000/bottom", base: "localhost:5000/middle" });
+  });
+});
+
+describe("building on a Kiln base (graphBuild)", () => {
+  it("a base that comes back under another tag than the one hashed into the image is never built on", async () => {
+    const { middle, top } = chain("guard");
+    const other = middle.withEnvVars({ M: "moved" });
+    const signal = new AbortController().signal;
+    const answer = (uri: string) => async () => ({ uri, outcome: "built" as const, builder: "test" });
+    const resolving = resolveKilnBase(top, signal, () => {}, answer(other.uri));
+    await expect(resolving).rejects.toBeInstanceOf(BaseMismatchError);
+    await expect(resolving).rejects.toMatchObject({ code: "KILN_BASE_MISMATCH", details: { image: top.uri, built: other.uri } });
+    // The base's own tag (found or promoted elsewhere, under the same tag) is built on.
+    const elsewhere = `ghcr.io/acme/middle:${middle.tag}`;
+    const resolved = await resolveKilnBase(top, signal, () => {}, answer(elsewhere));
+    expect("image" in resolved && resolved.image.spec.base.kind === "image" && resolved.image.spec.base.ref).toBe(elsewhere);
   });
 });

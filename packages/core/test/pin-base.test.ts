@@ -6,12 +6,15 @@
  * and which setting wins (image > build() > init > KILN_PIN_BASE > config).
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { baseReference, clearBaseDigestCache } from "../src/baseDigest.js";
+import { baseReference, clearBaseDigestCache, resolveBaseDigest } from "../src/baseDigest.js";
 import type { BuildImageOptions, ImageBuild } from "../src/builder.js";
 import { renderDockerfile } from "../src/dockerfile.js";
+import { buildAll } from "../src/buildAll.js";
 import { build, init } from "../src/engine.js";
 import { BaseDigestError } from "../src/errors.js";
 import type { BuildEvent } from "../src/events.js";
@@ -146,6 +149,35 @@ describe("pinBase: the base's digest is part of the tag", () => {
   });
 });
 
+describe("pinBase: a shared lookup outlives the caller that started it", () => {
+  it("the first caller cancelling does not fail the other callers waiting on the same base", async () => {
+    const digest = `sha256:${"ab".repeat(32)}`;
+    let heads = 0;
+    // A registry slow to answer the HEAD, so the lookup is still running when the first caller cancels.
+    const server = http.createServer((request, response) => {
+      if (request.method === "HEAD") heads++;
+      setTimeout(() => {
+        response.writeHead(200, { "docker-content-digest": digest, "content-type": "application/vnd.oci.image.manifest.v1+json", "content-length": "2" });
+        response.end();
+      }, 300);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const ref = `127.0.0.1:${(server.address() as AddressInfo).port}/pin/slow:1`;
+      const first = new AbortController();
+      const cancelled = resolveBaseDigest(ref, { signal: first.signal });
+      const others = [resolveBaseDigest(ref), resolveBaseDigest(ref, { signal: new AbortController().signal })];
+      setTimeout(() => first.abort(new Error("first caller gave up")), 50);
+      await expect(cancelled).rejects.toThrow();
+      expect(await Promise.all(others)).toEqual([digest, digest]);
+      expect(heads).toBe(1);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 20_000);
+});
+
 describe("pinBase: a base registry that cannot tell is an error", () => {
   it("an unreachable registry is a BaseDigestError naming the base and registry", async () => {
     const port = await freePort(); // nothing listens there
@@ -191,6 +223,39 @@ describe("pinBase in build()", () => {
     expect(seen.length).toBe(1);
     expect(renderDockerfile(seen[0]!).split("\n")[0]).toBe(`FROM ${ref}@${pushed.digest}`);
     expect(events.find((e) => e.type === "base.pinned")).toMatchObject({ base: ref, digest: pushed.digest, image: expected.uri });
+  });
+
+  it("buildAll: the image above a base is hashed from and built on the base as built, even if its tag moves during that build", async () => {
+    const ref = `${registry.host}/pin/moving:1`;
+    const first = await pushBase("pin/moving", "1");
+    const run = `${Date.now()}`;
+    const base = Image.fromBase(ref, { name: "pin/moving-base" }).withEnvVars({ RUN: run });
+    const top = Image.fromBase(base, { name: "pin/moving-top" }).withEnvVars({ RUN: run });
+    const built: Image[] = [];
+    const store = new Set<string>();
+    const builder = {
+      getCheckers: () => [{ imageExists: async (repository: string, tag: string) => (store.has(`${repository}:${tag}`) ? `${repository}:${tag}` : null) }],
+      buildImage: async (image: Image): Promise<ImageBuild> => {
+        if (image.name === base.name) {
+          // Upstream moves while the base builds, and the digest cache has expired meanwhile (a long build).
+          await pushBase("pin/moving", "1");
+          clearBaseDigestCache();
+        }
+        built.push(image);
+        store.add(image.uri);
+        return { uri: image.uri };
+      },
+    };
+    const results = await buildAll([{ name: "top", image: top }], { builder, pinBase: true, projectDir });
+    expect(results.map((r) => [r.name, r.action, r.error])).toEqual([
+      ["top", "built", undefined],
+      [base.withBaseDigest(first.digest).uri, "built", undefined],
+    ]);
+    const [builtBase, builtTop] = built;
+    expect((builtBase!.spec.base as { digest?: string }).digest).toBe(first.digest);
+    expect(builtTop!.baseImage!.tag).toBe(builtBase!.tag);
+    expect(builtTop!.spec.base.kind === "image" && builtTop!.spec.base.ref).toBe(builtBase!.uri);
+    expect(results[0]!.uri).toBe(Image.fromBase(base.withBaseDigest(first.digest), { name: "pin/moving-top" }).withEnvVars({ RUN: run }).uri);
   });
 
   it("precedence: the image's own choice > build() > init > KILN_PIN_BASE > config", async () => {

@@ -22,6 +22,7 @@ import type { BuildEvent } from "../src/events.js";
 import { Image } from "../src/image.js";
 import type { Architecture } from "../src/layers.js";
 import { promoteImage } from "../src/promotion/copy.js";
+import { PromotionStep } from "../src/promotion/engineStep.js";
 import { selectPromoteFrom } from "../src/promotion/select.js";
 import { checkImage } from "../src/registry/check.js";
 import { RegistryClient } from "../src/registry/client.js";
@@ -217,6 +218,22 @@ describe("promotion between two registries with different auth (htpasswd Basic â
     const staging = `${basic.host}/staging`;
     await pushTestImage(basic, sourcePath(staging, image).repository, image.tag, "oci-index-missing-platform");
     const builder = recordingBuilder();
+    const result = await build(image, { builder, projectDir, promoteFrom: [staging] });
+    expect(result.outcome).toBe("built");
+    expect(builder.builds).toEqual([image.uri]);
+  });
+});
+
+describe("an image with an explicit tag", () => {
+  it("is never promoted (the tag can move: the copy may be another image): built, and a dry run or `kiln plan`'s step says build", async () => {
+    const image = imageAt(`${bearer.host}/prod`).clone({ tag: `main-${randomBytes(4).toString("hex")}` });
+    const staging = `${basic.host}/staging`;
+    await pushTestImage(basic, sourcePath(staging, image).repository, image.tag, "oci");
+    const builder = recordingBuilder();
+    // What `kiln plan` asks when no builder is installed.
+    const step = new PromotionStep({ image, sources: [staging], strict: false, signal: new AbortController().signal, onEvent: () => {} });
+    expect(await step.findCandidate()).toBeUndefined();
+    expect((await build(image, { builder, projectDir, promoteFrom: [staging], dryRun: true })).outcome).toBe("would-build");
     const result = await build(image, { builder, projectDir, promoteFrom: [staging] });
     expect(result.outcome).toBe("built");
     expect(builder.builds).toEqual([image.uri]);

@@ -27,8 +27,10 @@ import { join, posix } from "node:path";
 import { BuildFailedError } from "@kiln/core";
 import type { AptHostTools } from "./aptHost.js";
 import { restoreAptLists, saveAptLists } from "./aptListsCache.js";
+import { checkBaseSource, UnsafeAptSourceError } from "./aptSourceCheck.js";
 import type { DebianArch } from "./debianArch.js";
 import type { DebianRootView } from "./debianRootView.js";
+import { lastLines } from "./streamsAndText.js";
 
 const UPDATE_DEADLINE_MS = 5 * 60_000;
 const PLAN_DEADLINE_MS = 2 * 60_000;
@@ -200,9 +202,10 @@ async function writeAptRoot(options: AptResolveOptions): Promise<AptRoot> {
   const listsHash = createHash("sha256").update("kiln-oci-apt-lists-v1\n");
   const dirs: Record<string, string> = {};
   if (baseSources.some((s) => hasEntries(s.name, s.text))) {
+    for (const source of baseSources) checkBaseSource(source.name, source.text, options.baseRef);
     for (const source of baseSources) {
       listsHash.update(`source ${source.name}\n${source.text}\n`);
-      const text = await pointSignedBy(source.text, view, join(dir, "keyrings"), listsHash);
+      const text = await pointSignedBy(source.text, view, join(dir, "keyrings"), listsHash, source.name);
       await writeFile(source.name === "sources.list" ? join(etc, "sources.list") : join(etc, "sources.list.d", source.name), text);
     }
     const trusted = view.read("etc/apt/trusted.gpg");
@@ -301,15 +304,27 @@ export function hasEntries(name: string, text: string): boolean {
   return text.split("\n").some((line) => /^\s*deb(-src)?\s/.test(line));
 }
 
-/** Absolute keyring paths in Signed-By (deb822 field or one-line `[signed-by=…]`) → copies of the base's files. */
-export async function pointSignedBy(text: string, view: DebianRootView, keyrings: string, hash: Hash): Promise<string> {
+/**
+ * Absolute keyring paths in Signed-By (deb822 field or one-line `[signed-by=…]`) → copies of the base's
+ * files. A path the image does not hold is an error: left as it is, apt would read this machine's file.
+ */
+export async function pointSignedBy(text: string, view: DebianRootView, keyrings: string, hash: Hash, name = "sources.list"): Promise<string> {
   const paths = new Set<string>();
   for (const match of text.matchAll(/^Signed-By:[ \t]*(.*)$/gim)) for (const token of match[1]!.split(/[\s,]+/)) if (token.startsWith("/")) paths.add(token);
   for (const match of text.matchAll(/signed-by=([^\s\]]+)/gi)) for (const token of match[1]!.split(",")) if (token.startsWith("/")) paths.add(token);
   let out = text;
   for (const path of [...paths].sort((a, b) => b.length - a.length)) {
     const data = view.read(path.slice(1));
-    if (!data) continue; // apt will say the keyring is missing
+    if (!data) {
+      // Only in comments: apt never reads it.
+      const line = text.split("\n").findIndex((l) => l.includes(path) && !l.trimStart().startsWith("#")) + 1;
+      if (line === 0) continue;
+      const file = name === "sources.list" ? "/etc/apt/sources.list" : `/etc/apt/sources.list.d/${name}`;
+      throw new UnsafeAptSourceError(`The base image's apt source ${file} line ${line} is Signed-By ${path}, which is not in the image`, {
+        hint: "Add the keyring to the base image at that path (or fix the path): the oci builder only uses keyrings from the image, never this machine's.",
+        details: { file, line, keyring: path },
+      });
+    }
     hash.update(`signed-by ${path}\n`).update(data);
     const copy = join(keyrings, posix.normalize(path).slice(1).replace(/\//g, "_"));
     await writeFile(copy, data);
@@ -362,14 +377,4 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv, cwd: strin
     });
     child.stdin?.end();
   });
-}
-
-function lastLines(text: string): string {
-  return text
-    .trim()
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .slice(-4)
-    .join(" / ")
-    .slice(0, 800);
 }

@@ -19,6 +19,7 @@ import { BuildFailedError } from "@kiln/core";
 import tarStream, { type Header } from "tar-stream";
 import { normalize } from "./debianRootView.js";
 import { parseFields } from "./debianStatus.js";
+import { readAll } from "./streamsAndText.js";
 
 const DPKG_DEB_DEADLINE_MS = 5 * 60_000;
 const MAX_CONTROL_BYTES = 16 * 1024 * 1024;
@@ -122,12 +123,6 @@ async function readTar(dpkgDeb: string, args: string[], deb: string, signal: Abo
   const code = await exited;
   signal?.throwIfAborted();
   if (code !== 0) throw broken(deb, `dpkg-deb ${args[0]} exited ${code}: ${stderr.trim()}`);
-}
-
-async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 function broken(deb: string, why: string): BuildFailedError {

@@ -17,6 +17,7 @@ import { BuildFailedError } from "@kiln/core";
 import { openBlobStream, type RegistryClient } from "@kiln/core/plugin";
 import tarStream from "tar-stream";
 import type { BasePlatformImage } from "./base.js";
+import { readAll } from "./streamsAndText.js";
 
 export type RootEntryType = "file" | "directory" | "symlink" | "other";
 
@@ -27,6 +28,8 @@ export interface RootEntry {
 }
 
 const MAX_KEPT_BYTES = 16 * 1024 * 1024;
+/** All kept files together (a base may carry any number of files under etc/apt/ and usr/share/keyrings/). */
+export const MAX_KEPT_TOTAL_BYTES = 64 * 1024 * 1024;
 const MAX_LINK_HOPS = 40;
 
 /** Files whose bytes the apt layer needs (relative paths). */
@@ -153,8 +156,10 @@ interface LayerChange {
 }
 
 /** One layer: its whiteouts apply to the layers below (before its own entries). */
-export async function applyLayer(view: DebianRootView, compressed: Readable): Promise<void> {
+export async function applyLayer(view: DebianRootView, compressed: Readable, keptBudget = MAX_KEPT_TOTAL_BYTES): Promise<void> {
   const changes: LayerChange[] = [];
+  let keptBytes = 0;
+  for (const data of view.contents.values()) keptBytes += data.length;
   const extract = tarStream.extract();
   const source = await decompressed(compressed);
   source.on("error", (error) => extract.destroy(error));
@@ -183,6 +188,11 @@ export async function applyLayer(view: DebianRootView, compressed: Readable): Pr
     else if (header.type === "link") changes.push({ path, entry: { type: "file", mode }, hardlinkTo: normalize(header.linkname ?? "") });
     else if (header.type === "file" || header.type === "contiguous-file") {
       const wanted = keepContent(path) && (header.size ?? 0) <= MAX_KEPT_BYTES;
+      if (wanted && (keptBytes += header.size ?? 0) > keptBudget) {
+        throw new Error(
+          `the apt, dpkg and keyring files of the image (/${path} and before) exceed ${keptBudget / 1024 / 1024} MiB, more than a Debian base carries`,
+        );
+      }
       changes.push({ path, entry: { type: "file", mode }, ...(wanted ? { content: await readAll(item) } : {}) });
       if (wanted) continue;
     } else changes.push({ path, entry: { type: "other", mode } });
@@ -230,12 +240,6 @@ async function decompressed(stream: Readable): Promise<Readable> {
     throw new Error("the layer is zstd-compressed, which the oci builder cannot read yet");
   }
   return whole;
-}
-
-async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** A tar name as a relative path: no `./`, no leading or trailing `/`. */

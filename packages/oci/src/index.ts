@@ -10,3 +10,4 @@ export { ociCanBuild } from "./support.js";
 export { canonicalJson } from "./canonicalJson.js";
 export { buildEpochSeconds, DEFAULT_EPOCH_SECONDS } from "./epoch.js";
 export { MaintainerScriptError } from "./debianScripts.js";
+export { UnsafeAptSourceError } from "./aptSourceCheck.js";

@@ -24,6 +24,7 @@ import { compareUtf8 } from "@kiln/core/plugin";
 import type { PythonTarget } from "./pythonTarget.js";
 import { pipPlatformTag } from "./pythonTarget.js";
 import type { PlannedEntry } from "./sourceLayers.js";
+import { lastLines } from "./streamsAndText.js";
 
 const PIP_DEADLINE_MS = 10 * 60_000;
 
@@ -112,7 +113,7 @@ export async function resolvePythonPackages(options: ResolvePythonOptions): Prom
       },
     );
   }
-  throw new BuildFailedError(`pip could not resolve ${what} for ${options.platform} (CPython ${xy}): ${lastLines(result.stderr)}`, {
+  throw new BuildFailedError(`pip could not resolve ${what} for ${options.platform} (CPython ${xy}): ${lastLines(result.stderr, 3, 600)}`, {
     hint: 'Check the package names and the index options; packages that need compiling need a builder that runs steps (builder: "docker").',
     details: { platform: options.platform, python: xy, layer: what },
   });
@@ -207,10 +208,6 @@ export function rewriteShebang(data: Buffer, interpreter: string): Buffer {
 
 function strip(path: string): string {
   return path.replace(/^\/+/, "").replace(/\/+$/, "");
-}
-
-function lastLines(text: string): string {
-  return text.trim().split("\n").slice(-3).join(" / ").slice(0, 600);
 }
 
 function noWheelPlatform(platform: string): BuildFailedError {

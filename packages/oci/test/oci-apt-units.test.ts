@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hasEntries, parseSimulation, pointSignedBy } from "../src/aptResolve.js";
+import { checkBaseSource, UnsafeAptSourceError } from "../src/aptSourceCheck.js";
 import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import tarStream from "tar-stream";
@@ -160,6 +161,52 @@ describe("the base's apt sources", () => {
     expect(hasEntries("sources.list", "deb http://deb.debian.org/debian bookworm main\n")).toBe(true);
     rmSync(dir, { recursive: true, force: true });
   });
+
+  it("file:, copy:, cdrom:, mirror+ URIs and options that turn off signature checks are refused, naming the file and line; plain signed http(s) passes", () => {
+    const refused = (name: string, text: string) => {
+      try {
+        checkBaseSource(name, text, "base:1");
+      } catch (error) {
+        expect(UnsafeAptSourceError.isInstance(error)).toBe(true);
+        return { message: (error as Error).message, details: (error as UnsafeAptSourceError).details };
+      }
+      return undefined;
+    };
+    const good = "# deb file:/srv/repo ./\ndeb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] https://deb.debian.org/debian bookworm main\n";
+    expect(refused("sources.list", good)).toBeUndefined();
+    expect(
+      refused("sources.list", "deb [check-valid-until=no trusted=no] http://snapshot.debian.org/archive/debian/20240101T000000Z bookworm main\n"),
+    ).toBeUndefined();
+    for (const uri of ["file:/etc", "copy:/root/repo", "cdrom:[Debian]/", "mirror+file:/etc/mirrors.txt", "mirror+http://x/list"]) {
+      const result = refused("extra.list", `# a comment\ndeb ${uri} bookworm main\n`);
+      expect(result?.message).toContain(`/etc/apt/sources.list.d/extra.list line 2 uses "${uri}"`);
+      expect(result?.details).toMatchObject({ file: "/etc/apt/sources.list.d/extra.list", line: 2, base: "base:1" });
+    }
+    for (const option of ["trusted=yes", "allow-insecure=yes", "allow-weak=true", "allow-downgrade-to-insecure=yes"]) {
+      expect(refused("sources.list", `deb [arch=amd64 ${option}] http://x/debian bookworm main\n`)?.message).toContain(
+        `/etc/apt/sources.list line 1 sets ${option}`,
+      );
+    }
+    const deb822 = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n";
+    expect(refused("debian.sources", `${deb822}Signed-By: /usr/share/keyrings/k.gpg\n`)).toBeUndefined();
+    expect(refused("debian.sources", `${deb822}Trusted: yes\n`)?.message).toContain("/etc/apt/sources.list.d/debian.sources line 5 sets Trusted=yes");
+    expect(refused("debian.sources", `${deb822}\nTypes: deb\nURIs: http://x/debian\n file:/srv/repo\nSuites: ./\n`)?.message).toContain(
+      'line 7 uses "file:/srv/repo"',
+    );
+    expect(refused("debian.sources", `Types: deb\nURIs: file:/srv/repo\nSuites: ./\nEnabled: no\n`)).toBeUndefined();
+  });
+
+  it("a Signed-By keyring the image does not hold is an error naming it (never this machine's file); one only in a comment is not", async () => {
+    const view = new DebianRootView();
+    const dir = mkdtempSync(join(tmpdir(), "kiln-oci-apt-keyrings-"));
+    const text = "deb http://x/debian bookworm main\ndeb [signed-by=/etc/ssl/private/host.key] http://x/debian bookworm main\n";
+    const error = await pointSignedBy(text, view, dir, createHash("sha256"), "x.list").catch((e: unknown) => e);
+    expect(UnsafeAptSourceError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toContain("/etc/apt/sources.list.d/x.list line 2 is Signed-By /etc/ssl/private/host.key, which is not in the image");
+    const commented = "# deb [signed-by=/etc/ssl/private/host.key] http://x/debian bookworm main\n";
+    expect(await pointSignedBy(commented, view, dir, createHash("sha256"), "x.list")).toBe(commented);
+    rmSync(dir, { recursive: true, force: true });
+  });
 });
 
 /** A layer tar (gzip'd when asked) of [name, content | "dir" | {link}] entries. */
@@ -215,6 +262,26 @@ describe("the base's layers, stacked", () => {
     expect(view.listKept("etc/apt/sources.list.d").map(([name]) => name)).toEqual(["b.list"]);
     expect(view.read("var/lib/dpkg/status")?.toString()).toContain("Package: jq");
     expect(view.resolveParents("bin/jq")).toBe("usr/bin/jq");
+  });
+
+  it("the kept files of all layers together have a byte budget: past it, an error naming the file; files not kept do not count", async () => {
+    const view = new DebianRootView();
+    const key = "k".repeat(40);
+    await applyLayer(
+      view,
+      await layerTar(
+        [
+          ["usr/share/keyrings/a.gpg", key],
+          ["usr/bin/big", "x".repeat(500)],
+        ],
+        false,
+      ),
+      100,
+    );
+    await applyLayer(view, await layerTar([["usr/share/keyrings/b.gpg", key]], false), 100);
+    const error = await applyLayer(view, await layerTar([["etc/apt/trusted.gpg.d/c.gpg", key]], true), 100).catch((e: unknown) => e);
+    expect((error as Error).message).toContain("/etc/apt/trusted.gpg.d/c.gpg and before) exceed");
+    expect(view.contents.has("etc/apt/trusted.gpg.d/c.gpg")).toBe(false);
   });
 });
 

@@ -68,7 +68,8 @@ Options:
   --pin-base              resolve base images to their registry digests first (tag and FROM
                           include the digest; also KILN_PIN_BASE=1 or "pinBase" in kiln.config.json)
   --promote-from <list>   registries holding images to copy instead of building, comma-separated
-                          (beats KILN_PROMOTE_FROM and "promoteFrom" in kiln.config.json)
+                          (beats KILN_PROMOTE_FROM and "promoteFrom" in kiln.config.json); only
+                          content-tagged images are promoted (an explicit tag can move)
   --secret <spec>         a build secret's value (repeatable), docker's syntax:
                             id=ID            from the environment variable ID
                             id=ID,env=VAR    from the environment variable VAR
@@ -87,9 +88,10 @@ Examples:
 
 For each image: its URI, tag, whether it already exists (true/false/unknown) and the action a
 build would take (skip/build/promote — promote: absent, but a promoteFrom registry holds it; the
-source is shown). The answer comes from the selected builder's checkers, exactly as
-\`kiln build\` would ask them (the registry directly when no builder is installed). Checks run
-concurrently over one registry connection pool. Builds nothing. Exit 2 when some answer is unknown.
+source is shown; never for an explicit tag, which can move). The answer comes from the selected
+builder's checkers, exactly as \`kiln build\` would ask them (the registry directly when no
+builder is installed). Checks run concurrently over one registry connection pool. Builds nothing.
+Exit 2 when some answer is unknown.
 
 Options:
   --builder <name>        builder whose checkers answer (default: as for kiln build)

@@ -15,6 +15,7 @@ import { emit, type EventListener } from "../events.js";
 import type { Image } from "../image.js";
 import { isOciLayoutTarget } from "../reference.js";
 import { serializeError } from "../redact.js";
+import { hasContentTag } from "../snapshot.js";
 import { checkImage, defaultRegistryClient } from "../registry/check.js";
 import { toReference, type RegistryClient } from "../registry/client.js";
 import { promoteImage, type PromotedImage } from "./copy.js";
@@ -43,10 +44,13 @@ export class PromotionStep {
     this.client = options.client ?? defaultRegistryClient();
   }
 
-  /** Whether promotion applies at all: sources configured and a registry target (not an `oci:` layout). */
+  /**
+   * Whether promotion applies at all: sources configured, a registry target (not an `oci:` layout) and
+   * the image's content tag — an explicit tag (`main`, `v1`) can move, so the copy may be another image.
+   */
   get enabled(): boolean {
     const { image, sources } = this.options;
-    return sources.length > 0 && !isOciLayoutTarget(image.uri);
+    return sources.length > 0 && hasContentTag(image) && !isOciLayoutTarget(image.uri);
   }
 
   /** The first source holding the image for every requested platform, or undefined. */

@@ -95,6 +95,9 @@ export class RegistryAuth {
       const state: HostAuth = { scheme: "bearer", realm: bearer.params.realm, service: bearer.params.service };
       const known = previous?.scheme === "bearer" && previous.realm === state.realm && previous.service === state.service;
       this.hostAuth.set(ref.registry, state);
+      // Sent anonymously while a concurrent request learnt the scheme: retry with a token. Its 401 says
+      // nothing about our scope nor about the token we hold (keep it).
+      if (!sentAuthorization) return "retry";
       if (known && bearer.params.error === "insufficient_scope") return "denied";
       // A token we sent was refused (expired early, revoked): drop it and ask for a fresh one.
       this.tokens.delete(tokenKey(ref.registry, state, scope, credentials));

@@ -10,6 +10,7 @@
  */
 import { userInfo } from "node:os";
 import type { Duplex } from "node:stream";
+import { DaemonUnavailableError } from "@kiln/core";
 import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
 
 /** The remote command that bridges stdio to the engine's socket (docker CLI connhelper). */
@@ -23,25 +24,43 @@ export interface SshEngineOptions {
   sshOptions?: Partial<ConnectConfig>;
 }
 
+/** ssh2's own default for `readyTimeout`; the exec of dial-stdio gets the same deadline. */
+const DEFAULT_READY_TIMEOUT_MS = 20_000;
+
 /** Opens the channel; `callback` as Node's `createConnection` takes it (error, or the stream). */
 export function dialStdio(options: SshEngineOptions, callback: (error: Error | null, stream?: Duplex) => void): void {
   const client = new Client();
+  const endpoint = `ssh://${options.host}:${options.port ?? 22}`;
+  const unavailable = (reason: string, cause?: unknown) =>
+    new DaemonUnavailableError(`Cannot reach the Docker daemon at ${endpoint}: ${reason}`, {
+      hint: "Check that `ssh` to that host works and that `docker system dial-stdio` runs there, or unset DOCKER_HOST to use the local socket.",
+      ...(cause !== undefined ? { cause } : {}),
+      details: { endpoint },
+    });
   let settled = false;
+  let execTimer: NodeJS.Timeout | undefined;
   const fail = (error: Error) => {
+    clearTimeout(execTimer);
     client.end();
     if (settled) return;
     settled = true;
     callback(error);
   };
   client.once("ready", () => {
+    const timeoutMs = options.sshOptions?.readyTimeout ?? DEFAULT_READY_TIMEOUT_MS;
+    execTimer = setTimeout(() => fail(unavailable(`\`${DIAL_STDIO_COMMAND}\` did not start within ${timeoutMs} ms`)), timeoutMs);
     client.exec(DIAL_STDIO_COMMAND, (error, channel) => {
+      clearTimeout(execTimer);
       if (error) return fail(error);
+      if (settled) return channel.close();
       settled = true;
       channel.once("close", () => client.end());
       callback(null, asSocket(channel));
     });
   });
   client.on("error", fail);
+  // A connection that ends without an error (closed after the ssh banner, or before exec answered).
+  client.once("close", () => fail(unavailable("the ssh connection closed before the engine's stdio channel opened")));
   try {
     client.connect({
       ...options.sshOptions,
