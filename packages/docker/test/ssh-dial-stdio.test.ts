@@ -6,7 +6,10 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import { DaemonUnavailableError } from "@kiln/core";
 import { startSshDockerHost } from "@kiln/test-utils";
-import { Server, utils } from "ssh2";
+// ssh2 is CommonJS: Node's ESM loader does not see `Server`/`utils` as named exports.
+import ssh2 from "ssh2";
+
+const { Server, utils } = ssh2;
 import { describe, expect, it } from "vitest";
 import { dialStdio, type SshEngineOptions } from "../src/session/sshDialStdio.js";
 
@@ -21,7 +24,7 @@ function dial(options: SshEngineOptions, deadlineMs: number): Promise<{ error: E
   });
 }
 
-async function listen(server: net.Server | Server): Promise<number> {
+async function listen(server: net.Server | InstanceType<typeof Server>): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
   return (server.address() as net.AddressInfo).port;
 }

@@ -6,7 +6,10 @@
  * HTTP/1.1`, `GET /_ping HTTP/1.1`…), so a test can tell which Engine API calls went through ssh.
  */
 import net from "node:net";
-import { Server, utils, type Connection } from "ssh2";
+// ssh2 is CommonJS: Node's ESM loader does not see `Server`/`utils` as named exports (tsx, plain node).
+import ssh2, { type Connection } from "ssh2";
+
+const { Server, utils } = ssh2;
 
 export interface SshDockerHost {
   /** `ssh://<user>@127.0.0.1:<port>` */
