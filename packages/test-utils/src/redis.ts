@@ -14,6 +14,7 @@ import tls from "node:tls";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { freePort } from "./registry.js";
+import { makeTestCertificates } from "./testCertificates.js";
 
 const run = promisify(execFile);
 const REDIS_SERVER = "/usr/bin/redis-server";
@@ -79,7 +80,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<TestR
       "--tls-port",
       String(port),
       "--tls-cert-file",
-      path.join(dir, "server.pem"),
+      path.join(dir, "server-cert.pem"),
       "--tls-key-file",
       path.join(dir, "server-key.pem"),
       "--tls-ca-cert-file",
@@ -196,30 +197,7 @@ function answers(port: number, caFile: string | undefined): Promise<boolean> {
   });
 }
 
-/** A throw-away CA and a server certificate for 127.0.0.1/localhost; returns the CA's path. */
+/** A throw-away CA and a server certificate for 127.0.0.1/localhost (testCertificates.ts); returns the CA's path. */
 async function makeCertificates(dir: string): Promise<string> {
-  const ssl = (args: string[]) => run("openssl", args, { cwd: dir });
-  await ssl(["genrsa", "-out", "ca-key.pem", "2048"]);
-  await ssl(["req", "-new", "-x509", "-days", "2", "-key", "ca-key.pem", "-subj", "/CN=kiln-redis-test-ca", "-out", "ca.pem"]);
-  await ssl(["genrsa", "-out", "server-key.pem", "2048"]);
-  await ssl(["req", "-new", "-key", "server-key.pem", "-subj", "/CN=localhost", "-out", "server.csr"]);
-  await writeFile(path.join(dir, "server-ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-  await ssl([
-    "x509",
-    "-req",
-    "-days",
-    "2",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.pem",
-    "-CAkey",
-    "ca-key.pem",
-    "-CAcreateserial",
-    "-out",
-    "server.pem",
-    "-extfile",
-    "server-ext.cnf",
-  ]);
-  return path.join(dir, "ca.pem");
+  return (await makeTestCertificates(dir, path.join(dir, "client"), { caName: "kiln-redis-test-ca" })).ca;
 }
