@@ -9,6 +9,10 @@
  *                                                                                    target A/B ≤ 0.5×
  *   (with --script, also once: 20 separate `kiln build spec.mjs#imgNN` processes in a row — a script)
  *
+ * It also prints the CPU the work took (dockerd with its children, containerd, the registry, kiln; on
+ * Linux) and the floor that sets: one by one keeps U cores busy, so on N cores the concurrent run cannot
+ * take less than U/N of the one-by-one time unless concurrent builds share work.
+ *
  * Options: --runs N (default 2), --script, --concurrency N (arm A at N instead of the default), --json.
  * Needs: `pnpm --filter @kiln/core build && pnpm --filter @kiln/docker build`; dockerd running;
  * /bin/busybox (busybox-static); /usr/bin/docker-registry. Usage: node bench/many-images.mjs [--runs N] [--script] [--json]
@@ -19,6 +23,7 @@ import { existsSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { cores, startCpuAccount } from "./lib/cpuAccount.mjs";
 import { ensureBusyboxImage, startRegistry } from "./lib/services.mjs";
 
 const run = promisify(execFile);
@@ -65,10 +70,10 @@ function makeProject(registryHost) {
 
 async function kiln(project, cliArgs, nonce) {
   const env = { ...process.env, CI: "1", KILN_BENCH_NONCE: nonce, KILN_LOCK_DIR: path.join(work, "locks") };
-  const start = process.hrtime.bigint();
+  const account = startCpuAccount();
   const { stdout } = await run(process.execPath, [cliMain, ...cliArgs], { cwd: project, env, maxBuffer: 16 << 20 });
-  const ms = Number(process.hrtime.bigint() - start) / 1e6;
-  return { ms, uris: stdout.trim().split("\n").filter(Boolean) };
+  const cpu = account.stop();
+  return { ms: cpu.wallMs, cpu, uris: stdout.trim().split("\n").filter(Boolean) };
 }
 
 const median = (xs) => {
@@ -91,6 +96,8 @@ async function main() {
   const built = new Set();
   const concurrent = [];
   const oneByOne = [];
+  const concurrentCpu = [];
+  const oneByOneCpu = [];
   let script;
   try {
     const check = (r) => {
@@ -103,10 +110,12 @@ async function main() {
       const a = await kiln(project, ["build", "spec.mjs", "--builder", "docker", ...concurrencyArgs], randomBytes(6).toString("hex"));
       check(a);
       concurrent.push(a.ms);
+      concurrentCpu.push(a.cpu);
       log(`run ${i + 1}: ${concurrencyArgs.length ? concurrencyArgs.join(" ") : "default concurrency"} ${(a.ms / 1000).toFixed(1)} s`);
       const b = await kiln(project, ["build", "spec.mjs", "--builder", "docker", "--concurrency", "1"], randomBytes(6).toString("hex"));
       check(b);
       oneByOne.push(b.ms);
+      oneByOneCpu.push(b.cpu);
       log(`run ${i + 1}: one by one (--concurrency 1) ${(b.ms / 1000).toFixed(1)} s`);
     }
     if (withScript) {
@@ -130,6 +139,22 @@ async function main() {
     if (stages.length) await run("docker", ["image", "rm", "-f", ...stages]).catch(() => undefined);
     rmSync(work, { recursive: true, force: true });
   }
+  // The floor on this machine: one by one keeps U cores busy on average, so with the same work per
+  // image, N cores cannot run the set faster than U/N of the one-by-one time (counted over the
+  // processes doing the work, bench/lib/cpuAccount.mjs; other load slows both arms but is not counted).
+  const sum = (xs, key) => xs.reduce((n, x) => n + (x[key] ?? Number.NaN), 0);
+  const busyCoresOneByOne = sum(oneByOneCpu, "busyCpuS") / (sum(oneByOneCpu, "wallMs") / 1000);
+  const cpu = Number.isFinite(busyCoresOneByOne)
+    ? {
+        cores: cores(),
+        busyCoresOneByOne,
+        busyCoresConcurrent: sum(concurrentCpu, "busyCpuS") / (sum(concurrentCpu, "wallMs") / 1000),
+        cpuSPerImageOneByOne: sum(oneByOneCpu, "busyCpuS") / (RUNS * COUNT),
+        cpuSPerImageConcurrent: sum(concurrentCpu, "busyCpuS") / (RUNS * COUNT),
+        dockerdShareOneByOne: sum(oneByOneCpu, "dockerdCpuS") / sum(oneByOneCpu, "busyCpuS"),
+        floorRatio: busyCoresOneByOne / cores(),
+      }
+    : undefined;
   const result = {
     images: COUNT,
     runs: RUNS,
@@ -137,6 +162,7 @@ async function main() {
     oneByOneMs: oneByOne,
     scriptMs: script,
     ratio: median(concurrent) / median(oneByOne),
+    ...(cpu ? { cpu } : {}),
     ...(script !== undefined ? { ratioVsScript: median(concurrent) / script } : {}),
   };
   if (asJson) {
@@ -150,6 +176,12 @@ async function main() {
   console.log(`  kiln build --concurrency 1:        ${s(median(oneByOne))}  (${oneByOne.map(s).join(", ")})`);
   if (script !== undefined) console.log(`  ${COUNT} kiln build processes in a row: ${s(script)}  (concurrent / script: ${result.ratioVsScript.toFixed(2)}×)`);
   console.log(`  ratio concurrent / one by one: ${result.ratio.toFixed(2)}×  (target ≤ 0.5×)`);
+  if (cpu) {
+    console.log(
+      `  CPU: one by one kept ${cpu.busyCoresOneByOne.toFixed(2)} of ${cpu.cores} cores busy (${cpu.cpuSPerImageOneByOne.toFixed(2)} CPU-s per image, ${(cpu.dockerdShareOneByOne * 100).toFixed(0)}% in dockerd and its children); concurrent ${cpu.busyCoresConcurrent.toFixed(2)} cores, ${cpu.cpuSPerImageConcurrent.toFixed(2)} CPU-s per image`,
+    );
+    console.log(`  floor on this machine (busy cores one by one / cores): ${cpu.floorRatio.toFixed(2)}×`);
+  }
 }
 
 main().catch((error) => {

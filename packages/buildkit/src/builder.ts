@@ -12,6 +12,7 @@
  * Pushed digests are checked against the registry before they are returned.
  */
 import {
+  BuildFailedError,
   CancelledError,
   ConfigError,
   KilnError,
@@ -51,7 +52,7 @@ import {
   type RegistryAuth,
 } from "@kiln/docker/internal";
 import { checkBasePlatforms } from "./basePlatforms.js";
-import { resolveCache, type CacheOptions } from "./cache.js";
+import { groupCache, resolveCache, type CacheOptions } from "./cache.js";
 import type { BuildKitClient } from "./client.js";
 import { resolveEndpoints, type BuildKitEndpoint, type BuildKitEndpointOptions } from "./endpoints.js";
 import { EndpointPool } from "./pool.js";
@@ -87,6 +88,12 @@ export interface BuildKitImageBuilderOptions extends CacheOptions {
    */
   projectDir?: string | false;
 }
+
+/**
+ * How long a failed split build waits for its other groups to wind down (their Solves cancelled,
+ * connections released) before it reports the failure anyway.
+ */
+const SIBLINGS_SETTLE_MS = 5_000;
 
 /** One build's own pieces, shared by every Solve it makes. */
 interface RunContext {
@@ -249,7 +256,12 @@ export class BuildKitImageBuilder implements ImageBuilder {
   /**
    * One image whose platforms are split across endpoints (pool.split): each group is built and pushed
    * by digest on its own endpoint, at the same time; then one index naming every child goes under
-   * the image's tag. The first group to fail cancels the others.
+   * the image's tag. Each group exports its registry cache under its own ref (cache.ts `groupCache`),
+   * so no group's export replaces another's, and imports that ref and the one given.
+   *
+   * The first group to fail cancels the others, and its error (naming its platforms and endpoint) is
+   * the build's: reported once every other group has settled (bounded by SIBLINGS_SETTLE_MS), so that
+   * when the build fails no Solve of it is still running or pushing and no connection is held for it.
    */
   private async buildSplit(image: Image, platforms: Architecture[], groups: Architecture[][], run: RunContext): Promise<ImageBuild> {
     const { uri, signal, onEvent } = run;
@@ -259,21 +271,39 @@ export class BuildKitImageBuilder implements ImageBuilder {
     let parts: Array<Array<[Architecture, PlatformManifest]>>;
     try {
       const groupRun = { ...run, signal: siblings.signal };
-      parts = await Promise.all(
-        groups.map((group) =>
-          this.setup.pool
-            .use(image, group, { signal: siblings.signal, onEvent }, async (client) => {
-              const options = await this.solveOptions(client, image, group, groupRun);
+      let failed: { error: unknown } | undefined;
+      const building = groups.map((group) =>
+        this.setup.pool
+          .use(image, group, { signal: siblings.signal, onEvent }, async (client) => {
+            try {
+              const solve = await this.solveOptions(client, image, group, groupRun);
+              const cache = groupCache({ cacheImports: solve.cacheImports ?? [], cacheExports: solve.cacheExports ?? [] }, group);
+              const options = { ...solve, cacheImports: cache.cacheImports, cacheExports: cache.cacheExports, cacheImportFallbacks: cache.importFallbacks };
               return client.endpoint.kind === "docker-engine"
                 ? await this.engineManifests(client, image, { ...options, scrub: run.scrub })
                 : await this.pushedByDigest(client, options);
-            })
-            .catch((error: unknown) => {
-              siblings.abort(error);
-              throw error;
-            }),
-        ),
+            } catch (error) {
+              throw namingEndpoint(error, group, client.endpoint.address);
+            }
+          })
+          .catch((error: unknown) => {
+            // Only the first failure is the cause; the others are the cancellation it started.
+            if (!failed && !siblings.signal.aborted) failed = { error };
+            siblings.abort(error);
+            throw error;
+          }),
       );
+      const everyGroup = Promise.allSettled(building);
+      const firstFailure = new Promise<void>((resolve) => siblings.signal.addEventListener("abort", () => resolve(), { once: true }));
+      await Promise.race([everyGroup, firstFailure]);
+      if (siblings.signal.aborted) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([everyGroup, new Promise((resolve) => (timer = setTimeout(resolve, SIBLINGS_SETTLE_MS)))]);
+        clearTimeout(timer);
+        signal?.throwIfAborted();
+        throw failed ? failed.error : siblings.signal.reason;
+      }
+      parts = (await everyGroup).map((r) => (r as PromiseFulfilledResult<Array<[Architecture, PlatformManifest]>>).value);
     } finally {
       signal?.removeEventListener("abort", forward);
     }
@@ -450,4 +480,18 @@ export class BuildKitImageBuilder implements ImageBuilder {
       });
     }
   }
+}
+
+/**
+ * A failed step of one group of a split build names the image and its platforms but not which of the
+ * endpoints ran it; the error says so (and `details.endpoint` holds it). Other errors already name
+ * their endpoint or do not depend on it.
+ */
+function namingEndpoint(error: unknown, group: readonly Architecture[], address: string): unknown {
+  if (!BuildFailedError.isInstance(error) || error.message.includes(address)) return error;
+  const where = `(${group.join(", ")}) failed`;
+  const message = error.message.includes(where)
+    ? error.message.replace(where, `(${group.join(", ")}) on BuildKit at ${address} failed`)
+    : `${error.message}\n(on BuildKit at ${address})`;
+  return new BuildFailedError(message, { hint: error.hint, details: { ...error.details, endpoint: address }, cause: error });
 }

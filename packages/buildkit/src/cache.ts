@@ -7,8 +7,15 @@
  * The default ref is derived from the image's repository: `<registry>/<name>:buildcache`.
  * The engine's embedded BuildKit (Docker 20.10) can import a registry cache but not export one: there
  * `cacheTo` is left out with a warning.
+ *
+ * A build split across endpoints (pool.split) exports once per group, each from its own daemon: were
+ * they all to write the same ref, each export would replace the cache manifest under it and only the
+ * last group's would survive. So in a split every registry export ref gets a suffix named after the
+ * group's platforms (`groupCache`), and each group imports that ref and the one given; a
+ * single-endpoint build keeps the refs exactly as given.
  */
-import { ConfigError, type Image } from "@kiln/core";
+import { createHash } from "node:crypto";
+import { ConfigError, type Architecture, type Image } from "@kiln/core";
 import type { CacheEntry } from "./controlMessages.js";
 import type { BuildKitEndpoint } from "./endpoints.js";
 
@@ -100,4 +107,78 @@ export function resolveCache(
     };
   }
   return { cacheImports, cacheExports };
+}
+
+/** Longest tag a registry accepts (distribution's reference grammar: `[\w][\w.-]{0,127}`). */
+const MAX_TAG_LENGTH = 128;
+
+/**
+ * The tag suffix of a split group's cache: its platforms, sorted (the same group gives the same
+ * suffix whatever order the image lists them in), `/` turned into `-`, joined by `_` —
+ * `linux-arm64`, `linux-amd64_linux-arm-v7`.
+ */
+export function groupCacheSuffix(platforms: readonly string[]): string {
+  return [...platforms]
+    .sort()
+    .map((p) => p.replace(/[^A-Za-z0-9_.-]+/g, "-"))
+    .join("_");
+}
+
+/**
+ * `ref`'s cache for one split group: its tag (`latest` when it has none) followed by `-<suffix>`:
+ * `host/app:buildcache` → `host/app:buildcache-linux-arm64`. A tag that would exceed the registry's
+ * 128 characters ends with a digest of the suffix instead (still deterministic). A ref by digest
+ * names one fixed cache and is left as it is.
+ */
+export function groupCacheRef(ref: string, platforms: readonly string[]): string {
+  if (ref.includes("@")) return ref;
+  const slash = ref.lastIndexOf("/");
+  const colon = ref.lastIndexOf(":");
+  const [repository, tag] = colon > slash ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, "latest"];
+  let suffix = groupCacheSuffix(platforms);
+  if (tag.length + 1 + suffix.length > MAX_TAG_LENGTH) suffix = createHash("sha256").update(suffix).digest("hex").slice(0, 16);
+  return `${repository}:${tag.slice(0, MAX_TAG_LENGTH - 1 - suffix.length)}-${suffix}`;
+}
+
+/** The cache of one Solve of a split build; `importFallbacks` pairs each group ref imported with the ref it was derived from. */
+export interface GroupCache extends Pick<ResolvedCache, "cacheImports" | "cacheExports"> {
+  /** Group ref → the ref as given, both imported: a failure of one of them alone is not worth a warning (cacheImportStatus.ts). */
+  importFallbacks: Map<string, string>;
+}
+
+/**
+ * The cache of one group of a split build (every group is one Solve on its own daemon).
+ * Exports: each registry ref becomes the group's own (`groupCacheRef`), so every group's export
+ * survives the others (on one ref, each would replace the cache manifest the one before it wrote).
+ * Imports: the group's ref first (what the same group wrote last time), then the ref as given —
+ * written by a single-endpoint build, by CI, or by a run that fell back to one endpoint; BuildKit
+ * takes records from every import, and a missing one is only a miss. Other cache types (`inline`
+ * travels in each group's image) are passed on unchanged.
+ */
+export function groupCache(cache: Pick<ResolvedCache, "cacheImports" | "cacheExports">, platforms: readonly Architecture[]): GroupCache {
+  const isRegistryRef = (entry: CacheEntry): entry is CacheEntry & { attrs: { ref: string } } => entry.type === "registry" && !!entry.attrs.ref;
+  const withRef = (entry: CacheEntry, ref: string): CacheEntry => ({ type: entry.type, attrs: { ...entry.attrs, ref } });
+  const importFallbacks = new Map<string, string>();
+  const cacheImports: CacheEntry[] = [];
+  const seen = new Set<string>();
+  const add = (entry: CacheEntry) => {
+    const key = isRegistryRef(entry) ? `registry ${entry.attrs.ref}` : undefined;
+    if (key && seen.has(key)) return; // the user may list a group ref already
+    if (key) seen.add(key);
+    cacheImports.push(entry);
+  };
+  for (const entry of cache.cacheImports) {
+    if (!isRegistryRef(entry)) {
+      add(entry);
+      continue;
+    }
+    const ref = groupCacheRef(entry.attrs.ref, platforms);
+    if (ref !== entry.attrs.ref) {
+      add(withRef(entry, ref));
+      importFallbacks.set(ref, entry.attrs.ref);
+    }
+    add(entry);
+  }
+  const cacheExports = cache.cacheExports.map((entry) => (isRegistryRef(entry) ? withRef(entry, groupCacheRef(entry.attrs.ref, platforms)) : entry));
+  return { cacheImports, cacheExports, importFallbacks };
 }

@@ -6,7 +6,7 @@ export type { BuildKitEndpoint, BuildKitEndpointOptions, BuildKitTlsOptions, End
 export { BuildKitClient } from "./client.js";
 export type { SolveCall } from "./client.js";
 export type { WorkerRecord, WorkerPlatform, SolveRequest, CacheEntry } from "./controlMessages.js";
-export { defaultCacheRef, parseCacheEntry, DEFAULT_CACHE_TAG } from "./cache.js";
+export { defaultCacheRef, groupCacheRef, parseCacheEntry, DEFAULT_CACHE_TAG } from "./cache.js";
 export type { CacheOptions } from "./cache.js";
 export { checkBasePlatforms, baseReferenceOf } from "./basePlatforms.js";
 export { buildSources, CONTEXT_SOURCE, DOCKERFILE_SOURCE } from "./sources.js";

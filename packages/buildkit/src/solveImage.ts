@@ -8,8 +8,9 @@
 import { randomBytes } from "node:crypto";
 import { basename } from "node:path";
 import { BuildFailedError, CancelledError, KilnError, MissingSecretError, type Architecture, type EventListener, type Image } from "@kiln/core";
-import { dockerBuildTarget, type CredentialSource } from "@kiln/core/plugin";
+import { dockerBuildTarget, emit, type CredentialSource } from "@kiln/core/plugin";
 import { checkedSecrets, followBuild, secretSessionHandlers, type BuildOutcome } from "@kiln/docker/internal";
+import { failedImportReporter, withoutCacheImportErrors } from "./cacheImportStatus.js";
 import type { BuildKitClient } from "./client.js";
 import type { CacheEntry } from "./controlMessages.js";
 import { diffCopyHandler, DIFF_COPY_METHOD, type SourceTree } from "@kiln/docker/internal";
@@ -35,6 +36,8 @@ export interface SolveImageOptions {
   networkMode?: string;
   cacheImports?: CacheEntry[];
   cacheExports?: CacheEntry[];
+  /** A split group's imported refs → the refs they were derived from (cache.ts `groupCache`): a pair warns only when both fail. */
+  cacheImportFallbacks?: ReadonlyMap<string, string>;
   signal?: AbortSignal;
   onEvent?: EventListener;
   redact: (text: string) => string;
@@ -122,7 +125,17 @@ export async function solveImage(client: BuildKitClient, options: SolveImageOpti
       },
     );
     settled.catch(() => undefined); // read by traceLines once the status stream ends
-    const outcome = await followBuild(traceLines(solve.status, settled), {
+    // A cache import that failed is a miss, not a failed build (cacheImportStatus.ts): said once per ref
+    // (once per pair for a split group's ref and the ref it came from), as a warning.
+    const onFailedImport = failedImportReporter(options.cacheImportFallbacks ?? new Map(), (refs, error) =>
+      emit(options.onEvent, {
+        type: "warning",
+        image: uri,
+        message: `BuildKit at ${client.endpoint.address} could not import the build cache ${refs.join(" or ")} (built without it): ${options.redact(error)}`,
+      }),
+    );
+    const status = mapAsync(solve.status, (message) => withoutCacheImportErrors(message, onFailedImport));
+    const outcome = await followBuild(traceLines(status, settled), {
       image: uri,
       ...(platforms.length === 1 ? { platform: platforms[0]! } : {}),
       onEvent: options.onEvent,
@@ -135,6 +148,10 @@ export async function solveImage(client: BuildKitClient, options: SolveImageOpti
   } finally {
     await session.close();
   }
+}
+
+async function* mapAsync<T, U>(source: AsyncIterable<T>, map: (item: T) => U): AsyncGenerator<U> {
+  for await (const item of source) yield map(item);
 }
 
 /** The session's name at the daemon: the context folder's name, as buildx names it. */

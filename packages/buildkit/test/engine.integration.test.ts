@@ -96,7 +96,7 @@ describe("BuildKit through the Docker Engine's /grpc", () => {
       const elsewhere = await tree({ "build.Dockerfile": `FROM ${busybox}\nCOPY . /ctx\nRUN ls -a /ctx > /ctx-listing.txt\n` });
       const image = Image.fromDockerfile(join(elsewhere, "build.Dockerfile"), { context, name: uniqueName("kiln-bk-ssh") });
       cleanup.image(image.uri);
-      await new BuildKitImageBuilder({ env: { ...process.env, DOCKER_HOST: ssh.dockerHost }, endpoints: ["docker-engine"] }).buildImage(image, {});
+      await new BuildKitImageBuilder({ env: { ...process.env, ...ssh.env }, endpoints: ["docker-engine"] }).buildImage(image, {});
       const listing = (await runInImage(image.uri, ["cat", "/ctx-listing.txt"])).split("\n").filter(Boolean).sort();
       expect(listing).toEqual([".", "..", ".dockerignore", "app.txt"]);
       expect(

@@ -148,6 +148,15 @@ describe.skipIf(!binary)(`standalone buildkitd${binary ? "" : ` — skipped: ${B
     expect(run?.cached).toBe(true);
   });
 
+  it("cacheFrom of a ref nobody exported yet (the first build): a cache miss — the build succeeds, with a warning naming the ref", async () => {
+    const image = await sourceImage(open.host, "kiln-bk-cache-first");
+    const c = collector();
+    const result = await new BuildKitImageBuilder({ endpoints: [daemon.unixAddress], cacheFrom: true }).buildImage(image, { onEvent: c.onEvent });
+    expect(await new RegistryClient().headManifest(image.uri)).toMatchObject({ digest: result.digest });
+    const warnings = c.of("warning").filter((e) => e.message.includes("could not import the build cache"));
+    expect(warnings.map((e) => e.message.includes(`${open.host}/${image.name}:buildcache`))).toEqual([true]);
+  });
+
   it("a pool of two buildkitds shares the images of one run; an unreachable third member is skipped once, with a warning", async () => {
     const second = await startBuildkitd({ insecureRegistries: [open.host] });
     stops.push(() => second.stop());

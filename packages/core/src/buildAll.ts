@@ -18,6 +18,7 @@ import { CancelledError, KilnError, ValidationError } from "./errors.js";
 import { emit, type EventListener } from "./events.js";
 import { Image } from "./image.js";
 import { rejectUnknownKeys } from "./optionKeys.js";
+import { SignalScope, Slots } from "./boundedConcurrency.js";
 import { needsBasePin, pinBaseImage, selectPinBase } from "./pinBase.js";
 import { resolveProjectDir } from "./selection.js";
 import { optionsObject } from "./validate.js";
@@ -93,9 +94,30 @@ export async function buildAll(inputs: Iterable<BuildAllInput>, options: BuildAl
   const stopOuter = () => run.abort(outer?.reason);
   if (outer?.aborted) stopOuter();
   else outer?.addEventListener("abort", stopOuter, { once: true });
+  try {
+    return await runGraph(listed, { concurrency, failFast, onResult, onEvent, engineOptions }, run);
+  } finally {
+    // The caller's signal (e.g. the CLI's) outlives the run: nothing of it stays listening.
+    outer?.removeEventListener("abort", stopOuter);
+  }
+}
+
+interface GraphRunOptions {
+  concurrency: number;
+  failFast: boolean;
+  onResult: BuildAllOptions["onResult"];
+  onEvent: EventListener | undefined;
+  engineOptions: BuildAllEngineOptions;
+}
+
+async function runGraph(listed: ListedInput[], options: GraphRunOptions, run: AbortController): Promise<BuildAllResult[]> {
+  const { concurrency, failFast, onResult, onEvent, engineOptions } = options;
   // pinBase: each chain pinned once, before the graph is made, so a base node and the copy of it
   // inside the image above carry the same digest (and the image's tag names the base built).
-  const pinned = await Promise.all(listed.map((input) => pinInput(input, engineOptions, run.signal, onEvent)));
+  // Each image (its pinning, its slot wait, its build) gets a signal of its own: the run's signal
+  // carries one listener however many images there are (boundedConcurrency.ts).
+  const perImage = new SignalScope(run.signal);
+  const pinned = await Promise.all(listed.map((input) => perImage.run((signal) => pinInput(input, engineOptions, signal, onEvent))));
   const { requested, nodes } = graphOf(pinned);
   for (const { image } of nodes) {
     if (image.spec.base.kind === "image" && image.spec.base.digest)
@@ -110,6 +132,7 @@ export async function buildAll(inputs: Iterable<BuildAllInput>, options: BuildAl
       onEvent,
       slots,
       signal: run.signal,
+      scope: perImage,
       baseResult: (base) => settle(base),
     }).then((result) => {
       finished.push(result);
@@ -124,11 +147,7 @@ export async function buildAll(inputs: Iterable<BuildAllInput>, options: BuildAl
       return result;
     }));
 
-  try {
-    await Promise.all(nodes.map(settle));
-  } finally {
-    outer?.removeEventListener("abort", stopOuter);
-  }
+  await Promise.all(nodes.map(settle));
   const byNode = new Map(nodes.map((node) => [node, node.settled!]));
   const ordered = await Promise.all(requested.map((node) => byNode.get(node)!));
   return [...ordered, ...finished.filter((r) => r.dependency)];
@@ -140,7 +159,9 @@ interface NodeContext {
   engineOptions: BuildAllEngineOptions;
   onEvent: EventListener | undefined;
   slots: Slots;
+  /** The run's signal: read (aborted, reason), never listened to here — `scope` gives each image its own. */
   signal: AbortSignal;
+  scope: SignalScope;
   baseResult: (base: Node) => Promise<BuildAllResult>;
 }
 
@@ -170,17 +191,20 @@ async function buildNode(node: Node, context: NodeContext): Promise<BuildAllResu
   if (node.pinError !== undefined) {
     return ended(CancelledError.isInstance(node.pinError) ? "cancelled" : "failed", { error: node.pinError });
   }
+  // Its own signal, aborted with the run's: what its slot wait and its build listen to (closed at its end).
+  const own = context.scope.open();
   let release: () => void;
   try {
-    release = await context.slots.acquire(context.signal);
+    release = await context.slots.acquire(own.signal);
   } catch {
+    own.close();
     return stopped();
   }
   const running = Date.now();
   try {
     const result = await buildGraphNode(
       node.image,
-      { ...context.engineOptions, signal: context.signal, ...(context.onEvent ? { onEvent: context.onEvent } : {}) },
+      { ...context.engineOptions, signal: own.signal, ...(context.onEvent ? { onEvent: context.onEvent } : {}) },
       // The base is a node of this run, done by now: its result, never a second build.
       async () => base!.result!,
     );
@@ -193,6 +217,7 @@ async function buildNode(node: Node, context: NodeContext): Promise<BuildAllResu
     return { ...ended(cancelled ? "cancelled" : "failed", { error }), durationMs: Date.now() - running };
   } finally {
     release();
+    own.close();
   }
 }
 
@@ -250,48 +275,4 @@ function graphOf(inputs: readonly ListedInput[]): { requested: Node[]; nodes: No
     if (!requested.includes(node)) requested.push(node);
   }
   return { requested, nodes: [...nodes.values()] };
-}
-
-/** A counting semaphore whose waiters leave when the run is aborted. */
-class Slots {
-  private free: number;
-  private readonly waiting: Array<() => void> = [];
-  constructor(size: number) {
-    this.free = size;
-  }
-  acquire(signal: AbortSignal): Promise<() => void> {
-    signal.throwIfAborted();
-    const release = once(() => {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
-    });
-    if (this.free > 0) {
-      this.free--;
-      return Promise.resolve(release);
-    }
-    return new Promise((resolve, reject) => {
-      const grant = () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(release);
-      };
-      const onAbort = () => {
-        const at = this.waiting.indexOf(grant);
-        if (at >= 0) this.waiting.splice(at, 1);
-        reject(signal.reason);
-      };
-      this.waiting.push(grant);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-  }
-}
-
-function once(fn: () => void): () => void {
-  let done = false;
-  return () => {
-    if (!done) {
-      done = true;
-      fn();
-    }
-  };
 }

@@ -9,6 +9,7 @@
  * a caller arriving while it winds down starts fresh work instead of joining the cancelled one). An
  * already-aborted caller starts and joins nothing.
  */
+import { whenAborted } from "./abortFanOut.js";
 import { CancelledError } from "./errors.js";
 import type { BuildEvent, EventListener } from "./events.js";
 
@@ -73,15 +74,16 @@ export class InFlight<T> {
         }
         reject(cancelled(signal));
       };
-      signal.addEventListener("abort", onAbort, { once: true });
+      // One listener on a signal however many calls share it (e.g. 20 concurrent build()s), gone as each call ends.
+      const stopListening = whenAborted(signal, onAbort);
       shared.promise.then(
         (value) => {
-          signal.removeEventListener("abort", onAbort);
+          stopListening();
           leave();
           resolve(value);
         },
         (error) => {
-          signal.removeEventListener("abort", onAbort);
+          stopListening();
           leave();
           reject(error);
         },

@@ -2,7 +2,8 @@
  * `renderDockerfile(image, { buildkit })`: the one Dockerfile every builder uses.
  *
  * Ordering rule (for cache reuse without changing what the user meant):
- * 1. `FROM <base>` (`FROM <base>@<digest>` when pinBase pinned it), then (when a layer needs uv) `COPY --from=<uvImage> /uv /uvx /usr/local/bin/`.
+ * 1. `FROM <base>` (`FROM <base>@<digest>` when pinBase pinned it), then (when a layer needs uv) `COPY --from=<uvImage> /uv /uvx /usr/local/bin/`
+ *    (`<uvImage>@<digest>` when pinBase pinned it).
  * 2. The layers are split into segments at "barrier" layers — commands, env, workdir, user — which stay
  *    exactly where they were declared (a command may need earlier packages or sources; env, workdir and
  *    user change what later steps mean). A copy into a configuration location (see `copyPhase`) also
@@ -45,7 +46,7 @@
  * exactly the plan's lines joined.
  */
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
-import { baseReference } from "./pinnedReference.js";
+import { baseReference, uvImageReference } from "./pinnedReference.js";
 import { BuildSecretsNeedBuildKitError, SourceNotFoundError, ValidationError } from "./errors.js";
 import { specOf } from "./hash.js";
 import type { Image } from "./image.js";
@@ -157,7 +158,8 @@ export function planDockerfile(image: Image | Readonly<ImageSpec>, { buildkit = 
     preamble.push(`FROM ${baseRef}`);
   }
   const steps: DockerfileStep[] = [];
-  if (spec.layers.some(needsUv(spec))) steps.push({ lines: [`COPY --from=${spec.uvImage} /uv /uvx /usr/local/bin/`], consumes: [] });
+  // A pinned uv image (pinBase.ts) is read by its digest, as the base is.
+  if (usesUvImage(spec)) steps.push({ lines: [`COPY --from=${uvImageReference(spec)} /uv /uvx /usr/local/bin/`], consumes: [] });
   steps.push(...planLayers(spec, buildkit, escape));
   for (const step of steps) assertLineLengths(step.lines);
   return baseRef === undefined ? { preamble, steps } : { preamble, steps, baseRef };
@@ -217,8 +219,12 @@ export function dockerBuildTarget(image: Image | Readonly<ImageSpec>): string | 
   return spec.layers.length === 0 ? spec.base.target : KILN_FINAL_STAGE;
 }
 
-function needsUv(spec: Readonly<ImageSpec>) {
-  return (layer: Layer): boolean => layer.kind === "uvProject" || (spec.installer === "uv" && (layer.kind === "pipPackages" || layer.kind === "requirements"));
+/** True when the rendered Dockerfile copies uv from `uvImage` (a uv project, or pip layers installed with uv). */
+export function usesUvImage(image: Image | Readonly<ImageSpec>): boolean {
+  const spec = specOf(image);
+  return spec.layers.some(
+    (layer: Layer) => layer.kind === "uvProject" || (spec.installer === "uv" && (layer.kind === "pipPackages" || layer.kind === "requirements")),
+  );
 }
 
 function planLayers(spec: Readonly<ImageSpec>, buildkit: boolean, escape: EscapeChar): DockerfileStep[] {

@@ -58,7 +58,7 @@ import { redactSecrets, serializeError } from "./redact.js";
 import { pinSources } from "./snapshot.js";
 import { BuildHistory } from "./buildReason.js";
 import { needsBasePin, pinBaseImage, selectPinBase } from "./pinBase.js";
-import { checkBasePlatforms } from "./graph.js";
+import { checkBasePlatforms, withDefaultRegistry } from "./graph.js";
 import { resolveKilnBase, type BaseBuilder } from "./graphBuild.js";
 import { redactErrorSecrets, redactEventSecrets, resolveBuildSecrets, secretRedactor } from "./secrets.js";
 import { activateCredentialProviders } from "./discovery.js";
@@ -234,11 +234,6 @@ function builderIdentity(builder: string | object | undefined): string {
 /** `<registry>/<name>` — what checkers receive as `repository`. */
 export function repositoryOf(image: Image): string {
   return image.registry ? `${image.registry}/${image.name}` : image.name;
-}
-
-function withDefaultRegistry(image: Image, registry: string | undefined): Image {
-  if (!registry || image.registry || !image.needsBuild) return image;
-  return image.clone({ registry });
 }
 
 async function runBuild(image: Image, options: EngineBuildOptions, signal: AbortSignal, onEvent: EventListener): Promise<EngineImageBuild> {
@@ -452,7 +447,8 @@ async function runShared(
 }
 
 /**
- * The image this call builds: the default registry applied, and the sources pinned (snapshot.ts): the
+ * The image this call builds: the default registry applied (down its chain: graph.ts, as `kiln
+ * dockerfile` shows it), and the sources pinned (snapshot.ts): the
  * content tag is computed once, from one snapshot of the files that the builder then sends, so the
  * check, the lock, the build and the push all use the same tag, and a file changed meanwhile fails the
  * build (SourceChangedError) instead of being pushed under a tag computed from other bytes.
@@ -485,8 +481,10 @@ export function buildGraphNode(image: Image, options: EngineBuildOptions = {}, b
     const projectDir = resolveProjectDir(options.projectDir);
     // pinBase: the base's digest is part of the tag, so it is resolved before anything uses the tag.
     if (needsBasePin(image, selectPinBase(options.pinBase, loadConfig(projectDir)))) {
+      // Only this call's pin is reported: a base pinned already (withBaseDigest) while only the uv image needed it is not news.
+      const baseWasPinned = image.spec.base.kind === "image" && image.spec.base.digest !== undefined;
       return pinBaseImage(image, { pinBase: options.pinBase, projectDir, signal: options.signal, onEvent: options.onEvent }).then((pinned) => {
-        if (pinned.spec.base.kind === "image" && pinned.spec.base.digest)
+        if (!baseWasPinned && pinned.spec.base.kind === "image" && pinned.spec.base.digest)
           emit(options.onEvent, { type: "base.pinned", image: pinned.uri, base: pinned.spec.base.ref, digest: pinned.spec.base.digest });
         return buildGraphNode(pinned, options, buildBase);
       });

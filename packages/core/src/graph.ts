@@ -80,6 +80,17 @@ function mapChainUnchecked(image: Image, change: (image: Image) => Image): Image
   return change(base === undefined ? image : image.withResolvedBase(mapChainUnchecked(base, change)));
 }
 
+/**
+ * `image` with `registry` (the default registry: --registry, else init > KILN_IMAGE_REGISTRY > config)
+ * applied as `build()` applies it: to every image of its chain that is built and declared without a
+ * registry (content tags do not change), each dependent's `FROM` naming its base's URI there. The one
+ * place this is decided, so `kiln build`, `kiln dockerfile`, `kiln explain` and `kiln plan` agree.
+ */
+export function withDefaultRegistry(image: Image, registry: string | undefined): Image {
+  if (!registry || chainOf(image).every((each) => each.registry || !each.needsBuild)) return image;
+  return mapChainUnchecked(image, (each) => (each.registry || !each.needsBuild ? each : each.clone({ registry })));
+}
+
 /** A one-line picture of the chain for `kiln explain`: `app:… <- kiln/base:… <- python:3.11-slim`. */
 export function describeChain(image: Image): string {
   const chain = chainOf(image);

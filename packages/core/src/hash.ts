@@ -334,6 +334,8 @@ function encodeSpec(
   encoder.input("installer", "installer", [
     ["installer", spec.installer],
     ["uvImage", spec.uvImage],
+    // pinBase: the digest the uv image named when the tag was computed; absent (tag as before) when unpinned.
+    ...(spec.uvDigest !== undefined ? [["uvDigest", spec.uvDigest] as [string, string]] : []),
   ]);
 
   spec.layers.forEach((layer, index) => {

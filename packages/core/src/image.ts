@@ -282,6 +282,21 @@ export class Image {
     return new Image(spec);
   }
 
+  /**
+   * This image with its uv image (`uvImage`, copied by `COPY --from`) pinned to `digest`, as pinBase
+   * resolves it: the digest goes into the content tag and `COPY --from=uvImage@digest`. A uv image
+   * reference that already names a digest keeps it (the digest given must be that one).
+   */
+  withUvDigest(digest: string): Image {
+    const value = validateBaseDigest("withUvDigest", digest);
+    const own = parseReference(this.spec.uvImage).digest;
+    if (own !== undefined && own !== value)
+      throw new ValidationError("withUvDigest", value, `the uv image reference ${this.spec.uvImage} already names another digest`);
+    const spec = copySpec(this.spec);
+    if (own === undefined) spec.uvDigest = value;
+    return new Image(spec);
+  }
+
   /** True for an Image from any copy of @kiln/core. */
   static isImage(value: unknown): value is Image {
     return value instanceof Image || (typeof value === "object" && value !== null && (value as { [IMAGE_MARKER]?: boolean })[IMAGE_MARKER] === true);
@@ -302,8 +317,15 @@ export class Image {
       if (typeof o.extendable !== "boolean") throw new ValidationError("extendable", o.extendable, "expected true or false");
       spec.extendable = o.extendable;
     }
-    if (o.installer !== undefined) spec.installer = validateInstaller("installer", o.installer);
-    if (o.uvImage !== undefined) spec.uvImage = validateImageReference("uvImage", o.uvImage);
+    if (o.installer !== undefined) {
+      spec.installer = validateInstaller("installer", o.installer);
+      // A uv digest pinned for the other installer would stay in the tag with nothing copying uv.
+      if (spec.installer !== this.spec.installer) delete spec.uvDigest;
+    }
+    if (o.uvImage !== undefined && o.uvImage !== spec.uvImage) {
+      spec.uvImage = validateImageReference("uvImage", o.uvImage);
+      delete spec.uvDigest; // the digest of the other reference
+    }
     if (o.pinBase !== undefined) {
       if (spec.base.kind !== "image") throw new ValidationError("pinBase", o.pinBase, "only an image built on an existing image has a base to pin");
       if (o.pinBase === null) delete spec.base.pin;
@@ -889,6 +911,14 @@ function parseSpecBody(o: Obj, outer: readonly Obj[]): ImageSpec {
   if (o.registry !== undefined) spec.registry = validateRegistry("registry", o.registry);
   spec.name = validateRepositoryName("name", o.name, spec.registry);
   if (o.tag !== undefined) spec.tag = validateTag("tag", o.tag);
+  if (o.uvDigest !== undefined) {
+    // As withUvDigest: a uv reference naming its own digest keeps it, so the tag and COPY --from agree.
+    const uvDigest = validateBaseDigest("uvDigest", o.uvDigest);
+    const own = parseReference(spec.uvImage).digest;
+    if (own !== undefined && own !== uvDigest)
+      throw new ValidationError("uvDigest", uvDigest, `the uv image reference ${spec.uvImage} already names another digest`);
+    if (own === undefined) spec.uvDigest = uvDigest;
+  }
   if (typeof o.extendable !== "boolean") throw new ValidationError("extendable", o.extendable, "expected true or false");
   spec.extendable = o.extendable;
   return spec;

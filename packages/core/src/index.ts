@@ -109,9 +109,10 @@ export { validatePromoteFrom, promoteFromEnv, promotionReference, PROMOTE_FROM_E
 export { PromotionFailedError, PromotionSourceMissingError } from "./errors.js";
 
 // base images pinned by digest (pinBase.ts, baseDigest.ts)
-export { pinBaseImage, selectPinBase, needsBasePin, PIN_BASE_ENV } from "./pinBase.js";
+export { pinBaseImage, selectPinBase, needsBasePin, needsUvPin, PIN_BASE_ENV } from "./pinBase.js";
 export type { PinBaseImageOptions } from "./pinBase.js";
-export { resolveBaseDigest, clearBaseDigestCache, baseReference, BASE_DIGEST_TTL_MS } from "./baseDigest.js";
+export { resolveBaseDigest, resolveUvImageDigest, clearBaseDigestCache, baseReference, BASE_DIGEST_TTL_MS } from "./baseDigest.js";
+export { uvImageReference } from "./pinnedReference.js";
 export type { ResolveBaseDigestOptions } from "./baseDigest.js";
 export { BaseDigestError, BaseMismatchError } from "./errors.js";
 export type { PinBaseOption } from "./image.js";

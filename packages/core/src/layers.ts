@@ -108,6 +108,11 @@ export interface ImageSpec {
   installer: PythonInstaller;
   /** Image uv is copied from when `installer` is "uv". */
   uvImage: string;
+  /**
+   * The manifest (or index) digest `uvImage` was resolved to by pinBase (only for an image that copies
+   * uv): part of the tag and of `COPY --from=uvImage@digest`. Absent when unpinned (tag unchanged).
+   */
+  uvDigest?: string;
   /** False for images that must not get further layers (e.g. a finished Dockerfile image). */
   extendable: boolean;
 }

@@ -12,8 +12,13 @@
  * `fromDockerfile` image (its own FROM lines are the user's). A Kiln image used as the base
  * (`fromBase(otherImage)`, graph.ts) is pinned down its chain: the bottom image's base gets the digest,
  * and each image above gets the pinned tag of the one below (so a moved base rebuilds the chain).
+ *
+ * The uv image (`COPY --from=<uvImage>`, for images that install with uv) is read at build time too,
+ * so the same setting pins it the same way (each image of a chain that copies uv): one HEAD per
+ * reference for the run, its digest in the tag (`uvDigest`) and in `COPY --from=uvImage@digest`.
  */
-import { resolveBaseDigest, type ResolveBaseDigestOptions } from "./baseDigest.js";
+import { resolveBaseDigest, resolveUvImageDigest, type ResolveBaseDigestOptions } from "./baseDigest.js";
+import { usesUvImage } from "./dockerfile.js";
 import { loadConfig, type LoadedConfig } from "./config.js";
 import { ConfigError, describeValue } from "./errors.js";
 import type { Image } from "./image.js";
@@ -45,15 +50,35 @@ export function selectPinBase(option: boolean | undefined, config: LoadedConfig)
   return config.pinBase ?? false;
 }
 
-/** True when `image`'s base is to be resolved now: pinning applies to it and it has no digest yet. */
+/**
+ * True when something `image` (or its chain) is built from is to be resolved now: pinning applies and
+ * it has no digest yet — its base, or the uv image it copies uv from.
+ */
 export function needsBasePin(image: Image, globalPin: boolean): boolean {
+  return needsOwnBasePin(image, globalPin) || needsUvPin(image, globalPin);
+}
+
+/** The image's own pinBase choice, else the global setting (a fromDockerfile image has no choice of its own). */
+function pinApplies(image: Image, globalPin: boolean): boolean {
+  const base = image.spec.base;
+  return base.kind === "image" ? (base.pin ?? globalPin) : globalPin;
+}
+
+function needsOwnBasePin(image: Image, globalPin: boolean): boolean {
   const base = image.spec.base;
   if (base.kind !== "image") return false;
   // A Kiln image as the base: whatever its own chain pins (its content tag is in this image's tag).
   if (base.image !== undefined) return needsBasePin(image.baseImage!, globalPin);
   if (base.digest !== undefined) return false;
-  if (!(base.pin ?? globalPin)) return false;
+  if (!pinApplies(image, globalPin)) return false;
   return parseReference(base.ref).digest === undefined;
+}
+
+/** True when the image copies uv (dockerfile.ts) from a uv image not pinned yet, and pinning applies to it. */
+export function needsUvPin(image: Image, globalPin: boolean): boolean {
+  if (image.spec.uvDigest !== undefined || !image.needsBuild || !usesUvImage(image)) return false;
+  if (!pinApplies(image, globalPin)) return false;
+  return parseReference(image.spec.uvImage).digest === undefined;
 }
 
 export interface PinBaseImageOptions extends ResolveBaseDigestOptions {
@@ -70,13 +95,26 @@ export interface PinBaseImageOptions extends ResolveBaseDigestOptions {
  */
 export async function pinBaseImage(image: Image, options: PinBaseImageOptions = {}): Promise<Image> {
   const globalPin = selectPinBase(options.pinBase, loadConfig(resolveProjectDir(options.projectDir)));
+  return pinImage(image, globalPin, options);
+}
+
+async function pinImage(image: Image, globalPin: boolean, options: ResolveBaseDigestOptions): Promise<Image> {
   if (!needsBasePin(image, globalPin)) return image;
+  const lookups = {
+    base: needsOwnBasePin(image, globalPin) ? pinBaseOf(image, globalPin, options) : undefined,
+    uv: needsUvPin(image, globalPin) ? resolveUvImageDigest(image.spec.uvImage, options) : undefined,
+  };
+  // Both at once; neither left unobserved when the other fails.
+  const [base, uvDigest] = await Promise.all([lookups.base, lookups.uv]);
+  const rebased = base === undefined ? image : base;
+  return uvDigest === undefined ? rebased : rebased.withUvDigest(uvDigest);
+}
+
+/** `image` with its base pinned: a Kiln base pinned down its chain, else the base reference's digest. */
+async function pinBaseOf(image: Image, globalPin: boolean, options: ResolveBaseDigestOptions): Promise<Image> {
   const nested = image.baseImage;
-  if (nested !== undefined) {
-    // Pinned from the bottom of the chain up: each image's tag then has its base's pinned tag in it.
-    return image.withResolvedBase(await pinBaseImage(nested, { ...options, pinBase: globalPin }));
-  }
+  // Pinned from the bottom of the chain up: each image's tag then has its base's pinned tag in it.
+  if (nested !== undefined) return image.withResolvedBase(await pinImage(nested, globalPin, options));
   const base = image.spec.base as Extract<Image["spec"]["base"], { kind: "image" }>;
-  const digest = await resolveBaseDigest(base.ref, options);
-  return image.withBaseDigest(digest);
+  return image.withBaseDigest(await resolveBaseDigest(base.ref, options));
 }

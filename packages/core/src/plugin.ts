@@ -10,7 +10,7 @@ export { describeValue } from "./errors.js";
 
 // spec details a builder needs (layers.ts, dockerfile.ts)
 export { contextDirForLayer } from "./layers.js";
-export { renderDockerfile, planDockerfile, dockerBuildTarget, requirementsPathInImage, KILN_FINAL_STAGE } from "./dockerfile.js";
+export { renderDockerfile, planDockerfile, dockerBuildTarget, requirementsPathInImage, usesUvImage, KILN_FINAL_STAGE } from "./dockerfile.js";
 export type { RenderOptions, DockerfilePlan, DockerfileStep, ContextFiles } from "./dockerfile.js";
 
 // validation of names, references and values a plugin receives (validate.ts)

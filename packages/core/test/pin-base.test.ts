@@ -84,7 +84,8 @@ describe("pinBase: the base's digest is part of the tag", () => {
   it("renders FROM ref@digest, and explain shows the digest", async () => {
     const ref = `${registry.host}/pin/render:3.11`;
     const pushed = await pushBase("pin/render", "3.11");
-    const pinned = await pinBaseImage(Image.fromDebianBase({ baseImage: ref, pinBase: true }).withPipPackages("six"), { projectDir });
+    // installer "pip": no uv image to pin as well (that is pin-uv.integration.test.ts).
+    const pinned = await pinBaseImage(Image.fromDebianBase({ baseImage: ref, pinBase: true, installer: "pip" }).withPipPackages("six"), { projectDir });
     const dockerfile = renderDockerfile(pinned);
     expect(dockerfile.split("\n")[0]).toBe(`FROM ${ref}@${pushed.digest}`);
     expect(renderDockerfile(Image.fromDebianBase({ baseImage: ref }).withPipPackages("six")).split("\n")[0]).toBe(`FROM ${ref}`);

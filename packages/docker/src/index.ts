@@ -5,6 +5,7 @@ export { LocalDockerImageChecker, DockerRegistryImageChecker, RegistryImageCheck
 export type { LocalDockerImageCheckerOptions, DockerRegistryImageCheckerOptions, RegistryImageCheckerOptions } from "./checkers.js";
 export { resolveDockerConnection, DEFAULT_DOCKER_SOCKET } from "./daemon/connection.js";
 export type { DockerConnection } from "./daemon/connection.js";
+export { SshHostKeyUnknownError, SshHostKeyMismatchError, SshHostKeyRevokedError } from "./session/sshHostKeyErrors.js";
 export { DockerDaemon } from "./daemon/daemon.js";
 export type { DaemonInfo } from "./daemon/daemon.js";
 export { decodeStatusResponse, decodeTraceAux } from "./build/buildkitTrace.js";

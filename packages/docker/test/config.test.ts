@@ -6,6 +6,7 @@ import { AuthError, ConfigError, OCI_INDEX, registerCredentialProvider, resolveR
 import { describe, expect, it } from "vitest";
 import { hasRegistryHost } from "../src/checkers.js";
 import { resolveDockerConnection } from "../src/daemon/connection.js";
+import { SshEngineAgent } from "../src/session/sshEngineAgent.js";
 import { assembleIndex, platformTag } from "../src/push/multiPlatform.js";
 import { encodeRegistryAuth } from "../src/push/registryAuth.js";
 
@@ -33,10 +34,11 @@ describe("resolveDockerConnection", () => {
     const dir = mkdtempSync(join(tmpdir(), "kiln-nocerts-"));
     expect(() => resolveDockerConnection({ DOCKER_HOST: "tcp://h:2376", DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: dir })).toThrow(ConfigError);
   });
-  it("parses ssh:// hosts with user and port", () => {
+  it("parses ssh:// hosts with user and port; requests go through Kiln's host-key-checked dial-stdio agent", () => {
     expect(resolveDockerConnection({ DOCKER_HOST: "ssh://builder@build.example:2222" })).toMatchObject({
       kind: "ssh",
-      options: { protocol: "ssh", host: "build.example", port: "2222", username: "builder" },
+      // Plain HTTP over SshEngineAgent, never docker-modem's own ssh transport (no host key check).
+      options: { protocol: "http", host: "build.example", port: "2222", username: "builder", agent: expect.any(SshEngineAgent) },
     });
   });
   it("rejects an unknown scheme with a ConfigError naming DOCKER_HOST", () => {

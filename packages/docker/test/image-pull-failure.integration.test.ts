@@ -61,6 +61,31 @@ describe("a base image the daemon cannot pull", () => {
   }, 300_000);
 });
 
+describe("a pinned base or uv image the daemon cannot pull (pulled as ref@sha256:…)", () => {
+  const digest = `sha256:${"ab".repeat(32)}`;
+  it("BuildKit: a pinned base is named as the base, with the baseImage advice", async () => {
+    const base = `${registry.host}/kiln-nowhere/base:1`;
+    const image = Image.fromBase(base, { name: uniqueName("kiln-pull-pinned") })
+      .withBaseDigest(digest)
+      .withEnvVars({ MODE: "prod" });
+    const error = await buildFailure(image, true);
+    expect(error.message).toContain(`the base image ${base} could not be pulled`);
+    expect(error.hint).toContain("`baseImage`");
+    expect(error.details).toMatchObject({ pullFailed: base });
+  }, 300_000);
+
+  it("BuildKit: a pinned uv image is named as the uv image", async () => {
+    const uvImage = `${registry.host}/kiln-nowhere/uv:0.8.15`;
+    const image = Image.fromBase(busybox, { name: uniqueName("kiln-pull-pinned-uv") })
+      .clone({ uvImage })
+      .withUvDigest(digest)
+      .withPipPackages("six");
+    const error = await buildFailure(image, true);
+    expect(error.message).toContain(`the uv image ${uvImage} could not be pulled`);
+    expect(error.hint).toContain('installer: "pip"');
+  }, 300_000);
+});
+
 describe("a uv image the daemon cannot pull", () => {
   for (const buildkit of [true, false]) {
     it(`${buildkit ? "BuildKit" : "classic builder"}: names the uv image and points at installer: "pip" and uvImage`, async () => {

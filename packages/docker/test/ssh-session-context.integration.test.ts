@@ -38,7 +38,7 @@ describe("BuildKit over an ssh:// DOCKER_HOST: the context through the session",
     const ctx = await tree({ "app.txt": "a", ".dockerignore": "*.log\n", "skip.log": "x" });
     const elsewhere = await tree({ "build.Dockerfile": `FROM ${busybox}\nCOPY . /app\n` });
     const image = Image.fromDockerfile(join(elsewhere, "build.Dockerfile"), { context: ctx, name: uniqueName("kiln-sshctx") });
-    const env = { ...process.env, DOCKER_HOST: ssh.dockerHost };
+    const env = { ...process.env, ...ssh.env };
     const { uri } = await new DockerImageBuilder({ buildkit: true, env }).buildImage(image, {});
     cleanup.image(uri!);
     expect((await runInImage(uri!, ["ls", "-a1", "/app"])).trim().split("\n")).toEqual([".", "..", ".dockerignore", "app.txt"]);

@@ -12,6 +12,7 @@ export * from "./redis.js";
 export * from "./redisTopologies.js";
 export * from "./buildkitd.js";
 export * from "./sshDockerHost.js";
+export * from "./sshTestKeys.js";
 export * from "./eventCollector.js";
 export * from "./tempTree.js";
 export * from "./kilnCli.js";

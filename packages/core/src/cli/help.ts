@@ -108,7 +108,7 @@ Examples:
   kiln plan images.ts
   kiln plan images.ts --json | jq 'select(.action == "build")'
 `,
-  explain: `Usage: kiln explain <spec>[#export] [--diff | --against <ref>] [--pin-base] [--json] [--project <dir>]
+  explain: `Usage: kiln explain <spec>[#export] [--diff | --against <ref>] [--pin-base] [--registry <registry>] [--json] [--project <dir>]
 
 Lists the inputs hashed into each image's automatic tag (base, layers, file digests, platforms),
 so you can see why a tag changed. With pinBase on (KILN_PIN_BASE=1, "pinBase" in kiln.config.json,
@@ -122,7 +122,8 @@ Options:
                           kiln build records every tag it builds or finds in .kiln/explain/
   --against <ref>         like --diff, against the record kept next to that image in its registry
                           (kiln build attaches one to every image it pushes: tag sha256-<digest>.kiln)
-  --pin-base              resolve base images to their digests (needs their registries)
+  --pin-base              resolve base images (and the uv image) to their digests (needs their registries)
+  --registry <registry>   registry for images declared without one (as kiln build --registry)
   --json                  one JSON object per image (with "previous" and "diff" for --diff)
   --project <dir>         project whose config and .kiln/ are used (default: cwd's)
 
@@ -132,9 +133,18 @@ Examples:
   kiln explain images.ts#api --diff
   kiln explain images.ts#api --against ghcr.io/acme/api:3f2a…
 `,
-  dockerfile: `Usage: kiln dockerfile <spec>[#export] [--no-buildkit]
+  dockerfile: `Usage: kiln dockerfile <spec>[#export] [--no-buildkit] [--registry <registry>] [--pin-base] [--project <dir>]
 
-Prints the Dockerfile Kiln renders for each image (with BuildKit cache mounts unless --no-buildkit).
+Prints the Dockerfile Kiln renders for each image (with BuildKit cache mounts unless --no-buildkit),
+as kiln build would build it: the default registry applied to the images declared without one (so
+an image built on a Kiln image names that base where the build puts it; the build then reads it by
+the digest it was built at), and with pinBase on, the base and uv images by their digests.
+
+Options:
+  --no-buildkit           plain RUN steps (no cache mounts)
+  --registry <registry>   registry for images declared without one (as kiln build --registry)
+  --pin-base              resolve the base and uv images to their registry digests (needs their registries)
+  --project <dir>         project whose config applies (default: cwd's)
 
 Examples:
   kiln dockerfile images.ts#api

@@ -16,8 +16,9 @@
  *   the index is copied byte for byte, so the target's digest is the source's.
  */
 import type { Readable } from "node:stream";
+import { mapBounded } from "../boundedConcurrency.js";
 import { CancelledError, KilnError, LeaseLostError, PromotionFailedError, PromotionSourceMissingError } from "../errors.js";
-import { emit, type EventListener } from "../events.js";
+import { emit } from "../events.js";
 import type { RegistryRequestOptions } from "../registry/abort.js";
 import { openBlobStream, uploadBlob, type UploadedBlob } from "../registry/blobs.js";
 import { describeRef, toReference, type FetchedManifest, type RegistryClient, type RegistryReference } from "../registry/client.js";
@@ -136,11 +137,13 @@ export async function promoteImage(
     const blobs = uniqueBlobs([...(isIndex ? children : [top])]);
     const counts = { mounted: 0, copied: 0, existing: 0 };
     let bytesCopied = 0;
-    await forEachBounded(
+    // The first failure starts no further copy; those under way end first (boundedConcurrency.ts).
+    // Each copy listens on a signal of its own, so the caller's carries one listener, not one per request.
+    await mapBounded(
       blobs,
       Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY),
-      async (blob) => {
-        const copied = await copyBlob(client, from, to, blob, mode, options, label);
+      async (blob, _index, signal) => {
+        const copied = await copyBlob(client, from, to, blob, mode, { ...options, signal }, label);
         if (copied.via === "mounted") counts.mounted++;
         else if (copied.via === "existing") counts.existing++;
         else {
@@ -148,7 +151,7 @@ export async function promoteImage(
           bytesCopied += copied.size;
         }
       },
-      options.signal,
+      { signal: options.signal },
     );
 
     const childManifests = children.map((child) => ({ body: child.body, mediaType: mediaTypeOf(child) }));
@@ -272,25 +275,4 @@ function mediaTypeOf(fetched: FetchedManifest): string {
         ? "application/vnd.oci.image.index.v1+json"
         : "application/vnd.oci.image.manifest.v1+json")
   );
-}
-
-/** Runs `work` over `items`, at most `limit` at a time; the first failure stops new work and is thrown. */
-async function forEachBounded<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      signal?.throwIfAborted();
-      const item = items[next++]!;
-      try {
-        await work(item);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  };
-  const results = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
-  const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (rejected) throw rejected.reason;
 }

@@ -7,9 +7,10 @@
  * The failed step tells: BuildKit resolves every image first, in a step named
  * `[internal] load metadata for <ref>`; the classic builder pulls at `FROM <ref>` or
  * `COPY --from=<ref> …`. Local stage images (`kiln-stage/…`, incremental builds) are never pulled, so
- * only the image's own base and uv image are explained; other references get the image named.
+ * only the image's own base and uv image are explained; other references get the image named. A base
+ * or uv image pinned to a digest (pinBase) is recognised by either form.
  */
-import { BuildFailedError, parseReference, type Image } from "@kiln/core";
+import { BuildFailedError, baseReference, parseReference, uvImageReference, type Image } from "@kiln/core";
 
 /** Docker's normalised form (`python:3.11` → `docker.io/library/python:3.11`), to compare with BuildKit's. */
 function normalized(ref: string): string {
@@ -79,8 +80,9 @@ export function explainImagePullFailure(error: unknown, image: Image, uri: strin
   if (pulled === undefined) return undefined;
   const spec = image.spec;
   const wanted = normalized(pulled);
-  const isBase = spec.base.kind === "image" && normalized(spec.base.ref) === wanted;
-  const isUv = normalized(spec.uvImage) === wanted;
+  // A pinned base or uv image is pulled as `ref@sha256:…` (pinBase), so compare that form too.
+  const isBase = spec.base.kind === "image" && (normalized(spec.base.ref) === wanted || normalized(baseReference(spec.base)) === wanted);
+  const isUv = normalized(spec.uvImage) === wanted || normalized(uvImageReference(spec)) === wanted;
   const platform = typeof details.platform === "string" ? ` (${details.platform})` : "";
   const what = isBase ? "the base image" : isUv ? "the uv image" : "the image";
   const shown = isBase && spec.base.kind === "image" ? spec.base.ref : isUv ? spec.uvImage : pulled;

@@ -5,10 +5,14 @@
  * own defaults so that `tcp://` without TLS stays plain HTTP and a missing cert file is a clear error.
  */
 import { readFileSync } from "node:fs";
+import type { Agent } from "node:http";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "@kiln/core";
 import type Docker from "dockerode";
+import type { SshEngineOptions } from "../session/sshDialStdio.js";
+import { SshEngineAgent } from "../session/sshEngineAgent.js";
+import { resolveSshHostKeyPolicy } from "../session/sshHostKeys.js";
 
 export const DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock";
 
@@ -57,17 +61,18 @@ function resolveFromEnv(env: NodeJS.ProcessEnv): DockerConnection {
   }
   if (url.protocol === "ssh:") {
     const port = url.port || "22";
-    return {
-      options: {
-        protocol: "ssh",
-        host: url.hostname,
-        port,
-        ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
-        ...(env.SSH_AUTH_SOCK ? { sshOptions: { agent: env.SSH_AUTH_SOCK } } : {}),
-      },
-      endpoint: `ssh://${url.username ? `${url.username}@` : ""}${url.hostname}:${port}`,
-      kind: "ssh",
+    const ssh: SshEngineOptions = {
+      // URL keeps an IPv6 address's brackets; ssh and known_hosts want the bare address.
+      host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port,
+      ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+      ...(env.SSH_AUTH_SOCK ? { sshOptions: { agent: env.SSH_AUTH_SOCK } } : {}),
+      hostKeys: resolveSshHostKeyPolicy(env),
     };
+    // Plain HTTP over an agent whose connections are dial-stdio channels (host key checked), never
+    // docker-modem's own `protocol: "ssh"` transport, which checks no host key (sshEngineAgent.ts).
+    const options: Docker.DockerOptions & SshEngineOptions & { agent: Agent } = { ...ssh, protocol: "http", agent: new SshEngineAgent(ssh) };
+    return { options, endpoint: `ssh://${url.username ? `${url.username}@` : ""}${url.hostname}:${port}`, kind: "ssh" };
   }
   if (url.protocol !== "tcp:" && url.protocol !== "http:" && url.protocol !== "https:") throw invalidHost(host);
   if (!url.hostname) throw invalidHost(host);

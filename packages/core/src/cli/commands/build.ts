@@ -8,10 +8,8 @@
  */
 import { resolve } from "node:path";
 import { BaseImageFailedError, buildAll, DEFAULT_BUILD_CONCURRENCY, type BuildAllResult } from "../../buildAll.js";
-import { mapChain } from "../../graph.js";
-import type { Image } from "../../image.js";
-import type { Architecture } from "../../layers.js";
 import { parse, parseCheckerFlag, parsePlatforms, UsageError } from "../args.js";
+import { withTargetFlags } from "../buildTarget.js";
 import { createRenderer } from "../render.js";
 import { readSecretFlags } from "../secrets.js";
 import type { CommandContext } from "../run.js";
@@ -50,7 +48,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   const secrets = readSecretFlags(values.secret);
   const projectDir = values.project ? resolve(values.project) : undefined;
   const specs = await loadSpec(positionals[0]!);
-  const selected = specs.map(({ exportName, image }) => ({ name: exportName, image: withFlags(image, values.registry, platforms) }));
+  const selected = specs.map(({ exportName, image }) => ({ name: exportName, image: withTargetFlags(image, values.registry, platforms) }));
   const renderer = createRenderer(values.json ? "json" : context.interactive ? "tty" : "plain", context.stderr);
   let results: BuildAllResult[];
   try {
@@ -92,17 +90,6 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   // One image asked for: the exit code of what failed (2 for bad usage such as a missing secret), as before.
   const cause = results.find((r) => r.action === "failed" && !BaseImageFailedError.isInstance(r.error));
   return results.filter((r) => !r.dependency).length === 1 && cause ? exitCodeFor(cause.error, context.signal) : 1;
-}
-
-/** --registry for images declared without one, --platform for all: down each image's whole chain. */
-function withFlags(image: Image, registry: string | undefined, platforms: Architecture[] | undefined): Image {
-  if (!registry && !platforms) return image;
-  return mapChain(image, (each) => {
-    if (!each.needsBuild) return each;
-    const useRegistry = registry && !each.registry ? registry : undefined;
-    if (!useRegistry && !platforms) return each;
-    return each.clone({ ...(useRegistry ? { registry: useRegistry } : {}), ...(platforms ? { platform: platforms } : {}) });
-  });
 }
 
 function parseConcurrency(value: string | undefined): number {

@@ -10,10 +10,10 @@ import { diffExplainRecords, formatExplainDiff, type ExplainDiff } from "../../e
 import { readAttachedExplainRecord } from "../../explainArtifact.js";
 import { compactRecord, explainDirectory, latestExplainRecord, type ExplainRecord } from "../../explainRecord.js";
 import type { TagExplanation } from "../../hash.js";
-import { pinBaseImage } from "../../pinBase.js";
 import { resolveProjectDir } from "../../selection.js";
 import { chainOf, describeChain } from "../../graph.js";
 import { parse } from "../args.js";
+import { buildTargetOf } from "../buildTarget.js";
 import type { CommandContext } from "../run.js";
 import { loadSpec } from "../spec.js";
 
@@ -26,6 +26,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
       diff: { type: "boolean" },
       against: { type: "string" },
       "pin-base": { type: "boolean" },
+      registry: { type: "string" },
       project: { type: "string" },
     },
     { min: 1, max: 1, names: "one spec file" },
@@ -33,7 +34,13 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   const projectDir = resolveProjectDir(values.project ? resolve(values.project) : undefined);
   const specs = await loadSpec(positionals[0]!);
   for (const { exportName, image: declared } of specs) {
-    const image = await pinBaseImage(declared, { projectDir, signal: context.signal, ...(values["pin-base"] ? { pinBase: true } : {}) });
+    // As `kiln build` would build it: default registry down the chain, bases pinned (../buildTarget.ts).
+    const image = await buildTargetOf(declared, {
+      registry: values.registry,
+      projectDir,
+      signal: context.signal,
+      ...(values["pin-base"] ? { pinBase: true } : {}),
+    });
     const explanation = image.explain();
     const diff =
       values.against !== undefined

@@ -14,14 +14,15 @@ import { findProjectDir, loadConfig } from "../../config.js";
 import { build } from "../../engine.js";
 import type { BuildEvent } from "../../events.js";
 import type { Image } from "../../image.js";
-import { pinBaseImage } from "../../pinBase.js";
 import { serializeError } from "../../redact.js";
 import { type KilnError, UnknownBuilderError } from "../../errors.js";
 import { checkImage, defaultRegistryClient } from "../../registry/check.js";
+import { mapBounded } from "../../boundedConcurrency.js";
 import { planRegistryClient } from "../planClient.js";
 import { activateCredentialProviders } from "../../discovery.js";
-import { getDiscovery, selectBuilder, selectRegistry } from "../../selection.js";
+import { getDiscovery, selectBuilder } from "../../selection.js";
 import { parse, parseCheckerFlag, parsePlatforms, UsageError } from "../args.js";
+import { buildTargetOf } from "../buildTarget.js";
 import { parsePromoteFromFlag } from "./promote.js";
 import { PromotionStep } from "../../promotion/engineStep.js";
 import { selectPromoteFrom } from "../../promotion/select.js";
@@ -45,20 +46,6 @@ export interface PlanRow {
   checkedBy: string;
   /** The builder that would build it (chosen per image when none is configured: the first that can). */
   builder?: string;
-}
-
-async function mapBounded<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>, signal: AbortSignal): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      signal.throwIfAborted();
-      const index = next++;
-      results[index] = await fn(items[index]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 export async function run(args: string[], context: CommandContext): Promise<number> {
@@ -86,7 +73,6 @@ export async function run(args: string[], context: CommandContext): Promise<numb
   }
   const projectDir = values.project ? resolve(values.project) : findProjectDir();
   const config = loadConfig(projectDir);
-  const defaultRegistry = values.registry ?? selectRegistry(config);
   const specs = await loadSpec(positionals[0]!);
   const builderName = await builderForPlan(values.builder, projectDir, config);
   if (builderName === undefined) {
@@ -98,14 +84,11 @@ export async function run(args: string[], context: CommandContext): Promise<numb
 
   // Builder-less: one client for the run, asking each immutable (by-digest) manifest once.
   const client = builderName === undefined ? planRegistryClient(defaultRegistryClient()) : undefined;
-  const planOne = async ({ exportName, image: declared }: { exportName: string; image: Image }): Promise<PlanRow> => {
-    // With pinBase on, the tag a build would push has the base's digest in it (pinBase.ts).
-    let image = await pinBaseImage(declared, { projectDir, signal: context.signal });
-    // The default registry (--registry first) is for images declared without one, as in `kiln build`.
-    const registry = defaultRegistry && !image.registry ? defaultRegistry : undefined;
-    if (image.needsBuild && (registry || platforms)) {
-      image = image.clone({ ...(registry ? { registry } : {}), ...(platforms ? { platform: platforms } : {}) });
-    }
+  // `signal`: this image's own (aborted with the CLI's), so the CLI's signal carries no listener per image.
+  const planOne = async ({ exportName, image: declared }: { exportName: string; image: Image }, signal: AbortSignal): Promise<PlanRow> => {
+    // As `kiln build` would build it (../buildTarget.ts): --registry, else the default registry, and
+    // --platform down the whole chain; with pinBase on, the tag has the base's digest in it.
+    const image = await buildTargetOf(declared, { registry: values.registry, platforms, projectDir, signal });
     const row: PlanRow = {
       export: exportName,
       uri: image.uri,
@@ -131,7 +114,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
               image,
               sources,
               strict: false,
-              signal: context.signal,
+              signal,
               onEvent: () => {},
               ...(client ? { client } : {}),
             }).findCandidate();
@@ -151,7 +134,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
           ...(promoteFrom ? { promoteFrom } : {}),
           dryRun: true,
           projectDir,
-          signal: context.signal,
+          signal,
           onEvent: (e) => events.push(e),
         });
         if (result.builder !== undefined) row.builder = row.checkedBy = result.builder;
@@ -170,7 +153,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
         else if (events.some((e) => e.type === "cache.result" && e.result === "absent")) row.exists = false;
         else if (image.tag !== "latest") row.reason = "the builder has no checkers";
       } catch (error) {
-        if (context.signal.aborted) throw error;
+        if (signal.aborted) throw error;
         row.reason = serializeError(error).message;
       }
     }
@@ -180,7 +163,7 @@ export async function run(args: string[], context: CommandContext): Promise<numb
     return row;
   };
 
-  const rows = await mapBounded(specs, concurrency, planOne, context.signal);
+  const rows = await mapBounded(specs, concurrency, (spec, _index, signal) => planOne(spec, signal), { signal: context.signal });
   if (values.json) {
     for (const row of rows) context.stdout.write(`${JSON.stringify(row)}\n`);
   } else {
