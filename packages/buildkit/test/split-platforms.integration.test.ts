@@ -33,6 +33,19 @@ const binary = testBuildkitdBinary();
 const AMD64: Architecture = "linux/amd64";
 const ARM64: Architecture = "linux/arm64";
 
+/** The RUN step naming `marker` was reported for both platforms, and every report says cached. */
+function expectRunStepCached(c: ReturnType<typeof collector>, marker: string, cache: string): void {
+  const runSteps = c.of("build.step").filter((e) => e.step.includes(marker));
+  for (const platform of [AMD64, ARM64]) {
+    const steps = runSteps.filter((e) => e.platform === platform);
+    expect(steps.length, `no RUN step reported for ${platform}`).toBeGreaterThan(0);
+    expect(
+      steps.every((e) => e.cached === true),
+      `${platform}'s RUN step was not taken from ${cache}`,
+    ).toBe(true);
+  }
+}
+
 describe.skipIf(!binary)(`platforms split across standalone buildkitds${binary ? "" : ` — skipped: ${BUILDKITD_SKIP_REASON}`}`, () => {
   let registry: TestRegistry;
   let multiArchBase: string;
@@ -101,15 +114,7 @@ describe.skipIf(!binary)(`platforms split across standalone buildkitds${binary ?
     const second = await pinnedPair();
     const c = collector();
     await new BuildKitImageBuilder({ endpoints: second.endpoints, cacheFrom: true }).buildImage(image, { force: true, onEvent: c.onEvent });
-    const runSteps = c.of("build.step").filter((e) => e.step.includes(marker));
-    for (const platform of [AMD64, ARM64]) {
-      const steps = runSteps.filter((e) => e.platform === platform);
-      expect(steps.length, `no RUN step reported for ${platform}`).toBeGreaterThan(0);
-      expect(
-        steps.every((e) => e.cached === true),
-        `${platform}'s RUN step was not taken from the cache`,
-      ).toBe(true);
-    }
+    expectRunStepCached(c, marker, "the cache");
     expect(c.of("build.log").filter((e) => e.line.includes(marker))).toEqual([]);
   });
 
@@ -129,15 +134,7 @@ describe.skipIf(!binary)(`platforms split across standalone buildkitds${binary ?
     const split = await pinnedPair();
     const c = collector();
     await new BuildKitImageBuilder({ endpoints: split.endpoints, cacheFrom: true }).buildImage(image, { force: true, onEvent: c.onEvent });
-    const runSteps = c.of("build.step").filter((e) => e.step.includes(marker));
-    for (const platform of [AMD64, ARM64]) {
-      const steps = runSteps.filter((e) => e.platform === platform);
-      expect(steps.length, `no RUN step reported for ${platform}`).toBeGreaterThan(0);
-      expect(
-        steps.every((e) => e.cached === true),
-        `${platform}'s RUN step was not taken from the single-endpoint build's cache`,
-      ).toBe(true);
-    }
+    expectRunStepCached(c, marker, "the single-endpoint build's cache");
     expect(c.of("build.log").filter((e) => e.line.includes(marker))).toEqual([]);
     // The group refs are missing, but each group had a cache: a missing half of the pair is no warning.
     expect(c.of("warning").filter((e) => e.message.includes("could not import the build cache"))).toEqual([]);
